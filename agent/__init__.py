@@ -1,0 +1,1 @@
+"""The framefleet agent: renders leased jobs in headless Chromium and encodes them to MP4."""

@@ -1,0 +1,139 @@
+"""In-process H.264 encoding into fragmented MP4 with PyAV/libx264.
+
+Captured images go to one encoder thread in capture order; the capture loop keeps a small
+window of frames in flight, so encoding overlaps capture and memory stays bounded. The MP4 is
+fragmented (empty moov, a fragment per keyframe), so its bytes are final as they are written
+and can stream straight into a sink with no seeking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import av
+from av.video.reformatter import ColorRange, Colorspace
+
+from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.jobspec import Output
+
+# x264's thread count is written into the stream; fixing it keeps bytes identical across hosts.
+X264_THREADS = 4
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+
+
+class _Writer:
+    """The file object PyAV muxes into: forwards every byte to the sink."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self._write = write
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> int:
+        self._write(bytes(data))
+        self.bytes_written += len(data)
+        return len(data)
+
+
+class H264Encoder:
+    def __init__(
+        self,
+        output: Output,
+        write: Callable[[bytes], object],
+        image_codec: str = "mjpeg",
+        window: int = 6,
+    ) -> None:
+        self._output = output
+        self._writer = _Writer(write)
+        self._image_codec = image_codec
+        self._window = window
+        self._pending: deque[asyncio.Future[None]] = deque()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self._container: av.container.OutputContainer | None = None
+        self._frames = 0
+
+    @property
+    def bytes_written(self) -> int:
+        return self._writer.bytes_written
+
+    def _open(self) -> None:
+        o = self._output
+        container = av.open(
+            self._writer, mode="w", format="mp4",
+            options={"movflags": MOVFLAGS, "fflags": "+bitexact"},
+        )  # fmt: skip
+        stream = container.add_stream("libx264", rate=o.fps)
+        stream.width, stream.height, stream.pix_fmt = o.width, o.height, "yuv420p"
+        ctx = stream.codec_context
+        ctx.gop_size = 2 * o.fps
+        ctx.thread_count = X264_THREADS
+        ctx.color_range = ColorRange.MPEG
+        ctx.colorspace = Colorspace.ITU709
+        ctx.color_primaries = 1  # BT.709
+        ctx.color_trc = 1  # BT.709
+        ctx.options = {"crf": str(o.crf), "preset": o.preset}
+        self._decoder = av.CodecContext.create(self._image_codec, "r")
+        self._stream = stream
+        self._container = container
+
+    def _encode(self, image: bytes) -> None:
+        if self._container is None:
+            self._open()
+        frames = self._decoder.decode(av.Packet(image))
+        if len(frames) != 1:
+            raise FramefleetError(ErrorClass.ENCODE_ERROR, "a captured frame did not decode")
+        frame = frames[0].reformat(
+            width=self._output.width, height=self._output.height, format="yuv420p",
+            src_colorspace=Colorspace.ITU601, src_color_range=ColorRange.JPEG,
+            dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
+        )  # fmt: skip
+        frame.pts = self._frames
+        self._frames += 1
+        assert self._container is not None
+        self._container.mux(self._stream.encode(frame))
+
+    def _close(self, flush: bool) -> None:
+        if self._container is None:
+            return
+        if flush:
+            self._container.mux(self._stream.encode(None))
+        self._container.close()
+        self._container = None
+
+    async def put(self, image: bytes) -> None:
+        """Queues one captured image; waits while the window of frames in flight is full."""
+        loop = asyncio.get_running_loop()
+        self._pending.append(loop.run_in_executor(self._thread, self._encode, image))
+        while len(self._pending) > self._window:
+            await self._settle(self._pending.popleft())
+
+    async def _settle(self, future: asyncio.Future[None]) -> None:
+        try:
+            await future
+        except FramefleetError:
+            raise
+        except Exception as e:
+            raise FramefleetError(ErrorClass.ENCODE_ERROR, f"encoding failed: {e}") from e
+
+    async def finish(self) -> int:
+        """Encodes what is queued, flushes and closes the MP4; returns its size in bytes."""
+        while self._pending:
+            await self._settle(self._pending.popleft())
+        loop = asyncio.get_running_loop()
+        await self._settle(loop.run_in_executor(self._thread, self._close, True))
+        self._thread.shutdown()
+        return self.bytes_written
+
+    async def abort(self) -> None:
+        """Drops queued frames and closes without flushing (the output is discarded)."""
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._thread, self._close, False)
+        except Exception:
+            pass  # the output is thrown away anyway
+        self._thread.shutdown(wait=False, cancel_futures=True)

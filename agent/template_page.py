@@ -1,0 +1,133 @@
+"""One Chromium page that renders templates: load (offline, from the job's bundle), wait until
+ready, seek to a virtual time, capture."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from importlib.resources import files
+from typing import Any
+
+from playwright.async_api import BrowserContext, CDPSession, Page, Route
+from playwright.async_api import Error as PlaywrightError
+
+from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.v1 import framefleet_pb2 as pb
+
+# Templates are served from this origin by request interception; nothing else is reachable.
+ORIGIN = "http://template.framefleet.invalid"
+INDEX = f"{ORIGIN}/index.html"
+RUNTIME_JS = files("agent").joinpath("timecontrol.js").read_text()
+DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
+CONTENT_TYPES = {
+    ".css": "text/css", ".js": "text/javascript", ".mjs": "text/javascript",
+    ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png",
+    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
+    ".avif": "image/avif", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf",
+    ".otf": "font/otf", ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg",
+    ".wav": "audio/wav", ".ogg": "audio/ogg",
+}  # fmt: skip
+
+
+def _with_params(html: str, params: dict[str, Any]) -> str:
+    """Puts the parameters in place before any template script runs (after the doctype, so
+    the page keeps standards mode)."""
+    data = json.dumps(params).replace("</", "<\\/")
+    script = f"<script>window.__framefleetParams = {data};</script>"
+    match = DOCTYPE.match(html)
+    cut = match.end() if match else 0
+    return html[:cut] + script + html[cut:]
+
+
+class TemplatePage:
+    def __init__(self, context: BrowserContext, page: Page, cdp: CDPSession) -> None:
+        self.context = context
+        self.page = page
+        self._cdp = cdp
+        self._bundle: dict[str, bytes] = {}
+        self._errors: list[str] = []
+        self.crashed = False
+        page.on("pageerror", lambda error: self._errors.append(str(error)))
+        page.on("crash", lambda _: setattr(self, "crashed", True))
+
+    @classmethod
+    async def open(cls, context: BrowserContext) -> TemplatePage:
+        page = await context.new_page()
+        await page.add_init_script(RUNTIME_JS)
+        cdp = await context.new_cdp_session(page)
+        self = cls(context, page, cdp)
+        await page.route("**/*", self._serve)
+        return self
+
+    async def close(self) -> None:
+        await self.context.close()
+
+    async def _serve(self, route: Route) -> None:
+        url = route.request.url.split("#", 1)[0].split("?", 1)[0]
+        body = self._bundle.get(url)
+        if body is None:
+            await route.abort("blockedbyclient")
+            return
+        suffix = url[url.rfind(".") :].lower()
+        content_type = "text/html" if url == INDEX else CONTENT_TYPES.get(suffix, "")
+        await route.fulfill(status=200, body=body, content_type=content_type or None)
+
+    def _raise_if_broken(self) -> None:
+        if self.crashed:
+            raise FramefleetError(ErrorClass.BROWSER_CRASHED, "the Chromium page crashed")
+        if self._errors:
+            raise FramefleetError(
+                ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {self._errors[0]}"
+            )
+
+    async def load(
+        self,
+        template: pb.Template,
+        params: dict[str, Any],
+        width: int,
+        height: int,
+        ready_timeout: float,
+    ) -> None:
+        """Navigates to the template with its parameters and waits until it is ready."""
+        self._errors.clear()
+        self._bundle = {f"{ORIGIN}/{path}": data for path, data in template.assets.items()}
+        self._bundle[INDEX] = _with_params(template.html, params).encode()
+        await self.page.set_viewport_size({"width": width, "height": height})
+        try:
+            async with asyncio.timeout(ready_timeout):
+                await self.page.goto(INDEX, wait_until="load")
+                self._raise_if_broken()
+                await self.page.evaluate("() => window.__framefleet.ready()")
+        except TimeoutError:
+            self._raise_if_broken()
+            raise FramefleetError(
+                ErrorClass.TEMPLATE_READY_TIMEOUT,
+                f"the template was not ready within {ready_timeout:g}s",
+            ) from None
+        except PlaywrightError as e:
+            self._raise_if_broken()
+            raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"loading failed: {e}") from e
+        self._raise_if_broken()
+
+    async def frame(self, ms: float, timeout: float) -> bytes:
+        """Seeks to virtual time ``ms`` and captures the frame as JPEG."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.page.evaluate("ms => window.__framefleet.seek(ms)", ms)
+                self._raise_if_broken()
+                shot = await self._cdp.send(
+                    "Page.captureScreenshot",
+                    {"format": "jpeg", "quality": 92, "optimizeForSpeed": True},
+                )
+        except TimeoutError:
+            self._raise_if_broken()
+            raise FramefleetError(
+                ErrorClass.CAPTURE_TIMEOUT, f"frame at {ms:.0f} ms took over {timeout:g}s"
+            ) from None
+        except PlaywrightError as e:
+            self._raise_if_broken()
+            raise FramefleetError(ErrorClass.BROWSER_CRASHED, f"capture failed: {e}") from e
+        self._raise_if_broken()
+        return base64.b64decode(shot["data"])

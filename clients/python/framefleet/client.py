@@ -1,0 +1,153 @@
+"""The Python SDK: an async client over the coordinator's JobService, and a thin sync wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.jobspec import GRPC_OPTIONS
+from framefleet.v1 import framefleet_pb2 as pb
+from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+FINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
+
+
+class JobFailed(FramefleetError):
+    """A job ended failed or cancelled; ``job`` is its final record."""
+
+    def __init__(self, job: pb.Job) -> None:
+        state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+        error_class = job.error_class or ("CANCELLED" if state == "cancelled" else "INTERNAL")
+        super().__init__(
+            ErrorClass(error_class) if error_class in ErrorClass.__members__ else ErrorClass.INTERNAL,
+            f"job {job.id} {state}: {job.error_message or error_class}",
+        )
+        self.job = job
+
+
+def _translate(error: grpc.aio.AioRpcError) -> Exception:
+    """Server refusals carry 'ERROR_CLASS: message'; turn them back into FramefleetError."""
+    details = error.details() or ""
+    prefix, _, message = details.partition(": ")
+    if prefix in ErrorClass.__members__:
+        return FramefleetError(ErrorClass(prefix), message)
+    return error
+
+
+class AsyncClient:
+    """``async with AsyncClient("127.0.0.1:7070") as client: job = await client.submit(spec)``"""
+
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS)
+        self._stub = pb_grpc.JobServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self._stub, method)(request)
+        except grpc.aio.AioRpcError as e:
+            raise _translate(e) from e
+
+    async def submit(self, spec: pb.JobSpec) -> pb.Job:
+        response: pb.SubmitJobResponse = await self._call(
+            "SubmitJob", pb.SubmitJobRequest(spec=spec)
+        )
+        return response.job
+
+    async def get(self, job_id: str) -> pb.Job:
+        response: pb.GetJobResponse = await self._call("GetJob", pb.GetJobRequest(job_id=job_id))
+        return response.job
+
+    async def list(self, states: list[pb.JobState.ValueType] | None = None,
+                   limit: int = 100) -> list[pb.Job]:  # fmt: skip
+        response: pb.ListJobsResponse = await self._call(
+            "ListJobs", pb.ListJobsRequest(states=states or [], limit=limit)
+        )
+        return list(response.jobs)
+
+    async def cancel(self, job_id: str) -> pb.Job:
+        response: pb.CancelJobResponse = await self._call(
+            "CancelJob", pb.CancelJobRequest(job_id=job_id)
+        )
+        return response.job
+
+    async def watch(self, job_id: str) -> AsyncIterator[pb.WatchJobResponse]:
+        """State changes and progress until the job ends (the last item is its final state)."""
+        try:
+            async for update in self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id)):
+                yield update
+        except grpc.aio.AioRpcError as e:
+            raise _translate(e) from e
+
+    async def wait(self, job_id: str) -> pb.Job:
+        """The job's final record; raises JobFailed unless it succeeded."""
+        job: pb.Job | None = None
+        async for update in self.watch(job_id):
+            job = update.job
+        if job is None or job.state not in FINAL_STATES:
+            job = await self.get(job_id)
+        if job.state != pb.JOB_STATE_SUCCEEDED:
+            raise JobFailed(job)
+        return job
+
+
+class Client:
+    """Blocking wrapper: the async client on a private event loop thread."""
+
+    def __init__(self, target: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._async = self._run(self._make(target))
+
+    @staticmethod
+    async def _make(target: str) -> AsyncClient:
+        return AsyncClient(target)
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def submit(self, spec: pb.JobSpec) -> pb.Job:
+        return self._run(self._async.submit(spec))
+
+    def get(self, job_id: str) -> pb.Job:
+        return self._run(self._async.get(job_id))
+
+    def cancel(self, job_id: str) -> pb.Job:
+        return self._run(self._async.cancel(job_id))
+
+    def wait(self, job_id: str) -> pb.Job:
+        return self._run(self._async.wait(job_id))
+
+    def watch(self, job_id: str) -> Iterator[pb.WatchJobResponse]:
+        updates = aiter(self._async.watch(job_id))
+        while True:
+            try:
+                yield self._run(anext(updates))
+            except StopAsyncIteration:
+                return

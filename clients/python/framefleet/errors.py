@@ -1,0 +1,47 @@
+"""Error classes: the one vocabulary for failures, shared by SDK, coordinator and agent."""
+
+from enum import StrEnum
+
+
+class ErrorClass(StrEnum):
+    # Refused at submit: the job can never render.
+    INVALID_JOB = "INVALID_JOB"
+    TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
+    # The template itself is broken: retrying will not help.
+    TEMPLATE_LOAD_ERROR = "TEMPLATE_LOAD_ERROR"
+    TEMPLATE_SCRIPT_ERROR = "TEMPLATE_SCRIPT_ERROR"
+    TEMPLATE_READY_TIMEOUT = "TEMPLATE_READY_TIMEOUT"
+    # The machine or the farm failed: another attempt may succeed.
+    CAPTURE_TIMEOUT = "CAPTURE_TIMEOUT"
+    BROWSER_CRASHED = "BROWSER_CRASHED"
+    ENCODE_ERROR = "ENCODE_ERROR"
+    OUTPUT_ERROR = "OUTPUT_ERROR"
+    LEASE_EXPIRED = "LEASE_EXPIRED"
+    INTERNAL = "INTERNAL"
+
+
+RETRYABLE: frozenset[ErrorClass] = frozenset(
+    {
+        ErrorClass.CAPTURE_TIMEOUT,
+        ErrorClass.BROWSER_CRASHED,
+        ErrorClass.ENCODE_ERROR,
+        ErrorClass.OUTPUT_ERROR,
+        ErrorClass.LEASE_EXPIRED,
+        ErrorClass.INTERNAL,
+    }
+)
+
+
+class FramefleetError(Exception):
+    """A failure with an error class; ``str()`` is the human message."""
+
+    def __init__(self, error_class: ErrorClass, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class in RETRYABLE
+
+    def __str__(self) -> str:
+        return f"{self.error_class}: {self.args[0]}"

@@ -1,0 +1,207 @@
+"""Job rules shared by every side: defaults, validation, frame count and content key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from google.protobuf import json_format, struct_pb2
+
+from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.v1 import framefleet_pb2 as pb
+
+# Bump when a change to the agent's rendering or encoding changes output bytes:
+# it is part of every content key, so old cached outputs are not reused.
+RENDERER_VERSION = "1"
+
+MIN_SIDE, MAX_SIDE = 16, 4096
+MAX_PIXELS = 3840 * 2160
+MAX_FPS = 120
+MAX_SECONDS = 600
+MAX_FRAMES = MAX_SECONDS * 60
+MAX_BUNDLE_BYTES = 48 * 1024 * 1024
+# gRPC messages must carry a whole template bundle.
+GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", GRPC_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", GRPC_MESSAGE_BYTES),
+]
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow",
+)  # fmt: skip
+ASSET_SUFFIXES = frozenset(
+    ".css .js .mjs .json .woff .woff2 .ttf .otf .png .jpg .jpeg .gif .webp .svg .avif"
+    " .mp4 .webm .mp3 .wav .ogg".split()
+)
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Output:
+    """Output settings with defaults filled in: what the agent encodes."""
+
+    width: int
+    height: int
+    fps: int
+    frames: int
+    codec: str
+    crf: int
+    preset: str
+
+
+def invalid(message: str) -> FramefleetError:
+    return FramefleetError(ErrorClass.INVALID_JOB, message)
+
+
+def resolve_output(o: pb.OutputSettings) -> Output:
+    """Fills defaults and checks bounds; raises INVALID_JOB with the reason."""
+    width, height, fps = o.width or 1280, o.height or 720, o.fps or 30
+    for name, side in (("width", width), ("height", height)):
+        if not MIN_SIDE <= side <= MAX_SIDE:
+            raise invalid(f"{name} {side} is outside {MIN_SIDE}..{MAX_SIDE}")
+        if side % 2:
+            raise invalid(f"{name} {side} is odd; H.264 4:2:0 needs even dimensions")
+    if width * height > MAX_PIXELS:
+        raise invalid(f"{width}x{height} is larger than 3840x2160")
+    if not 1 <= fps <= MAX_FPS:
+        raise invalid(f"fps {fps} is outside 1..{MAX_FPS}")
+    if o.frames:
+        frames = o.frames
+    else:
+        if not o.duration_seconds > 0:
+            raise invalid("set a duration greater than zero, or a frame count")
+        if o.duration_seconds > MAX_SECONDS:
+            raise invalid(f"duration {o.duration_seconds}s is longer than {MAX_SECONDS}s")
+        frames = round(o.duration_seconds * fps)
+    if not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps:
+        raise invalid(f"{frames} frames is outside 1..{min(MAX_FRAMES, MAX_SECONDS * fps)}")
+    codec = o.codec or "h264"
+    if codec != "h264":
+        raise invalid(f"codec {codec!r} is not supported (only h264)")
+    crf = o.crf if o.HasField("crf") else 23
+    if not 0 <= crf <= 51:
+        raise invalid(f"crf {crf} is outside 0..51")
+    preset = o.preset or "veryfast"
+    if preset not in X264_PRESETS:
+        raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
+    return Output(width, height, fps, frames, codec, crf, preset)
+
+
+def validate(spec: pb.JobSpec) -> Output:
+    """Everything a job must satisfy before it is queued."""
+    source = spec.WhichOneof("source")
+    if source is None:
+        raise invalid("the job has no source (a template or a VideoJSON document)")
+    if source == "video_json":
+        raise invalid("VideoJSON jobs are not supported yet")
+    if not spec.template.html.strip():
+        raise invalid("the template is empty")
+    bundle = len(spec.template.html) + sum(len(v) for v in spec.template.assets.values())
+    if bundle > MAX_BUNDLE_BYTES:
+        raise invalid(f"the template bundle is {bundle} bytes; the limit is {MAX_BUNDLE_BYTES}")
+    for path in spec.template.assets:
+        if path.startswith("/") or ".." in Path(path).parts:
+            raise invalid(f"asset path {path!r} must be relative and stay inside the bundle")
+    return resolve_output(spec.output)
+
+
+def params_dict(params: struct_pb2.Struct) -> dict[str, Any]:
+    """The job's parameters as JSON values; whole numbers come back as ints, not 42.0."""
+
+    def tidy(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {k: tidy(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [tidy(x) for x in v]
+        return v
+
+    result: dict[str, Any] = tidy(json_format.MessageToDict(params))
+    return result
+
+
+def content_key(spec: pb.JobSpec) -> str:
+    """SHA-256 of everything that affects the output's pixels and bytes."""
+    h = hashlib.sha256()
+    h.update(spec.template.html.encode())
+    assets = {p: hashlib.sha256(b).hexdigest() for p, b in sorted(spec.template.assets.items())}
+    canonical = {
+        "renderer": RENDERER_VERSION,
+        "source": spec.WhichOneof("source"),
+        "html": h.hexdigest(),
+        "video_json": hashlib.sha256(spec.video_json.encode()).hexdigest(),
+        "assets": assets,
+        "params": params_dict(spec.params),
+        "output": asdict(resolve_output(spec.output)),
+    }
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def output_key(key: str) -> str:
+    """Object name for a content key, spread over hashed prefixes (no hot prefix)."""
+    return f"{key[:2]}/{key[2:4]}/{key}.mp4"
+
+
+def output_url(destination: str, key: str) -> str:
+    """Full output URL: a file:// URL for local directories, else destination/key."""
+    parsed = urlparse(destination)
+    if parsed.scheme in ("", "file"):
+        directory = Path(parsed.path if parsed.scheme else destination).expanduser().resolve()
+        return (directory / output_key(key)).as_uri()
+    return f"{destination.rstrip('/')}/{output_key(key)}"
+
+
+def load_template(path: str | Path) -> pb.Template:
+    """Reads a template and the asset files beside it (fonts, images, scripts)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FramefleetError(ErrorClass.TEMPLATE_NOT_FOUND, f"no template file at {path}")
+    try:
+        html = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise invalid(f"{path} is not UTF-8 text: {e}") from None
+    template = pb.Template(html=html)
+    root = path.parent
+    for asset in sorted(root.rglob("*")):
+        relative = asset.relative_to(root)
+        hidden = any(part.startswith(".") for part in relative.parts)
+        if asset.is_file() and asset != path and not hidden and asset.suffix in ASSET_SUFFIXES:
+            template.assets[relative.as_posix()] = asset.read_bytes()
+    return template
+
+
+def template_job(
+    template: str | Path,
+    params: dict[str, Any] | None = None,
+    *,
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 30,
+    duration: float = 0.0,
+    frames: int = 0,
+    crf: int | None = None,
+    preset: str = "",
+    destination: str = "",
+    priority: int = 0,
+    max_attempts: int = 0,
+) -> pb.JobSpec:
+    """A job spec for an HTML template file and its parameters."""
+    spec = pb.JobSpec(
+        template=load_template(template),
+        output=pb.OutputSettings(
+            width=width, height=height, fps=fps, duration_seconds=duration, frames=frames,
+            codec="h264", crf=crf, preset=preset,
+        ),  # fmt: skip
+        destination=destination,
+        priority=priority,
+        max_attempts=max_attempts,
+    )
+    spec.params.update(params or {})
+    return spec

@@ -1,0 +1,1 @@
+"""Generated from proto/framefleet/v1 by scripts/generate_stubs.sh; do not edit."""

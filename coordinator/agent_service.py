@@ -1,0 +1,141 @@
+"""The agent-facing gRPC service: one bidirectional stream per agent.
+
+The agent opens with Hello (its slots and the leases it still holds); the coordinator answers
+Welcome (heartbeat cadence, lease TTL, session epoch), reconciles the leases, and from then on
+pushes Assign messages as slots free up. Every agent message about a job names its fencing
+token; a stale one is refused and the agent is told to drop that job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from coordinator.farm import Farm
+from coordinator.sessions import Session
+from framefleet.v1 import framefleet_pb2 as pb
+from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
+
+log = logging.getLogger("framefleet.coordinator")
+
+STALE = "stale fencing token: the lease is no longer yours"
+
+
+class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
+    def __init__(self, farm: Farm) -> None:
+        self.farm = farm
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[pb.ConnectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        requests = aiter(request_iterator)
+        try:
+            first = await anext(requests)
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "hello" or not first.hello.agent_id:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "the first message must be a Hello"
+            )
+        hello = first.hello
+        session = self.farm.sessions.register(hello.agent_id, max(1, hello.slots))
+        config = self.farm.config
+        session.send(
+            pb.ConnectResponse(
+                welcome=pb.Welcome(
+                    heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
+                    lease_ttl_ms=int(config.lease_ttl * 1000),
+                    session_epoch=session.epoch,
+                )
+            )
+        )
+        log.info(
+            "agent connected",
+            extra={"agent_id": session.agent_id, "slots": session.slots, "epoch": session.epoch},
+        )
+        writer = asyncio.create_task(self._write(session, context))
+        try:
+            await self._reconcile(session, hello.leases)
+            self.farm.work_available.set()
+            async for message in requests:
+                try:
+                    await self._handle(session, message)
+                except Exception:
+                    log.exception("bad agent message", extra={"agent_id": session.agent_id})
+        finally:
+            writer.cancel()
+            self.farm.sessions.unregister(session)
+            log.info("agent disconnected", extra={"agent_id": session.agent_id})
+
+    async def _write(self, session: Session, context: grpc.aio.ServicerContext) -> None:
+        while True:
+            await context.write(await session.outbox.get())
+
+    async def _reconcile(self, session: Session, reported: list[pb.LeaseRef]) -> None:
+        """Keeps the leases both sides agree on, cancels the agent's stale ones, and requeues
+        at once the ones the agent no longer has (it restarted)."""
+        ours = {r.id: r for r in await self.farm.store.leases_of(session.agent_id)}
+        now = self.farm.clock()
+        for lease in reported:
+            record = ours.pop(lease.job_id, None)
+            if record is not None and record.fencing_token == lease.fencing_token:
+                session.held[lease.job_id] = (lease.fencing_token, now)
+            else:
+                session.cancel(lease.job_id, lease.fencing_token, STALE)
+        if session.held:
+            await self.farm.renew(session.agent_id, [(j, t) for j, (t, _) in session.held.items()])
+        for record in ours.values():
+            await self.farm.release(record.id, record.fencing_token)
+
+    async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "heartbeat":
+            await self._heartbeat(session, message.heartbeat)
+        elif kind == "progress":
+            p = message.progress
+            if not await self.farm.progress(
+                p.lease.job_id, p.lease.fencing_token, p.frames_done, p.fps
+            ):
+                session.cancel(p.lease.job_id, p.lease.fencing_token, STALE)
+        elif kind == "completed":
+            lease = message.completed.lease
+            accepted = await self.farm.complete(message.completed) is not None
+            self._settle(session, lease, accepted)
+        elif kind == "failed":
+            lease = message.failed.lease
+            accepted = await self.farm.fail(message.failed) is not None
+            self._settle(session, lease, accepted)
+        elif kind == "released":
+            lease = message.released.lease
+            accepted = await self.farm.release(lease.job_id, lease.fencing_token) is not None
+            self._settle(session, lease, accepted)
+        else:
+            log.warning("unexpected agent message %s", kind, extra={"agent_id": session.agent_id})
+
+    def _settle(self, session: Session, lease: pb.LeaseRef, accepted: bool) -> None:
+        """The agent is done with a lease: free the slot and acknowledge."""
+        held = session.held.get(lease.job_id)
+        if held is not None and held[0] == lease.fencing_token:
+            del session.held[lease.job_id]
+        session.send(pb.ConnectResponse(ack=pb.Ack(lease=lease, accepted=accepted)))
+        self.farm.work_available.set()
+
+    async def _heartbeat(self, session: Session, heartbeat: pb.Heartbeat) -> None:
+        session.draining = heartbeat.draining
+        reported = {lease.job_id: lease.fencing_token for lease in heartbeat.leases}
+        renewed = await self.farm.renew(session.agent_id, list(reported.items()))
+        for job_id, token in reported.items():
+            if job_id not in renewed:
+                session.cancel(job_id, token, STALE)
+        # Leases we granted that the agent does not report, given time for the Assign to
+        # arrive, were lost on the way: requeue them now rather than after the TTL.
+        cutoff = self.farm.clock() - 2 * self.farm.config.heartbeat_interval
+        for job_id, (token, assigned_at) in list(session.held.items()):
+            if job_id not in reported and assigned_at < cutoff:
+                del session.held[job_id]
+                await self.farm.release(job_id, token)

@@ -1,0 +1,22 @@
+"""Returns expired leases to the queue and tells a still-connected holder to stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from coordinator.farm import Farm
+
+
+async def reap_once(farm: Farm) -> int:
+    expired = await farm.expire_leases()
+    for record in expired:
+        session = farm.sessions.get(record.lease_owner)
+        if session is not None:
+            session.cancel(record.id, record.fencing_token, "lease expired")
+    return len(expired)
+
+
+async def run_reaper(farm: Farm) -> None:
+    while True:
+        await asyncio.sleep(farm.config.reap_interval)
+        await reap_once(farm)

@@ -1,0 +1,73 @@
+"""Wires the coordinator together: store, gRPC services (with health and reflection),
+dispatcher and lease reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from coordinator.agent_service import AgentService
+from coordinator.config import CoordinatorConfig
+from coordinator.dispatcher import run_dispatcher
+from coordinator.farm import Farm
+from coordinator.job_service import JobService
+from coordinator.lease_reaper import run_reaper
+from coordinator.store import open_store
+from framefleet.jobspec import GRPC_OPTIONS
+from framefleet.v1 import framefleet_pb2 as pb
+from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
+
+log = logging.getLogger("framefleet.coordinator")
+
+
+@dataclass
+class RunningCoordinator:
+    farm: Farm
+    server: grpc.aio.Server
+    address: str
+
+
+@contextlib.asynccontextmanager
+async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[RunningCoordinator]:
+    """Starts a coordinator and stops it on exit; ``address`` is the bound host:port."""
+    store = await open_store(config.store_url)
+    farm = Farm(store, config)
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    pb_grpc.add_JobServiceServicer_to_server(JobService(farm), server)
+    pb_grpc.add_AgentServiceServicer_to_server(AgentService(farm), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services = [
+        pb.DESCRIPTOR.services_by_name[name].full_name for name in ("JobService", "AgentService")
+    ]
+    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME],
+                                        server)  # fmt: skip
+    host, _, _ = config.listen.rpartition(":")
+    port = server.add_insecure_port(config.listen)
+    for name in ["", *services]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await server.start()
+    tasks = [asyncio.create_task(run_dispatcher(farm)), asyncio.create_task(run_reaper(farm))]
+    address = f"{host}:{port}"
+    log.info("coordinator listening", extra={"address": address, "store": config.store_url})
+    try:
+        yield RunningCoordinator(farm, server, address)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await server.stop(grace=1.0)
+        await store.close()
+
+
+async def serve(config: CoordinatorConfig) -> None:
+    async with running_coordinator(config) as coordinator:
+        # Tests and the local mode read the bound address from this line.
+        print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
+        await coordinator.server.wait_for_termination()

@@ -1,0 +1,59 @@
+"""Connected agents: one session per agent stream, with the leases the coordinator gave it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from framefleet.v1 import framefleet_pb2 as pb
+
+
+@dataclass
+class Session:
+    agent_id: str
+    slots: int
+    epoch: int
+    # job id -> (fencing token, time assigned)
+    held: dict[str, tuple[int, float]] = field(default_factory=dict)
+    draining: bool = False
+    outbox: asyncio.Queue[pb.ConnectResponse] = field(default_factory=asyncio.Queue)
+    handler: asyncio.Task[object] | None = None
+
+    @property
+    def free_slots(self) -> int:
+        return 0 if self.draining else max(0, self.slots - len(self.held))
+
+    def send(self, message: pb.ConnectResponse) -> None:
+        self.outbox.put_nowait(message)
+
+    def cancel(self, job_id: str, token: int, reason: str) -> None:
+        self.held.pop(job_id, None)
+        lease = pb.LeaseRef(job_id=job_id, fencing_token=token)
+        self.send(pb.ConnectResponse(cancel=pb.Cancel(lease=lease, reason=reason)))
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self._by_agent: dict[str, Session] = {}
+        self._epochs: dict[str, int] = {}
+
+    def register(self, agent_id: str, slots: int) -> Session:
+        """A new stream for an agent id starts a new epoch and fences the old session."""
+        old = self._by_agent.get(agent_id)
+        if old is not None and old.handler is not None:
+            old.handler.cancel()
+        epoch = self._epochs.get(agent_id, 0) + 1
+        self._epochs[agent_id] = epoch
+        session = Session(agent_id, slots, epoch, handler=asyncio.current_task())
+        self._by_agent[agent_id] = session
+        return session
+
+    def unregister(self, session: Session) -> None:
+        if self._by_agent.get(session.agent_id) is session:
+            del self._by_agent[session.agent_id]
+
+    def get(self, agent_id: str | None) -> Session | None:
+        return None if agent_id is None else self._by_agent.get(agent_id)
+
+    def all(self) -> list[Session]:
+        return list(self._by_agent.values())
