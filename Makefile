@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
 
-.PHONY: setup system-deps example test lint stubs bench clean
+.PHONY: setup example test lint stubs bench clean
 
 setup: $(SETUP_STAMP)
 
@@ -19,7 +19,7 @@ example: setup
 	$(VENV)/bin/framefleet render examples/referral/referral.html \
 	  --params examples/referral/ada.json --out out/
 
-test: setup
+test: lint
 	$(PY) -m pytest -q
 
 lint: setup
@@ -28,7 +28,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 stubs: setup
-	PATH=$(VENV)/bin:$$PATH scripts/generate_stubs.sh
+	PYTHON=$(PY) scripts/generate_stubs.sh
 
 bench: setup
 	$(PY) bench/pipeline_fps.py

@@ -31,6 +31,14 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def _check_executable(executable: str) -> None:
+    if not os.access(executable, os.X_OK):
+        raise RuntimeError(
+            f"no Chromium at {executable}: install Debian's chromium-headless-shell "
+            "or set FRAMEFLEET_CHROMIUM"
+        )
+
+
 @dataclass
 class Chromium:
     playwright: Playwright
@@ -38,11 +46,7 @@ class Chromium:
 
     @classmethod
     async def launch(cls, executable: str = CHROMIUM) -> Chromium:
-        if not os.path.exists(executable):
-            raise RuntimeError(
-                f"no Chromium at {executable}: install Debian's chromium-headless-shell "
-                "or set FRAMEFLEET_CHROMIUM"
-            )
+        _check_executable(executable)
         playwright = await async_playwright().start()
         try:
             browser = await playwright.chromium.launch(

@@ -12,8 +12,10 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import av
+from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, Colorspace
 
 from framefleet.errors import ErrorClass, FramefleetError
@@ -61,9 +63,11 @@ class H264Encoder:
     def _open(self) -> None:
         o = self._output
         container = av.open(
-            self._writer, mode="w", format="mp4",
+            self._writer,
+            mode="w",
+            format="mp4",
             options={"movflags": MOVFLAGS, "fflags": "+bitexact"},
-        )  # fmt: skip
+        )
         stream = container.add_stream("libx264", rate=o.fps)
         stream.width, stream.height, stream.pix_fmt = o.width, o.height, "yuv420p"
         ctx = stream.codec_context
@@ -74,7 +78,7 @@ class H264Encoder:
         ctx.color_primaries = 1  # BT.709
         ctx.color_trc = 1  # BT.709
         ctx.options = {"crf": str(o.crf), "preset": o.preset}
-        self._decoder = av.CodecContext.create(self._image_codec, "r")
+        self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
         self._stream = stream
         self._container = container
 
@@ -85,10 +89,14 @@ class H264Encoder:
         if len(frames) != 1:
             raise FramefleetError(ErrorClass.ENCODE_ERROR, "a captured frame did not decode")
         frame = frames[0].reformat(
-            width=self._output.width, height=self._output.height, format="yuv420p",
-            src_colorspace=Colorspace.ITU601, src_color_range=ColorRange.JPEG,
-            dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
-        )  # fmt: skip
+            width=self._output.width,
+            height=self._output.height,
+            format="yuv420p",
+            src_colorspace=Colorspace.ITU601,
+            src_color_range=ColorRange.JPEG,
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+        )
         frame.pts = self._frames
         self._frames += 1
         assert self._container is not None

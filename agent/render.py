@@ -53,9 +53,12 @@ async def render(
         mark = now
 
     await page.load(
-        spec.template, jobspec.params_dict(spec.params), output.width, output.height,
+        spec.template,
+        jobspec.params_dict(spec.params),
+        output.width,
+        output.height,
         limits.ready_timeout,
-    )  # fmt: skip
+    )
     lap("load")
     upload = open_upload(assign.output_url)
     encoder = H264Encoder(output, upload.write)

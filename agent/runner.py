@@ -16,7 +16,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-import grpc
+import grpc.aio as aio
 
 from agent.browser import CHROMIUM, Chromium
 from agent.render import RenderLimits, render
@@ -30,6 +30,7 @@ log = logging.getLogger("framefleet.agent")
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress messages per job
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 5.0
+ACK_WAIT = 5.0  # seconds a draining agent waits for its last results to be acknowledged
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Agent:
         self._outbox: asyncio.Queue[pb.ConnectRequest] | None = None
         self._chromium: Chromium | None = None
         self._done = asyncio.Event()
+        self._acked = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -100,12 +102,15 @@ class Agent:
             if job.task is not None and not job.task.done():
                 job.task.cancel()
                 reason = "agent draining: grace period over"
-                self._finish(job, pb.ConnectRequest(released=pb.Released(lease=job.lease,
-                                                                         reason=reason)))  # fmt: skip
+                self._finish(
+                    job, pb.ConnectRequest(released=pb.Released(lease=job.lease, reason=reason))
+                )
         # Wait briefly for the coordinator to acknowledge what we report.
-        deadline = time.monotonic() + 5.0
-        while any(j.result is not None for j in self.jobs.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ACK_WAIT):
+                while any(j.result is not None for j in self.jobs.values()):
+                    self._acked.clear()
+                    await self._acked.wait()
         self._done.set()
 
     # --- the stream ------------------------------------------------------------------------
@@ -114,12 +119,12 @@ class Agent:
         delay = RECONNECT_MIN
         while True:
             try:
-                async with grpc.aio.insecure_channel(
+                async with aio.insecure_channel(
                     self.config.coordinator, options=GRPC_OPTIONS
                 ) as channel:
                     if await self._session(pb_grpc.AgentServiceStub(channel)):
                         delay = RECONNECT_MIN
-            except grpc.aio.AioRpcError as e:
+            except aio.AioRpcError as e:
                 log.warning("coordinator stream ended", extra={"code": e.code().name})
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(RECONNECT_MAX, delay * 2)
@@ -135,7 +140,7 @@ class Agent:
         )
         await call.write(pb.ConnectRequest(hello=hello))
         first = await call.read()
-        if first is grpc.aio.EOF or first.WhichOneof("message") != "welcome":
+        if first is aio.EOF or first.WhichOneof("message") != "welcome":
             return False
         interval = first.welcome.heartbeat_interval_ms / 1000
         outbox: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
@@ -143,8 +148,10 @@ class Agent:
         for job in self.jobs.values():
             if job.result is not None:
                 outbox.put_nowait(job.result)
-        log.info("connected", extra={"coordinator": self.config.coordinator,
-                                     "epoch": first.welcome.session_epoch})  # fmt: skip
+        log.info(
+            "connected",
+            extra={"coordinator": self.config.coordinator, "epoch": first.welcome.session_epoch},
+        )
 
         async def write() -> None:
             while True:
@@ -159,7 +166,7 @@ class Agent:
         try:
             while True:
                 message = await call.read()
-                if message is grpc.aio.EOF:
+                if message is aio.EOF:
                     return True
                 self._handle(message)
         finally:
@@ -186,6 +193,7 @@ class Agent:
             job = self.jobs.get(message.ack.lease.job_id)
             if job is not None and job.lease == message.ack.lease and job.result is not None:
                 del self.jobs[job.lease.job_id]
+                self._acked.set()
         elif kind == "drain":
             asyncio.get_running_loop().create_task(self.drain())
 
@@ -195,8 +203,12 @@ class Agent:
         job = LeasedJob(lease=assign.lease)
         self.jobs[assign.lease.job_id] = job
         if self.draining:
-            self._finish(job, pb.ConnectRequest(released=pb.Released(lease=assign.lease,
-                                                                     reason="agent draining")))  # fmt: skip
+            self._finish(
+                job,
+                pb.ConnectRequest(
+                    released=pb.Released(lease=assign.lease, reason="agent draining")
+                ),
+            )
             return
         job.task = asyncio.create_task(self._render(job, assign))
 
@@ -221,30 +233,73 @@ class Agent:
             now = time.monotonic()
             if now - job.last_progress >= PROGRESS_INTERVAL:
                 job.last_progress = now
-                self._send(pb.ConnectRequest(progress=pb.Progress(
-                    lease=lease, frames_done=done, frames_total=total, fps=fps)))  # fmt: skip
+                self._send(
+                    pb.ConnectRequest(
+                        progress=pb.Progress(
+                            lease=lease, frames_done=done, frames_total=total, fps=fps
+                        )
+                    )
+                )
 
         page = await self._pages.get()
         try:
             result = await render(assign, page, self.config.limits, progress)
         except FramefleetError as e:
-            log.warning("render failed", extra={"job_id": lease.job_id, "error_class": e.error_class,
-                                                "error": str(e.args[0])})  # fmt: skip
-            self._finish(job, pb.ConnectRequest(failed=pb.Failed(
-                lease=lease, error_class=e.error_class, message=str(e.args[0]),
-                retryable=e.retryable)))  # fmt: skip
+            log.warning(
+                "render failed",
+                extra={
+                    "job_id": lease.job_id,
+                    "error_class": e.error_class,
+                    "error": str(e.args[0]),
+                },
+            )
+            self._finish(
+                job,
+                pb.ConnectRequest(
+                    failed=pb.Failed(
+                        lease=lease,
+                        error_class=e.error_class,
+                        message=str(e.args[0]),
+                        retryable=e.retryable,
+                    )
+                ),
+            )
         except Exception as e:
             log.exception("render crashed", extra={"job_id": lease.job_id})
-            self._finish(job, pb.ConnectRequest(failed=pb.Failed(
-                lease=lease, error_class=ErrorClass.INTERNAL, message=repr(e), retryable=True)))  # fmt: skip
+            self._finish(
+                job,
+                pb.ConnectRequest(
+                    failed=pb.Failed(
+                        lease=lease,
+                        error_class=ErrorClass.INTERNAL,
+                        message=repr(e),
+                        retryable=True,
+                    )
+                ),
+            )
         else:
-            log.info("render finished", extra={
-                "job_id": lease.job_id, "frames": result.frames, "bytes": result.output_bytes,
-                "seconds": round(result.seconds, 3),
-                "stages": {k: round(v, 3) for k, v in result.stages.items()}})  # fmt: skip
-            self._finish(job, pb.ConnectRequest(completed=pb.Completed(
-                lease=lease, output_url=result.output_url, output_bytes=result.output_bytes,
-                frames=result.frames, render_seconds=result.seconds)))  # fmt: skip
+            log.info(
+                "render finished",
+                extra={
+                    "job_id": lease.job_id,
+                    "frames": result.frames,
+                    "bytes": result.output_bytes,
+                    "seconds": round(result.seconds, 3),
+                    "stages": {k: round(v, 3) for k, v in result.stages.items()},
+                },
+            )
+            self._finish(
+                job,
+                pb.ConnectRequest(
+                    completed=pb.Completed(
+                        lease=lease,
+                        output_url=result.output_url,
+                        output_bytes=result.output_bytes,
+                        frames=result.frames,
+                        render_seconds=result.seconds,
+                    )
+                ),
+            )
         finally:
             if page.crashed:
                 with contextlib.suppress(Exception):

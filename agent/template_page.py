@@ -22,13 +22,27 @@ INDEX = f"{ORIGIN}/index.html"
 RUNTIME_JS = files("agent").joinpath("timecontrol.js").read_text()
 DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
 CONTENT_TYPES = {
-    ".css": "text/css", ".js": "text/javascript", ".mjs": "text/javascript",
-    ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png",
-    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
-    ".avif": "image/avif", ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf",
-    ".otf": "font/otf", ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg",
-    ".wav": "audio/wav", ".ogg": "audio/ogg",
-}  # fmt: skip
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".ogg": "audio/ogg",
+}
 
 
 def _with_params(html: str, params: dict[str, Any]) -> str:
@@ -111,10 +125,10 @@ class TemplatePage:
             raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"loading failed: {e}") from e
         self._raise_if_broken()
 
-    async def frame(self, ms: float, timeout: float) -> bytes:
+    async def frame(self, ms: float, limit: float) -> bytes:
         """Seeks to virtual time ``ms`` and captures the frame as JPEG."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 await self.page.evaluate("ms => window.__framefleet.seek(ms)", ms)
                 self._raise_if_broken()
                 shot = await self._cdp.send(
@@ -124,7 +138,7 @@ class TemplatePage:
         except TimeoutError:
             self._raise_if_broken()
             raise FramefleetError(
-                ErrorClass.CAPTURE_TIMEOUT, f"frame at {ms:.0f} ms took over {timeout:g}s"
+                ErrorClass.CAPTURE_TIMEOUT, f"frame at {ms:.0f} ms took over {limit:g}s"
             ) from None
         except PlaywrightError as e:
             self._raise_if_broken()

@@ -28,7 +28,10 @@
   window.cancelAnimationFrame = (id) => { frameCallbacks.delete(id); };
 
   // Parameters and readiness.
-  let params = window.__framefleetParams || {};
+  // The agent puts the first parameters in a script that runs after this one, before the
+  // template's own scripts; setParams replaces them for in-place swaps.
+  let swappedParams = null;
+  const currentParams = () => swappedParams ?? window.__framefleetParams ?? {};
   const paramHandlers = [];
   const seekHandlers = [];
   let readyHolds = 0;
@@ -41,9 +44,9 @@
   realAddEventListener("hf-params-ready", () => { hyperframesReady = true; });
 
   window.framefleet = Object.freeze({
-    get params() { return params; },
+    get params() { return currentParams(); },
     // fn(params) now and after every parameter swap.
-    onParams(fn) { paramHandlers.push(fn); fn(params); },
+    onParams(fn) { paramHandlers.push(fn); fn(currentParams()); },
     // fn(seconds) before every frame is captured: draw the frame for that time.
     onSeek(fn) { seekHandlers.push(fn); },
     // Holds the first frame until the returned function is called (async loading).
@@ -59,18 +62,18 @@
 
   window.__framefleet = {
     setParams(next) {
-      params = next;
-      for (const fn of paramHandlers) fn(params);
-      window.dispatchEvent(new CustomEvent("framefleet:params", { detail: params }));
+      swappedParams = next;
+      for (const fn of paramHandlers) fn(next);
+      window.dispatchEvent(new CustomEvent("framefleet:params", { detail: next }));
       if (hyperframesListener) {
         hyperframesReady = false;
-        window.postMessage({ type: "hf-params", params }, "*");
+        window.postMessage({ type: "hf-params", params: next }, "*");
       }
     },
     async ready() {
       if (hyperframesListener && hyperframesReady) {
         hyperframesReady = false;
-        window.postMessage({ type: "hf-params", params }, "*");
+        window.postMessage({ type: "hf-params", params: currentParams() }, "*");
       }
       await document.fonts.ready;
       await Promise.all([...document.images].map((img) => img.decode().catch(() => {})));

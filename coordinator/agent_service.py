@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import grpc
+import grpc.aio as aio
 
 from coordinator.farm import Farm
 from coordinator.sessions import Session
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
+Context = aio.ServicerContext[Any, Any]
 log = logging.getLogger("framefleet.coordinator")
 
 STALE = "stale fencing token: the lease is no longer yours"
@@ -31,7 +34,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
     async def Connect(
         self,
         request_iterator: AsyncIterator[pb.ConnectRequest],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> None:
         requests = aiter(request_iterator)
         try:
@@ -72,11 +75,11 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             self.farm.sessions.unregister(session)
             log.info("agent disconnected", extra={"agent_id": session.agent_id})
 
-    async def _write(self, session: Session, context: grpc.aio.ServicerContext) -> None:
+    async def _write(self, session: Session, context: Context) -> None:
         while True:
             await context.write(await session.outbox.get())
 
-    async def _reconcile(self, session: Session, reported: list[pb.LeaseRef]) -> None:
+    async def _reconcile(self, session: Session, reported: Iterable[pb.LeaseRef]) -> None:
         """Keeps the leases both sides agree on, cancels the agent's stale ones, and requeues
         at once the ones the agent no longer has (it restarted)."""
         ours = {r.id: r for r in await self.farm.store.leases_of(session.agent_id)}

@@ -19,7 +19,7 @@ async def dispatch_once(farm: Farm) -> int:
     """Hands out as much work as free slots allow; returns how many leases were granted."""
     granted = 0
     while True:
-        ready = [s for s in farm.sessions.all() if s.free_slots > 0]
+        ready = [s for s in farm.sessions.rotated() if s.free_slots > 0]
         if not ready:
             return granted
         for session in ready:

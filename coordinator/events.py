@@ -10,9 +10,7 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 class JobEvents:
     def __init__(self) -> None:
-        self._watchers: defaultdict[str, set[asyncio.Queue[pb.WatchJobResponse]]] = defaultdict(
-            set
-        )
+        self._watchers: defaultdict[str, set[asyncio.Queue[pb.WatchJobResponse]]] = defaultdict(set)
 
     def publish(self, job: pb.Job, fps: float = 0.0) -> None:
         for queue in self._watchers.get(job.id, ()):

@@ -50,7 +50,7 @@ class Farm:
 
     def retry_at(self, attempt: int) -> float:
         """Exponential backoff with full jitter in its upper half."""
-        delay = min(self.config.retry_cap, self.config.retry_base * 2 ** max(0, attempt - 1))
+        delay = min(self.config.retry_cap, self.config.retry_base * 2.0 ** max(0, attempt - 1))
         return self.clock() + delay * random.uniform(0.5, 1.0)
 
     # --- clients ---------------------------------------------------------------------------
@@ -109,9 +109,12 @@ class Farm:
 
     async def complete(self, msg: pb.Completed) -> JobRecord | None:
         record = await self.store.complete(
-            msg.lease.job_id, msg.lease.fencing_token, msg.output_url, msg.output_bytes,
+            msg.lease.job_id,
+            msg.lease.fencing_token,
+            msg.output_url,
+            msg.output_bytes,
             self.clock(),
-        )  # fmt: skip
+        )
         if record is not None:
             self.publish(record)
         return record
@@ -122,9 +125,13 @@ class Farm:
             return None
         retry_at = self.retry_at(current.attempt) if msg.retryable else None
         record = await self.store.fail(
-            msg.lease.job_id, msg.lease.fencing_token, msg.error_class or ErrorClass.INTERNAL,
-            msg.message, retry_at, self.clock(),
-        )  # fmt: skip
+            msg.lease.job_id,
+            msg.lease.fencing_token,
+            msg.error_class or ErrorClass.INTERNAL,
+            msg.message,
+            retry_at,
+            self.clock(),
+        )
         if record is not None:
             self.publish(record)
             self.work_available.set()

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
+import grpc.aio as aio
 
 from coordinator.convert import STORE_STATE, job_message
 from coordinator.farm import Farm
 from framefleet.errors import FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
+
+Context = aio.ServicerContext[Any, Any]
 
 # A watcher re-reads the store this often, so it also sees changes made by another
 # coordinator sharing the table.
@@ -24,7 +28,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         self.farm = farm
 
     async def SubmitJob(
-        self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext
+        self, request: pb.SubmitJobRequest, context: Context
     ) -> pb.SubmitJobResponse:
         try:
             record = await self.farm.submit(request.spec)
@@ -32,26 +36,22 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return pb.SubmitJobResponse(job=job_message(record))
 
-    async def _job(self, job_id: str, context: grpc.aio.ServicerContext) -> pb.Job:
+    async def _job(self, job_id: str, context: Context) -> pb.Job:
         record = await self.farm.store.get(job_id)
         if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r}")
         return job_message(record)
 
-    async def GetJob(
-        self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetJobResponse:
+    async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=await self._job(request.job_id, context))
 
-    async def ListJobs(
-        self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListJobsResponse:
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
         states = [STORE_STATE[s] for s in request.states if s in STORE_STATE]
         records = await self.farm.store.list(states, request.limit or 100)
         return pb.ListJobsResponse(jobs=[job_message(r, with_spec=False) for r in records])
 
     async def CancelJob(
-        self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CancelJobRequest, context: Context
     ) -> pb.CancelJobResponse:
         record = await self.farm.cancel(request.job_id)
         if record is None:
@@ -59,7 +59,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         return pb.CancelJobResponse(job=job_message(record))
 
     async def WatchJob(
-        self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
+        self, request: pb.WatchJobRequest, context: Context
     ) -> AsyncIterator[pb.WatchJobResponse]:
         queue = self.farm.events.subscribe(request.job_id)
         try:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import grpc
+import grpc.aio as aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -30,7 +30,7 @@ log = logging.getLogger("framefleet.coordinator")
 @dataclass
 class RunningCoordinator:
     farm: Farm
-    server: grpc.aio.Server
+    server: aio.Server
     address: str
 
 
@@ -39,7 +39,7 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     """Starts a coordinator and stops it on exit; ``address`` is the bound host:port."""
     store = await open_store(config.store_url)
     farm = Farm(store, config)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = aio.server(options=GRPC_OPTIONS)
     pb_grpc.add_JobServiceServicer_to_server(JobService(farm), server)
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(farm), server)
     health_servicer = health.aio.HealthServicer()
@@ -47,8 +47,9 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     services = [
         pb.DESCRIPTOR.services_by_name[name].full_name for name in ("JobService", "AgentService")
     ]
-    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME],
-                                        server)  # fmt: skip
+    reflection.enable_server_reflection(
+        [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
     host, _, _ = config.listen.rpartition(":")
     port = server.add_insecure_port(config.listen)
     for name in ["", *services]:

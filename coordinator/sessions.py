@@ -36,6 +36,7 @@ class Sessions:
     def __init__(self) -> None:
         self._by_agent: dict[str, Session] = {}
         self._epochs: dict[str, int] = {}
+        self._turn = 0
 
     def register(self, agent_id: str, slots: int) -> Session:
         """A new stream for an agent id starts a new epoch and fences the old session."""
@@ -57,3 +58,12 @@ class Sessions:
 
     def all(self) -> list[Session]:
         return list(self._by_agent.values())
+
+    def rotated(self) -> list[Session]:
+        """All sessions, starting one further along on each call, so that work arriving one
+        job at a time is spread over agents instead of filling the first one."""
+        sessions = self.all()
+        if not sessions:
+            return sessions
+        self._turn = (self._turn + 1) % len(sessions)
+        return sessions[self._turn :] + sessions[: self._turn]

@@ -7,6 +7,7 @@ cancel, and each call that acts on a lease names its token, so a stale holder ch
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -76,12 +77,12 @@ class JobStore(Protocol):
         ...
 
     async def renew(
-        self, agent_id: str, leases: list[tuple[str, int]], now: float, ttl: float
+        self, agent_id: str, leases: builtins.list[tuple[str, int]], now: float, ttl: float
     ) -> set[str]:
         """Extends the named leases that agent_id still holds; returns the renewed job ids."""
         ...
 
-    async def leases_of(self, agent_id: str) -> list[JobRecord]:
+    async def leases_of(self, agent_id: str) -> builtins.list[JobRecord]:
         """Jobs currently leased to agent_id."""
         ...
 
@@ -110,7 +111,7 @@ class JobStore(Protocol):
         """The holder gives the lease back unfinished: requeued at once, attempt not spent."""
         ...
 
-    async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
+    async def expire(self, now: float, retry_at: float) -> builtins.list[JobRecord]:
         """Leases past their expiry go back to the queue (or fail when out of attempts)."""
         ...
 

@@ -6,6 +6,7 @@ state change is a single UPDATE ... RETURNING, which SQLite applies atomically.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import aiosqlite
@@ -86,9 +87,16 @@ class SqliteStore:
             "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
             " max_attempts, created_at, available_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
             f" RETURNING {COLUMNS}",
-            job.id, job.spec, job.content_key, job.output_url, job.frames_total, job.priority,
-            job.max_attempts, job.created_at, job.created_at,
-        )  # fmt: skip
+            job.id,
+            job.spec,
+            job.content_key,
+            job.output_url,
+            job.frames_total,
+            job.priority,
+            job.max_attempts,
+            job.created_at,
+            job.created_at,
+        )
         assert record is not None
         return record
 
@@ -101,8 +109,9 @@ class SqliteStore:
         marks = ",".join("?" * len(states))
         return await self._all(
             f"SELECT {COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY seq DESC LIMIT ?",
-            *[s.value for s in states], limit,
-        )  # fmt: skip
+            *[s.value for s in states],
+            limit,
+        )
 
     async def claim(self, agent_id: str, now: float, ttl: float) -> JobRecord | None:
         return await self._one(
@@ -111,11 +120,14 @@ class SqliteStore:
             " WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' AND available_at <= ?"
             "              ORDER BY priority DESC, seq LIMIT 1)"
             f" RETURNING {COLUMNS}",
-            agent_id, now + ttl, now, now,
-        )  # fmt: skip
+            agent_id,
+            now + ttl,
+            now,
+            now,
+        )
 
     async def renew(
-        self, agent_id: str, leases: list[tuple[str, int]], now: float, ttl: float
+        self, agent_id: str, leases: builtins.list[tuple[str, int]], now: float, ttl: float
     ) -> set[str]:
         renewed: set[str] = set()
         for job_id, token in leases:
@@ -127,7 +139,7 @@ class SqliteStore:
                 renewed.add(job_id)
         return renewed
 
-    async def leases_of(self, agent_id: str) -> list[JobRecord]:
+    async def leases_of(self, agent_id: str) -> builtins.list[JobRecord]:
         return await self._all(
             f"SELECT {COLUMNS} FROM jobs WHERE state = 'leased' AND lease_owner = ?", agent_id
         )
@@ -146,8 +158,12 @@ class SqliteStore:
             " frames_done = frames_total, finished_at = ?, lease_expires_at = NULL,"
             " error_class = NULL, error_message = NULL"
             f" WHERE {LEASED} RETURNING {COLUMNS}",
-            output_url, output_bytes, now, job_id, token,
-        )  # fmt: skip
+            output_url,
+            output_bytes,
+            now,
+            job_id,
+            token,
+        )
 
     async def fail(
         self,
@@ -166,17 +182,26 @@ class SqliteStore:
             " finished_at = CASE WHEN ? AND attempt < max_attempts THEN NULL ELSE ? END,"
             " error_class = ?, error_message = ?, lease_expires_at = NULL"
             f" WHERE {LEASED} RETURNING {COLUMNS}",
-            retry, retry_at, retry, now, error_class, message, job_id, token,
-        )  # fmt: skip
+            retry,
+            retry_at,
+            retry,
+            now,
+            error_class,
+            message,
+            job_id,
+            token,
+        )
 
     async def release(self, job_id: str, token: int, now: float) -> JobRecord | None:
         return await self._one(
             "UPDATE jobs SET state = 'queued', available_at = ?, attempt = attempt - 1,"
             f" lease_expires_at = NULL WHERE {LEASED} RETURNING {COLUMNS}",
-            now, job_id, token,
-        )  # fmt: skip
+            now,
+            job_id,
+            token,
+        )
 
-    async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
+    async def expire(self, now: float, retry_at: float) -> builtins.list[JobRecord]:
         return await self._all(
             "UPDATE jobs SET"
             " state = CASE WHEN attempt < max_attempts THEN 'queued' ELSE 'failed' END,"
@@ -185,8 +210,10 @@ class SqliteStore:
             " error_message = 'lease expired: agent ' || lease_owner || ' stopped heartbeating',"
             " lease_expires_at = NULL"
             f" WHERE state = 'leased' AND lease_expires_at < ? RETURNING {COLUMNS}",
-            now, retry_at, now,
-        )  # fmt: skip
+            now,
+            retry_at,
+            now,
+        )
 
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:
         before = await self.get(job_id)
@@ -197,6 +224,8 @@ class SqliteStore:
             " finished_at = ?, lease_expires_at = NULL"
             " WHERE id = ? AND state IN ('queued', 'leased') AND fencing_token = ?"
             f" RETURNING {COLUMNS}",
-            now, job_id, before.fencing_token,
-        )  # fmt: skip
+            now,
+            job_id,
+            before.fencing_token,
+        )
         return before if after is not None else await self.cancel(job_id, now)

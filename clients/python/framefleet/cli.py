@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 from collections.abc import Coroutine, Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio as aio
 from google.protobuf import json_format
 
 from framefleet.client import FINAL_STATES, AsyncClient, JobFailed
@@ -57,19 +57,25 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise FramefleetError(
-                ErrorClass.INVALID_JOB, f"--param {item!r}: expected key=value"
-            )
+            raise FramefleetError(ErrorClass.INVALID_JOB, f"--param {item!r}: expected key=value")
         params[key] = _parse_value(value)
     return params
 
 
 def _spec(args: argparse.Namespace, destination: str) -> pb.JobSpec:
     spec = template_job(
-        args.template, _params(args), width=args.width, height=args.height, fps=args.fps,
-        duration=args.duration, frames=args.frames, crf=args.crf, preset=args.preset,
-        destination=destination, priority=args.priority,
-    )  # fmt: skip
+        args.template,
+        _params(args),
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        duration=args.duration,
+        frames=args.frames,
+        crf=args.crf,
+        preset=args.preset,
+        destination=destination,
+        priority=args.priority,
+    )
     validate(spec)
     return spec
 
@@ -121,9 +127,13 @@ async def _follow(client: AsyncClient, job: pb.Job, show_progress: bool) -> pb.J
     from tqdm import tqdm
 
     bar = tqdm(
-        total=job.frames_total, unit="frame", disable=not show_progress, leave=True,
-        dynamic_ncols=True, desc=job.id[:8],
-    )  # fmt: skip
+        total=job.frames_total,
+        unit="frame",
+        disable=not show_progress,
+        leave=True,
+        dynamic_ncols=True,
+        desc=job.id[:8],
+    )
     final = job
     try:
         async for update in client.watch(job.id):
@@ -154,8 +164,18 @@ def _finish(job: pb.Job, as_json: bool) -> int:
 
 
 def _agent_command(coordinator: str, agent_id: str, slots: int | None) -> list[str]:
-    command = [sys.executable, "-m", "framefleet", "--log-level", "WARNING", "agent",
-               "--coordinator", coordinator, "--agent-id", agent_id]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "framefleet",
+        "--log-level",
+        "WARNING",
+        "agent",
+        "--coordinator",
+        coordinator,
+        "--agent-id",
+        agent_id,
+    ]
     return command + (["--slots", str(slots)] if slots else [])
 
 
@@ -165,17 +185,22 @@ async def cmd_render(args: argparse.Namespace) -> int:
     from coordinator.server import running_coordinator
 
     _fill_duration(args)
-    out = Path(args.out).resolve()
+    out = args.out_dir
     spec = _spec(args, out.as_uri())
     with tempfile.TemporaryDirectory(prefix="framefleet-") as tmp:
         config = CoordinatorConfig(
-            listen="127.0.0.1:0", store_url=f"sqlite:///{tmp}/jobs.db",
-            default_destination=str(out), lease_ttl=10.0, heartbeat_interval=2.0,
-        )  # fmt: skip
+            listen="127.0.0.1:0",
+            store_url=f"sqlite:///{tmp}/jobs.db",
+            default_destination=str(out),
+            lease_ttl=10.0,
+            heartbeat_interval=2.0,
+        )
         async with running_coordinator(config) as coordinator:
             host = socket.gethostname()
             agents = [
-                subprocess.Popen(_agent_command(coordinator.address, f"{host}-local-{i}", args.slots))
+                await asyncio.create_subprocess_exec(
+                    *_agent_command(coordinator.address, f"{host}-local-{i}", args.slots)
+                )
                 for i in range(args.agents)
             ]
             try:
@@ -186,7 +211,7 @@ async def cmd_render(args: argparse.Namespace) -> int:
                 for agent in agents:
                     agent.send_signal(signal.SIGTERM)
                 for agent in agents:
-                    await asyncio.to_thread(agent.wait)
+                    await agent.wait()
     return _finish(final, args.json)
 
 
@@ -232,9 +257,12 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
 
     await serve(
         CoordinatorConfig(
-            listen=args.listen, store_url=args.store, default_destination=args.out,
-            lease_ttl=args.lease_ttl, heartbeat_interval=args.heartbeat_interval,
-        )  # fmt: skip
+            listen=args.listen,
+            store_url=args.store,
+            default_destination=args.out,
+            lease_ttl=args.lease_ttl,
+            heartbeat_interval=args.heartbeat_interval,
+        )
     )
     return 0
 
@@ -249,10 +277,12 @@ async def cmd_agent(args: argparse.Namespace) -> int:
     print(f"framefleet agent {agent_id}: {capacity.describe()}", file=sys.stderr, flush=True)
     await run_agent(
         AgentConfig(
-            coordinator=args.coordinator, agent_id=agent_id, slots=capacity.slots,
+            coordinator=args.coordinator,
+            agent_id=agent_id,
+            slots=capacity.slots,
             limits=RenderLimits(args.ready_timeout, args.frame_timeout),
             drain_grace=args.drain_grace,
-        )  # fmt: skip
+        )
     )
     return 0
 
@@ -326,6 +356,8 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "render":
+        args.out_dir = Path(args.out).resolve()
     service = args.command in ("coordinator", "agent")
     setup_logging((args.log_level or ("INFO" if service else "WARNING")).upper())
     try:
@@ -333,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FramefleetError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED if isinstance(e, JobFailed) else EXIT_BAD_INPUT
-    except grpc.aio.AioRpcError as e:
+    except aio.AioRpcError as e:
         print(f"error: coordinator {e.code().name}: {e.details()}", file=sys.stderr)
         code = e.code()
         return EXIT_UNREACHABLE if code == grpc.StatusCode.UNAVAILABLE else EXIT_FAILED

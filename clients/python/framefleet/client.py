@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
-import grpc
+import grpc.aio as aio
 
 from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.jobspec import GRPC_OPTIONS
@@ -25,13 +25,15 @@ class JobFailed(FramefleetError):
         state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
         error_class = job.error_class or ("CANCELLED" if state == "cancelled" else "INTERNAL")
         super().__init__(
-            ErrorClass(error_class) if error_class in ErrorClass.__members__ else ErrorClass.INTERNAL,
+            ErrorClass(error_class)
+            if error_class in ErrorClass.__members__
+            else ErrorClass.INTERNAL,
             f"job {job.id} {state}: {job.error_message or error_class}",
         )
         self.job = job
 
 
-def _translate(error: grpc.aio.AioRpcError) -> Exception:
+def _translate(error: aio.AioRpcError) -> Exception:
     """Server refusals carry 'ERROR_CLASS: message'; turn them back into FramefleetError."""
     details = error.details() or ""
     prefix, _, message = details.partition(": ")
@@ -44,7 +46,7 @@ class AsyncClient:
     """``async with AsyncClient("127.0.0.1:7070") as client: job = await client.submit(spec)``"""
 
     def __init__(self, target: str) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS)
+        self._channel = aio.insecure_channel(target, options=GRPC_OPTIONS)
         self._stub = pb_grpc.JobServiceStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:
@@ -59,7 +61,7 @@ class AsyncClient:
     async def _call(self, method: str, request: Any) -> Any:
         try:
             return await getattr(self._stub, method)(request)
-        except grpc.aio.AioRpcError as e:
+        except aio.AioRpcError as e:
             raise _translate(e) from e
 
     async def submit(self, spec: pb.JobSpec) -> pb.Job:
@@ -72,8 +74,7 @@ class AsyncClient:
         response: pb.GetJobResponse = await self._call("GetJob", pb.GetJobRequest(job_id=job_id))
         return response.job
 
-    async def list(self, states: list[pb.JobState.ValueType] | None = None,
-                   limit: int = 100) -> list[pb.Job]:  # fmt: skip
+    async def list(self, states: list[pb.JobState] | None = None, limit: int = 100) -> list[pb.Job]:
         response: pb.ListJobsResponse = await self._call(
             "ListJobs", pb.ListJobsRequest(states=states or [], limit=limit)
         )
@@ -90,7 +91,7 @@ class AsyncClient:
         try:
             async for update in self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id)):
                 yield update
-        except grpc.aio.AioRpcError as e:
+        except aio.AioRpcError as e:
             raise _translate(e) from e
 
     async def wait(self, job_id: str) -> pb.Job:
@@ -146,8 +147,12 @@ class Client:
 
     def watch(self, job_id: str) -> Iterator[pb.WatchJobResponse]:
         updates = aiter(self._async.watch(job_id))
+
+        async def step() -> pb.WatchJobResponse:
+            return await anext(updates)
+
         while True:
             try:
-                yield self._run(anext(updates))
+                yield self._run(step())
             except StopAsyncIteration:
                 return

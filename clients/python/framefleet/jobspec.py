@@ -31,9 +31,16 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", GRPC_MESSAGE_BYTES),
 ]
 X264_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast",
-    "medium", "slow", "slower", "veryslow",
-)  # fmt: skip
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
 ASSET_SUFFIXES = frozenset(
     ".css .js .mjs .json .woff .woff2 .ttf .otf .png .jpg .jpeg .gif .webp .svg .avif"
     " .mp4 .webm .mp3 .wav .ogg".split()
@@ -196,9 +203,15 @@ def template_job(
     spec = pb.JobSpec(
         template=load_template(template),
         output=pb.OutputSettings(
-            width=width, height=height, fps=fps, duration_seconds=duration, frames=frames,
-            codec="h264", crf=crf, preset=preset,
-        ),  # fmt: skip
+            width=width,
+            height=height,
+            fps=fps,
+            duration_seconds=duration,
+            frames=frames,
+            codec="h264",
+            crf=crf,
+            preset=preset,
+        ),
         destination=destination,
         priority=priority,
         max_attempts=max_attempts,
