@@ -1,0 +1,481 @@
+"""The one conformance suite every job store passes (the shape of river's riverdrivertest).
+
+A store's test module subclasses ``StoreConformance`` as ``TestXxxStore`` and provides an async
+``store`` fixture that yields an empty, open store. Only the ``JobStore`` interface is used
+here, so the same tests run against SQLite and PostgreSQL. Every time is passed in: no sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from coordinator.store import JobRecord, JobState, JobStore, NewJob
+
+T0 = 1_700_000_000.0
+TTL = 20.0
+
+
+def new_job(
+    job_id: str,
+    *,
+    created_at: float = T0,
+    priority: int = 0,
+    max_attempts: int = 3,
+    frames_total: int = 10,
+) -> NewJob:
+    return NewJob(
+        id=job_id,
+        spec=f"spec of {job_id}".encode(),
+        content_key=f"key-{job_id}",
+        output_url=f"file:///out/{job_id}.mp4",
+        frames_total=frames_total,
+        priority=priority,
+        max_attempts=max_attempts,
+        created_at=created_at,
+    )
+
+
+async def must_get(store: JobStore, job_id: str) -> JobRecord:
+    record = await store.get(job_id)
+    assert record is not None, f"job {job_id} is missing"
+    return record
+
+
+async def must_claim(store: JobStore, agent_id: str, now: float, ttl: float = TTL) -> JobRecord:
+    record = await store.claim(agent_id, now, ttl)
+    assert record is not None, f"{agent_id} claimed nothing at {now}"
+    return record
+
+
+class StoreConformance:
+    """Not collected on its own (no Test prefix); subclasses supply the ``store`` fixture."""
+
+    # --- insert / get / list ---------------------------------------------------------------
+
+    async def test_insert_returns_a_queued_record(self, store: JobStore) -> None:
+        job = new_job("a", created_at=T0 + 5, priority=7, max_attempts=4, frames_total=12)
+        record = await store.insert(job)
+        assert record.id == "a"
+        assert record.state == JobState.QUEUED
+        assert record.spec == b"spec of a"
+        assert record.content_key == "key-a"
+        assert record.output_url == "file:///out/a.mp4"
+        assert record.frames_total == 12
+        assert record.priority == 7
+        assert record.max_attempts == 4
+        assert record.created_at == T0 + 5
+        assert record.available_at == T0 + 5
+        assert record.attempt == 0
+        assert record.lease_owner is None
+        assert record.fencing_token == 0
+        assert record.lease_expires_at is None
+        assert record.frames_done == 0
+        assert record.error_class is None
+        assert record.finished_at is None
+        assert await store.get("a") == record
+
+    async def test_get_unknown_job_is_none(self, store: JobStore) -> None:
+        assert await store.get("nope") is None
+
+    async def test_list_is_newest_first_with_state_filter_and_limit(self, store: JobStore) -> None:
+        for i in range(5):
+            await store.insert(new_job(f"j{i}", created_at=T0 + i))
+        # j0 is the oldest, so it is claimed first.
+        leased = await must_claim(store, "agent", T0 + 10)
+        assert leased.id == "j0"
+
+        everything = await store.list([], 100)
+        assert [r.id for r in everything] == ["j4", "j3", "j2", "j1", "j0"]
+        assert [r.id for r in await store.list([], 2)] == ["j4", "j3"]
+        assert [r.id for r in await store.list([JobState.QUEUED], 100)] == [
+            "j4",
+            "j3",
+            "j2",
+            "j1",
+        ]
+        assert [r.id for r in await store.list([JobState.LEASED], 100)] == ["j0"]
+        both = await store.list([JobState.LEASED, JobState.QUEUED], 3)
+        assert [r.id for r in both] == ["j4", "j3", "j2"]
+        assert await store.list([JobState.SUCCEEDED], 100) == []
+
+    # --- claim -----------------------------------------------------------------------------
+
+    async def test_claim_takes_highest_priority_then_oldest(self, store: JobStore) -> None:
+        await store.insert(new_job("low-old", created_at=T0, priority=0))
+        await store.insert(new_job("high-old", created_at=T0 + 1, priority=5))
+        await store.insert(new_job("high-new", created_at=T0 + 2, priority=5))
+        await store.insert(new_job("low-new", created_at=T0 + 3, priority=0))
+        await store.insert(new_job("negative", created_at=T0 + 4, priority=-1))
+        order = [(await must_claim(store, "agent", T0 + 10)).id for _ in range(5)]
+        assert order == ["high-old", "high-new", "low-old", "low-new", "negative"]
+        assert await store.claim("agent", T0 + 10, TTL) is None
+
+    async def test_claim_only_takes_available_jobs(self, store: JobStore) -> None:
+        await store.insert(new_job("first", created_at=T0 + 100))
+        await store.insert(new_job("second", created_at=T0 + 101, priority=9))
+        # Neither is available yet.
+        assert await store.claim("agent", T0 + 99, TTL) is None
+        # A job may be claimed from its available_at on, and not a moment before.
+        first = await must_claim(store, "agent", T0 + 100)
+        assert first.id == "first"
+        assert await store.claim("agent", T0 + 100.5, TTL) is None
+        second = await must_claim(store, "agent", T0 + 101)
+        assert second.id == "second"
+
+    async def test_claim_sets_the_lease(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        record = await must_claim(store, "agent-1", T0 + 3, ttl=15)
+        assert record.id == "a"
+        assert record.state == JobState.LEASED
+        assert record.lease_owner == "agent-1"
+        assert record.lease_expires_at == T0 + 18
+        assert record.attempt == 1
+        assert record.fencing_token > 0
+        assert record.started_at == T0 + 3
+        assert await must_get(store, "a") == record
+
+    async def test_claim_returns_none_when_nothing_is_queued(self, store: JobStore) -> None:
+        assert await store.claim("agent", T0, TTL) is None
+        await store.insert(new_job("a"))
+        await must_claim(store, "agent", T0)
+        # The only job is leased: nothing left for anyone.
+        assert await store.claim("other", T0 + 1, TTL) is None
+
+    async def test_fencing_token_grows_with_every_grant(self, store: JobStore) -> None:
+        await store.insert(new_job("a", max_attempts=5))
+        first = await must_claim(store, "agent-1", T0)
+        expired = await store.expire(T0 + TTL + 1, T0 + TTL + 1)
+        assert [r.id for r in expired] == ["a"]
+        second = await must_claim(store, "agent-2", T0 + TTL + 1)
+        assert second.fencing_token > first.fencing_token
+        assert second.attempt == 2
+        released = await store.release("a", second.fencing_token, T0 + TTL + 2)
+        assert released is not None
+        third = await must_claim(store, "agent-3", T0 + TTL + 2)
+        assert third.fencing_token > second.fencing_token
+
+    # --- renew -----------------------------------------------------------------------------
+
+    async def test_renew_extends_only_the_leases_the_agent_holds(self, store: JobStore) -> None:
+        for job_id in ("a", "b", "c", "d"):
+            await store.insert(new_job(job_id))
+        a = await must_claim(store, "agent-1", T0)
+        b = await must_claim(store, "agent-1", T0)
+        c = await must_claim(store, "agent-2", T0)
+        d = await must_claim(store, "agent-1", T0)
+        done = await store.complete("d", d.fencing_token, "file:///d.mp4", 1, T0 + 1)
+        assert done is not None
+
+        renewed = await store.renew(
+            "agent-1",
+            [
+                ("a", a.fencing_token),  # held: renewed
+                ("b", b.fencing_token + 1),  # wrong token
+                ("c", c.fencing_token),  # another agent's lease
+                ("d", d.fencing_token),  # finished
+                ("missing", 1),  # no such job
+            ],
+            T0 + 10,
+            TTL,
+        )
+        assert renewed == {"a"}
+        assert (await must_get(store, "a")).lease_expires_at == T0 + 10 + TTL
+        assert (await must_get(store, "b")).lease_expires_at == T0 + TTL
+        assert (await must_get(store, "c")).lease_expires_at == T0 + TTL
+        assert (await must_get(store, "d")).state == JobState.SUCCEEDED
+
+    async def test_renewed_lease_does_not_expire(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        a = await must_claim(store, "agent", T0)
+        assert await store.renew("agent", [("a", a.fencing_token)], T0 + 15, TTL) == {"a"}
+        assert await store.expire(T0 + TTL + 1, T0 + TTL + 1) == []
+        assert (await must_get(store, "a")).state == JobState.LEASED
+
+    # --- stale tokens ----------------------------------------------------------------------
+
+    async def test_stale_token_changes_nothing(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        lease = await must_claim(store, "agent", T0)
+        for stale in (lease.fencing_token - 1, lease.fencing_token + 1):
+            assert await store.progress("a", stale, 5) is False
+            assert await store.complete("a", stale, "file:///x.mp4", 9, T0 + 1) is None
+            assert await store.fail("a", stale, "INTERNAL", "boom", T0 + 2, T0 + 1) is None
+            assert await store.fail("a", stale, "INTERNAL", "boom", None, T0 + 1) is None
+            assert await store.release("a", stale, T0 + 1) is None
+        assert await must_get(store, "a") == lease
+        # Unknown jobs are refused the same way.
+        assert await store.progress("missing", 1, 5) is False
+        assert await store.complete("missing", 1, "file:///x.mp4", 9, T0 + 1) is None
+        assert await store.fail("missing", 1, "INTERNAL", "boom", None, T0 + 1) is None
+        assert await store.release("missing", 1, T0 + 1) is None
+
+    async def test_zombie_cannot_overwrite_the_agent_that_took_over(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        zombie = await must_claim(store, "zombie", T0)
+        await store.expire(T0 + TTL + 1, T0 + TTL + 1)
+        winner = await must_claim(store, "winner", T0 + TTL + 1)
+        assert await store.complete("a", zombie.fencing_token, "file:///z.mp4", 1, T0 + 30) is None
+        assert await store.progress("a", zombie.fencing_token, 9) is False
+        assert await store.renew("zombie", [("a", zombie.fencing_token)], T0 + 30, TTL) == set()
+        assert await must_get(store, "a") == winner
+        done = await store.complete("a", winner.fencing_token, "file:///w.mp4", 2, T0 + 31)
+        assert done is not None
+        assert done.output_url == "file:///w.mp4"
+        assert done.lease_owner == "winner"
+
+    # --- progress / complete ---------------------------------------------------------------
+
+    async def test_progress_records_frames_done(self, store: JobStore) -> None:
+        await store.insert(new_job("a", frames_total=10))
+        lease = await must_claim(store, "agent", T0)
+        assert await store.progress("a", lease.fencing_token, 4) is True
+        assert (await must_get(store, "a")).frames_done == 4
+
+    async def test_complete_records_the_output_once(self, store: JobStore) -> None:
+        await store.insert(new_job("a", frames_total=10))
+        lease = await must_claim(store, "agent", T0)
+        assert await store.progress("a", lease.fencing_token, 3)
+        done = await store.complete("a", lease.fencing_token, "s3://b/a.mp4", 12345, T0 + 7)
+        assert done is not None
+        assert done.state == JobState.SUCCEEDED
+        assert done.output_url == "s3://b/a.mp4"
+        assert done.output_bytes == 12345
+        assert done.finished_at == T0 + 7
+        assert done.frames_done == 10
+        assert done.lease_expires_at is None
+        assert await must_get(store, "a") == done
+        # At most once: the same token again, or any later call, changes nothing.
+        again = await store.complete("a", lease.fencing_token, "s3://b/other.mp4", 1, T0 + 8)
+        assert again is None
+        assert await store.fail("a", lease.fencing_token, "INTERNAL", "x", None, T0 + 8) is None
+        assert await store.release("a", lease.fencing_token, T0 + 8) is None
+        assert await store.progress("a", lease.fencing_token, 1) is False
+        assert await store.expire(T0 + 1000, T0 + 1000) == []
+        assert await must_get(store, "a") == done
+        assert await store.claim("agent", T0 + 1000, TTL) is None
+
+    async def test_concurrent_completes_with_one_token_succeed_once(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        lease = await must_claim(store, "agent", T0)
+        results = await asyncio.gather(
+            *(
+                store.complete("a", lease.fencing_token, f"file:///{i}.mp4", i, T0 + 1)
+                for i in range(10)
+            )
+        )
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1
+        assert await must_get(store, "a") == winners[0]
+
+    # --- fail ------------------------------------------------------------------------------
+
+    async def test_retryable_failure_with_attempts_left_requeues_at_retry_at(
+        self, store: JobStore
+    ) -> None:
+        await store.insert(new_job("a", max_attempts=3))
+        lease = await must_claim(store, "agent", T0)
+        failed = await store.fail(
+            "a", lease.fencing_token, "BROWSER_CRASHED", "chromium died", T0 + 50, T0 + 5
+        )
+        assert failed is not None
+        assert failed.state == JobState.QUEUED
+        assert failed.available_at == T0 + 50
+        assert failed.error_class == "BROWSER_CRASHED"
+        assert failed.error_message == "chromium died"
+        assert failed.attempt == 1
+        assert failed.finished_at is None
+        assert failed.lease_expires_at is None
+        assert await store.leases_of("agent") == []
+        # Not before retry_at.
+        assert await store.claim("agent", T0 + 49.9, TTL) is None
+        retry = await must_claim(store, "agent", T0 + 50)
+        assert retry.attempt == 2
+        assert retry.fencing_token > lease.fencing_token
+
+    async def test_failure_out_of_attempts_is_dead_lettered(self, store: JobStore) -> None:
+        await store.insert(new_job("a", max_attempts=2))
+        first = await must_claim(store, "agent", T0)
+        assert await store.fail("a", first.fencing_token, "ENCODE_ERROR", "x", T0 + 1, T0)
+        second = await must_claim(store, "agent", T0 + 1)
+        assert second.attempt == 2
+        dead = await store.fail(
+            "a", second.fencing_token, "CAPTURE_TIMEOUT", "too slow", T0 + 9, T0 + 2
+        )
+        assert dead is not None
+        assert dead.state == JobState.FAILED
+        assert dead.error_class == "CAPTURE_TIMEOUT"
+        assert dead.error_message == "too slow"
+        assert dead.finished_at == T0 + 2
+        assert dead.attempt == 2
+        assert await must_get(store, "a") == dead
+        assert await store.claim("agent", T0 + 100, TTL) is None
+
+    async def test_non_retryable_failure_fails_at_once(self, store: JobStore) -> None:
+        await store.insert(new_job("a", max_attempts=5))
+        lease = await must_claim(store, "agent", T0)
+        dead = await store.fail(
+            "a", lease.fencing_token, "TEMPLATE_SCRIPT_ERROR", "ReferenceError", None, T0 + 3
+        )
+        assert dead is not None
+        assert dead.state == JobState.FAILED
+        assert dead.error_class == "TEMPLATE_SCRIPT_ERROR"
+        assert dead.finished_at == T0 + 3
+        assert dead.attempt == 1
+        assert await store.claim("agent", T0 + 100, TTL) is None
+
+    # --- release ---------------------------------------------------------------------------
+
+    async def test_release_requeues_at_once_without_spending_an_attempt(
+        self, store: JobStore
+    ) -> None:
+        await store.insert(new_job("a", max_attempts=1))
+        lease = await must_claim(store, "agent", T0)
+        released = await store.release("a", lease.fencing_token, T0 + 4)
+        assert released is not None
+        assert released.state == JobState.QUEUED
+        assert released.available_at == T0 + 4
+        assert released.attempt == 0
+        assert released.lease_expires_at is None
+        assert await store.leases_of("agent") == []
+        # With max_attempts=1 the job still gets its one real attempt.
+        again = await must_claim(store, "other", T0 + 4)
+        assert again.attempt == 1
+        assert again.lease_owner == "other"
+        assert again.fencing_token > lease.fencing_token
+
+    # --- expire ----------------------------------------------------------------------------
+
+    async def test_expire_only_takes_leases_past_their_expiry(self, store: JobStore) -> None:
+        await store.insert(new_job("early"))
+        await store.insert(new_job("late"))
+        await store.insert(new_job("queued"))
+        early = await must_claim(store, "agent-1", T0)
+        late = await must_claim(store, "agent-2", T0 + 10)
+        assert await store.expire(T0 + TTL - 0.5, T0 + TTL) == []
+
+        expired = await store.expire(T0 + TTL + 1, T0 + TTL + 3)
+        assert [r.id for r in expired] == ["early"]
+        record = expired[0]
+        assert record.state == JobState.QUEUED
+        assert record.error_class == "LEASE_EXPIRED"
+        assert record.available_at == T0 + TTL + 3
+        assert record.attempt == 1
+        assert record.lease_expires_at is None
+        # The holder is kept so the coordinator can tell it to stop.
+        assert record.lease_owner == "agent-1"
+        assert record.fencing_token == early.fencing_token
+        assert await must_get(store, "early") == record
+        assert await must_get(store, "late") == late
+        assert (await must_get(store, "queued")).state == JobState.QUEUED
+        # The requeued job is older, but not claimable before retry_at.
+        assert (await must_claim(store, "agent-3", T0 + TTL + 2)).id == "queued"
+        assert await store.claim("agent-3", T0 + TTL + 2, TTL) is None
+        assert (await must_claim(store, "agent-3", T0 + TTL + 3)).id == "early"
+
+    async def test_expire_out_of_attempts_fails_the_job(self, store: JobStore) -> None:
+        await store.insert(new_job("a", max_attempts=1))
+        await must_claim(store, "agent", T0)
+        expired = await store.expire(T0 + 100, T0 + 100)
+        assert len(expired) == 1
+        dead = expired[0]
+        assert dead.state == JobState.FAILED
+        assert dead.error_class == "LEASE_EXPIRED"
+        assert dead.finished_at == T0 + 100
+        assert dead.lease_owner == "agent"
+        assert await store.claim("agent", T0 + 200, TTL) is None
+
+    async def test_expire_twice_returns_each_job_once(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        await must_claim(store, "agent", T0)
+        assert len(await store.expire(T0 + 100, T0 + 100)) == 1
+        assert await store.expire(T0 + 200, T0 + 200) == []
+
+    # --- cancel ----------------------------------------------------------------------------
+
+    async def test_cancel_queued_job(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        before = await store.cancel("a", T0 + 1)
+        assert before is not None
+        assert before.state == JobState.QUEUED
+        after = await must_get(store, "a")
+        assert after.state == JobState.CANCELLED
+        assert after.finished_at == T0 + 1
+        assert after.fencing_token > before.fencing_token
+        assert await store.claim("agent", T0 + 2, TTL) is None
+
+    async def test_cancel_leased_job_fences_its_holder(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        lease = await must_claim(store, "agent", T0)
+        before = await store.cancel("a", T0 + 2)
+        assert before is not None
+        assert before.state == JobState.LEASED
+        assert before.lease_owner == "agent"
+        assert before.fencing_token == lease.fencing_token
+        after = await must_get(store, "a")
+        assert after.state == JobState.CANCELLED
+        assert after.fencing_token > lease.fencing_token
+        assert after.finished_at == T0 + 2
+        # The old token can no longer act on the job.
+        assert await store.complete("a", lease.fencing_token, "file:///a.mp4", 1, T0 + 3) is None
+        assert await store.fail("a", lease.fencing_token, "INTERNAL", "x", T0 + 4, T0 + 3) is None
+        assert await store.release("a", lease.fencing_token, T0 + 3) is None
+        assert await store.renew("agent", [("a", lease.fencing_token)], T0 + 3, TTL) == set()
+        assert await store.leases_of("agent") == []
+        assert await store.expire(T0 + 1000, T0 + 1000) == []
+        assert await must_get(store, "a") == after
+
+    async def test_cancel_finished_job_changes_nothing(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        lease = await must_claim(store, "agent", T0)
+        done = await store.complete("a", lease.fencing_token, "file:///a.mp4", 1, T0 + 1)
+        assert done is not None
+        result = await store.cancel("a", T0 + 2)
+        assert result is not None
+        assert result.state == JobState.SUCCEEDED
+        assert await must_get(store, "a") == done
+
+        await store.insert(new_job("b"))
+        assert await store.cancel("b", T0 + 3) is not None
+        cancelled = await must_get(store, "b")
+        again = await store.cancel("b", T0 + 4)
+        assert again is not None
+        assert again.state == JobState.CANCELLED
+        assert await must_get(store, "b") == cancelled
+
+    async def test_cancel_unknown_job_is_none(self, store: JobStore) -> None:
+        assert await store.cancel("nope", T0) is None
+
+    # --- leases_of -------------------------------------------------------------------------
+
+    async def test_leases_of_lists_an_agents_current_leases(self, store: JobStore) -> None:
+        for job_id in ("a", "b", "c", "d"):
+            await store.insert(new_job(job_id))
+        a = await must_claim(store, "agent-1", T0)
+        await must_claim(store, "agent-2", T0)
+        c = await must_claim(store, "agent-1", T0)
+        assert {r.id for r in await store.leases_of("agent-1")} == {"a", "c"}
+        assert {r.id for r in await store.leases_of("agent-2")} == {"b"}
+        assert await store.leases_of("agent-3") == []
+        assert all(r.state == JobState.LEASED for r in await store.leases_of("agent-1"))
+
+        await store.complete("a", a.fencing_token, "file:///a.mp4", 1, T0 + 1)
+        await store.release("c", c.fencing_token, T0 + 1)
+        assert await store.leases_of("agent-1") == []
+
+    # --- concurrency -----------------------------------------------------------------------
+
+    async def test_concurrent_claims_never_share_a_job(self, store: JobStore) -> None:
+        for i in range(20):
+            await store.insert(new_job(f"j{i:02}", created_at=T0 + i))
+        agents = [f"agent-{n}" for n in range(50)]
+        results = await asyncio.gather(*(store.claim(a, T0 + 100, TTL) for a in agents))
+        granted = {agent: r for agent, r in zip(agents, results, strict=True) if r is not None}
+        assert len(granted) == 20
+        assert len({r.id for r in granted.values()}) == 20
+        for agent, record in granted.items():
+            stored = await must_get(store, record.id)
+            assert stored.state == JobState.LEASED
+            assert stored.lease_owner == agent
+            assert stored.fencing_token == record.fencing_token
+            assert stored.attempt == 1
+        assert await store.list([JobState.QUEUED], 100) == []
