@@ -20,6 +20,7 @@ import grpc.aio as aio
 
 from agent.browser import CHROMIUM, Chromium
 from agent.render import RenderLimits, render
+from agent.spot_notice import watch_spot_notice
 from agent.template_page import TemplatePage
 from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.jobspec import GRPC_OPTIONS
@@ -43,6 +44,9 @@ class AgentConfig:
     chromium: str = CHROMIUM
     # On SIGTERM: how long running jobs may take before they are handed back.
     drain_grace: float = 10.0
+    # Poll this spot instance-action URL and drain when an interruption is announced.
+    spot_notice_url: str | None = None
+    spot_poll_interval: float = 5.0
 
 
 @dataclass
@@ -72,11 +76,13 @@ class Agent:
         try:
             for _ in range(self.config.slots):
                 self._pages.put_nowait(await self._new_page())
-            connection = asyncio.create_task(self._stay_connected())
+            background = [asyncio.create_task(self._stay_connected())]
+            if self.config.spot_notice_url:
+                background.append(asyncio.create_task(self._watch_spot_notice()))
             await self._done.wait()
-            connection.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connection
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
         finally:
             for job in self.jobs.values():
                 if job.task is not None:
@@ -88,12 +94,22 @@ class Agent:
         context = await self._chromium.browser.new_context(device_scale_factor=1)
         return await TemplatePage.open(context)
 
-    async def drain(self) -> None:
+    async def _watch_spot_notice(self) -> None:
+        assert self.config.spot_notice_url is not None
+
+        async def interrupted(action: str) -> None:
+            await self.drain(f"spot interruption ({action})")
+
+        await watch_spot_notice(
+            self.config.spot_notice_url, self.config.spot_poll_interval, interrupted
+        )
+
+    async def drain(self, why: str = "SIGTERM") -> None:
         """Take no new work, give running jobs the grace period, hand back the rest, exit."""
         if self.draining:
             return
         self.draining = True
-        log.info("draining", extra={"agent_id": self.config.agent_id, "jobs": len(self.jobs)})
+        log.info("draining", extra={"why": why, "jobs": len(self.jobs)})
         self._send(self._heartbeat())
         running = [j.task for j in self.jobs.values() if j.task is not None and not j.task.done()]
         if running:
@@ -101,7 +117,7 @@ class Agent:
         for job in list(self.jobs.values()):
             if job.task is not None and not job.task.done():
                 job.task.cancel()
-                reason = "agent draining: grace period over"
+                reason = f"agent draining ({why}): grace period over"
                 self._finish(
                     job, pb.ConnectRequest(released=pb.Released(lease=job.lease, reason=reason))
                 )
@@ -126,6 +142,8 @@ class Agent:
                         delay = RECONNECT_MIN
             except aio.AioRpcError as e:
                 log.warning("coordinator stream ended", extra={"code": e.code().name})
+            except Exception:
+                log.exception("coordinator stream failed")
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(RECONNECT_MAX, delay * 2)
 
@@ -233,75 +251,46 @@ class Agent:
             now = time.monotonic()
             if now - job.last_progress >= PROGRESS_INTERVAL:
                 job.last_progress = now
-                self._send(
-                    pb.ConnectRequest(
-                        progress=pb.Progress(
-                            lease=lease, frames_done=done, frames_total=total, fps=fps
-                        )
-                    )
-                )
+                message = pb.Progress(lease=lease, frames_done=done, frames_total=total, fps=fps)
+                self._send(pb.ConnectRequest(progress=message))
 
         page = await self._pages.get()
         try:
             result = await render(assign, page, self.config.limits, progress)
-        except FramefleetError as e:
+        except Exception as e:
+            error = e if isinstance(e, FramefleetError) else None
+            if error is None:
+                log.exception("render crashed", extra={"job_id": lease.job_id})
+                error = FramefleetError(ErrorClass.INTERNAL, repr(e))
             log.warning(
                 "render failed",
-                extra={
-                    "job_id": lease.job_id,
-                    "error_class": e.error_class,
-                    "error": str(e.args[0]),
-                },
+                extra={"job_id": lease.job_id, "error_class": error.error_class, "error": str(e)},
             )
-            self._finish(
-                job,
-                pb.ConnectRequest(
-                    failed=pb.Failed(
-                        lease=lease,
-                        error_class=e.error_class,
-                        message=str(e.args[0]),
-                        retryable=e.retryable,
-                    )
-                ),
+            failed = pb.Failed(
+                lease=lease,
+                error_class=error.error_class,
+                message=str(error.args[0]),
+                retryable=error.retryable,
             )
-        except Exception as e:
-            log.exception("render crashed", extra={"job_id": lease.job_id})
-            self._finish(
-                job,
-                pb.ConnectRequest(
-                    failed=pb.Failed(
-                        lease=lease,
-                        error_class=ErrorClass.INTERNAL,
-                        message=repr(e),
-                        retryable=True,
-                    )
-                ),
-            )
+            self._finish(job, pb.ConnectRequest(failed=failed))
         else:
+            stages = {k: round(v, 3) for k, v in result.stages.items()}
             log.info(
                 "render finished",
-                extra={
-                    "job_id": lease.job_id,
-                    "frames": result.frames,
-                    "bytes": result.output_bytes,
-                    "seconds": round(result.seconds, 3),
-                    "stages": {k: round(v, 3) for k, v in result.stages.items()},
-                },
+                extra={"job_id": lease.job_id, "frames": result.frames, "stages": stages,
+                       "bytes": result.output_bytes, "seconds": round(result.seconds, 3)},
+            )  # fmt: skip
+            completed = pb.Completed(
+                lease=lease,
+                output_url=result.output_url,
+                output_bytes=result.output_bytes,
+                frames=result.frames,
+                render_seconds=result.seconds,
             )
-            self._finish(
-                job,
-                pb.ConnectRequest(
-                    completed=pb.Completed(
-                        lease=lease,
-                        output_url=result.output_url,
-                        output_bytes=result.output_bytes,
-                        frames=result.frames,
-                        render_seconds=result.seconds,
-                    )
-                ),
-            )
+            self._finish(job, pb.ConnectRequest(completed=completed))
         finally:
-            if page.crashed:
+            if not page.healthy:
+                # A crashed or hung page is replaced, never reused.
                 with contextlib.suppress(Exception):
                     await page.close()
                 page = await self._new_page()

@@ -63,6 +63,8 @@ class TemplatePage:
         self._bundle: dict[str, bytes] = {}
         self._errors: list[str] = []
         self.crashed = False
+        # Set when a wait timed out: the renderer may still be busy, so the page is replaced.
+        self.stuck = False
         page.on("pageerror", lambda error: self._errors.append(str(error)))
         page.on("crash", lambda _: setattr(self, "crashed", True))
 
@@ -87,6 +89,10 @@ class TemplatePage:
         suffix = url[url.rfind(".") :].lower()
         content_type = "text/html" if url == INDEX else CONTENT_TYPES.get(suffix, "")
         await route.fulfill(status=200, body=body, content_type=content_type or None)
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.crashed or self.stuck)
 
     def _raise_if_broken(self) -> None:
         if self.crashed:
@@ -115,6 +121,7 @@ class TemplatePage:
                 self._raise_if_broken()
                 await self.page.evaluate("() => window.__framefleet.ready()")
         except TimeoutError:
+            self.stuck = True
             self._raise_if_broken()
             raise FramefleetError(
                 ErrorClass.TEMPLATE_READY_TIMEOUT,
@@ -136,6 +143,7 @@ class TemplatePage:
                     {"format": "jpeg", "quality": 92, "optimizeForSpeed": True},
                 )
         except TimeoutError:
+            self.stuck = True
             self._raise_if_broken()
             raise FramefleetError(
                 ErrorClass.CAPTURE_TIMEOUT, f"frame at {ms:.0f} ms took over {limit:g}s"

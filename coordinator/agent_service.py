@@ -96,6 +96,9 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             await self.farm.release(record.id, record.fencing_token)
 
     async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:
+        if session.silent:
+            session.silent = False
+            self.farm.work_available.set()
         kind = message.WhichOneof("message")
         if kind == "heartbeat":
             await self._heartbeat(session, message.heartbeat)

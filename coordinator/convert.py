@@ -41,6 +41,7 @@ def job_message(record: JobRecord, with_spec: bool = True) -> pb.Job:
         created_at=_timestamp(record.created_at),
         started_at=_timestamp(record.started_at),
         finished_at=_timestamp(record.finished_at),
+        cache_hit=record.cache_hit,
     )
     if with_spec:
         job.spec.ParseFromString(record.spec)

@@ -45,6 +45,7 @@ class Farm:
                     "output_url": record.output_url,
                     "output_bytes": record.output_bytes,
                     "frames": record.frames_total,
+                    "cache_hit": record.cache_hit,
                 },
             )
 
@@ -61,18 +62,23 @@ class Farm:
         if not destination:
             raise FramefleetError(ErrorClass.INVALID_JOB, "the job names no destination")
         key = jobspec.content_key(spec)
-        record = await self.store.insert(
-            NewJob(
-                id=uuid.uuid4().hex,
-                spec=spec.SerializeToString(),
-                content_key=key,
-                output_url=jobspec.output_url(destination, key),
-                frames_total=output.frames,
-                priority=spec.priority,
-                max_attempts=spec.max_attempts or jobspec.DEFAULT_MAX_ATTEMPTS,
-                created_at=self.clock(),
-            )
+        job = NewJob(
+            id=uuid.uuid4().hex,
+            spec=spec.SerializeToString(),
+            content_key=key,
+            output_url=jobspec.output_url(destination, key),
+            frames_total=output.frames,
+            priority=spec.priority,
+            max_attempts=spec.max_attempts or jobspec.DEFAULT_MAX_ATTEMPTS,
+            created_at=self.clock(),
         )
+        # Result cache: the same content at the same destination is already there.
+        done = None if spec.force else await self.store.find_output(job.output_url)
+        if done is not None:
+            record = await self.store.insert_cached(job, done.output_bytes)
+            self.publish(record)
+            return record
+        record = await self.store.insert(job)
         self.work_available.set()
         return record
 
@@ -117,6 +123,11 @@ class Farm:
         )
         if record is not None:
             self.publish(record)
+            # Identical jobs that waited for this render share its output.
+            for waiting in await self.store.complete_waiting(
+                record.output_url, record.output_bytes, self.clock()
+            ):
+                self.publish(waiting)
         return record
 
     async def fail(self, msg: pb.Failed) -> JobRecord | None:

@@ -47,7 +47,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
         states = [STORE_STATE[s] for s in request.states if s in STORE_STATE]
-        records = await self.farm.store.list(states, request.limit or 100)
+        records = await self.farm.store.list_jobs(states, request.limit or 100)
         return pb.ListJobsResponse(jobs=[job_message(r, with_spec=False) for r in records])
 
     async def CancelJob(

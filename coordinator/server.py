@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ class RunningCoordinator:
 async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[RunningCoordinator]:
     """Starts a coordinator and stops it on exit; ``address`` is the bound host:port."""
     store = await open_store(config.store_url)
+    # After a restart, agents get one TTL to reconnect and renew before leases expire.
+    await store.extend_leases(config.clock() + config.lease_ttl)
     farm = Farm(store, config)
     server = aio.server(options=GRPC_OPTIONS)
     pb_grpc.add_JobServiceServicer_to_server(JobService(farm), server)
@@ -68,7 +71,14 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
 
 
 async def serve(config: CoordinatorConfig) -> None:
+    """Runs until SIGTERM or SIGINT. State lives in the store, so a stop (or a crash) loses
+    nothing: agents reconnect to the next coordinator and report the leases they hold."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     async with running_coordinator(config) as coordinator:
         # Tests and the local mode read the bound address from this line.
         print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
-        await coordinator.server.wait_for_termination()
+        await stop.wait()
+        log.info("coordinator stopping")

@@ -16,12 +16,17 @@ class Session:
     # job id -> (fencing token, time assigned)
     held: dict[str, tuple[int, float]] = field(default_factory=dict)
     draining: bool = False
+    # A lease of this session expired: it stopped heartbeating (frozen, partitioned). It gets
+    # no work until it speaks again.
+    silent: bool = False
     outbox: asyncio.Queue[pb.ConnectResponse] = field(default_factory=asyncio.Queue)
     handler: asyncio.Task[object] | None = None
 
     @property
     def free_slots(self) -> int:
-        return 0 if self.draining else max(0, self.slots - len(self.held))
+        if self.draining or self.silent:
+            return 0
+        return max(0, self.slots - len(self.held))
 
     def send(self, message: pb.ConnectResponse) -> None:
         self.outbox.put_nowait(message)

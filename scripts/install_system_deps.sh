@@ -2,7 +2,7 @@
 # System packages from Debian: Chromium's headless shell (Playwright drives it; it never
 # downloads a browser), fonts for templates, and PostgreSQL for the store tests.
 set -euo pipefail
-packages=(chromium-headless-shell fonts-dejavu-core)
+packages=(chromium-headless-shell fonts-dejavu-core postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.farm_processes import Farm
+from tests.postgres_server import PostgresServer, start_postgres
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -29,3 +30,13 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
         yield farm
     finally:
         farm.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run; tests make their own databases in it."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -22,12 +22,13 @@ def new_job(
     priority: int = 0,
     max_attempts: int = 3,
     frames_total: int = 10,
+    output: str | None = None,
 ) -> NewJob:
     return NewJob(
         id=job_id,
         spec=f"spec of {job_id}".encode(),
-        content_key=f"key-{job_id}",
-        output_url=f"file:///out/{job_id}.mp4",
+        content_key=f"key-{output or job_id}",
+        output_url=f"file:///out/{output or job_id}.mp4",
         frames_total=frames_total,
         priority=priority,
         max_attempts=max_attempts,
@@ -84,19 +85,19 @@ class StoreConformance:
         leased = await must_claim(store, "agent", T0 + 10)
         assert leased.id == "j0"
 
-        everything = await store.list([], 100)
+        everything = await store.list_jobs([], 100)
         assert [r.id for r in everything] == ["j4", "j3", "j2", "j1", "j0"]
-        assert [r.id for r in await store.list([], 2)] == ["j4", "j3"]
-        assert [r.id for r in await store.list([JobState.QUEUED], 100)] == [
+        assert [r.id for r in await store.list_jobs([], 2)] == ["j4", "j3"]
+        assert [r.id for r in await store.list_jobs([JobState.QUEUED], 100)] == [
             "j4",
             "j3",
             "j2",
             "j1",
         ]
-        assert [r.id for r in await store.list([JobState.LEASED], 100)] == ["j0"]
-        both = await store.list([JobState.LEASED, JobState.QUEUED], 3)
+        assert [r.id for r in await store.list_jobs([JobState.LEASED], 100)] == ["j0"]
+        both = await store.list_jobs([JobState.LEASED, JobState.QUEUED], 3)
         assert [r.id for r in both] == ["j4", "j3", "j2"]
-        assert await store.list([JobState.SUCCEEDED], 100) == []
+        assert await store.list_jobs([JobState.SUCCEEDED], 100) == []
 
     # --- claim -----------------------------------------------------------------------------
 
@@ -478,4 +479,62 @@ class StoreConformance:
             assert stored.lease_owner == agent
             assert stored.fencing_token == record.fencing_token
             assert stored.attempt == 1
-        assert await store.list([JobState.QUEUED], 100) == []
+        assert await store.list_jobs([JobState.QUEUED], 100) == []
+
+    # --- result cache, identical jobs in flight, restart grace ----------------------------
+
+    async def test_cached_insert_is_a_finished_cache_hit(self, store: JobStore) -> None:
+        assert await store.find_output("file:///out/x.mp4") is None
+        await store.insert(new_job("first", output="x"))
+        assert await store.find_output("file:///out/x.mp4") is None, "not finished yet"
+        lease = await must_claim(store, "agent", T0)
+        await store.complete("first", lease.fencing_token, "file:///out/x.mp4", 99, T0 + 1)
+        found = await store.find_output("file:///out/x.mp4")
+        assert found is not None and found.id == "first" and not found.cache_hit
+
+        hit = await store.insert_cached(new_job("again", output="x", created_at=T0 + 2), 99)
+        assert hit.state == JobState.SUCCEEDED
+        assert hit.cache_hit
+        assert hit.output_bytes == 99
+        assert hit.frames_done == hit.frames_total
+        assert hit.finished_at == T0 + 2
+        assert await store.claim("agent", T0 + 3, TTL) is None
+
+    async def test_identical_jobs_in_flight_render_once(self, store: JobStore) -> None:
+        await store.insert(new_job("a", output="same"))
+        await store.insert(new_job("b", output="same", created_at=T0 + 1))
+        await store.insert(new_job("other", created_at=T0 + 2))
+        lease = await must_claim(store, "agent-1", T0 + 3)
+        assert lease.id == "a"
+        # b waits for a's output; the next claim skips it.
+        assert (await must_claim(store, "agent-2", T0 + 3)).id == "other"
+        assert await store.claim("agent-3", T0 + 3, TTL) is None
+
+        await store.complete("a", lease.fencing_token, "file:///out/same.mp4", 5, T0 + 4)
+        waiting = await store.complete_waiting("file:///out/same.mp4", 5, T0 + 4)
+        assert [r.id for r in waiting] == ["b"]
+        b = await must_get(store, "b")
+        assert (b.state, b.cache_hit, b.output_bytes, b.attempt) == (JobState.SUCCEEDED, True, 5, 0)
+
+    async def test_a_waiting_job_runs_if_the_first_render_is_requeued(
+        self, store: JobStore
+    ) -> None:
+        await store.insert(new_job("a", output="same"))
+        await store.insert(new_job("b", output="same", created_at=T0 + 1))
+        lease = await must_claim(store, "agent-1", T0)
+        await store.release("a", lease.fencing_token, T0 + 1)
+        # Nothing of that output is leased now: the oldest of the two goes first.
+        assert (await must_claim(store, "agent-2", T0 + 1)).id == "a"
+
+    async def test_extend_leases_gives_a_grace_window(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        await store.insert(new_job("b"))
+        await must_claim(store, "agent", T0, ttl=5)
+        assert await store.extend_leases(T0 + 60) == 1
+        assert await store.expire(T0 + 30, T0 + 30) == []
+        record = await must_get(store, "a")
+        assert record.lease_expires_at == T0 + 60
+        # Never shortens a lease.
+        await store.extend_leases(T0 + 10)
+        assert (await must_get(store, "a")).lease_expires_at == T0 + 60
+        assert [r.id for r in await store.expire(T0 + 61, T0 + 61)] == ["a"]

@@ -160,3 +160,34 @@ async def test_cancel_stops_a_render(farm: Farm) -> None:
     assert after.state == pb.JOB_STATE_SUCCEEDED
     out = path_of(after.output_url).parents[2]
     assert not list(out.rglob(f"*{job.content_key}*")), "a cancelled render left output behind"
+
+
+async def test_result_cache_and_identical_jobs_in_flight(farm: Farm, tmp_path: Path) -> None:
+    def spec(force: bool = False) -> pb.JobSpec:
+        job = box_job("rgb(10, 200, 30)", frames=45, destination=str(tmp_path))
+        job.force = force
+        return job
+
+    async with AsyncClient(farm.address) as client:
+        # Three identical jobs at once: one render, three successes with one output.
+        jobs = [await client.submit(spec()) for _ in range(3)]
+        done = await asyncio.gather(*(client.wait(j.id) for j in jobs))
+        assert len({j.output_url for j in done}) == 1
+        assert sorted(j.cache_hit for j in done) == [False, True, True]
+        assert sum(j.attempt for j in done) == 1, "identical jobs in flight rendered twice"
+        output = path_of(done[0].output_url)
+        rendered = output.stat().st_mtime_ns
+
+        # Submitted again later: done at once from the cache, no agent involved.
+        hit = await client.submit(spec())
+        assert hit.state == pb.JOB_STATE_SUCCEEDED
+        assert (hit.cache_hit, hit.attempt, hit.agent_id) == (True, 0, "")
+        assert hit.output_url == done[0].output_url
+        assert output.stat().st_mtime_ns == rendered
+
+        # force renders again, to the same bytes.
+        before = output.read_bytes()
+        forced = await client.wait((await client.submit(spec(force=True))).id)
+        assert (forced.cache_hit, forced.attempt) == (False, 1)
+        assert output.stat().st_mtime_ns != rendered
+        assert output.read_bytes() == before

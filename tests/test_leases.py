@@ -57,12 +57,14 @@ async def lease_farm(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Farm]:
         await store.close()
 
 
-def spec(frames: int = 5, priority: int = 0) -> pb.JobSpec:
-    return pb.JobSpec(
+def spec(frames: int = 5, priority: int = 0, variant: int = 0) -> pb.JobSpec:
+    job = pb.JobSpec(
         template=pb.Template(html="<p>x</p>"),
         output=pb.OutputSettings(width=64, height=64, fps=10, frames=frames),
         priority=priority,
     )
+    job.params.update({"variant": variant})
+    return job
 
 
 def drain(session: Session) -> list[pb.ConnectResponse]:
@@ -93,8 +95,8 @@ async def get(farm: Farm, job_id: str) -> JobRecord:
 async def submit(farm: Farm, clock: FakeClock, n: int) -> list[str]:
     """n jobs, oldest first; the clock ticks between them so their order is unambiguous."""
     ids = []
-    for _ in range(n):
-        ids.append((await farm.submit(spec())).id)
+    for variant in range(n):
+        ids.append((await farm.submit(spec(variant=variant))).id)
         clock.advance(0.001)
     return ids
 
@@ -129,12 +131,12 @@ async def test_dispatch_fills_free_slots_round_robin(lease_farm: Farm, clock: Fa
             assert assign.attempt == 1
             assert assign.content_key == record.content_key
             assert assign.output_url == record.output_url
-            assert assign.spec == spec()
+            assert assign.spec == spec(variant=jobs.index(assign.lease.job_id))
             assert session.held[assign.lease.job_id] == (record.fencing_token, clock.now)
 
     # Every slot is taken: the last two jobs wait.
     assert await dispatch_once(farm) == 0
-    queued = await farm.store.list([JobState.QUEUED], 10)
+    queued = await farm.store.list_jobs([JobState.QUEUED], 10)
     assert {r.id for r in queued} == {jobs[5], jobs[6]}
 
     # A freed slot takes the next job, and only one.
@@ -168,7 +170,7 @@ async def test_draining_session_gets_nothing(lease_farm: Farm, clock: FakeClock)
 
     assert await dispatch_once(farm) == 0
     assert drain(draining) == []
-    assert len(await farm.store.list([JobState.QUEUED], 10)) == 3
+    assert len(await farm.store.list_jobs([JobState.QUEUED], 10)) == 3
 
     healthy = farm.sessions.register("agent-healthy", slots=2)
     assert await dispatch_once(farm) == 2
@@ -444,7 +446,7 @@ async def test_submit_rejects_invalid_specs(lease_farm: Farm, bad: pb.JobSpec) -
     with pytest.raises(FramefleetError) as raised:
         await lease_farm.submit(bad)
     assert raised.value.error_class == ErrorClass.INVALID_JOB
-    assert await lease_farm.store.list([], 10) == []
+    assert await lease_farm.store.list_jobs([], 10) == []
     assert not lease_farm.work_available.is_set()
 
 

@@ -35,13 +35,13 @@ async def test_jobs_and_leases_survive_a_restart(tmp_path: Path) -> None:
         assert done.id == "done"
         completed = await store.complete("done", done.fencing_token, "file:///d.mp4", 7, T0 + 1)
         assert completed is not None
-        before = {r.id: r for r in await store.list([], 10)}
+        before = {r.id: r for r in await store.list_jobs([], 10)}
     finally:
         await store.close()
 
     reopened = await SqliteStore.open(path)
     try:
-        after = {r.id: r for r in await reopened.list([], 10)}
+        after = {r.id: r for r in await reopened.list_jobs([], 10)}
         assert after == before
         assert after["leased"].state == JobState.LEASED
         assert after["done"].state == JobState.SUCCEEDED

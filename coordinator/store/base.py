@@ -7,7 +7,6 @@ cancel, and each call that acts on a lease names its token, so a stale holder ch
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -59,6 +58,7 @@ class JobRecord:
     error_message: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    cache_hit: bool = False
 
 
 class JobStore(Protocol):
@@ -68,21 +68,31 @@ class JobStore(Protocol):
 
     async def get(self, job_id: str) -> JobRecord | None: ...
 
-    async def list(self, states: list[JobState], limit: int) -> list[JobRecord]:
+    async def list_jobs(self, states: list[JobState], limit: int) -> list[JobRecord]:
         """Newest first; empty states means every state."""
         ...
 
+    async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:
+        """Inserts a job that is already done: its output exists (a result-cache hit)."""
+        ...
+
+    async def find_output(self, output_url: str) -> JobRecord | None:
+        """A succeeded job that wrote output_url, if any."""
+        ...
+
     async def claim(self, agent_id: str, now: float, ttl: float) -> JobRecord | None:
-        """Leases the next available queued job (highest priority, then oldest) to agent_id."""
+        """Leases the next available queued job (highest priority, then oldest) to agent_id.
+        A job whose output_url is being rendered under another lease waits: identical jobs in
+        flight render once."""
         ...
 
     async def renew(
-        self, agent_id: str, leases: builtins.list[tuple[str, int]], now: float, ttl: float
+        self, agent_id: str, leases: list[tuple[str, int]], now: float, ttl: float
     ) -> set[str]:
         """Extends the named leases that agent_id still holds; returns the renewed job ids."""
         ...
 
-    async def leases_of(self, agent_id: str) -> builtins.list[JobRecord]:
+    async def leases_of(self, agent_id: str) -> list[JobRecord]:
         """Jobs currently leased to agent_id."""
         ...
 
@@ -107,12 +117,23 @@ class JobStore(Protocol):
         None when the token is stale."""
         ...
 
+    async def complete_waiting(
+        self, output_url: str, output_bytes: int, now: float
+    ) -> list[JobRecord]:
+        """Completes, as cache hits, the queued jobs that wait for output_url."""
+        ...
+
     async def release(self, job_id: str, token: int, now: float) -> JobRecord | None:
         """The holder gives the lease back unfinished: requeued at once, attempt not spent."""
         ...
 
-    async def expire(self, now: float, retry_at: float) -> builtins.list[JobRecord]:
+    async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
         """Leases past their expiry go back to the queue (or fail when out of attempts)."""
+        ...
+
+    async def extend_leases(self, until: float) -> int:
+        """Pushes every lease's expiry to at least ``until`` (a restarted coordinator's grace
+        window for agents to reconnect); returns how many leases there are."""
         ...
 
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:

@@ -14,4 +14,8 @@ async def open_store(url: str) -> JobStore:
 
         # sqlite:///abs/path.db -> /abs/path.db
         return await SqliteStore.open(url.removeprefix("sqlite://"))
-    raise ValueError(f"unsupported store URL {url!r} (use sqlite:///path)")
+    if scheme in ("postgres", "postgresql"):
+        from coordinator.store.postgres import PostgresStore
+
+        return await PostgresStore.open(url)
+    raise ValueError(f"unsupported store URL {url!r} (use sqlite:///path or postgresql://...)")

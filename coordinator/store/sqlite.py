@@ -6,7 +6,6 @@ state change is a single UPDATE ... RETURNING, which SQLite applies atomically.
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 import aiosqlite
@@ -35,17 +34,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_class      TEXT,
     error_message    TEXT,
     started_at       REAL,
-    finished_at      REAL
+    finished_at      REAL,
+    cache_hit        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires_at);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'leased';
+CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
 """
 
 COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
     " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
-    " output_bytes, error_class, error_message, started_at, finished_at"
+    " output_bytes, error_class, error_message, started_at, finished_at, cache_hit"
 )
 
 LEASED = "state = 'leased' AND id = ? AND fencing_token = ?"
@@ -54,6 +55,7 @@ LEASED = "state = 'leased' AND id = ? AND fencing_token = ?"
 def _record(row: Any) -> JobRecord:
     values = list(row)
     values[1] = JobState(values[1])
+    values[-1] = bool(values[-1])
     return JobRecord(*values)
 
 
@@ -100,10 +102,38 @@ class SqliteStore:
         assert record is not None
         return record
 
+    async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:
+        record = await self._one(
+            "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
+            " max_attempts, created_at, available_at, frames_done, output_bytes, finished_at,"
+            " cache_hit) VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
+            f" RETURNING {COLUMNS}",
+            job.id,
+            job.spec,
+            job.content_key,
+            job.output_url,
+            job.frames_total,
+            job.priority,
+            job.max_attempts,
+            job.created_at,
+            job.created_at,
+            job.frames_total,
+            output_bytes,
+            job.created_at,
+        )
+        assert record is not None
+        return record
+
+    async def find_output(self, output_url: str) -> JobRecord | None:
+        return await self._one(
+            f"SELECT {COLUMNS} FROM jobs WHERE output_url = ? AND state = 'succeeded' LIMIT 1",
+            output_url,
+        )
+
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._one(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", job_id)
 
-    async def list(self, states: list[JobState], limit: int) -> list[JobRecord]:
+    async def list_jobs(self, states: list[JobState], limit: int) -> list[JobRecord]:
         if not states:
             return await self._all(f"SELECT {COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?", limit)
         marks = ",".join("?" * len(states))
@@ -117,7 +147,9 @@ class SqliteStore:
         return await self._one(
             "UPDATE jobs SET state = 'leased', lease_owner = ?, fencing_token = fencing_token + 1,"
             " lease_expires_at = ?, attempt = attempt + 1, started_at = ?, frames_done = 0"
-            " WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' AND available_at <= ?"
+            " WHERE seq = (SELECT seq FROM jobs AS q WHERE state = 'queued' AND available_at <= ?"
+            "              AND NOT EXISTS (SELECT 1 FROM jobs AS l WHERE l.state = 'leased'"
+            "                              AND l.output_url = q.output_url)"
             "              ORDER BY priority DESC, seq LIMIT 1)"
             f" RETURNING {COLUMNS}",
             agent_id,
@@ -127,7 +159,7 @@ class SqliteStore:
         )
 
     async def renew(
-        self, agent_id: str, leases: builtins.list[tuple[str, int]], now: float, ttl: float
+        self, agent_id: str, leases: list[tuple[str, int]], now: float, ttl: float
     ) -> set[str]:
         renewed: set[str] = set()
         for job_id, token in leases:
@@ -139,7 +171,7 @@ class SqliteStore:
                 renewed.add(job_id)
         return renewed
 
-    async def leases_of(self, agent_id: str) -> builtins.list[JobRecord]:
+    async def leases_of(self, agent_id: str) -> list[JobRecord]:
         return await self._all(
             f"SELECT {COLUMNS} FROM jobs WHERE state = 'leased' AND lease_owner = ?", agent_id
         )
@@ -192,6 +224,18 @@ class SqliteStore:
             token,
         )
 
+    async def complete_waiting(
+        self, output_url: str, output_bytes: int, now: float
+    ) -> list[JobRecord]:
+        return await self._all(
+            "UPDATE jobs SET state = 'succeeded', output_bytes = ?, frames_done = frames_total,"
+            " finished_at = ?, cache_hit = 1, error_class = NULL, error_message = NULL"
+            f" WHERE output_url = ? AND state = 'queued' RETURNING {COLUMNS}",
+            output_bytes,
+            now,
+            output_url,
+        )
+
     async def release(self, job_id: str, token: int, now: float) -> JobRecord | None:
         return await self._one(
             "UPDATE jobs SET state = 'queued', available_at = ?, attempt = attempt - 1,"
@@ -201,7 +245,7 @@ class SqliteStore:
             token,
         )
 
-    async def expire(self, now: float, retry_at: float) -> builtins.list[JobRecord]:
+    async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
         return await self._all(
             "UPDATE jobs SET"
             " state = CASE WHEN attempt < max_attempts THEN 'queued' ELSE 'failed' END,"
@@ -214,6 +258,13 @@ class SqliteStore:
             retry_at,
             now,
         )
+
+    async def extend_leases(self, until: float) -> int:
+        cursor = await self._db.execute(
+            "UPDATE jobs SET lease_expires_at = MAX(lease_expires_at, ?) WHERE state = 'leased'",
+            (until,),
+        )
+        return cursor.rowcount
 
     async def cancel(self, job_id: str, now: float) -> JobRecord | None:
         before = await self.get(job_id)

@@ -24,6 +24,8 @@ from framefleet.jobspec import template_job, validate
 from framefleet.logs import setup_logging
 from framefleet.v1 import framefleet_pb2 as pb
 
+EC2_URL = "http://169.254.169.254/latest/meta-data/spot/instance-action"
+
 DEFAULT_COORDINATOR = os.environ.get("FRAMEFLEET_COORDINATOR", "127.0.0.1:7070")
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 1, 2, 3
 
@@ -262,6 +264,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
             default_destination=args.out,
             lease_ttl=args.lease_ttl,
             heartbeat_interval=args.heartbeat_interval,
+            retry_base=args.retry_base,
         )
     )
     return 0
@@ -282,6 +285,8 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             slots=capacity.slots,
             limits=RenderLimits(args.ready_timeout, args.frame_timeout),
             drain_grace=args.drain_grace,
+            spot_notice_url=args.spot_notice_url,
+            spot_poll_interval=args.spot_poll_interval,
         )
     )
     return 0
@@ -336,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     coord.add_argument("--out", default="out", help="default destination for outputs")
     coord.add_argument("--lease-ttl", type=float, default=20.0, help="seconds")
     coord.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
+    coord.add_argument("--retry-base", type=float, default=2.0, help="first retry backoff, s")
     coord.set_defaults(run=cmd_coordinator)
 
     agent = with_coordinator(commands.add_parser("agent", help="run a render agent"))
@@ -344,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
     agent.add_argument("--frame-timeout", type=float, default=10.0, help="seconds")
     agent.add_argument("--drain-grace", type=float, default=10.0, help="seconds")
+    agent.add_argument(
+        "--spot-notice-url",
+        default=None,
+        help=f"poll this EC2 spot instance-action URL and drain on a notice (e.g. {EC2_URL})",
+    )
+    agent.add_argument("--spot-poll-interval", type=float, default=5.0, help="seconds")
     agent.set_defaults(run=cmd_agent)
     return parser
 
