@@ -91,7 +91,7 @@ class JobSpec(_message.Message):
     def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ..., video_json: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[OutputSettings, _Mapping]] = ..., destination: _Optional[str] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit")
+    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit", "batch_id", "row_key")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,8 @@ class Job(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ROW_KEY_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -124,7 +126,9 @@ class Job(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     cache_hit: bool
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
+    batch_id: str
+    row_key: str
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., batch_id: _Optional[str] = ..., row_key: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec",)
@@ -189,6 +193,134 @@ class WatchJobResponse(_message.Message):
     job: Job
     fps: float
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., fps: _Optional[float] = ...) -> None: ...
+
+class SubmitBatchRequest(_message.Message):
+    __slots__ = ("header", "row")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    header: BatchHeader
+    row: BatchRow
+    def __init__(self, header: _Optional[_Union[BatchHeader, _Mapping]] = ..., row: _Optional[_Union[BatchRow, _Mapping]] = ...) -> None: ...
+
+class BatchHeader(_message.Message):
+    __slots__ = ("spec", "name")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    spec: JobSpec
+    name: str
+    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class BatchRow(_message.Message):
+    __slots__ = ("row_key", "params")
+    ROW_KEY_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    row_key: str
+    params: _struct_pb2.Struct
+    def __init__(self, row_key: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class SubmitBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("id", "name", "total", "queued", "running", "succeeded", "failed", "cancelled", "cache_hits", "frames_done", "frames_total", "created_at", "finished_at", "eta_seconds", "digest", "manifest_url")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_URL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    cache_hits: int
+    frames_done: int
+    frames_total: int
+    created_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    eta_seconds: float
+    digest: BatchDigest
+    manifest_url: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., total: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., cache_hits: _Optional[int] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eta_seconds: _Optional[float] = ..., digest: _Optional[_Union[BatchDigest, _Mapping]] = ..., manifest_url: _Optional[str] = ...) -> None: ...
+
+class BatchDigest(_message.Message):
+    __slots__ = ("wall_seconds", "render_p50_seconds", "render_p95_seconds", "failures", "summary")
+    WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RENDER_P50_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RENDER_P95_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    wall_seconds: float
+    render_p50_seconds: float
+    render_p95_seconds: float
+    failures: _containers.RepeatedCompositeFieldContainer[FailureGroup]
+    summary: str
+    def __init__(self, wall_seconds: _Optional[float] = ..., render_p50_seconds: _Optional[float] = ..., render_p95_seconds: _Optional[float] = ..., failures: _Optional[_Iterable[_Union[FailureGroup, _Mapping]]] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class FailureGroup(_message.Message):
+    __slots__ = ("error_class", "count", "example_message", "example_row_key")
+    ERROR_CLASS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_ROW_KEY_FIELD_NUMBER: _ClassVar[int]
+    error_class: str
+    count: int
+    example_message: str
+    example_row_key: str
+    def __init__(self, error_class: _Optional[str] = ..., count: _Optional[int] = ..., example_message: _Optional[str] = ..., example_row_key: _Optional[str] = ...) -> None: ...
+
+class GetBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class GetBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class WatchBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class WatchBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class CancelBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class CancelBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
 
 class LeaseRef(_message.Message):
     __slots__ = ("job_id", "fencing_token")

@@ -63,6 +63,26 @@ class JobServiceStub:
                 request_serializer=framefleet_dot_v1_dot_framefleet__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=framefleet_dot_v1_dot_framefleet__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.stream_unary(
+                '/framefleet.v1.JobService/SubmitBatch',
+                request_serializer=framefleet_dot_v1_dot_framefleet__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=framefleet_dot_v1_dot_framefleet__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/framefleet.v1.JobService/GetBatch',
+                request_serializer=framefleet_dot_v1_dot_framefleet__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=framefleet_dot_v1_dot_framefleet__pb2.GetBatchResponse.FromString,
+                _registered_method=True)
+        self.WatchBatch = channel.unary_stream(
+                '/framefleet.v1.JobService/WatchBatch',
+                request_serializer=framefleet_dot_v1_dot_framefleet__pb2.WatchBatchRequest.SerializeToString,
+                response_deserializer=framefleet_dot_v1_dot_framefleet__pb2.WatchBatchResponse.FromString,
+                _registered_method=True)
+        self.CancelBatch = channel.unary_unary(
+                '/framefleet.v1.JobService/CancelBatch',
+                request_serializer=framefleet_dot_v1_dot_framefleet__pb2.CancelBatchRequest.SerializeToString,
+                response_deserializer=framefleet_dot_v1_dot_framefleet__pb2.CancelBatchResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -104,6 +124,32 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitBatch(self, request_iterator, context):
+        """One template, many rows of parameters: a header, then one message per row.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchBatch(self, request, context):
+        """Aggregate progress and ETA until every row has ended; the last message has the digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +177,26 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=framefleet_dot_v1_dot_framefleet__pb2.WatchJobRequest.FromString,
                     response_serializer=framefleet_dot_v1_dot_framefleet__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=framefleet_dot_v1_dot_framefleet__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=framefleet_dot_v1_dot_framefleet__pb2.SubmitBatchResponse.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=framefleet_dot_v1_dot_framefleet__pb2.GetBatchRequest.FromString,
+                    response_serializer=framefleet_dot_v1_dot_framefleet__pb2.GetBatchResponse.SerializeToString,
+            ),
+            'WatchBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatch,
+                    request_deserializer=framefleet_dot_v1_dot_framefleet__pb2.WatchBatchRequest.FromString,
+                    response_serializer=framefleet_dot_v1_dot_framefleet__pb2.WatchBatchResponse.SerializeToString,
+            ),
+            'CancelBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBatch,
+                    request_deserializer=framefleet_dot_v1_dot_framefleet__pb2.CancelBatchRequest.FromString,
+                    response_serializer=framefleet_dot_v1_dot_framefleet__pb2.CancelBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +338,114 @@ class JobService:
             '/framefleet.v1.JobService/WatchJob',
             framefleet_dot_v1_dot_framefleet__pb2.WatchJobRequest.SerializeToString,
             framefleet_dot_v1_dot_framefleet__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/framefleet.v1.JobService/SubmitBatch',
+            framefleet_dot_v1_dot_framefleet__pb2.SubmitBatchRequest.SerializeToString,
+            framefleet_dot_v1_dot_framefleet__pb2.SubmitBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framefleet.v1.JobService/GetBatch',
+            framefleet_dot_v1_dot_framefleet__pb2.GetBatchRequest.SerializeToString,
+            framefleet_dot_v1_dot_framefleet__pb2.GetBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/framefleet.v1.JobService/WatchBatch',
+            framefleet_dot_v1_dot_framefleet__pb2.WatchBatchRequest.SerializeToString,
+            framefleet_dot_v1_dot_framefleet__pb2.WatchBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framefleet.v1.JobService/CancelBatch',
+            framefleet_dot_v1_dot_framefleet__pb2.CancelBatchRequest.SerializeToString,
+            framefleet_dot_v1_dot_framefleet__pb2.CancelBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
