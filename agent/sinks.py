@@ -51,10 +51,17 @@ class LocalUpload:
 
 
 def open_upload(url: str) -> Upload:
+    """The upload for an output URL: file:// (a local file) or s3://bucket/key (any
+    S3-compatible store, see agent.s3_sink). Call it on the event loop."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         try:
             return LocalUpload(Path(unquote(parsed.path)))
         except OSError as e:
             raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write {url}: {e}") from e
+    if parsed.scheme == "s3":
+        # Imported on first use: local-only agents never load aiobotocore.
+        from agent.s3_sink import open_s3_upload
+
+        return open_s3_upload(url)
     raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"unsupported output URL {url!r}")
