@@ -1,0 +1,166 @@
+"""``framefleet preview FILE``: plays a template or a VideoJSON document in any browser, with a
+scrubber, on the agent's own runtime.
+
+The job page is what the agent loads (for a document, the shell page that runs VideoFlow's
+renderer), with the agent's timecontrol.js in front of it and the job's parameters in place,
+served from the job's own files under /job/. The player at / holds it in an iframe and drives
+it through the same calls the agent makes: ``__framefleet.ready()`` once, then
+``__framefleet.seek(ms)`` for the frame at ``ms``. So what the scrubber shows at t is the frame
+the farm renders at t. The server listens on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import mimetypes
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from framefleet import jobspec
+from framefleet.v1 import framefleet_pb2 as pb
+
+DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
+CONTENT_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+}
+
+
+def _script(code: str) -> str:
+    safe = code.replace("</", "<\\/")
+    return f"<script>{safe}</script>"
+
+
+def job_page(template: pb.Template, params: dict[str, Any]) -> str:
+    """The template's HTML as the agent's page runs it: the time-control runtime first (the
+    agent adds it as an init script), then the parameters, then the template's own scripts."""
+    runtime = files("agent").joinpath("timecontrol.js").read_text(encoding="utf-8")
+    head = _script(runtime) + _script(f"window.__framefleetParams = {json.dumps(params)};")
+    match = DOCTYPE.match(template.html)
+    cut = match.end() if match else 0
+    return template.html[:cut] + head + template.html[cut:]
+
+
+# The player page (package data): __WIDTH__ and the like are filled in per job.
+PLAYER = files("framefleet").joinpath("preview_player.html")
+
+
+@dataclass
+class Preview:
+    """A job's preview: the player page, the job page and the job's files."""
+
+    title: str
+    template: pb.Template
+    params: dict[str, Any]
+    output: jobspec.Output
+
+    @classmethod
+    def of(cls, spec: pb.JobSpec, title: str = "") -> Preview:
+        from agent.videojson import as_template
+
+        output = jobspec.validate(spec)
+        template, params = as_template(spec)
+        return cls(title, template, params, output)
+
+    def player(self) -> str:
+        values = {
+            "__TITLE__": self.title.replace("<", "&lt;"),
+            "__WIDTH__": str(self.output.width),
+            "__HEIGHT__": str(self.output.height),
+            "__FPS__": str(self.output.fps),
+            "__FRAMES__": str(self.output.frames),
+            "__LAST__": str(self.output.frames - 1),
+        }
+        player = PLAYER.read_text(encoding="utf-8")
+        return re.sub("|".join(values), lambda m: values[m.group(0)], player)
+
+    def file(self, path: str) -> tuple[bytes, str] | None:
+        """The body and content type served at ``path``, or None."""
+        if path in ("/", "/index.html"):
+            return self.player().encode(), "text/html; charset=utf-8"
+        if path == "/job/index.html":
+            return job_page(self.template, self.params).encode(), "text/html; charset=utf-8"
+        if path.startswith("/job/"):
+            data = self.template.assets.get(path.removeprefix("/job/"))
+            if data is None:
+                return None
+            suffix = path[path.rfind(".") :].lower()
+            kind = CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path)[0]
+            return data, kind or "application/octet-stream"
+        return None
+
+
+class PreviewServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, preview: Preview, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.preview = preview
+        super().__init__((host, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    def start(self) -> PreviewServer:
+        threading.Thread(target=self.serve_forever, name="framefleet-preview", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: PreviewServer
+
+    def do_GET(self) -> None:
+        found = self.server.preview.file(unquote(urlparse(self.path).path))
+        if found is None:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        body, kind = found
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+async def cmd_preview(args: argparse.Namespace) -> int:
+    """``framefleet preview FILE``: serve until interrupted."""
+    from framefleet.cli import _fill_duration, _spec
+
+    _fill_duration(args)
+    spec = _spec(args, "")
+    preview = Preview.of(spec, str(args.template))
+    try:
+        server = PreviewServer(preview, "127.0.0.1", args.port).start()
+    except OSError as e:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {e} (try --port 0)", file=sys.stderr)
+        return 2
+    print(f"framefleet preview of {args.template}: {server.url}  (Ctrl-C stops)", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        server.close()
+    return 0
