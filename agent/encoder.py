@@ -22,7 +22,7 @@ from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.jobspec import Output
 
 # x264's thread count is written into the stream; fixing it keeps bytes identical across hosts.
-X264_THREADS = 4
+X264_THREADS = 2
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from agent.encoder import H264Encoder
 from agent.sinks import open_upload
 from agent.template_page import TemplatePage
+from agent.videojson import as_template
 from framefleet import jobspec
+from framefleet.telemetry import tracer
 from framefleet.v1 import framefleet_pb2 as pb
 
 log = logging.getLogger("framefleet.agent")
@@ -31,7 +33,8 @@ class RenderResult:
     output_bytes: int
     frames: int
     seconds: float
-    # Per-stage wall time: load, capture (seek + screenshot), encode_wait, finish.
+    # Per-stage wall time: load (or swap, for a warm page), capture (seek + screenshot),
+    # encode_wait, finish.
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -43,7 +46,7 @@ async def render(
 ) -> RenderResult:
     spec = assign.spec
     output = jobspec.resolve_output(spec.output)
-    stages = dict.fromkeys(("load", "capture", "encode_wait", "finish"), 0.0)
+    stages = dict.fromkeys(("load", "swap", "capture", "encode_wait", "finish"), 0.0)
     started = mark = time.perf_counter()
 
     def lap(stage: str) -> None:
@@ -52,31 +55,49 @@ async def render(
         stages[stage] += now - mark
         mark = now
 
-    await page.load(
-        spec.template,
-        jobspec.params_dict(spec.params),
-        output.width,
-        output.height,
-        limits.ready_timeout,
-    )
-    lap("load")
+    template, params = as_template(spec)  # a VideoJSON job renders through a shell page
+    with tracer.start_as_current_span("load_template") as span:
+        swapped = await page.load(
+            template,
+            params,
+            (output.width, output.height),
+            limits.ready_timeout,
+            assign.source_key,
+        )
+        span.set_attribute("framefleet.page.swapped", swapped)
+    lap("swap" if swapped else "load")
     upload = open_upload(assign.output_url)
     encoder = H264Encoder(output, upload.write)
     try:
-        capture_started = time.perf_counter()
-        for n in range(output.frames):
-            image = await page.frame(n * 1000.0 / output.fps, limits.frame_timeout)
-            lap("capture")
-            await encoder.put(image)
-            lap("encode_wait")
-            elapsed = time.perf_counter() - capture_started
-            on_progress(n + 1, output.frames, (n + 1) / elapsed if elapsed > 0 else 0.0)
-        size = await encoder.finish()
-        await upload.complete()
+        # One span for all frames (not one per frame), with the count and rate.
+        with tracer.start_as_current_span("capture_encode") as span:
+            capture_started = time.perf_counter()
+            for n in range(output.frames):
+                image = await page.frame(n * 1000.0 / output.fps, limits.frame_timeout)
+                lap("capture")
+                await encoder.put(image)
+                lap("encode_wait")
+                elapsed = time.perf_counter() - capture_started
+                on_progress(n + 1, output.frames, (n + 1) / elapsed if elapsed > 0 else 0.0)
+            span.set_attributes(
+                {
+                    "framefleet.frames": output.frames,
+                    "framefleet.fps": output.frames / max(elapsed, 1e-9),
+                    "framefleet.capture_seconds": stages["capture"],
+                    "framefleet.encode_wait_seconds": stages["encode_wait"],
+                }
+            )
+        with tracer.start_as_current_span("complete_output") as span:
+            size = await encoder.finish()
+            await upload.complete()
+            span.set_attribute("framefleet.output.bytes", size)
         lap("finish")
     except BaseException:
-        await encoder.abort()
-        await upload.abort()
+        try:
+            await encoder.abort()
+        finally:
+            # Even if this task is cancelled again meanwhile: nothing half-written may remain.
+            await upload.abort()
         raise
     seconds = time.perf_counter() - started
     return RenderResult(assign.output_url, size, output.frames, seconds, stages)

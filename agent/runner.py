@@ -17,13 +17,17 @@ import time
 from dataclasses import dataclass, field
 
 import grpc.aio as aio
+from opentelemetry.trace import Status, StatusCode
 
-from agent.browser import CHROMIUM, Chromium
+from agent import metrics
+from agent.browser import CHROMIUM
+from agent.page_pool import PagePool
 from agent.render import RenderLimits, render
 from agent.spot_notice import watch_spot_notice
-from agent.template_page import TemplatePage
+from framefleet import jobspec, telemetry
 from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.jobspec import GRPC_OPTIONS
+from framefleet.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
@@ -32,6 +36,10 @@ log = logging.getLogger("framefleet.agent")
 PROGRESS_INTERVAL = 0.25  # seconds between progress messages per job
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 5.0
 ACK_WAIT = 5.0  # seconds a draining agent waits for its last results to be acknowledged
+
+
+def _bundle(messages: list[pb.ConnectRequest]) -> pb.ConnectRequest:
+    return pb.ConnectRequest(bundle=pb.RequestBundle(messages=messages))
 
 
 @dataclass
@@ -47,6 +55,12 @@ class AgentConfig:
     # Poll this spot instance-action URL and drain when an interruption is announced.
     spot_notice_url: str | None = None
     spot_poll_interval: float = 5.0
+    # Recycle a page after this many renders, or when its JavaScript heap passes this bound.
+    page_renders: int = 500
+    page_heap_bytes: int = 512 * 1024 * 1024
+    # Test and benchmark mode: complete every job at once without rendering, to measure the
+    # coordinator alone.
+    noop: bool = False
 
 
 @dataclass
@@ -63,19 +77,21 @@ class Agent:
         self.config = config
         self.jobs: dict[str, LeasedJob] = {}
         self.draining = False
-        self._pages: asyncio.Queue[TemplatePage] = asyncio.Queue()
+        self.pages = PagePool(
+            config.chromium, config.slots, config.page_renders, config.page_heap_bytes
+        )
+        # Job sources by key, as the coordinator sent them (kept for the process's life).
+        self._sources: dict[str, pb.JobSpec] = {}
         self._outbox: asyncio.Queue[pb.ConnectRequest] | None = None
-        self._chromium: Chromium | None = None
         self._done = asyncio.Event()
         self._acked = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._chromium = await Chromium.launch(self.config.chromium)
         try:
-            for _ in range(self.config.slots):
-                self._pages.put_nowait(await self._new_page())
+            if not self.config.noop:
+                await self.pages.start()
             background = [asyncio.create_task(self._stay_connected())]
             if self.config.spot_notice_url:
                 background.append(asyncio.create_task(self._watch_spot_notice()))
@@ -87,12 +103,7 @@ class Agent:
             for job in self.jobs.values():
                 if job.task is not None:
                     job.task.cancel()
-            await self._chromium.close()
-
-    async def _new_page(self) -> TemplatePage:
-        assert self._chromium is not None
-        context = await self._chromium.browser.new_context(device_scale_factor=1)
-        return await TemplatePage.open(context)
+            await self.pages.close()
 
     async def _watch_spot_notice(self) -> None:
         assert self.config.spot_notice_url is not None
@@ -173,7 +184,7 @@ class Agent:
 
         async def write() -> None:
             while True:
-                await call.write(await outbox.get())
+                await call.write(await take_ready(outbox, _bundle))
 
         async def heartbeat() -> None:
             while True:
@@ -203,7 +214,10 @@ class Agent:
 
     def _handle(self, message: pb.ConnectResponse) -> None:
         kind = message.WhichOneof("message")
-        if kind == "assign":
+        if kind == "bundle":
+            for inner in message.bundle.messages:
+                self._handle(inner)
+        elif kind == "assign":
             self._start(message.assign)
         elif kind == "cancel":
             self._drop(message.cancel.lease, message.cancel.reason)
@@ -221,12 +235,26 @@ class Agent:
         job = LeasedJob(lease=assign.lease)
         self.jobs[assign.lease.job_id] = job
         if self.draining:
-            self._finish(
-                job,
-                pb.ConnectRequest(
-                    released=pb.Released(lease=assign.lease, reason="agent draining")
-                ),
+            released = pb.Released(lease=assign.lease, reason="agent draining")
+            self._finish(job, pb.ConnectRequest(released=released))
+            return
+        # The coordinator sends each source once per stream; later jobs name it by key.
+        if assign.spec.WhichOneof("source") is not None:
+            self._sources[assign.source_key] = jobspec.source_only(assign.spec)
+        elif assign.source_key in self._sources:
+            assign.spec.MergeFrom(self._sources[assign.source_key])
+        else:
+            failed = pb.Failed(
+                lease=assign.lease,
+                error_class=ErrorClass.INTERNAL,
+                message=f"source {assign.source_key} was never sent to this agent",
+                retryable=True,
             )
+            self._finish(job, pb.ConnectRequest(failed=failed))
+            return
+        if self.config.noop:
+            completed = pb.Completed(lease=assign.lease, output_url=assign.output_url)
+            self._finish(job, pb.ConnectRequest(completed=completed))
             return
         job.task = asyncio.create_task(self._render(job, assign))
 
@@ -254,47 +282,62 @@ class Agent:
                 message = pb.Progress(lease=lease, frames_done=done, frames_total=total, fps=fps)
                 self._send(pb.ConnectRequest(progress=message))
 
-        page = await self._pages.get()
-        try:
-            result = await render(assign, page, self.config.limits, progress)
-        except Exception as e:
-            error = e if isinstance(e, FramefleetError) else None
-            if error is None:
-                log.exception("render crashed", extra={"job_id": lease.job_id})
-                error = FramefleetError(ErrorClass.INTERNAL, repr(e))
-            log.warning(
-                "render failed",
-                extra={"job_id": lease.job_id, "error_class": error.error_class, "error": str(e)},
-            )
-            failed = pb.Failed(
-                lease=lease,
-                error_class=error.error_class,
-                message=str(error.args[0]),
-                retryable=error.retryable,
-            )
-            self._finish(job, pb.ConnectRequest(failed=failed))
-        else:
-            stages = {k: round(v, 3) for k, v in result.stages.items()}
-            log.info(
-                "render finished",
-                extra={"job_id": lease.job_id, "frames": result.frames, "stages": stages,
-                       "bytes": result.output_bytes, "seconds": round(result.seconds, 3)},
-            )  # fmt: skip
-            completed = pb.Completed(
-                lease=lease,
-                output_url=result.output_url,
-                output_bytes=result.output_bytes,
-                frames=result.frames,
-                render_seconds=result.seconds,
-            )
-            self._finish(job, pb.ConnectRequest(completed=completed))
-        finally:
-            if not page.healthy:
-                # A crashed or hung page is replaced, never reused.
-                with contextlib.suppress(Exception):
-                    await page.close()
-                page = await self._new_page()
-            self._pages.put_nowait(page)
+        attributes: dict[str, str | int] = {
+            "framefleet.job.id": lease.job_id,
+            "framefleet.job.attempt": assign.attempt,
+            "framefleet.job.content_key": assign.content_key,
+            "framefleet.agent.id": self.config.agent_id,
+        }
+        parent = telemetry.extract(assign.trace_context)
+        page = await self.pages.acquire()
+        metrics.SLOTS_BUSY.inc()
+        with telemetry.tracer.start_as_current_span(
+            "render", context=parent, attributes=attributes
+        ) as span:
+            try:
+                result = await render(assign, page, self.config.limits, progress)
+            except Exception as e:
+                error = e if isinstance(e, FramefleetError) else None
+                if error is None:
+                    log.exception("render crashed", extra={"job_id": lease.job_id})
+                    error = FramefleetError(ErrorClass.INTERNAL, repr(e))
+                log.warning(
+                    "render failed",
+                    extra={"job_id": lease.job_id, "error_class": error.error_class,
+                           "error": str(error.args[0])},
+                )  # fmt: skip
+                metrics.RENDERS.labels(error.error_class).inc()
+                span.set_attribute("framefleet.error.class", error.error_class)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+                failed = pb.Failed(
+                    lease=lease,
+                    error_class=error.error_class,
+                    message=str(error.args[0]),
+                    retryable=error.retryable,
+                )
+                self._finish(job, pb.ConnectRequest(failed=failed))
+            else:
+                stages = {k: round(v, 3) for k, v in result.stages.items()}
+                log.info(
+                    "render finished",
+                    extra={"job_id": lease.job_id, "frames": result.frames, "stages": stages,
+                           "bytes": result.output_bytes, "seconds": round(result.seconds, 3)},
+                )  # fmt: skip
+                metrics.RENDERS.labels("succeeded").inc()
+                metrics.FRAMES.inc(result.frames)
+                metrics.BYTES_WRITTEN.inc(result.output_bytes)
+                metrics.RENDER_SECONDS.observe(result.seconds)
+                completed = pb.Completed(
+                    lease=lease,
+                    output_url=result.output_url,
+                    output_bytes=result.output_bytes,
+                    frames=result.frames,
+                    render_seconds=result.seconds,
+                )
+                self._finish(job, pb.ConnectRequest(completed=completed))
+            finally:
+                metrics.SLOTS_BUSY.dec()
+                await self.pages.release(page)
 
 
 async def run_agent(config: AgentConfig) -> None:

@@ -61,6 +61,9 @@ class TemplatePage:
         self.page = page
         self._cdp = cdp
         self._bundle: dict[str, bytes] = {}
+        # (source key, width, height) of the template loaded now, for in-place swaps.
+        self._loaded: tuple[str, int, int] | None = None
+        self.renders = 0
         self._errors: list[str] = []
         self.crashed = False
         # Set when a wait timed out: the renderer may still be busy, so the page is replaced.
@@ -90,10 +93,6 @@ class TemplatePage:
         content_type = "text/html" if url == INDEX else CONTENT_TYPES.get(suffix, "")
         await route.fulfill(status=200, body=body, content_type=content_type or None)
 
-    @property
-    def healthy(self) -> bool:
-        return not (self.crashed or self.stuck)
-
     def _raise_if_broken(self) -> None:
         if self.crashed:
             raise FramefleetError(ErrorClass.BROWSER_CRASHED, "the Chromium page crashed")
@@ -106,20 +105,25 @@ class TemplatePage:
         self,
         template: pb.Template,
         params: dict[str, Any],
-        width: int,
-        height: int,
+        size: tuple[int, int],
         ready_timeout: float,
-    ) -> None:
-        """Navigates to the template with its parameters and waits until it is ready."""
+        source_key: str = "",
+    ) -> bool:
+        """Makes the page show the template with these parameters at t = 0, ready to capture.
+        When the same template is loaded already, the parameters are swapped in place (no
+        reload); returns True when it did that."""
         self._errors.clear()
-        self._bundle = {f"{ORIGIN}/{path}": data for path, data in template.assets.items()}
-        self._bundle[INDEX] = _with_params(template.html, params).encode()
-        await self.page.set_viewport_size({"width": width, "height": height})
+        loaded = (source_key, *size)
+        swap = bool(source_key) and self._loaded == loaded
+        self._loaded = None  # until this load succeeds
         try:
             async with asyncio.timeout(ready_timeout):
-                await self.page.goto(INDEX, wait_until="load")
+                if swap:
+                    swap = await self._run_template("p => window.__framefleet.swap(p)", params)
+                if not swap:
+                    await self._navigate(template, params, size)
                 self._raise_if_broken()
-                await self.page.evaluate("() => window.__framefleet.ready()")
+                await self._run_template("() => window.__framefleet.ready()")
         except TimeoutError:
             self.stuck = True
             self._raise_if_broken()
@@ -131,6 +135,32 @@ class TemplatePage:
             self._raise_if_broken()
             raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"loading failed: {e}") from e
         self._raise_if_broken()
+        self._loaded = loaded
+        return swap
+
+    async def _navigate(
+        self, template: pb.Template, params: dict[str, Any], size: tuple[int, int]
+    ) -> None:
+        self._bundle = {f"{ORIGIN}/{path}": data for path, data in template.assets.items()}
+        self._bundle[INDEX] = _with_params(template.html, params).encode()
+        await self.page.set_viewport_size({"width": size[0], "height": size[1]})
+        await self.page.goto(INDEX, wait_until="load")
+
+    async def _run_template(self, script: str, arg: Any = None) -> Any:
+        """Evaluates runtime code that calls into the template: a throw is the template's."""
+        try:
+            return await self.page.evaluate(script, arg)
+        except PlaywrightError as e:
+            self._raise_if_broken()
+            first_line = str(e.message).strip().splitlines()[0] if e.message else str(e)
+            raise FramefleetError(
+                ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {first_line}"
+            ) from e
+
+    async def heap_bytes(self) -> int:
+        """The page's JavaScript heap in use, for the recycling bound."""
+        usage = await self._cdp.send("Runtime.getHeapUsage")
+        return int(usage["usedSize"])
 
     async def frame(self, ms: float, limit: float) -> bytes:
         """Seeks to virtual time ``ms`` and captures the frame as JPEG."""

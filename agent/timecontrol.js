@@ -37,8 +37,10 @@
   let readyHolds = 0;
   let hyperframesListener = false; // a 'message' listener: a HyperFrames-style template
   let hyperframesReady = true;
+  let paramsListener = false; // a 'framefleet:params' listener
   window.addEventListener = function (type, ...rest) {
     if (type === "message") hyperframesListener = true;
+    if (type === "framefleet:params") paramsListener = true;
     return realAddEventListener(type, ...rest);
   };
   realAddEventListener("hf-params-ready", () => { hyperframesReady = true; });
@@ -47,7 +49,8 @@
     get params() { return currentParams(); },
     // fn(params) now and after every parameter swap.
     onParams(fn) { paramHandlers.push(fn); fn(currentParams()); },
-    // fn(seconds) before every frame is captured: draw the frame for that time.
+    // fn(seconds) before every frame is captured: draw the frame for that time. When fn
+    // returns a promise (an asynchronous draw), the frame is captured after it settles.
     onSeek(fn) { seekHandlers.push(fn); },
     // Holds the first frame until the returned function is called (async loading).
     delayReady() {
@@ -58,9 +61,18 @@
   });
 
   // Animations started at virtual time s play from s: remember when each one first appeared.
-  const animationStarts = new WeakMap();
+  let animationStarts = new WeakMap();
 
   window.__framefleet = {
+    // Reuses the loaded page for the next variant: time back to 0, new parameters in place.
+    // Only for templates that listen for parameter changes; false means "reload instead".
+    swap(next) {
+      if (paramHandlers.length === 0 && !paramsListener && !hyperframesListener) return false;
+      nowMs = 0;
+      animationStarts = new WeakMap();
+      this.setParams(next);
+      return true;
+    },
     setParams(next) {
       swappedParams = next;
       for (const fn of paramHandlers) fn(next);
@@ -87,7 +99,7 @@
       const callbacks = frameCallbacks;
       frameCallbacks = new Map();
       for (const callback of callbacks.values()) callback(ms);
-      for (const fn of seekHandlers) fn(ms / 1000);
+      await Promise.all(seekHandlers.map((fn) => fn(ms / 1000)));
       for (const animation of document.getAnimations()) {
         if (!animationStarts.has(animation)) animationStarts.set(animation, ms);
         animation.pause();

@@ -9,6 +9,7 @@ token; a stale one is refused and the agent is told to drop that job.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 import grpc
 import grpc.aio as aio
 
+from coordinator import metrics
 from coordinator.farm import Farm
 from coordinator.sessions import Session
+from framefleet.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
@@ -25,6 +28,10 @@ Context = aio.ServicerContext[Any, Any]
 log = logging.getLogger("framefleet.coordinator")
 
 STALE = "stale fencing token: the lease is no longer yours"
+
+
+def _bundle(messages: list[pb.ConnectResponse]) -> pb.ConnectResponse:
+    return pb.ConnectResponse(bundle=pb.ResponseBundle(messages=messages))
 
 
 class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
@@ -62,6 +69,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             extra={"agent_id": session.agent_id, "slots": session.slots, "epoch": session.epoch},
         )
         writer = asyncio.create_task(self._write(session, context))
+        metrics.AGENTS.inc()
         try:
             await self._reconcile(session, hello.leases)
             self.farm.work_available.set()
@@ -71,13 +79,14 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
                 except Exception:
                     log.exception("bad agent message", extra={"agent_id": session.agent_id})
         finally:
+            metrics.AGENTS.dec()
             writer.cancel()
             self.farm.sessions.unregister(session)
             log.info("agent disconnected", extra={"agent_id": session.agent_id})
 
     async def _write(self, session: Session, context: Context) -> None:
         while True:
-            await context.write(await session.outbox.get())
+            await context.write(await take_ready(session.outbox, _bundle))
 
     async def _reconcile(self, session: Session, reported: Iterable[pb.LeaseRef]) -> None:
         """Keeps the leases both sides agree on, cancels the agent's stale ones, and requeues
@@ -100,7 +109,17 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             session.silent = False
             self.farm.work_available.set()
         kind = message.WhichOneof("message")
-        if kind == "heartbeat":
+        if kind == "bundle":
+            # In order; each run of consecutive Completed messages is one store call.
+            for is_completed, run in itertools.groupby(
+                message.bundle.messages, key=lambda m: m.WhichOneof("message") == "completed"
+            ):
+                if is_completed:
+                    await self._complete(session, [m.completed for m in run])
+                else:
+                    for inner in run:
+                        await self._handle(session, inner)
+        elif kind == "heartbeat":
             await self._heartbeat(session, message.heartbeat)
         elif kind == "progress":
             p = message.progress
@@ -109,9 +128,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             ):
                 session.cancel(p.lease.job_id, p.lease.fencing_token, STALE)
         elif kind == "completed":
-            lease = message.completed.lease
-            accepted = await self.farm.complete(message.completed) is not None
-            self._settle(session, lease, accepted)
+            await self._complete(session, [message.completed])
         elif kind == "failed":
             lease = message.failed.lease
             accepted = await self.farm.fail(message.failed) is not None
@@ -122,6 +139,11 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             self._settle(session, lease, accepted)
         else:
             log.warning("unexpected agent message %s", kind, extra={"agent_id": session.agent_id})
+
+    async def _complete(self, session: Session, reports: list[pb.Completed]) -> None:
+        accepted = {record.id for record in await self.farm.complete(reports)}
+        for report in reports:
+            self._settle(session, report.lease, report.lease.job_id in accepted)
 
     def _settle(self, session: Session, lease: pb.LeaseRef, accepted: bool) -> None:
         """The agent is done with a lease: free the slot and acknowledge."""

@@ -42,6 +42,8 @@ def job_message(record: JobRecord, with_spec: bool = True) -> pb.Job:
         started_at=_timestamp(record.started_at),
         finished_at=_timestamp(record.finished_at),
         cache_hit=record.cache_hit,
+        batch_id=record.batch_id or "",
+        row_key=record.row_key or "",
     )
     if with_spec:
         job.spec.ParseFromString(record.spec)

@@ -10,38 +10,56 @@ import asyncio
 import contextlib
 
 from coordinator.farm import Farm
+from coordinator.sessions import Session
+from coordinator.store import JobRecord
+from framefleet import telemetry
 from framefleet.v1 import framefleet_pb2 as pb
 
 TICK_SECONDS = 0.25
+CLAIM_CHUNK = 32
+COALESCE_SECONDS = 0.002
 
 
 async def dispatch_once(farm: Farm) -> int:
-    """Hands out as much work as free slots allow; returns how many leases were granted."""
+    """Hands out as much work as free slots allow, a claim of up to CLAIM_CHUNK jobs per
+    session per round; returns how many leases were granted."""
     granted = 0
     while True:
         ready = [s for s in farm.sessions.rotated() if s.free_slots > 0]
         if not ready:
             return granted
         for session in ready:
-            record = await farm.claim(session.agent_id)
-            if record is None:
+            records = await farm.claim(session.agent_id, min(session.free_slots, CLAIM_CHUNK))
+            if not records:
                 return granted
-            session.held[record.id] = (record.fencing_token, farm.clock())
-            lease = pb.LeaseRef(job_id=record.id, fencing_token=record.fencing_token)
-            assign = pb.Assign(
-                lease=lease,
-                attempt=record.attempt,
-                spec=pb.JobSpec.FromString(record.spec),
-                content_key=record.content_key,
-                output_url=record.output_url,
-            )
-            session.send(pb.ConnectResponse(assign=assign))
-            granted += 1
+            for record in records:
+                session.send(pb.ConnectResponse(assign=await _assignment(farm, session, record)))
+            granted += len(records)
+
+
+async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Assign:
+    session.held[record.id] = (record.fencing_token, farm.clock())
+    spec = pb.JobSpec.FromString(record.spec)
+    if record.source_key not in session.sources_sent:
+        spec.MergeFrom(await farm.source(record.source_key))
+        session.sources_sent.add(record.source_key)
+    return pb.Assign(
+        lease=pb.LeaseRef(job_id=record.id, fencing_token=record.fencing_token),
+        attempt=record.attempt,
+        spec=spec,
+        content_key=record.content_key,
+        output_url=record.output_url,
+        source_key=record.source_key,
+        trace_context=telemetry.from_text(record.trace_context),
+    )
 
 
 async def run_dispatcher(farm: Farm) -> None:
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(farm.work_available.wait(), TICK_SECONDS)
+        # Let a burst of completions land first: then one claim fills several slots and the
+        # assignments leave in one bundle.
+        await asyncio.sleep(COALESCE_SECONDS)
         farm.work_available.clear()
         await dispatch_once(farm)

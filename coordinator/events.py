@@ -16,6 +16,9 @@ class JobEvents:
         for queue in self._watchers.get(job.id, ()):
             queue.put_nowait(pb.WatchJobResponse(job=job, fps=fps))
 
+    def watched(self, job_id: str) -> bool:
+        return job_id in self._watchers
+
     def subscribe(self, job_id: str) -> asyncio.Queue[pb.WatchJobResponse]:
         queue: asyncio.Queue[pb.WatchJobResponse] = asyncio.Queue()
         self._watchers[job_id].add(queue)

@@ -7,17 +7,22 @@ import asyncio
 import logging
 import random
 import uuid
+from typing import Any
 
+from coordinator import metrics
 from coordinator.config import CoordinatorConfig
 from coordinator.convert import job_message
 from coordinator.events import JobEvents
+from coordinator.job_trace import job_span
 from coordinator.sessions import Sessions
-from coordinator.store import JobRecord, JobStore, NewJob
-from framefleet import jobspec
+from coordinator.store import Done, JobRecord, JobState, JobStore, NewJob
+from framefleet import jobspec, telemetry
 from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
 log = logging.getLogger("framefleet.coordinator")
+
+SOURCE_CACHE = 64
 
 
 class Farm:
@@ -29,10 +34,16 @@ class Farm:
         self.sessions = Sessions()
         # Set whenever there may be work to hand out.
         self.work_available = asyncio.Event()
+        # Recently used sources by key, so assignments need not read them back from the store.
+        self._sources: dict[str, pb.JobSpec] = {}
 
     def publish(self, record: JobRecord, fps: float = 0.0) -> None:
-        self.events.publish(job_message(record, with_spec=False), fps)
+        if self.events.watched(record.id):
+            self.events.publish(job_message(record, with_spec=False), fps)
         if record.state.final:
+            metrics.OUTCOMES.labels(record.state.value).inc()
+            ran = (record.finished_at or 0.0) - (record.started_at or 0.0)
+            # One line per job outcome, with the ids that lead to its trace.
             log.info(
                 "job %s",
                 record.state.value,
@@ -40,12 +51,17 @@ class Farm:
                     "job_id": record.id,
                     "state": record.state.value,
                     "content_key": record.content_key,
+                    "batch_id": record.batch_id,
+                    "row_key": record.row_key,
                     "attempt": record.attempt,
+                    "agent_id": record.lease_owner,
                     "error_class": record.error_class,
                     "output_url": record.output_url,
                     "output_bytes": record.output_bytes,
                     "frames": record.frames_total,
+                    "seconds": round(ran, 3) if record.started_at and record.finished_at else None,
                     "cache_hit": record.cache_hit,
+                    **telemetry.trace_ids(telemetry.from_text(record.trace_context)),
                 },
             )
 
@@ -56,26 +72,69 @@ class Farm:
 
     # --- clients ---------------------------------------------------------------------------
 
-    async def submit(self, spec: pb.JobSpec) -> JobRecord:
-        output = jobspec.validate(spec)
+    def destination(self, spec: pb.JobSpec) -> str:
         destination = spec.destination or self.config.default_destination
         if not destination:
             raise FramefleetError(ErrorClass.INVALID_JOB, "the job names no destination")
-        key = jobspec.content_key(spec)
-        job = NewJob(
+        return destination
+
+    async def store_source(self, spec: pb.JobSpec) -> str:
+        """Stores the spec's source once; returns its key."""
+        key = jobspec.source_key(spec)
+        if key not in self._sources:
+            source = jobspec.source_only(spec)
+            await self.store.put_source(key, source.SerializeToString())
+            self._remember_source(key, source)
+        return key
+
+    def _remember_source(self, key: str, source: pb.JobSpec) -> None:
+        self._sources[key] = source
+        while len(self._sources) > SOURCE_CACHE:
+            del self._sources[next(iter(self._sources))]
+
+    async def source(self, key: str) -> pb.JobSpec:
+        source = self._sources.get(key)
+        if source is None:
+            data = await self.store.get_source(key)
+            source = pb.JobSpec.FromString(data or b"")
+            self._remember_source(key, source)
+        return source
+
+    def new_job(
+        self,
+        spec: pb.JobSpec,
+        output: jobspec.Output,
+        source_key: str,
+        destination: str,
+        **fields: Any,
+    ) -> NewJob:
+        """A job row for a validated spec whose source is stored under source_key; ``fields``
+        sets the rest (batch, row key, rank, trace context)."""
+        key = jobspec.content_key(spec, source_key, output)
+        rest = spec if spec.WhichOneof("source") is None else jobspec.without_source(spec)
+        fields.setdefault("trace_context", telemetry.to_text(telemetry.inject()))
+        return NewJob(
             id=uuid.uuid4().hex,
-            spec=spec.SerializeToString(),
+            spec=rest.SerializeToString(),
             content_key=key,
             output_url=jobspec.output_url(destination, key),
             frames_total=output.frames,
             priority=spec.priority,
             max_attempts=spec.max_attempts or jobspec.DEFAULT_MAX_ATTEMPTS,
             created_at=self.clock(),
+            source_key=source_key,
+            **fields,
         )
+
+    async def submit(self, spec: pb.JobSpec) -> JobRecord:
+        output = jobspec.validate(spec)
+        destination = self.destination(spec)
+        job = self.new_job(spec, output, await self.store_source(spec), destination)
         # Result cache: the same content at the same destination is already there.
         done = None if spec.force else await self.store.find_output(job.output_url)
         if done is not None:
             record = await self.store.insert_cached(job, done.output_bytes)
+            metrics.CACHE_HITS.inc()
             self.publish(record)
             return record
         record = await self.store.insert(job)
@@ -86,21 +145,27 @@ class Farm:
         before = await self.store.cancel(job_id, self.clock())
         if before is None or before.state.final:
             return before
-        session = self.sessions.get(before.lease_owner)
-        if session is not None and before.state == "leased":
-            session.cancel(job_id, before.fencing_token, "cancelled by a client")
+        self.fence(before, "cancelled by a client")
         after = await self.store.get(job_id)
         assert after is not None
         self.publish(after)
         return after
 
+    def fence(self, before: JobRecord, reason: str) -> None:
+        """Tells the agent holding a lease that was just taken away to drop the job."""
+        session = self.sessions.get(before.lease_owner)
+        if session is not None and before.state == JobState.LEASED:
+            session.cancel(before.id, before.fencing_token, reason)
+
     # --- agents ----------------------------------------------------------------------------
 
-    async def claim(self, agent_id: str) -> JobRecord | None:
-        record = await self.store.claim(agent_id, self.clock(), self.config.lease_ttl)
-        if record is not None:
+    async def claim(self, agent_id: str, limit: int) -> list[JobRecord]:
+        now = self.clock()
+        records = await self.store.claim(agent_id, now, self.config.lease_ttl, limit)
+        for record in records:
+            job_span(record, "queue_wait", record.available_at, now)
             self.publish(record)
-        return record
+        return records
 
     async def renew(self, agent_id: str, leases: list[tuple[str, int]]) -> set[str]:
         return await self.store.renew(agent_id, leases, self.clock(), self.config.lease_ttl)
@@ -113,22 +178,29 @@ class Farm:
             self.publish(record, fps)
         return True
 
-    async def complete(self, msg: pb.Completed) -> JobRecord | None:
-        record = await self.store.complete(
-            msg.lease.job_id,
-            msg.lease.fencing_token,
-            msg.output_url,
-            msg.output_bytes,
-            self.clock(),
-        )
-        if record is not None:
+    async def complete(self, reports: list[pb.Completed]) -> list[JobRecord]:
+        """Records successes (one store call for all); returns the accepted ones."""
+        now = self.clock()
+        done = [
+            Done(r.lease.job_id, r.lease.fencing_token, r.output_url, r.output_bytes)
+            for r in reports
+        ]
+        records = await self.store.complete(done, now)
+        by_job = {r.lease.job_id: r for r in reports}
+        for record in records:
+            report = by_job[record.id]
+            if report.render_seconds > 0:
+                metrics.RENDER_SECONDS.observe(report.render_seconds)
+                metrics.RENDER_FPS.observe(report.frames / report.render_seconds)
+            job_span(record, "attempt", record.started_at, now, outcome="succeeded")
             self.publish(record)
-            # Identical jobs that waited for this render share its output.
-            for waiting in await self.store.complete_waiting(
-                record.output_url, record.output_bytes, self.clock()
-            ):
+        if records:
+            # Identical jobs that waited for these renders share their outputs.
+            outputs = {r.output_url: r.output_bytes for r in records}
+            for waiting in await self.store.complete_waiting(outputs, now):
+                metrics.CACHE_HITS.inc()
                 self.publish(waiting)
-        return record
+        return records
 
     async def fail(self, msg: pb.Failed) -> JobRecord | None:
         current = await self.store.get(msg.lease.job_id)
@@ -144,6 +216,9 @@ class Farm:
             self.clock(),
         )
         if record is not None:
+            metrics.FAILURES.labels(record.error_class).inc()
+            job_span(record, "attempt", record.started_at, self.clock(), record.error_class,
+                     outcome=record.state.value, error_message=msg.message)  # fmt: skip
             self.publish(record)
             self.work_available.set()
         return record
@@ -151,6 +226,7 @@ class Farm:
     async def release(self, job_id: str, token: int) -> JobRecord | None:
         record = await self.store.release(job_id, token, self.clock())
         if record is not None:
+            job_span(record, "attempt", record.started_at, self.clock(), outcome="released")
             self.publish(record)
             self.work_available.set()
         return record
@@ -160,6 +236,10 @@ class Farm:
         expired = await self.store.expire(now, now)
         for record in expired:
             log.warning("lease expired", extra={"job_id": record.id, "attempt": record.attempt})
+            metrics.LEASE_EXPIRIES.inc()
+            metrics.FAILURES.labels(ErrorClass.LEASE_EXPIRED).inc()
+            job_span(record, "attempt", record.started_at, now, ErrorClass.LEASE_EXPIRED,
+                     outcome=record.state.value)  # fmt: skip
             self.publish(record)
         if expired:
             self.work_available.set()

@@ -1,18 +1,22 @@
-"""The client-facing gRPC service: submit, get, list, cancel, watch."""
+"""The client-facing gRPC service: jobs (submit, get, list, cancel, watch) and batches."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
 import grpc.aio as aio
+from opentelemetry.trace import Span, SpanKind
 
+from coordinator.batches import batch_message, cancel_batch, submit_batch
 from coordinator.convert import STORE_STATE, job_message
 from coordinator.farm import Farm
-from framefleet.errors import FramefleetError
+from framefleet import telemetry
+from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
@@ -21,6 +25,7 @@ Context = aio.ServicerContext[Any, Any]
 # A watcher re-reads the store this often, so it also sees changes made by another
 # coordinator sharing the table.
 WATCH_POLL_SECONDS = 1.0
+BATCH_POLL_SECONDS = 0.5
 
 
 class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
@@ -30,10 +35,15 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
     async def SubmitJob(
         self, request: pb.SubmitJobRequest, context: Context
     ) -> pb.SubmitJobResponse:
-        try:
-            record = await self.farm.submit(request.spec)
-        except FramefleetError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        with _server_span("SubmitJob", context) as span:
+            try:
+                record = await self.farm.submit(request.spec)
+            except FramefleetError as e:
+                span.set_attribute("framefleet.error.class", e.error_class)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            span.set_attributes(
+                {"framefleet.job.id": record.id, "framefleet.cache_hit": record.cache_hit}
+            )
         return pb.SubmitJobResponse(job=job_message(record))
 
     async def _job(self, job_id: str, context: Context) -> pb.Job:
@@ -81,6 +91,72 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
                 yield update
         finally:
             self.farm.events.unsubscribe(request.job_id, queue)
+
+    # --- batches ---------------------------------------------------------------------------
+
+    async def SubmitBatch(
+        self, request_iterator: AsyncIterator[pb.SubmitBatchRequest], context: Context
+    ) -> pb.SubmitBatchResponse:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("message") != "header":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{ErrorClass.INVALID_JOB}: a batch starts with its header",
+            )
+
+        async def rows() -> AsyncIterator[pb.BatchRow]:
+            async for request in requests:
+                if request.WhichOneof("message") != "rows":
+                    raise FramefleetError(ErrorClass.INVALID_JOB, "only rows follow the header")
+                for row in request.rows.rows:
+                    yield row
+
+        with _server_span("SubmitBatch", context) as span:
+            try:
+                record = await submit_batch(self.farm, first.header, rows())
+            except FramefleetError as e:
+                span.set_attribute("framefleet.error.class", e.error_class)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            span.set_attributes({"framefleet.batch.id": record.id, "framefleet.rows": record.total})
+        return pb.SubmitBatchResponse(batch=batch_message(record, self.farm.clock()))
+
+    async def _batch(self, batch_id: str, context: Context) -> pb.Batch:
+        record = await self.farm.store.get_batch(batch_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no batch {batch_id!r}")
+        return batch_message(record, self.farm.clock())
+
+    async def GetBatch(self, request: pb.GetBatchRequest, context: Context) -> pb.GetBatchResponse:
+        return pb.GetBatchResponse(batch=await self._batch(request.batch_id, context))
+
+    async def CancelBatch(
+        self, request: pb.CancelBatchRequest, context: Context
+    ) -> pb.CancelBatchResponse:
+        if await cancel_batch(self.farm, request.batch_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no batch {request.batch_id!r}")
+        return pb.CancelBatchResponse(batch=await self._batch(request.batch_id, context))
+
+    async def WatchBatch(
+        self, request: pb.WatchBatchRequest, context: Context
+    ) -> AsyncIterator[pb.WatchBatchResponse]:
+        """Polls the batch's counts: one read per interval, whatever the batch's size."""
+        last: pb.Batch | None = None
+        while True:
+            batch = await self._batch(request.batch_id, context)
+            if batch != last:
+                yield pb.WatchBatchResponse(batch=batch)
+                last = batch
+            if batch.HasField("finished_at"):
+                return
+            await asyncio.sleep(BATCH_POLL_SECONDS)
+
+
+def _server_span(name: str, context: Context) -> AbstractContextManager[Span]:
+    """A server span that continues the caller's trace (W3C headers in the gRPC metadata)."""
+    metadata = context.invocation_metadata() or ()
+    parent = telemetry.extract((k, v) for k, v in metadata if isinstance(v, str))
+    return telemetry.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER)
 
 
 FINAL = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})

@@ -15,11 +15,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coordinator.agent_service import AgentService
+from coordinator.batch_finisher import run_batch_finisher
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatcher import run_dispatcher
 from coordinator.farm import Farm
 from coordinator.job_service import JobService
 from coordinator.lease_reaper import run_reaper
+from coordinator.metrics import sample_store
 from coordinator.store import open_store
 from framefleet.jobspec import GRPC_OPTIONS
 from framefleet.v1 import framefleet_pb2 as pb
@@ -58,7 +60,9 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     for name in ["", *services]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
-    tasks = [asyncio.create_task(run_dispatcher(farm)), asyncio.create_task(run_reaper(farm))]
+    background = (run_dispatcher, run_reaper, run_batch_finisher)
+    tasks = [asyncio.create_task(service(farm)) for service in background]
+    tasks.append(asyncio.create_task(sample_store(store)))
     address = f"{host}:{port}"
     log.info("coordinator listening", extra={"address": address, "store": config.store_url})
     try:

@@ -20,6 +20,8 @@ class Session:
     # no work until it speaks again.
     silent: bool = False
     outbox: asyncio.Queue[pb.ConnectResponse] = field(default_factory=asyncio.Queue)
+    # Sources already sent on this stream; the agent keeps them for later jobs.
+    sources_sent: set[str] = field(default_factory=set)
     handler: asyncio.Task[object] | None = None
 
     @property

@@ -63,21 +63,28 @@ class Farm:
     def __post_init__(self) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
 
-    def _spawn(self, name: str, args: list[str], stdout: int | None) -> Process:
+    def _spawn(
+        self, name: str, args: list[str], stdout: int | None, env: dict[str, str] | None = None
+    ) -> Process:
         log = self.root / "logs" / f"{name}.log"
         popen = subprocess.Popen(
             args,
             stdout=stdout,
             stderr=log.open("a"),
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         process = Process(name, popen, log)
         self.processes.append(process)
         return process
 
     def start_coordinator(
-        self, store_url: str, out: Path, *extra: str, listen: str = "127.0.0.1:0"
+        self,
+        store_url: str,
+        out: Path,
+        *extra: str,
+        listen: str = "127.0.0.1:0",
+        env: dict[str, str] | None = None,
     ) -> Process:
         process = self._spawn(
             "coordinator",
@@ -85,6 +92,7 @@ class Farm:
                 "coordinator", "--listen", listen, "--store", store_url, "--out", str(out), *extra
             ),
             subprocess.PIPE,
+            env,
         )
         line = _read_line(process.popen.stdout, READY_TIMEOUT)
         if "listening on" not in line:
@@ -92,11 +100,13 @@ class Farm:
         self.address = line.rsplit(" ", 1)[1].strip()
         return process
 
-    def start_agent(self, agent_id: str, *extra: str) -> Process:
+    def start_agent(self, agent_id: str, *extra: str, env: dict[str, str] | None = None) -> Process:
+        """An agent process; ``env`` is added to this process's environment."""
         return self._spawn(
             agent_id,
             framefleet("agent", "--coordinator", self.address, "--agent-id", agent_id, *extra),
             subprocess.DEVNULL,
+            env,
         )
 
     def logs(self) -> str:

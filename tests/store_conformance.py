@@ -8,8 +8,9 @@ here, so the same tests run against SQLite and PostgreSQL. Every time is passed 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
-from coordinator.store import JobRecord, JobState, JobStore, NewJob
+from coordinator.store import Done, JobRecord, JobState, JobStore, NewBatch, NewJob
 
 T0 = 1_700_000_000.0
 TTL = 20.0
@@ -42,9 +43,19 @@ async def must_get(store: JobStore, job_id: str) -> JobRecord:
     return record
 
 
+async def complete_one(
+    store: JobStore, job_id: str, token: int, output_url: str, output_bytes: int, now: float
+) -> JobRecord | None:
+    """Reports one success; the record if it was accepted."""
+    records = await store.complete([Done(job_id, token, output_url, output_bytes)], now)
+    assert len(records) <= 1
+    return records[0] if records else None
+
+
 async def must_claim(store: JobStore, agent_id: str, now: float, ttl: float = TTL) -> JobRecord:
-    record = await store.claim(agent_id, now, ttl)
-    assert record is not None, f"{agent_id} claimed nothing at {now}"
+    records = await store.claim(agent_id, now, ttl, 1)
+    assert records, f"{agent_id} claimed nothing at {now}"
+    (record,) = records
     return record
 
 
@@ -109,17 +120,17 @@ class StoreConformance:
         await store.insert(new_job("negative", created_at=T0 + 4, priority=-1))
         order = [(await must_claim(store, "agent", T0 + 10)).id for _ in range(5)]
         assert order == ["high-old", "high-new", "low-old", "low-new", "negative"]
-        assert await store.claim("agent", T0 + 10, TTL) is None
+        assert await store.claim("agent", T0 + 10, TTL, 1) == []
 
     async def test_claim_only_takes_available_jobs(self, store: JobStore) -> None:
         await store.insert(new_job("first", created_at=T0 + 100))
         await store.insert(new_job("second", created_at=T0 + 101, priority=9))
         # Neither is available yet.
-        assert await store.claim("agent", T0 + 99, TTL) is None
+        assert await store.claim("agent", T0 + 99, TTL, 1) == []
         # A job may be claimed from its available_at on, and not a moment before.
         first = await must_claim(store, "agent", T0 + 100)
         assert first.id == "first"
-        assert await store.claim("agent", T0 + 100.5, TTL) is None
+        assert await store.claim("agent", T0 + 100.5, TTL, 1) == []
         second = await must_claim(store, "agent", T0 + 101)
         assert second.id == "second"
 
@@ -136,11 +147,11 @@ class StoreConformance:
         assert await must_get(store, "a") == record
 
     async def test_claim_returns_none_when_nothing_is_queued(self, store: JobStore) -> None:
-        assert await store.claim("agent", T0, TTL) is None
+        assert await store.claim("agent", T0, TTL, 1) == []
         await store.insert(new_job("a"))
         await must_claim(store, "agent", T0)
         # The only job is leased: nothing left for anyone.
-        assert await store.claim("other", T0 + 1, TTL) is None
+        assert await store.claim("other", T0 + 1, TTL, 1) == []
 
     async def test_fencing_token_grows_with_every_grant(self, store: JobStore) -> None:
         await store.insert(new_job("a", max_attempts=5))
@@ -164,7 +175,7 @@ class StoreConformance:
         b = await must_claim(store, "agent-1", T0)
         c = await must_claim(store, "agent-2", T0)
         d = await must_claim(store, "agent-1", T0)
-        done = await store.complete("d", d.fencing_token, "file:///d.mp4", 1, T0 + 1)
+        done = await complete_one(store, "d", d.fencing_token, "file:///d.mp4", 1, T0 + 1)
         assert done is not None
 
         renewed = await store.renew(
@@ -199,14 +210,14 @@ class StoreConformance:
         lease = await must_claim(store, "agent", T0)
         for stale in (lease.fencing_token - 1, lease.fencing_token + 1):
             assert await store.progress("a", stale, 5) is False
-            assert await store.complete("a", stale, "file:///x.mp4", 9, T0 + 1) is None
+            assert await complete_one(store, "a", stale, "file:///x.mp4", 9, T0 + 1) is None
             assert await store.fail("a", stale, "INTERNAL", "boom", T0 + 2, T0 + 1) is None
             assert await store.fail("a", stale, "INTERNAL", "boom", None, T0 + 1) is None
             assert await store.release("a", stale, T0 + 1) is None
         assert await must_get(store, "a") == lease
         # Unknown jobs are refused the same way.
         assert await store.progress("missing", 1, 5) is False
-        assert await store.complete("missing", 1, "file:///x.mp4", 9, T0 + 1) is None
+        assert await complete_one(store, "missing", 1, "file:///x.mp4", 9, T0 + 1) is None
         assert await store.fail("missing", 1, "INTERNAL", "boom", None, T0 + 1) is None
         assert await store.release("missing", 1, T0 + 1) is None
 
@@ -215,11 +226,14 @@ class StoreConformance:
         zombie = await must_claim(store, "zombie", T0)
         await store.expire(T0 + TTL + 1, T0 + TTL + 1)
         winner = await must_claim(store, "winner", T0 + TTL + 1)
-        assert await store.complete("a", zombie.fencing_token, "file:///z.mp4", 1, T0 + 30) is None
+        assert (
+            await complete_one(store, "a", zombie.fencing_token, "file:///z.mp4", 1, T0 + 30)
+            is None
+        )
         assert await store.progress("a", zombie.fencing_token, 9) is False
         assert await store.renew("zombie", [("a", zombie.fencing_token)], T0 + 30, TTL) == set()
         assert await must_get(store, "a") == winner
-        done = await store.complete("a", winner.fencing_token, "file:///w.mp4", 2, T0 + 31)
+        done = await complete_one(store, "a", winner.fencing_token, "file:///w.mp4", 2, T0 + 31)
         assert done is not None
         assert done.output_url == "file:///w.mp4"
         assert done.lease_owner == "winner"
@@ -236,7 +250,7 @@ class StoreConformance:
         await store.insert(new_job("a", frames_total=10))
         lease = await must_claim(store, "agent", T0)
         assert await store.progress("a", lease.fencing_token, 3)
-        done = await store.complete("a", lease.fencing_token, "s3://b/a.mp4", 12345, T0 + 7)
+        done = await complete_one(store, "a", lease.fencing_token, "s3://b/a.mp4", 12345, T0 + 7)
         assert done is not None
         assert done.state == JobState.SUCCEEDED
         assert done.output_url == "s3://b/a.mp4"
@@ -246,21 +260,21 @@ class StoreConformance:
         assert done.lease_expires_at is None
         assert await must_get(store, "a") == done
         # At most once: the same token again, or any later call, changes nothing.
-        again = await store.complete("a", lease.fencing_token, "s3://b/other.mp4", 1, T0 + 8)
+        again = await complete_one(store, "a", lease.fencing_token, "s3://b/other.mp4", 1, T0 + 8)
         assert again is None
         assert await store.fail("a", lease.fencing_token, "INTERNAL", "x", None, T0 + 8) is None
         assert await store.release("a", lease.fencing_token, T0 + 8) is None
         assert await store.progress("a", lease.fencing_token, 1) is False
         assert await store.expire(T0 + 1000, T0 + 1000) == []
         assert await must_get(store, "a") == done
-        assert await store.claim("agent", T0 + 1000, TTL) is None
+        assert await store.claim("agent", T0 + 1000, TTL, 1) == []
 
     async def test_concurrent_completes_with_one_token_succeed_once(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
         lease = await must_claim(store, "agent", T0)
         results = await asyncio.gather(
             *(
-                store.complete("a", lease.fencing_token, f"file:///{i}.mp4", i, T0 + 1)
+                complete_one(store, "a", lease.fencing_token, f"file:///{i}.mp4", i, T0 + 1)
                 for i in range(10)
             )
         )
@@ -288,7 +302,7 @@ class StoreConformance:
         assert failed.lease_expires_at is None
         assert await store.leases_of("agent") == []
         # Not before retry_at.
-        assert await store.claim("agent", T0 + 49.9, TTL) is None
+        assert await store.claim("agent", T0 + 49.9, TTL, 1) == []
         retry = await must_claim(store, "agent", T0 + 50)
         assert retry.attempt == 2
         assert retry.fencing_token > lease.fencing_token
@@ -309,7 +323,7 @@ class StoreConformance:
         assert dead.finished_at == T0 + 2
         assert dead.attempt == 2
         assert await must_get(store, "a") == dead
-        assert await store.claim("agent", T0 + 100, TTL) is None
+        assert await store.claim("agent", T0 + 100, TTL, 1) == []
 
     async def test_non_retryable_failure_fails_at_once(self, store: JobStore) -> None:
         await store.insert(new_job("a", max_attempts=5))
@@ -322,7 +336,7 @@ class StoreConformance:
         assert dead.error_class == "TEMPLATE_SCRIPT_ERROR"
         assert dead.finished_at == T0 + 3
         assert dead.attempt == 1
-        assert await store.claim("agent", T0 + 100, TTL) is None
+        assert await store.claim("agent", T0 + 100, TTL, 1) == []
 
     # --- release ---------------------------------------------------------------------------
 
@@ -370,7 +384,7 @@ class StoreConformance:
         assert (await must_get(store, "queued")).state == JobState.QUEUED
         # The requeued job is older, but not claimable before retry_at.
         assert (await must_claim(store, "agent-3", T0 + TTL + 2)).id == "queued"
-        assert await store.claim("agent-3", T0 + TTL + 2, TTL) is None
+        assert await store.claim("agent-3", T0 + TTL + 2, TTL, 1) == []
         assert (await must_claim(store, "agent-3", T0 + TTL + 3)).id == "early"
 
     async def test_expire_out_of_attempts_fails_the_job(self, store: JobStore) -> None:
@@ -383,7 +397,7 @@ class StoreConformance:
         assert dead.error_class == "LEASE_EXPIRED"
         assert dead.finished_at == T0 + 100
         assert dead.lease_owner == "agent"
-        assert await store.claim("agent", T0 + 200, TTL) is None
+        assert await store.claim("agent", T0 + 200, TTL, 1) == []
 
     async def test_expire_twice_returns_each_job_once(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
@@ -402,7 +416,7 @@ class StoreConformance:
         assert after.state == JobState.CANCELLED
         assert after.finished_at == T0 + 1
         assert after.fencing_token > before.fencing_token
-        assert await store.claim("agent", T0 + 2, TTL) is None
+        assert await store.claim("agent", T0 + 2, TTL, 1) == []
 
     async def test_cancel_leased_job_fences_its_holder(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
@@ -417,7 +431,9 @@ class StoreConformance:
         assert after.fencing_token > lease.fencing_token
         assert after.finished_at == T0 + 2
         # The old token can no longer act on the job.
-        assert await store.complete("a", lease.fencing_token, "file:///a.mp4", 1, T0 + 3) is None
+        assert (
+            await complete_one(store, "a", lease.fencing_token, "file:///a.mp4", 1, T0 + 3) is None
+        )
         assert await store.fail("a", lease.fencing_token, "INTERNAL", "x", T0 + 4, T0 + 3) is None
         assert await store.release("a", lease.fencing_token, T0 + 3) is None
         assert await store.renew("agent", [("a", lease.fencing_token)], T0 + 3, TTL) == set()
@@ -428,7 +444,7 @@ class StoreConformance:
     async def test_cancel_finished_job_changes_nothing(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
         lease = await must_claim(store, "agent", T0)
-        done = await store.complete("a", lease.fencing_token, "file:///a.mp4", 1, T0 + 1)
+        done = await complete_one(store, "a", lease.fencing_token, "file:///a.mp4", 1, T0 + 1)
         assert done is not None
         result = await store.cancel("a", T0 + 2)
         assert result is not None
@@ -459,7 +475,7 @@ class StoreConformance:
         assert await store.leases_of("agent-3") == []
         assert all(r.state == JobState.LEASED for r in await store.leases_of("agent-1"))
 
-        await store.complete("a", a.fencing_token, "file:///a.mp4", 1, T0 + 1)
+        await complete_one(store, "a", a.fencing_token, "file:///a.mp4", 1, T0 + 1)
         await store.release("c", c.fencing_token, T0 + 1)
         assert await store.leases_of("agent-1") == []
 
@@ -469,8 +485,9 @@ class StoreConformance:
         for i in range(20):
             await store.insert(new_job(f"j{i:02}", created_at=T0 + i))
         agents = [f"agent-{n}" for n in range(50)]
-        results = await asyncio.gather(*(store.claim(a, T0 + 100, TTL) for a in agents))
-        granted = {agent: r for agent, r in zip(agents, results, strict=True) if r is not None}
+        results = await asyncio.gather(*(store.claim(a, T0 + 100, TTL, 1) for a in agents))
+        granted = {agent: r[0] for agent, r in zip(agents, results, strict=True) if r}
+        assert all(len(r) <= 1 for r in results)
         assert len(granted) == 20
         assert len({r.id for r in granted.values()}) == 20
         for agent, record in granted.items():
@@ -488,7 +505,7 @@ class StoreConformance:
         await store.insert(new_job("first", output="x"))
         assert await store.find_output("file:///out/x.mp4") is None, "not finished yet"
         lease = await must_claim(store, "agent", T0)
-        await store.complete("first", lease.fencing_token, "file:///out/x.mp4", 99, T0 + 1)
+        await complete_one(store, "first", lease.fencing_token, "file:///out/x.mp4", 99, T0 + 1)
         found = await store.find_output("file:///out/x.mp4")
         assert found is not None and found.id == "first" and not found.cache_hit
 
@@ -498,7 +515,7 @@ class StoreConformance:
         assert hit.output_bytes == 99
         assert hit.frames_done == hit.frames_total
         assert hit.finished_at == T0 + 2
-        assert await store.claim("agent", T0 + 3, TTL) is None
+        assert await store.claim("agent", T0 + 3, TTL, 1) == []
 
     async def test_identical_jobs_in_flight_render_once(self, store: JobStore) -> None:
         await store.insert(new_job("a", output="same"))
@@ -508,10 +525,10 @@ class StoreConformance:
         assert lease.id == "a"
         # b waits for a's output; the next claim skips it.
         assert (await must_claim(store, "agent-2", T0 + 3)).id == "other"
-        assert await store.claim("agent-3", T0 + 3, TTL) is None
+        assert await store.claim("agent-3", T0 + 3, TTL, 1) == []
 
-        await store.complete("a", lease.fencing_token, "file:///out/same.mp4", 5, T0 + 4)
-        waiting = await store.complete_waiting("file:///out/same.mp4", 5, T0 + 4)
+        await complete_one(store, "a", lease.fencing_token, "file:///out/same.mp4", 5, T0 + 4)
+        waiting = await store.complete_waiting({"file:///out/same.mp4": 5}, T0 + 4)
         assert [r.id for r in waiting] == ["b"]
         b = await must_get(store, "b")
         assert (b.state, b.cache_hit, b.output_bytes, b.attempt) == (JobState.SUCCEEDED, True, 5, 0)
@@ -538,3 +555,105 @@ class StoreConformance:
         await store.extend_leases(T0 + 10)
         assert (await must_get(store, "a")).lease_expires_at == T0 + 60
         assert [r.id for r in await store.expire(T0 + 61, T0 + 61)] == ["a"]
+
+    # --- sources, batches and fair claims --------------------------------------------------
+
+    async def test_sources_are_stored_once_per_key(self, store: JobStore) -> None:
+        assert await store.get_source("k") is None
+        await store.put_source("k", b"template one")
+        await store.put_source("k", b"template one")
+        assert await store.get_source("k") == b"template one"
+
+    async def test_batch_rows_interleave_with_other_work(self, store: JobStore) -> None:
+        rows = [
+            replace(new_job(f"big-{n}", created_at=T0), batch_id="big", row_key=f"r{n}",
+                    fair_rank=n)
+            for n in range(5)
+        ]  # fmt: skip
+        await store.insert_batch(NewBatch("big", "nightly", T0), rows, {})
+        # Submitted after the whole batch, yet ahead of its second row.
+        await store.insert(new_job("urgent", created_at=T0 + 1))
+        claimed = [(await must_claim(store, "agent", T0 + 2)).id for _ in range(3)]
+        assert claimed == ["big-0", "urgent", "big-1"]
+
+    async def test_priority_beats_fairness(self, store: JobStore) -> None:
+        await store.insert(new_job("low", created_at=T0))
+        await store.insert(new_job("high", created_at=T0 + 1, priority=5))
+        assert (await must_claim(store, "agent", T0 + 2)).id == "high"
+
+    async def test_batch_counts_finish_once_and_cancel(self, store: JobStore) -> None:
+        rows = [
+            replace(new_job(f"b{n}"), batch_id="b", row_key=f"row-{n}", fair_rank=n)
+            for n in range(4)
+        ]
+        await store.insert_batch(NewBatch("b", "demo", T0), rows, {"b3": 42})
+        batch = await store.get_batch("b")
+        assert batch is not None
+        assert (batch.id, batch.name, batch.total, batch.cache_hits) == ("b", "demo", 4, 1)
+        assert batch.counts == {JobState.QUEUED: 3, JobState.SUCCEEDED: 1}
+        assert (batch.frames_done, batch.frames_total) == (10, 40)
+        cached = await must_get(store, "b3")
+        assert (cached.row_key, cached.batch_id, cached.output_bytes) == ("row-3", "b", 42)
+        assert [r.row_key for r in await store.batch_jobs("b")] == [f"row-{n}" for n in range(4)]
+        assert await store.ended_batches() == []
+
+        leased = await must_claim(store, "agent", T0 + 1)
+        await complete_one(store, leased.id, leased.fencing_token, leased.output_url, 7, T0 + 2)
+        running = await must_claim(store, "agent", T0 + 3)
+        cancelled = await store.cancel_batch("b", T0 + 4)
+        assert {r.id for r in cancelled} == {running.id, "b2"}
+        assert any(r.state == JobState.LEASED and r.lease_owner == "agent" for r in cancelled)
+        assert await complete_one(store, running.id, running.fencing_token, "x", 1, T0 + 5) is None
+
+        assert await store.ended_batches() == ["b"]
+        assert await store.finish_batch("b", T0 + 6, '{"ok": 1}', "file:///m.json")
+        assert not await store.finish_batch("b", T0 + 7, "{}", "")
+        done = await store.get_batch("b")
+        assert done is not None
+        assert (done.finished_at, done.digest, done.manifest_url) == (
+            T0 + 6, '{"ok": 1}', "file:///m.json"
+        )  # fmt: skip
+        assert done.counts == {JobState.SUCCEEDED: 2, JobState.CANCELLED: 2}
+        assert await store.ended_batches() == []
+        assert await store.get_batch("nope") is None
+
+    async def test_find_outputs(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        await store.insert(new_job("b"))
+        lease = await must_claim(store, "agent", T0)
+        await complete_one(store, lease.id, lease.fencing_token, lease.output_url, 11, T0 + 1)
+        found = await store.find_outputs(["file:///out/a.mp4", "file:///out/b.mp4", "nope"])
+        assert found == {"file:///out/a.mp4": 11}
+
+    async def test_claim_takes_several_in_order_without_duplicates(self, store: JobStore) -> None:
+        for n in range(5):
+            await store.insert(new_job(f"j{n}", created_at=T0 + n))
+        await store.insert(new_job("twin", created_at=T0 + 10, output="j0"))
+        claimed = await store.claim("agent", T0 + 20, TTL, 4)
+        assert sorted(r.id for r in claimed) == ["j0", "j1", "j2", "j3"]
+        assert {r.lease_owner for r in claimed} == {"agent"}
+        # j0's twin waits for j0; only j4 is left to claim.
+        assert [r.id for r in await store.claim("agent", T0 + 20, TTL, 10)] == ["j4"]
+
+    async def test_count_by_state_and_trace_context(self, store: JobStore) -> None:
+        assert await store.count_by_state() == {}
+        traced = replace(new_job("a"), trace_context='{"traceparent": "00-ab-cd-01"}')
+        await store.insert(traced)
+        await store.insert(new_job("b"))
+        await must_claim(store, "agent", T0)
+        assert await store.count_by_state() == {JobState.QUEUED: 1, JobState.LEASED: 1}
+        assert (await must_get(store, "a")).trace_context == '{"traceparent": "00-ab-cd-01"}'
+
+    async def test_complete_records_many_at_once(self, store: JobStore) -> None:
+        for n in range(3):
+            await store.insert(new_job(f"j{n}", created_at=T0 + n))
+        leases = await store.claim("agent", T0 + 5, TTL, 3)
+        tokens = {r.id: r.fencing_token for r in leases}
+        done = [Done(f"j{n}", tokens[f"j{n}"], f"file:///j{n}.mp4", n + 10) for n in range(3)]
+        stale = Done("j0", tokens["j0"] + 7, "file:///stale.mp4", 1)
+        records = await store.complete([*done[:2], stale, done[2]], T0 + 6)
+        assert sorted((r.id, r.output_url, r.output_bytes) for r in records) == [
+            (f"j{n}", f"file:///j{n}.mp4", n + 10) for n in range(3)
+        ]
+        assert all(r.state == JobState.SUCCEEDED and r.finished_at == T0 + 6 for r in records)
+        assert await store.complete(done, T0 + 7) == [], "a job completes at most once"

@@ -103,3 +103,36 @@ async def test_chaos_loses_nothing_and_runs_nothing_twice(
         assert is_colour(frames[-1][32, 32], colour(n)), f"job {n} has another job's pixels"
     visible = {p for p in (tmp_path / "out").rglob("*.mp4") if not p.name.startswith(".")}
     assert visible == outputs, "an output nobody recorded is visible"
+
+
+async def test_two_coordinators_share_one_postgres_table(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Jobs submitted to either coordinator run once each, on agents of either."""
+    url = await postgres.create_database()
+    farm = Farm(tmp_path)
+    try:
+        addresses = []
+        for n in range(2):
+            farm.start_coordinator(url, tmp_path / "out", *COORDINATOR_OPTIONS)
+            addresses.append(farm.address)
+            farm.start_agent(f"behind-{n}", "--slots", "1")
+        ids = []
+        for n in range(30):
+            async with AsyncClient(addresses[n % 2]) as client:
+                spec = template_job(
+                    TEMPLATES / "solid.html",
+                    {"color": "rgb({},{},{})".format(*colour(n))},
+                    width=64,
+                    height=64,
+                    fps=10,
+                    frames=FRAMES,
+                )
+                ids.append((await client.submit(spec)).id)
+        async with AsyncClient(addresses[0]) as client, asyncio.timeout(120):
+            finals = [await client.wait(job_id) for job_id in ids]
+    finally:
+        farm.close()
+    assert all(job.state == pb.JOB_STATE_SUCCEEDED and job.attempt == 1 for job in finals)
+    assert {job.agent_id for job in finals} == {"behind-0", "behind-1"}
+    assert completions(tmp_path / "logs" / "coordinator.log") == dict.fromkeys(ids, 1)

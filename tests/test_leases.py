@@ -15,6 +15,7 @@ from coordinator.lease_reaper import reap_once
 from coordinator.sessions import Session
 from coordinator.store import JobRecord, JobState
 from coordinator.store.sqlite import SqliteStore
+from framefleet import jobspec
 from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -104,7 +105,7 @@ async def submit(farm: Farm, clock: FakeClock, n: int) -> list[str]:
 # --- dispatch ------------------------------------------------------------------------------
 
 
-async def test_dispatch_fills_free_slots_round_robin(lease_farm: Farm, clock: FakeClock) -> None:
+async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
     a = farm.sessions.register("agent-a", slots=2)
     b = farm.sessions.register("agent-b", slots=2)
@@ -113,15 +114,16 @@ async def test_dispatch_fills_free_slots_round_robin(lease_farm: Farm, clock: Fa
 
     assert await dispatch_once(farm) == 5
     got_a, got_b, got_c = assigns(a), assigns(b), assigns(c)
-    # One job per session per round, oldest job first: the first round hands jobs 0-2 out one
-    # per session, the second round jobs 3-4 to the sessions with slots left.
+    # Each session fills its free slots; the oldest five jobs go out, the rest wait.
     ids = [[x.lease.job_id for x in got] for got in (got_a, got_b, got_c)]
     assert [len(i) for i in ids] == [2, 2, 1]
-    assert sorted(i[0] for i in ids) == sorted(jobs[:3])
-    assert sorted(i[1] for i in ids if len(i) > 1) == sorted(jobs[3:5])
+    assert sorted(j for i in ids for j in i) == sorted(jobs[:5])
     assert a.free_slots == b.free_slots == c.free_slots == 0
 
     for session, got in ((a, got_a), (b, got_b), (c, got_c)):
+        # The template goes once per stream; later assignments name it by key.
+        assert [x.spec.HasField("template") for x in got] == [True] + [False] * (len(got) - 1)
+        assert {x.source_key for x in got} == {jobspec.source_key(spec())}
         for assign in got:
             record = await get(farm, assign.lease.job_id)
             assert record.state == JobState.LEASED
@@ -131,7 +133,8 @@ async def test_dispatch_fills_free_slots_round_robin(lease_farm: Farm, clock: Fa
             assert assign.attempt == 1
             assert assign.content_key == record.content_key
             assert assign.output_url == record.output_url
-            assert assign.spec == spec(variant=jobs.index(assign.lease.job_id))
+            expected = spec(variant=jobs.index(assign.lease.job_id))
+            assert jobspec.without_source(assign.spec) == jobspec.without_source(expected)
             assert session.held[assign.lease.job_id] == (record.fencing_token, clock.now)
 
     # Every slot is taken: the last two jobs wait.
@@ -141,8 +144,8 @@ async def test_dispatch_fills_free_slots_round_robin(lease_farm: Farm, clock: Fa
 
     # A freed slot takes the next job, and only one.
     done = got_c[0]
-    completed = await farm.complete(pb.Completed(lease=done.lease, output_url="file:///c.mp4"))
-    assert completed is not None
+    completed = await farm.complete([pb.Completed(lease=done.lease, output_url="file:///c.mp4")])
+    assert completed
     del c.held[done.lease.job_id]
     assert await dispatch_once(farm) == 1
     assert [x.lease.job_id for x in assigns(c)] == [jobs[5]]
@@ -213,14 +216,19 @@ async def test_reaper_requeues_expired_lease_and_cancels_the_holder(
     assert holder.held == {}
     assert await reap_once(farm) == 0
 
+    # A holder whose lease expired stopped heartbeating: no work until it speaks again.
+    assert holder.silent
+    assert await dispatch_once(farm) == 0
+    holder.silent = False  # what the agent service does on the holder's next message
+
     # The job goes out again with a bigger token; the old holder's token is stale.
     assert await dispatch_once(farm) == 1
     (second,) = assigns(holder)
     assert second.lease.job_id == job
     assert second.lease.fencing_token > first.lease.fencing_token
     assert second.attempt == 2
-    stale = await farm.complete(pb.Completed(lease=first.lease, output_url="file:///z.mp4"))
-    assert stale is None
+    stale = await farm.complete([pb.Completed(lease=first.lease, output_url="file:///z.mp4")])
+    assert stale == []
     assert (await get(farm, job)).state == JobState.LEASED
 
 
@@ -374,8 +382,8 @@ async def test_cancel_leased_job_tells_the_holder(lease_farm: Farm, clock: FakeC
     assert drain(bystander) == []
 
     # The holder is fenced: its result is refused and the job stays cancelled.
-    late = await farm.complete(pb.Completed(lease=assign.lease, output_url="file:///a.mp4"))
-    assert late is None
+    late = await farm.complete([pb.Completed(lease=assign.lease, output_url="file:///a.mp4")])
+    assert late == []
     assert (await get(farm, target)).state == JobState.CANCELLED
     # Its slot is free again, but a cancelled job is never handed out.
     assert await dispatch_once(farm) == 0
@@ -395,13 +403,13 @@ async def test_cancel_queued_and_finished_jobs(lease_farm: Farm, clock: FakeCloc
     done = await farm.submit(spec())
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
-    completed = await farm.complete(pb.Completed(lease=assign.lease, output_url="file:///d.mp4"))
-    assert completed is not None
+    completed = await farm.complete([pb.Completed(lease=assign.lease, output_url="file:///d.mp4")])
+    assert completed
     result = await farm.cancel(done.id)
     assert result is not None
     assert result.state == JobState.SUCCEEDED
     assert drain(session) == []
-    assert await get(farm, done.id) == completed
+    assert [await get(farm, done.id)] == completed
 
 
 # --- submit --------------------------------------------------------------------------------
@@ -416,7 +424,13 @@ async def test_submit_queues_a_valid_job(lease_farm: Farm, clock: FakeClock) -> 
     assert record.created_at == record.available_at == clock.now
     assert record.output_url.startswith("file://")
     assert record.output_url.endswith(f"{record.content_key}.mp4")
-    assert pb.JobSpec.FromString(record.spec) == spec(frames=5, priority=3)
+    # The source is stored once, apart from the job.
+    full = spec(frames=5, priority=3)
+    assert pb.JobSpec.FromString(record.spec) == jobspec.without_source(full)
+    assert record.source_key == jobspec.source_key(full)
+    assert await lease_farm.store.get_source(record.source_key) == (
+        jobspec.source_only(full).SerializeToString()
+    )
 
 
 @pytest.mark.parametrize(

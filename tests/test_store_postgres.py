@@ -32,9 +32,9 @@ async def test_two_coordinators_never_grant_one_job_twice(postgres: PostgresServ
             await first.insert(new_job(f"j{n}", created_at=T0 + n))
 
         async def drain(store: PostgresStore, agent: str) -> list[str]:
-            claimed = []
-            while (record := await store.claim(agent, T0 + 100, TTL)) is not None:
-                claimed.append(record.id)
+            claimed: list[str] = []
+            while records := await store.claim(agent, T0 + 100, TTL, 3):
+                claimed.extend(r.id for r in records)
             return claimed
 
         results = await asyncio.gather(
@@ -47,7 +47,7 @@ async def test_two_coordinators_never_grant_one_job_twice(postgres: PostgresServ
         claimed = [job for result in results for job in result]
         assert sorted(claimed) == sorted(f"j{n}" for n in range(40))
         assert len(set(claimed)) == len(claimed), "a job was granted twice"
-        assert all(results), "some claimer got nothing: claims were serialised, not skipped"
+        assert sum(1 for r in results if r) > 1, "one claimer took everything"
     finally:
         await first.close()
         await second.close()

@@ -9,7 +9,14 @@ import pytest
 
 from coordinator.store import JobState, JobStore
 from coordinator.store.sqlite import SqliteStore
-from tests.store_conformance import T0, TTL, StoreConformance, must_claim, new_job
+from tests.store_conformance import (
+    T0,
+    TTL,
+    StoreConformance,
+    complete_one,
+    must_claim,
+    new_job,
+)
 
 
 class TestSqliteStore(StoreConformance):
@@ -33,7 +40,9 @@ async def test_jobs_and_leases_survive_a_restart(tmp_path: Path) -> None:
         assert lease.id == "leased"
         done = await must_claim(store, "agent", T0)
         assert done.id == "done"
-        completed = await store.complete("done", done.fencing_token, "file:///d.mp4", 7, T0 + 1)
+        completed = await complete_one(
+            store, "done", done.fencing_token, "file:///d.mp4", 7, T0 + 1
+        )
         assert completed is not None
         before = {r.id: r for r in await store.list_jobs([], 10)}
     finally:

@@ -27,13 +27,55 @@ class JobState(StrEnum):
 @dataclass(frozen=True)
 class NewJob:
     id: str
-    spec: bytes  # serialized framefleet.v1.JobSpec
+    spec: bytes  # serialized framefleet.v1.JobSpec, without its source when source_key is set
     content_key: str
     output_url: str
     frames_total: int
     priority: int
     max_attempts: int
     created_at: float
+    # The source (template) is stored once, under this key, for every job that uses it.
+    source_key: str = ""
+    batch_id: str | None = None
+    row_key: str | None = None
+    # Position within its batch: claims take rank 0 of every batch before rank 1 of any, so
+    # batches interleave and a single job (rank 0) never waits behind a long batch.
+    fair_rank: int = 0
+    # W3C trace context of the submit (JSON of the propagation carrier), so every later span
+    # of the job joins the client's trace.
+    trace_context: str = ""
+
+
+@dataclass(frozen=True)
+class Done:
+    """An agent's report that a lease's render is complete."""
+
+    job_id: str
+    token: int
+    output_url: str
+    output_bytes: int
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: str
+    name: str
+    created_at: float
+    total: int
+    counts: dict[JobState, int]
+    cache_hits: int
+    frames_done: int
+    frames_total: int
+    finished_at: float | None = None
+    digest: str | None = None  # JSON, written once when every row has ended
+    manifest_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +101,10 @@ class JobRecord:
     started_at: float | None = None
     finished_at: float | None = None
     cache_hit: bool = False
+    source_key: str = ""
+    batch_id: str | None = None
+    row_key: str | None = None
+    trace_context: str = ""
 
 
 class JobStore(Protocol):
@@ -67,6 +113,10 @@ class JobStore(Protocol):
     async def insert(self, job: NewJob) -> JobRecord: ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        """How many jobs are in each state (for metrics)."""
+        ...
 
     async def list_jobs(self, states: list[JobState], limit: int) -> list[JobRecord]:
         """Newest first; empty states means every state."""
@@ -80,10 +130,49 @@ class JobStore(Protocol):
         """A succeeded job that wrote output_url, if any."""
         ...
 
-    async def claim(self, agent_id: str, now: float, ttl: float) -> JobRecord | None:
-        """Leases the next available queued job (highest priority, then oldest) to agent_id.
-        A job whose output_url is being rendered under another lease waits: identical jobs in
-        flight render once."""
+    async def find_outputs(self, output_urls: list[str]) -> dict[str, int]:
+        """Of these outputs, the ones a succeeded job wrote, with their sizes."""
+        ...
+
+    async def put_source(self, key: str, source: bytes) -> None:
+        """Stores a job source (a JobSpec holding only the source) once per key."""
+        ...
+
+    async def get_source(self, key: str) -> bytes | None: ...
+
+    async def insert_batch(
+        self, batch: NewBatch, jobs: list[NewJob], cached: dict[str, int]
+    ) -> None:
+        """Inserts a batch and its rows in one transaction; rows whose id is in ``cached`` are
+        inserted as finished cache hits with that output size."""
+        ...
+
+    async def get_batch(self, batch_id: str) -> BatchRecord | None:
+        """The batch with its rows counted by state."""
+        ...
+
+    async def batch_jobs(self, batch_id: str) -> list[JobRecord]:
+        """Every row of a batch, in submission order."""
+        ...
+
+    async def ended_batches(self) -> list[str]:
+        """Batches not yet marked finished whose rows have all ended."""
+        ...
+
+    async def finish_batch(
+        self, batch_id: str, finished_at: float, digest: str, manifest_url: str
+    ) -> bool:
+        """Marks a batch finished, once: False if it already was (another coordinator)."""
+        ...
+
+    async def cancel_batch(self, batch_id: str, now: float) -> list[JobRecord]:
+        """Cancels every row that has not ended; returns those rows as they were before."""
+        ...
+
+    async def claim(self, agent_id: str, now: float, ttl: float, limit: int) -> list[JobRecord]:
+        """Leases up to ``limit`` available queued jobs to agent_id: highest priority first,
+        then lowest fair rank (batches interleave), then oldest. A job whose output_url is
+        being rendered already (or is claimed alongside) waits: identical jobs render once."""
         ...
 
     async def renew(
@@ -98,10 +187,9 @@ class JobStore(Protocol):
 
     async def progress(self, job_id: str, token: int, frames_done: int) -> bool: ...
 
-    async def complete(
-        self, job_id: str, token: int, output_url: str, output_bytes: int, now: float
-    ) -> JobRecord | None:
-        """Records success if the lease is current; None when the token is stale."""
+    async def complete(self, done: list[Done], now: float) -> list[JobRecord]:
+        """Records the successes whose leases are current (one statement for all); a stale
+        token's success is left out of the result and changes nothing."""
         ...
 
     async def fail(
@@ -117,10 +205,9 @@ class JobStore(Protocol):
         None when the token is stale."""
         ...
 
-    async def complete_waiting(
-        self, output_url: str, output_bytes: int, now: float
-    ) -> list[JobRecord]:
-        """Completes, as cache hits, the queued jobs that wait for output_url."""
+    async def complete_waiting(self, outputs: dict[str, int], now: float) -> list[JobRecord]:
+        """Completes, as cache hits, the queued jobs that wait for these outputs (output URL
+        -> size in bytes)."""
         ...
 
     async def release(self, job_id: str, token: int, now: float) -> JobRecord | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from coordinator.store.base import JobRecord, JobState, NewJob
+from coordinator.store.base import BatchRecord, Done, JobRecord, JobState, NewBatch, NewJob
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -35,9 +35,28 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_message    TEXT,
     started_at       DOUBLE PRECISION,
     finished_at      DOUBLE PRECISION,
-    cache_hit        BOOLEAN NOT NULL DEFAULT FALSE
+    cache_hit        BOOLEAN NOT NULL DEFAULT FALSE,
+    source_key       TEXT NOT NULL DEFAULT '',
+    batch_id         TEXT,
+    row_key          TEXT,
+    fair_rank        INTEGER NOT NULL DEFAULT 0,
+    trace_context    TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (priority DESC, seq) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (priority DESC, fair_rank, seq)
+    WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state);
+CREATE TABLE IF NOT EXISTS sources (
+    key    TEXT PRIMARY KEY,
+    source BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    created_at   DOUBLE PRECISION NOT NULL,
+    finished_at  DOUBLE PRECISION,
+    digest       TEXT,
+    manifest_url TEXT
+);
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE state = 'leased';
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'leased';
 CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
@@ -46,7 +65,15 @@ CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
 COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
     " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
-    " output_bytes, error_class, error_message, started_at, finished_at, cache_hit"
+    " output_bytes, error_class, error_message, started_at, finished_at, cache_hit, source_key,"
+    " batch_id, row_key, trace_context"
+)
+INSERT = (
+    "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
+    " max_attempts, created_at, available_at, source_key, batch_id, row_key, fair_rank,"
+    " frames_done, output_bytes, finished_at, cache_hit, trace_context)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+    " $19)"
 )
 
 LEASED = "state = 'leased' AND id = $1 AND fencing_token = $2"
@@ -56,6 +83,18 @@ def _record(row: Any) -> JobRecord:
     values = list(row)
     values[1] = JobState(values[1])
     return JobRecord(*values)
+
+
+def _row(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ...]:
+    """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given."""
+    cached = cached_bytes is not None
+    return (
+        job.id, "succeeded" if cached else "queued", job.spec, job.content_key, job.output_url,
+        job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
+        job.source_key, job.batch_id, job.row_key, job.fair_rank,
+        job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
+        cached, job.trace_context,
+    )  # fmt: skip
 
 
 class PostgresStore:
@@ -83,46 +122,121 @@ class PostgresStore:
         return [_record(row) for row in await self._pool.fetch(sql, *args)]
 
     async def insert(self, job: NewJob) -> JobRecord:
-        record = await self._one(
-            "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
-            " max_attempts, created_at, available_at)"
-            f" VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}",
-            job.id,
-            job.spec,
-            job.content_key,
-            job.output_url,
-            job.frames_total,
-            job.priority,
-            job.max_attempts,
-            job.created_at,
-        )
+        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *_row(job))
         assert record is not None
         return record
 
     async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:
-        record = await self._one(
-            "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
-            " max_attempts, created_at, available_at, frames_done, output_bytes, finished_at,"
-            " cache_hit) VALUES ($1, 'succeeded', $2, $3, $4, $5, $6, $7, $8, $8, $5, $9, $8,"
-            f" TRUE) RETURNING {COLUMNS}",
-            job.id,
-            job.spec,
-            job.content_key,
-            job.output_url,
-            job.frames_total,
-            job.priority,
-            job.max_attempts,
-            job.created_at,
-            output_bytes,
-        )
+        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *_row(job, output_bytes))
         assert record is not None
         return record
+
+    async def insert_batch(
+        self, batch: NewBatch, jobs: list[NewJob], cached: dict[str, int]
+    ) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "INSERT INTO batches (id, name, created_at) VALUES ($1, $2, $3)",
+                batch.id,
+                batch.name,
+                batch.created_at,
+            )
+            await connection.executemany(INSERT, [_row(j, cached.get(j.id)) for j in jobs])
+
+    async def put_source(self, key: str, source: bytes) -> None:
+        await self._pool.execute(
+            "INSERT INTO sources (key, source) VALUES ($1, $2) ON CONFLICT DO NOTHING", key, source
+        )
+
+    async def get_source(self, key: str) -> bytes | None:
+        source = await self._pool.fetchval("SELECT source FROM sources WHERE key = $1", key)
+        return None if source is None else bytes(source)
+
+    async def find_outputs(self, output_urls: list[str]) -> dict[str, int]:
+        rows = await self._pool.fetch(
+            "SELECT output_url, MAX(output_bytes) AS size FROM jobs WHERE state = 'succeeded'"
+            " AND output_url = ANY($1) GROUP BY output_url",
+            output_urls,
+        )
+        return {row["output_url"]: row["size"] for row in rows}
+
+    async def get_batch(self, batch_id: str) -> BatchRecord | None:
+        head = await self._pool.fetchrow(
+            "SELECT id, name, created_at, finished_at, digest, manifest_url FROM batches"
+            " WHERE id = $1",
+            batch_id,
+        )
+        if head is None:
+            return None
+        groups = await self._pool.fetch(
+            "SELECT state, COUNT(*) AS n, SUM(cache_hit::int) AS hits, SUM(frames_done) AS done,"
+            " SUM(frames_total) AS total FROM jobs WHERE batch_id = $1 GROUP BY state",
+            batch_id,
+        )
+        return BatchRecord(
+            id=head["id"],
+            name=head["name"],
+            created_at=head["created_at"],
+            total=sum(g["n"] for g in groups),
+            counts={JobState(g["state"]): g["n"] for g in groups},
+            cache_hits=sum(g["hits"] for g in groups),
+            frames_done=sum(g["done"] for g in groups),
+            frames_total=sum(g["total"] for g in groups),
+            finished_at=head["finished_at"],
+            digest=head["digest"],
+            manifest_url=head["manifest_url"],
+        )
+
+    async def batch_jobs(self, batch_id: str) -> list[JobRecord]:
+        return await self._all(
+            f"SELECT {COLUMNS} FROM jobs WHERE batch_id = $1 ORDER BY seq", batch_id
+        )
+
+    async def ended_batches(self) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT id FROM batches AS b WHERE finished_at IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM jobs WHERE batch_id = b.id AND state IN ('queued', 'leased'))"
+        )
+        return [row["id"] for row in rows]
+
+    async def finish_batch(
+        self, batch_id: str, finished_at: float, digest: str, manifest_url: str
+    ) -> bool:
+        status = await self._pool.execute(
+            "UPDATE batches SET finished_at = $2, digest = $3, manifest_url = $4"
+            " WHERE id = $1 AND finished_at IS NULL",
+            batch_id,
+            finished_at,
+            digest,
+            manifest_url,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def cancel_batch(self, batch_id: str, now: float) -> list[JobRecord]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                f"SELECT {COLUMNS} FROM jobs WHERE batch_id = $1"
+                " AND state IN ('queued', 'leased') FOR UPDATE",
+                batch_id,
+            )
+            await connection.execute(
+                "UPDATE jobs SET state = 'cancelled', fencing_token = fencing_token + 1,"
+                " finished_at = $2, lease_expires_at = NULL"
+                " WHERE batch_id = $1 AND state IN ('queued', 'leased')",
+                batch_id,
+                now,
+            )
+        return [_record(row) for row in rows]
 
     async def find_output(self, output_url: str) -> JobRecord | None:
         return await self._one(
             f"SELECT {COLUMNS} FROM jobs WHERE output_url = $1 AND state = 'succeeded' LIMIT 1",
             output_url,
         )
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        rows = await self._pool.fetch("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {JobState(row["state"]): row["n"] for row in rows}
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._one(f"SELECT {COLUMNS} FROM jobs WHERE id = $1", job_id)
@@ -136,18 +250,23 @@ class PostgresStore:
             limit,
         )
 
-    async def claim(self, agent_id: str, now: float, ttl: float) -> JobRecord | None:
-        return await self._one(
-            "UPDATE jobs SET state = 'leased', lease_owner = $1, fencing_token = fencing_token + 1,"
-            " lease_expires_at = $2, attempt = attempt + 1, started_at = $3, frames_done = 0"
-            " WHERE seq = (SELECT seq FROM jobs AS q WHERE state = 'queued' AND available_at <= $3"
-            "              AND NOT EXISTS (SELECT 1 FROM jobs AS l WHERE l.state = 'leased'"
-            "                              AND l.output_url = q.output_url)"
-            "              ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            f" AND state = 'queued' RETURNING {COLUMNS}",
+    async def claim(self, agent_id: str, now: float, ttl: float, limit: int) -> list[JobRecord]:
+        # Of identical jobs (same output) only the oldest, and none while one is leased. The
+        # CTE runs once: a LIMIT ... SKIP LOCKED subquery under IN may be re-evaluated.
+        return await self._all(
+            "WITH picked AS (SELECT seq FROM jobs AS q WHERE state = 'queued'"
+            "   AND available_at <= $3 AND NOT EXISTS (SELECT 1 FROM jobs AS o"
+            "       WHERE o.output_url = q.output_url"
+            "       AND (o.state = 'leased' OR (o.state = 'queued' AND o.seq < q.seq)))"
+            "   ORDER BY priority DESC, fair_rank, seq LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            " UPDATE jobs SET state = 'leased', lease_owner = $1,"
+            " fencing_token = fencing_token + 1, lease_expires_at = $2, attempt = attempt + 1,"
+            " started_at = $3, frames_done = 0 FROM picked WHERE jobs.seq = picked.seq"
+            f" RETURNING {COLUMNS}",
             agent_id,
             now + ttl,
             now,
+            limit,
         )
 
     async def renew(
@@ -177,31 +296,32 @@ class PostgresStore:
         )
         return bool(status == "UPDATE 1")
 
-    async def complete(
-        self, job_id: str, token: int, output_url: str, output_bytes: int, now: float
-    ) -> JobRecord | None:
-        return await self._one(
-            "UPDATE jobs SET state = 'succeeded', output_url = $3, output_bytes = $4,"
-            " frames_done = frames_total, finished_at = $5, lease_expires_at = NULL,"
+    async def complete(self, done: list[Done], now: float) -> list[JobRecord]:
+        return await self._all(
+            # d's columns are named apart from jobs' so RETURNING stays unambiguous.
+            "UPDATE jobs SET state = 'succeeded', output_url = d.d_url, output_bytes = d.d_size,"
+            " frames_done = frames_total, finished_at = $1, lease_expires_at = NULL,"
             " error_class = NULL, error_message = NULL"
-            f" WHERE {LEASED} RETURNING {COLUMNS}",
-            job_id,
-            token,
-            output_url,
-            output_bytes,
+            " FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[])"
+            " AS d(d_id, d_token, d_url, d_size) WHERE jobs.state = 'leased'"
+            f" AND jobs.id = d.d_id AND jobs.fencing_token = d.d_token RETURNING {COLUMNS}",
             now,
+            [d.job_id for d in done],
+            [d.token for d in done],
+            [d.output_url for d in done],
+            [d.output_bytes for d in done],
         )
 
-    async def complete_waiting(
-        self, output_url: str, output_bytes: int, now: float
-    ) -> list[JobRecord]:
+    async def complete_waiting(self, outputs: dict[str, int], now: float) -> list[JobRecord]:
         return await self._all(
-            "UPDATE jobs SET state = 'succeeded', output_bytes = $2, frames_done = frames_total,"
-            " finished_at = $3, cache_hit = TRUE, error_class = NULL, error_message = NULL"
-            f" WHERE output_url = $1 AND state = 'queued' RETURNING {COLUMNS}",
-            output_url,
-            output_bytes,
+            "UPDATE jobs SET state = 'succeeded', output_bytes = d.d_size,"
+            " frames_done = frames_total, finished_at = $1, cache_hit = TRUE,"
+            " error_class = NULL, error_message = NULL"
+            " FROM unnest($2::text[], $3::bigint[]) AS d(d_url, d_size)"
+            f" WHERE jobs.state = 'queued' AND jobs.output_url = d.d_url RETURNING {COLUMNS}",
             now,
+            list(outputs),
+            list(outputs.values()),
         )
 
     async def fail(

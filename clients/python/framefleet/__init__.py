@@ -6,6 +6,14 @@ generated stubs (``framefleet.v1``) and the job rules shared by coordinator and 
 
 from framefleet.client import AsyncClient, Client, JobFailed
 from framefleet.errors import ErrorClass, FramefleetError
-from framefleet.jobspec import template_job
+from framefleet.jobspec import template_job, video_json_job
 
-__all__ = ["AsyncClient", "Client", "ErrorClass", "FramefleetError", "JobFailed", "template_job"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ErrorClass",
+    "FramefleetError",
+    "JobFailed",
+    "template_job",
+    "video_json_job",
+]

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import grpc.aio as aio
+from opentelemetry.trace import SpanKind
 
+from framefleet import telemetry
 from framefleet.errors import ErrorClass, FramefleetError
 from framefleet.jobspec import GRPC_OPTIONS
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+ROWS_PER_MESSAGE = 500
 FINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
 
 
@@ -59,15 +62,18 @@ class AsyncClient:
         await self._channel.close()
 
     async def _call(self, method: str, request: Any) -> Any:
+        # The trace context travels as W3C headers in the call's metadata.
+        metadata = tuple(telemetry.inject().items())
         try:
-            return await getattr(self._stub, method)(request)
+            return await getattr(self._stub, method)(request, metadata=metadata)
         except aio.AioRpcError as e:
             raise _translate(e) from e
 
     async def submit(self, spec: pb.JobSpec) -> pb.Job:
-        response: pb.SubmitJobResponse = await self._call(
-            "SubmitJob", pb.SubmitJobRequest(spec=spec)
-        )
+        with telemetry.tracer.start_as_current_span("framefleet.submit", kind=SpanKind.CLIENT):
+            response: pb.SubmitJobResponse = await self._call(
+                "SubmitJob", pb.SubmitJobRequest(spec=spec)
+            )
         return response.job
 
     async def get(self, job_id: str) -> pb.Job:
@@ -93,6 +99,66 @@ class AsyncClient:
                 yield update
         except aio.AioRpcError as e:
             raise _translate(e) from e
+
+    async def submit_batch(
+        self,
+        spec: pb.JobSpec,
+        rows: Iterable[tuple[str, Mapping[str, Any]]],
+        name: str = "",
+    ) -> pb.Batch:
+        """One template (spec), many rows of (row key, parameters); an empty row key means a
+        hash of the row. Rows stream to the coordinator: memory stays flat for big batches."""
+
+        def requests() -> Iterator[pb.SubmitBatchRequest]:
+            yield pb.SubmitBatchRequest(header=pb.BatchHeader(spec=spec, name=name))
+            chunk = pb.BatchRows()
+            for key, params in rows:
+                row = chunk.rows.add(row_key=key)
+                row.params.update(params)
+                if len(chunk.rows) == ROWS_PER_MESSAGE:
+                    yield pb.SubmitBatchRequest(rows=chunk)
+                    chunk = pb.BatchRows()
+            if chunk.rows:
+                yield pb.SubmitBatchRequest(rows=chunk)
+
+        with telemetry.tracer.start_as_current_span(
+            "framefleet.submit_batch", kind=SpanKind.CLIENT
+        ):
+            metadata = tuple(telemetry.inject().items())
+            try:
+                response: pb.SubmitBatchResponse = await self._stub.SubmitBatch(
+                    requests(), metadata=metadata
+                )
+            except aio.AioRpcError as e:
+                raise _translate(e) from e
+        return response.batch
+
+    async def get_batch(self, batch_id: str) -> pb.Batch:
+        response: pb.GetBatchResponse = await self._call(
+            "GetBatch", pb.GetBatchRequest(batch_id=batch_id)
+        )
+        return response.batch
+
+    async def cancel_batch(self, batch_id: str) -> pb.Batch:
+        response: pb.CancelBatchResponse = await self._call(
+            "CancelBatch", pb.CancelBatchRequest(batch_id=batch_id)
+        )
+        return response.batch
+
+    async def watch_batch(self, batch_id: str) -> AsyncIterator[pb.Batch]:
+        """Aggregate progress until every row has ended; the last one carries the digest."""
+        try:
+            async for update in self._stub.WatchBatch(pb.WatchBatchRequest(batch_id=batch_id)):
+                yield update.batch
+        except aio.AioRpcError as e:
+            raise _translate(e) from e
+
+    async def wait_batch(self, batch_id: str) -> pb.Batch:
+        """The batch once every row has ended, with its digest."""
+        last = await self.get_batch(batch_id)
+        async for batch in self.watch_batch(batch_id):
+            last = batch
+        return last
 
     async def wait(self, job_id: str) -> pb.Job:
         """The job's final record; raises JobFailed unless it succeeded."""
@@ -144,6 +210,20 @@ class Client:
 
     def wait(self, job_id: str) -> pb.Job:
         return self._run(self._async.wait(job_id))
+
+    def submit_batch(
+        self, spec: pb.JobSpec, rows: Iterable[tuple[str, Mapping[str, Any]]], name: str = ""
+    ) -> pb.Batch:
+        return self._run(self._async.submit_batch(spec, rows, name))
+
+    def get_batch(self, batch_id: str) -> pb.Batch:
+        return self._run(self._async.get_batch(batch_id))
+
+    def cancel_batch(self, batch_id: str) -> pb.Batch:
+        return self._run(self._async.cancel_batch(batch_id))
+
+    def wait_batch(self, batch_id: str) -> pb.Batch:
+        return self._run(self._async.wait_batch(batch_id))
 
     def watch(self, job_id: str) -> Iterator[pb.WatchJobResponse]:
         updates = aiter(self._async.watch(job_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -16,7 +17,9 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 # Bump when a change to the agent's rendering or encoding changes output bytes:
 # it is part of every content key, so old cached outputs are not reused.
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
+# The VideoFlow browser runtime VideoJSON jobs render with (agent/videoflow/package.json).
+VIDEOFLOW_RUNTIME = "@videoflow/renderer-browser@1.2.2"
 
 MIN_SIDE, MAX_SIDE = 16, 4096
 MAX_PIXELS = 3840 * 2160
@@ -99,13 +102,18 @@ def resolve_output(o: pb.OutputSettings) -> Output:
     return Output(width, height, fps, frames, codec, crf, preset)
 
 
-def validate(spec: pb.JobSpec) -> Output:
-    """Everything a job must satisfy before it is queued."""
+def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
+    """Everything a job must satisfy before it is queued. ``variants``: the spec is shared by
+    rows that bring their own parameters (a batch), so a VideoJSON placeholder may still lack
+    its parameter here."""
     source = spec.WhichOneof("source")
     if source is None:
         raise invalid("the job has no source (a template or a VideoJSON document)")
     if source == "video_json":
-        raise invalid("VideoJSON jobs are not supported yet")
+        from framefleet import videojson  # jsonschema, only for VideoJSON jobs
+
+        videojson.resolve(spec.video_json, params_dict(spec.params), variants=variants)
+        return resolve_output(spec.output)
     if not spec.template.html.strip():
         raise invalid("the template is empty")
     bundle = len(spec.template.html) + sum(len(v) for v in spec.template.assets.values())
@@ -133,19 +141,50 @@ def params_dict(params: struct_pb2.Struct) -> dict[str, Any]:
     return result
 
 
-def content_key(spec: pb.JobSpec) -> str:
-    """SHA-256 of everything that affects the output's pixels and bytes."""
+def source_key(spec: pb.JobSpec) -> str:
+    """SHA-256 of the job's source (template and assets, or VideoJSON document): the identity
+    under which the source is stored once and a page keeps it loaded between variants."""
     h = hashlib.sha256()
-    h.update(spec.template.html.encode())
-    assets = {p: hashlib.sha256(b).hexdigest() for p, b in sorted(spec.template.assets.items())}
+    kind = spec.WhichOneof("source") or ""
+    h.update(kind.encode() + b"\0")
+    if kind == "template":
+        h.update(spec.template.html.encode() + b"\0")
+        for path, data in sorted(spec.template.assets.items()):
+            h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+    else:
+        # The runtime that draws the document is part of what it looks like.
+        h.update(VIDEOFLOW_RUNTIME.encode() + b"\0" + spec.video_json.encode())
+    return h.hexdigest()
+
+
+def source_only(spec: pb.JobSpec) -> pb.JobSpec:
+    """The spec's source alone (what is stored once per source key)."""
+    source = pb.JobSpec()
+    kind = spec.WhichOneof("source")
+    if kind == "template":
+        source.template.CopyFrom(spec.template)
+    elif kind == "video_json":
+        source.video_json = spec.video_json
+    return source
+
+
+def without_source(spec: pb.JobSpec) -> pb.JobSpec:
+    """The spec with its source cleared (what is stored per job)."""
+    rest = pb.JobSpec()
+    rest.CopyFrom(spec)
+    rest.ClearField("source")
+    return rest
+
+
+def content_key(spec: pb.JobSpec, source: str | None = None, output: Output | None = None) -> str:
+    """SHA-256 of everything that affects the output's pixels and bytes. ``source`` and
+    ``output`` are the spec's source key and resolved output when the caller has them (a
+    batch computes them once, not per row)."""
     canonical = {
         "renderer": RENDERER_VERSION,
-        "source": spec.WhichOneof("source"),
-        "html": h.hexdigest(),
-        "video_json": hashlib.sha256(spec.video_json.encode()).hexdigest(),
-        "assets": assets,
+        "source": source or source_key(spec),
         "params": params_dict(spec.params),
-        "output": asdict(resolve_output(spec.output)),
+        "output": asdict(output or resolve_output(spec.output)),
     }
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -158,11 +197,17 @@ def output_key(key: str) -> str:
 
 def output_url(destination: str, key: str) -> str:
     """Full output URL: a file:// URL for local directories, else destination/key."""
+    return destination_url(destination) + output_key(key)
+
+
+@functools.lru_cache(maxsize=256)
+def destination_url(destination: str) -> str:
+    """The destination as a URL prefix ending in "/" (local paths become file:// URLs)."""
     parsed = urlparse(destination)
     if parsed.scheme in ("", "file"):
         directory = Path(parsed.path if parsed.scheme else destination).expanduser().resolve()
-        return (directory / output_key(key)).as_uri()
-    return f"{destination.rstrip('/')}/{output_key(key)}"
+        return directory.as_uri().rstrip("/") + "/"
+    return destination.rstrip("/") + "/"
 
 
 def load_template(path: str | Path) -> pb.Template:
@@ -207,6 +252,50 @@ def template_job(
             height=height,
             fps=fps,
             duration_seconds=duration,
+            frames=frames,
+            codec="h264",
+            crf=crf,
+            preset=preset,
+        ),
+        destination=destination,
+        priority=priority,
+        max_attempts=max_attempts,
+    )
+    spec.params.update(params or {})
+    return spec
+
+
+def video_json_job(
+    document: str | Path,
+    params: dict[str, Any] | None = None,
+    *,
+    width: int = 0,
+    height: int = 0,
+    fps: int = 0,
+    duration: float = 0.0,
+    frames: int = 0,
+    crf: int | None = None,
+    preset: str = "",
+    destination: str = "",
+    priority: int = 0,
+    max_attempts: int = 0,
+) -> pb.JobSpec:
+    """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
+    inlined as data: URLs) or the document's text. Output settings left at 0 come from the
+    document's own width, height, fps and duration."""
+    from framefleet import videojson
+
+    text = str(document)
+    if isinstance(document, Path) or not text.lstrip().startswith("{"):
+        text = videojson.load(document)
+    own = videojson.output_defaults(text)
+    spec = pb.JobSpec(
+        video_json=text,
+        output=pb.OutputSettings(
+            width=width or own.get("width", 0),
+            height=height or own.get("height", 0),
+            fps=fps or own.get("fps", 0),
+            duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
             frames=frames,
             codec="h264",
             crf=crf,

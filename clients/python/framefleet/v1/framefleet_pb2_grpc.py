@@ -125,7 +125,7 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitBatch(self, request_iterator, context):
-        """One template, many rows of parameters: a header, then one message per row.
+        """One template, many rows of parameters: a header, then chunks of rows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,66 @@
+"""Finishes batches whose rows have all ended: computes the digest, writes the manifest next to
+the outputs, and records both once (with several coordinators, the first one wins)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from agent.sinks import open_upload
+from coordinator.batches import digest, manifest
+from coordinator.farm import Farm
+from framefleet.jobspec import output_key
+
+log = logging.getLogger("framefleet.coordinator")
+
+INTERVAL_SECONDS = 0.5
+
+
+async def write_object(url: str, data: bytes) -> None:
+    """Writes a small object through the same sinks as the outputs (local file or S3)."""
+    upload = open_upload(url)
+    try:
+        await asyncio.to_thread(upload.write, data)
+        await upload.complete()
+    except BaseException:
+        await upload.abort()
+        raise
+
+
+async def finish_once(farm: Farm) -> list[str]:
+    finished = []
+    for batch_id in await farm.store.ended_batches():
+        batch = await farm.store.get_batch(batch_id)
+        jobs = await farm.store.batch_jobs(batch_id)
+        if batch is None or not jobs:
+            continue
+        summary = digest(batch, jobs, farm.clock())
+        first = jobs[0]
+        destination = first.output_url.removesuffix(output_key(first.content_key))
+        manifest_url = f"{destination}manifests/{batch_id}.json"  # next to the outputs
+        try:
+            await write_object(manifest_url, manifest(batch, jobs, summary))
+        except Exception:
+            log.exception("writing the manifest failed", extra={"batch_id": batch_id})
+            manifest_url = ""
+        if await farm.store.finish_batch(batch_id, farm.clock(), json.dumps(summary), manifest_url):
+            log.info(
+                "batch finished",
+                extra={
+                    "batch_id": batch_id,
+                    "summary": summary["summary"],
+                    "manifest": manifest_url,
+                },
+            )
+            finished.append(batch_id)
+    return finished
+
+
+async def run_batch_finisher(farm: Farm) -> None:
+    while True:
+        await asyncio.sleep(INTERVAL_SECONDS)
+        try:
+            await finish_once(farm)
+        except Exception:
+            log.exception("batch finisher failed")

@@ -1,0 +1,212 @@
+"""Batches: one template, many rows of parameters. Submitting, cancelling, progress, and the
+digest and manifest written when every row has ended."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from coordinator.farm import Farm
+from coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
+from framefleet import jobspec, telemetry
+from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.v1 import framefleet_pb2 as pb
+
+MAX_ROWS = 100_000
+
+
+def row_key(row: pb.BatchRow) -> str:
+    """The row's own key, or a hash of its parameters: stable across resubmits."""
+    if row.row_key:
+        return row.row_key
+    blob = json.dumps(jobspec.params_dict(row.params), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+async def submit_batch(
+    farm: Farm, header: pb.BatchHeader, rows: AsyncIterator[pb.BatchRow]
+) -> BatchRecord:
+    """Validates the shared spec once, then turns every row into a job. Rows whose output
+    already exists are cache hits, so a resubmit renders only what is missing."""
+    # Placeholders in a shared VideoJSON document are filled per row, so they may wait.
+    output = jobspec.validate(header.spec, variants=True)
+    destination = farm.destination(header.spec)
+    source = await farm.store_source(header.spec)
+    batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock())
+    shared = jobspec.without_source(header.spec)  # rows differ only in their params
+    trace_context = telemetry.to_text(telemetry.inject())
+    jobs: list[NewJob] = []
+    keys: set[str] = set()
+    async for row in rows:
+        key = row_key(row)
+        if key in keys:
+            raise FramefleetError(ErrorClass.INVALID_JOB, f"row key {key!r} appears twice")
+        if len(jobs) >= MAX_ROWS:
+            raise FramefleetError(ErrorClass.INVALID_JOB, f"a batch holds at most {MAX_ROWS} rows")
+        keys.add(key)
+        spec = pb.JobSpec()
+        spec.CopyFrom(shared)
+        for name, value in row.params.fields.items():  # the row's values win
+            spec.params.fields[name].CopyFrom(value)
+        job = farm.new_job(
+            spec,
+            output,
+            source,
+            destination,
+            batch_id=batch.id,
+            row_key=key,
+            fair_rank=len(jobs),
+            trace_context=trace_context,
+        )
+        jobs.append(job)
+    if not jobs:
+        raise FramefleetError(ErrorClass.INVALID_JOB, "the batch has no rows")
+    cached: dict[str, int] = {}
+    if not header.spec.force:
+        done = await farm.store.find_outputs([j.output_url for j in jobs])
+        cached = {j.id: done[j.output_url] for j in jobs if j.output_url in done}
+    await farm.store.insert_batch(batch, jobs, cached)
+    farm.work_available.set()
+    record = await farm.store.get_batch(batch.id)
+    assert record is not None
+    return record
+
+
+async def cancel_batch(farm: Farm, batch_id: str) -> BatchRecord | None:
+    for before in await farm.store.cancel_batch(batch_id, farm.clock()):
+        farm.fence(before, "batch cancelled by a client")
+        after = await farm.store.get(before.id)
+        if after is not None:
+            farm.publish(after)
+    return await farm.store.get_batch(batch_id)
+
+
+def _stamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def batch_message(record: BatchRecord, now: float) -> pb.Batch:
+    counts = record.counts
+    batch = pb.Batch(
+        id=record.id,
+        name=record.name,
+        total=record.total,
+        queued=counts.get(JobState.QUEUED, 0),
+        running=counts.get(JobState.LEASED, 0),
+        succeeded=counts.get(JobState.SUCCEEDED, 0),
+        failed=counts.get(JobState.FAILED, 0),
+        cancelled=counts.get(JobState.CANCELLED, 0),
+        cache_hits=record.cache_hits,
+        frames_done=record.frames_done,
+        frames_total=record.frames_total,
+        created_at=_stamp(record.created_at),
+        finished_at=_stamp(record.finished_at),
+        manifest_url=record.manifest_url or "",
+    )
+    elapsed = now - record.created_at
+    remaining = record.frames_total - record.frames_done
+    if record.finished_at is None and record.frames_done and elapsed > 0 and remaining > 0:
+        batch.eta_seconds = remaining / (record.frames_done / elapsed)
+    if record.digest:
+        batch.digest.CopyFrom(_digest_message(json.loads(record.digest)))
+    return batch
+
+
+def _digest_message(digest: dict[str, Any]) -> pb.BatchDigest:
+    return pb.BatchDigest(
+        wall_seconds=digest["wall_seconds"],
+        render_p50_seconds=digest["render_p50_seconds"],
+        render_p95_seconds=digest["render_p95_seconds"],
+        failures=[pb.FailureGroup(**group) for group in digest["failures"]],
+        summary=digest["summary"],
+    )
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def digest(batch: BatchRecord, jobs: list[JobRecord], now: float) -> dict[str, Any]:
+    """Counts, wall time, render-time percentiles and failures grouped by error class."""
+    finished = [j.finished_at for j in jobs if j.finished_at is not None]
+    wall = (max(finished) if finished else now) - batch.created_at
+    rendered = [
+        j.finished_at - j.started_at
+        for j in jobs
+        if j.state == JobState.SUCCEEDED and not j.cache_hit and j.started_at and j.finished_at
+    ]
+    groups: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        if job.state == JobState.FAILED:
+            error_class = job.error_class or ErrorClass.INTERNAL
+            group = groups.setdefault(
+                error_class,
+                {
+                    "error_class": error_class,
+                    "count": 0,
+                    "example_message": job.error_message or "",
+                    "example_row_key": job.row_key or "",
+                },
+            )
+            group["count"] += 1
+    failures = sorted(groups.values(), key=lambda g: (-g["count"], g["error_class"]))
+    succeeded = sum(1 for j in jobs if j.state == JobState.SUCCEEDED)
+    cache_hits = sum(1 for j in jobs if j.cache_hit)
+    cancelled = sum(1 for j in jobs if j.state == JobState.CANCELLED)
+    summary = f"{succeeded} rendered in {_duration(wall)}"
+    if cache_hits:
+        summary += f" ({cache_hits} already done)"
+    failed = sum(g["count"] for g in failures)
+    summary += f", {failed} failed"
+    if failures:
+        summary += ": " + ", ".join(f"{g['count']} {g['error_class']}" for g in failures)
+    if cancelled:
+        summary += f", {cancelled} cancelled"
+    return {
+        "wall_seconds": wall,
+        "render_p50_seconds": _percentile(rendered, 0.5),
+        "render_p95_seconds": _percentile(rendered, 0.95),
+        "failures": failures,
+        "summary": summary,
+    }
+
+
+def manifest(batch: BatchRecord, jobs: list[JobRecord], summary: dict[str, Any]) -> bytes:
+    """Row key -> output, written next to the outputs."""
+    rows = {
+        job.row_key or job.id: {
+            "job_id": job.id,
+            "state": job.state.value,
+            "output_url": job.output_url if job.state == JobState.SUCCEEDED else None,
+            "error_class": job.error_class if job.state == JobState.FAILED else None,
+            "cache_hit": job.cache_hit,
+        }
+        for job in jobs
+    }
+    document = {
+        "batch_id": batch.id,
+        "name": batch.name,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(batch.created_at)),
+        "digest": summary,
+        "rows": rows,
+    }
+    return json.dumps(document, indent=2).encode()

@@ -1,0 +1,47 @@
+"""The coordinator's Prometheus metrics: the numbers an operator watches (variants rendered,
+render time, failure rate by class) plus queue depth, lease expiries and cache hits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from coordinator.store import JobState, JobStore
+
+log = logging.getLogger("framefleet.coordinator")
+
+JOBS = Gauge("framefleet_jobs", "Jobs in the table by state", ["state"])
+QUEUE_DEPTH = Gauge("framefleet_queue_depth", "Jobs queued and waiting for an agent")
+OUTCOMES = Counter("framefleet_job_outcomes", "Jobs that ended, by final state", ["state"])
+FAILURES = Counter(
+    "framefleet_job_failures", "Failed attempts by error class (final or retried)", ["error_class"]
+)
+LEASE_EXPIRIES = Counter("framefleet_lease_expiries", "Leases that expired without a heartbeat")
+CACHE_HITS = Counter("framefleet_cache_hits", "Jobs done without rendering (result cache)")
+RENDER_SECONDS = Histogram(
+    "framefleet_render_seconds",
+    "Wall time of successful renders, as the agent measured it",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+RENDER_FPS = Histogram(
+    "framefleet_render_fps",
+    "Frames per second of successful renders",
+    buckets=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 240),
+)
+AGENTS = Gauge("framefleet_agents_connected", "Agents with an open stream")
+
+
+async def sample_store(store: JobStore, interval: float = 2.0) -> None:
+    """Keeps the job-state gauges current (one grouped count per interval)."""
+    while True:
+        try:
+            counts = await store.count_by_state()
+        except Exception:
+            log.exception("counting jobs for metrics failed")
+        else:
+            for state in JobState:
+                JOBS.labels(state.value).set(counts.get(state, 0))
+            QUEUE_DEPTH.set(counts.get(JobState.QUEUED, 0))
+        await asyncio.sleep(interval)
