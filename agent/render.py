@@ -18,7 +18,7 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 log = logging.getLogger("framefleet.agent")
 
-ProgressCallback = Callable[[int, int, float], None]  # frames done, total, fps
+ProgressCallback = Callable[[int, int, float, str], None]  # frames done, total, fps, upload id
 
 
 @dataclass
@@ -78,7 +78,8 @@ async def render(
                 await encoder.put(image)
                 lap("encode_wait")
                 elapsed = time.perf_counter() - capture_started
-                on_progress(n + 1, output.frames, (n + 1) / elapsed if elapsed > 0 else 0.0)
+                fps = (n + 1) / elapsed if elapsed > 0 else 0.0
+                on_progress(n + 1, output.frames, fps, upload.upload_id)
             span.set_attributes(
                 {
                     "framefleet.frames": output.frames,

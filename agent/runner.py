@@ -275,11 +275,13 @@ class Agent:
     async def _render(self, job: LeasedJob, assign: pb.Assign) -> None:
         lease = assign.lease
 
-        def progress(done: int, total: int, fps: float) -> None:
+        def progress(done: int, total: int, fps: float, upload_id: str) -> None:
             now = time.monotonic()
             if now - job.last_progress >= PROGRESS_INTERVAL:
                 job.last_progress = now
-                message = pb.Progress(lease=lease, frames_done=done, frames_total=total, fps=fps)
+                message = pb.Progress(
+                    lease=lease, frames_done=done, frames_total=total, fps=fps, upload_id=upload_id
+                )
                 self._send(pb.ConnectRequest(progress=message))
 
         attributes: dict[str, str | int] = {

@@ -323,6 +323,14 @@ class S3Upload:
         self._context = contextvars.copy_context()
 
     @property
+    def upload_id(self) -> str:
+        """The multipart upload's id once created ("" before, or for a single PutObject)."""
+        create = self._create
+        if create is None or not create.done() or create.cancelled() or create.exception():
+            return ""
+        return create.result()
+
+    @property
     def parts(self) -> int:
         """Parts cut so far (0 for an output sent with PutObject)."""
         return self._state.parts_cut
@@ -649,6 +657,20 @@ class S3Upload:
         attempts = max(self.settings.max_attempts, 5)
         await self._call("AbortMultipartUpload", abort, stoppable=False, attempts=attempts)
         log.info("s3 upload aborted", extra={"url": self.url, "parts": self._state.parts_cut})
+
+
+async def abort_upload(url: str, upload_id: str) -> None:
+    """Aborts a multipart upload whose writer is gone (the coordinator's clean-up after an agent
+    was lost with its lease). An upload already completed or aborted is fine."""
+    bucket, key = parse_s3_url(url)
+    settings = S3Settings.from_env()
+    client = await shared_client(settings).get()
+    try:
+        await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as e:
+        if _error_code(e) != "NoSuchUpload":
+            raise
+    log.info("orphaned s3 upload aborted", extra={"url": url, "upload_id": upload_id})
 
 
 def open_s3_upload(url: str) -> S3Upload:

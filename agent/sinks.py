@@ -14,6 +14,11 @@ from framefleet.errors import ErrorClass, FramefleetError
 
 
 class Upload(Protocol):
+    @property
+    def upload_id(self) -> str:
+        """What the coordinator needs to clean up after a lost agent ("" when nothing)."""
+        ...
+
     def write(self, data: bytes) -> None:
         """Called on the encoder thread, in order."""
         ...
@@ -31,6 +36,10 @@ class LocalUpload:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         self._file = self._partial.open("wb")
+
+    @property
+    def upload_id(self) -> str:
+        return ""  # a dead agent's hidden partial file is invisible and harmless
 
     def write(self, data: bytes) -> None:
         self._file.write(data)

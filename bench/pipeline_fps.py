@@ -130,7 +130,7 @@ async def run_pipeline(
     target = out_dir / f"pipeline-{n}.mp4"
     assign = pb.Assign(spec=spec, output_url=target.as_uri(), source_key=source_key)
     started = time.perf_counter()
-    result = await render(assign, page, RenderLimits(), lambda done, total, fps: None)
+    result = await render(assign, page, RenderLimits(), lambda done, total, fps, upload: None)
     seconds = time.perf_counter() - started
     if result.output_bytes <= 0 or not target.is_file():
         raise RuntimeError(f"the pipeline wrote no output to {target}")

@@ -98,7 +98,7 @@ async def render_to(
     """The agent's render into ``url``; returns (last frame captured, render returned, result)."""
     last = 0.0
 
-    def progress(done: int, total: int, fps: float) -> None:
+    def progress(done: int, total: int, fps: float, upload_id: str) -> None:
         nonlocal last
         if done == total:
             last = time.perf_counter()

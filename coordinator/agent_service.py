@@ -102,7 +102,9 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         if session.held:
             await self.farm.renew(session.agent_id, [(j, t) for j, (t, _) in session.held.items()])
         for record in ours.values():
-            await self.farm.release(record.id, record.fencing_token)
+            released = await self.farm.release(record.id, record.fencing_token)
+            if released is not None:
+                self.farm.abandon_upload(record)
 
     async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:
         if session.silent:
@@ -122,11 +124,9 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         elif kind == "heartbeat":
             await self._heartbeat(session, message.heartbeat)
         elif kind == "progress":
-            p = message.progress
-            if not await self.farm.progress(
-                p.lease.job_id, p.lease.fencing_token, p.frames_done, p.fps
-            ):
-                session.cancel(p.lease.job_id, p.lease.fencing_token, STALE)
+            progress = message.progress
+            if not await self.farm.progress(progress):
+                session.cancel(progress.lease.job_id, progress.lease.fencing_token, STALE)
         elif kind == "completed":
             await self._complete(session, [message.completed])
         elif kind == "failed":

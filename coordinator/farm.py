@@ -36,6 +36,7 @@ class Farm:
         self.work_available = asyncio.Event()
         # Recently used sources by key, so assignments need not read them back from the store.
         self._sources: dict[str, pb.JobSpec] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def publish(self, record: JobRecord, fps: float = 0.0) -> None:
         if self.events.watched(record.id):
@@ -146,6 +147,7 @@ class Farm:
         if before is None or before.state.final:
             return before
         self.fence(before, "cancelled by a client")
+        self.abandon_upload(before)  # the agent aborts too, if it is alive
         after = await self.store.get(job_id)
         assert after is not None
         self.publish(after)
@@ -170,13 +172,33 @@ class Farm:
     async def renew(self, agent_id: str, leases: list[tuple[str, int]]) -> set[str]:
         return await self.store.renew(agent_id, leases, self.clock(), self.config.lease_ttl)
 
-    async def progress(self, job_id: str, token: int, frames_done: int, fps: float) -> bool:
-        if not await self.store.progress(job_id, token, frames_done):
+    async def progress(self, report: pb.Progress) -> bool:
+        lease = report.lease
+        if not await self.store.progress(
+            lease.job_id, lease.fencing_token, report.frames_done, report.upload_id
+        ):
             return False
-        record = await self.store.get(job_id)
-        if record is not None:
-            self.publish(record, fps)
+        if self.events.watched(lease.job_id):
+            record = await self.store.get(lease.job_id)
+            if record is not None:
+                self.publish(record, report.fps)
         return True
+
+    def abandon_upload(self, record: JobRecord) -> None:
+        """The lease was lost with its agent (killed, or restarted without it): abort the
+        attempt's S3 multipart upload, which nobody will complete or abort now."""
+        if record.upload_id and record.output_url.startswith("s3://"):
+            task = asyncio.create_task(self._abort_upload(record.output_url, record.upload_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _abort_upload(self, url: str, upload_id: str) -> None:
+        from agent.s3_sink import abort_upload  # S3 is only loaded when outputs go there
+
+        try:
+            await abort_upload(url, upload_id)
+        except Exception:
+            log.exception("aborting an orphaned upload failed", extra={"url": url})
 
     async def complete(self, reports: list[pb.Completed]) -> list[JobRecord]:
         """Records successes (one store call for all); returns the accepted ones."""
@@ -217,8 +239,15 @@ class Farm:
         )
         if record is not None:
             metrics.FAILURES.labels(record.error_class).inc()
-            job_span(record, "attempt", record.started_at, self.clock(), record.error_class,
-                     outcome=record.state.value, error_message=msg.message)  # fmt: skip
+            job_span(
+                record,
+                "attempt",
+                record.started_at,
+                self.clock(),
+                record.error_class,
+                outcome=record.state.value,
+                error_message=msg.message,
+            )
             self.publish(record)
             self.work_available.set()
         return record
@@ -238,8 +267,15 @@ class Farm:
             log.warning("lease expired", extra={"job_id": record.id, "attempt": record.attempt})
             metrics.LEASE_EXPIRIES.inc()
             metrics.FAILURES.labels(ErrorClass.LEASE_EXPIRED).inc()
-            job_span(record, "attempt", record.started_at, now, ErrorClass.LEASE_EXPIRED,
-                     outcome=record.state.value)  # fmt: skip
+            job_span(
+                record,
+                "attempt",
+                record.started_at,
+                now,
+                ErrorClass.LEASE_EXPIRED,
+                outcome=record.state.value,
+            )
+            self.abandon_upload(record)
             self.publish(record)
         if expired:
             self.work_available.set()

@@ -657,3 +657,17 @@ class StoreConformance:
         ]
         assert all(r.state == JobState.SUCCEEDED and r.finished_at == T0 + 6 for r in records)
         assert await store.complete(done, T0 + 7) == [], "a job completes at most once"
+
+    async def test_the_attempts_upload_id_is_kept_until_the_next_claim(
+        self, store: JobStore
+    ) -> None:
+        await store.insert(new_job("a"))
+        first = await must_claim(store, "agent", T0, ttl=5)
+        assert await store.progress("a", first.fencing_token, 3, "upload-1")
+        assert await store.progress("a", first.fencing_token, 4)  # "" keeps the id
+        assert (await must_get(store, "a")).upload_id == "upload-1"
+        assert not await store.progress("a", first.fencing_token + 1, 5, "upload-x")
+        (expired,) = await store.expire(T0 + 6, T0 + 6)
+        assert expired.upload_id == "upload-1", "the reaper needs it to abort the upload"
+        second = await must_claim(store, "agent", T0 + 7)
+        assert second.upload_id is None

@@ -5,6 +5,7 @@ destination; the objects are downloaded and decoded as a user would."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,3 +221,53 @@ async def test_s3_that_keeps_failing_fails_the_job_with_output_error(s3f: S3Farm
     await wait_for_nothing_left(s3f, key_of(final))
     assert aborts(s3f.proxy) == 1
     assert s3f.farm.processes[-1].alive(), "the agent survives and takes the next job"
+
+
+async def test_a_killed_agents_upload_is_aborted_by_the_coordinator(tmp_path: Path) -> None:
+    """SIGKILL leaves the agent no chance to abort: the coordinator, which the agent told the
+    upload id, aborts it when the lease is lost, and the job completes on another agent."""
+    moto = MotoServer.start(tmp_path / "moto.log")
+    farm = Farm(tmp_path)
+    try:
+        async with s3_client(moto.url) as s3:
+            await s3.create_bucket(Bucket=BUCKET)
+        s3_env = {
+            **CREDENTIALS,
+            "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+            "FRAMEFLEET_S3_ENDPOINT": moto.url,
+        }
+        farm.start_coordinator(
+            f"sqlite:///{tmp_path}/jobs.db",
+            tmp_path / "out",
+            "--lease-ttl",
+            "3",
+            "--heartbeat-interval",
+            "0.5",
+            env=s3_env,
+        )
+        doomed = farm.start_agent("doomed", "--slots", "1", env=s3_env)
+        async with AsyncClient(farm.address) as client:
+            job = await client.submit(noise_job(unique_colour(), 240))
+            async for update in client.watch(job.id):
+                if update.job.frames_done >= 40:  # parts are up and the upload id reported
+                    break
+            await asyncio.sleep(0.6)
+            async with s3_client(moto.url) as s3:
+                assert len(await open_uploads(s3, BUCKET)) == 1
+            doomed.signal(signal.SIGKILL)
+            farm.start_agent("rescuer", "--slots", "1", env=s3_env)
+            done = await client.wait(job.id)
+        assert (done.agent_id, done.attempt) == ("rescuer", 2)
+        async with s3_client(moto.url) as s3:
+
+            async def no_open_upload() -> bool:
+                return not await open_uploads(s3, BUCKET)
+
+            await eventually(no_open_upload, 20, "the dead agent's upload to be aborted")
+            body = await read_object(s3, BUCKET, key_of(done))
+        assert body is not None and len(body) == done.output_bytes
+        assert "orphaned s3 upload aborted" in farm.processes[0].log.read_text()
+    finally:
+        farm.close()
+        moto.stop()

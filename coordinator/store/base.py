@@ -105,6 +105,8 @@ class JobRecord:
     batch_id: str | None = None
     row_key: str | None = None
     trace_context: str = ""
+    # The current attempt's S3 multipart upload, as the agent reported it.
+    upload_id: str | None = None
 
 
 class JobStore(Protocol):
@@ -185,7 +187,11 @@ class JobStore(Protocol):
         """Jobs currently leased to agent_id."""
         ...
 
-    async def progress(self, job_id: str, token: int, frames_done: int) -> bool: ...
+    async def progress(
+        self, job_id: str, token: int, frames_done: int, upload_id: str = ""
+    ) -> bool:
+        """Records frames done (and the attempt's upload id, once known) on a current lease."""
+        ...
 
     async def complete(self, done: list[Done], now: float) -> list[JobRecord]:
         """Records the successes whose leases are current (one statement for all); a stale

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     batch_id         TEXT,
     row_key          TEXT,
     fair_rank        INTEGER NOT NULL DEFAULT 0,
-    trace_context    TEXT NOT NULL DEFAULT ''
+    trace_context    TEXT NOT NULL DEFAULT '',
+    upload_id        TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (priority DESC, fair_rank, seq)
     WHERE state = 'queued';
@@ -66,7 +67,7 @@ COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
     " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
     " output_bytes, error_class, error_message, started_at, finished_at, cache_hit, source_key,"
-    " batch_id, row_key, trace_context"
+    " batch_id, row_key, trace_context, upload_id"
 )
 INSERT = (
     "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
@@ -261,7 +262,8 @@ class PostgresStore:
             "   ORDER BY priority DESC, fair_rank, seq LIMIT $4 FOR UPDATE SKIP LOCKED)"
             " UPDATE jobs SET state = 'leased', lease_owner = $1,"
             " fencing_token = fencing_token + 1, lease_expires_at = $2, attempt = attempt + 1,"
-            " started_at = $3, frames_done = 0 FROM picked WHERE jobs.seq = picked.seq"
+            " started_at = $3, frames_done = 0, upload_id = NULL"
+            " FROM picked WHERE jobs.seq = picked.seq"
             f" RETURNING {COLUMNS}",
             agent_id,
             now + ttl,
@@ -290,9 +292,16 @@ class PostgresStore:
             f"SELECT {COLUMNS} FROM jobs WHERE state = 'leased' AND lease_owner = $1", agent_id
         )
 
-    async def progress(self, job_id: str, token: int, frames_done: int) -> bool:
+    async def progress(
+        self, job_id: str, token: int, frames_done: int, upload_id: str = ""
+    ) -> bool:
         status = await self._pool.execute(
-            f"UPDATE jobs SET frames_done = $3 WHERE {LEASED}", job_id, token, frames_done
+            "UPDATE jobs SET frames_done = $3, upload_id = COALESCE(NULLIF($4, ''), upload_id)"
+            f" WHERE {LEASED}",
+            job_id,
+            token,
+            frames_done,
+            upload_id,
         )
         return bool(status == "UPDATE 1")
 

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     batch_id         TEXT,
     row_key          TEXT,
     fair_rank        INTEGER NOT NULL DEFAULT 0,
-    trace_context    TEXT NOT NULL DEFAULT ''
+    trace_context    TEXT NOT NULL DEFAULT '',
+    upload_id        TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, fair_rank, seq);
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state);
@@ -65,7 +66,7 @@ COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
     " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
     " output_bytes, error_class, error_message, started_at, finished_at, cache_hit, source_key,"
-    " batch_id, row_key, trace_context"
+    " batch_id, row_key, trace_context, upload_id"
 )
 INSERT = (
     "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
@@ -268,8 +269,8 @@ class SqliteStore:
     async def claim(self, agent_id: str, now: float, ttl: float, limit: int) -> list[JobRecord]:
         return await self._all(
             "UPDATE jobs SET state = 'leased', lease_owner = ?, fencing_token = fencing_token + 1,"
-            " lease_expires_at = ?, attempt = attempt + 1, started_at = ?, frames_done = 0"
-            f" WHERE seq IN ({CLAIMABLE} LIMIT ?) RETURNING {COLUMNS}",
+            " lease_expires_at = ?, attempt = attempt + 1, started_at = ?, frames_done = 0,"
+            f" upload_id = NULL WHERE seq IN ({CLAIMABLE} LIMIT ?) RETURNING {COLUMNS}",
             agent_id,
             now + ttl,
             now,
@@ -299,9 +300,13 @@ class SqliteStore:
             f"SELECT {COLUMNS} FROM jobs WHERE state = 'leased' AND lease_owner = ?", agent_id
         )
 
-    async def progress(self, job_id: str, token: int, frames_done: int) -> bool:
+    async def progress(
+        self, job_id: str, token: int, frames_done: int, upload_id: str = ""
+    ) -> bool:
         cursor = await self._db.execute(
-            f"UPDATE jobs SET frames_done = ? WHERE {LEASED}", (frames_done, job_id, token)
+            "UPDATE jobs SET frames_done = ?, upload_id = COALESCE(NULLIF(?, ''), upload_id)"
+            f" WHERE {LEASED}",
+            (frames_done, upload_id, job_id, token),
         )
         return cursor.rowcount == 1
 

@@ -388,16 +388,18 @@ class Heartbeat(_message.Message):
     def __init__(self, leases: _Optional[_Iterable[_Union[LeaseRef, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("lease", "frames_done", "frames_total", "fps")
+    __slots__ = ("lease", "frames_done", "frames_total", "fps", "upload_id")
     LEASE_FIELD_NUMBER: _ClassVar[int]
     FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
     FRAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     lease: LeaseRef
     frames_done: int
     frames_total: int
     fps: float
-    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
+    upload_id: str
+    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., fps: _Optional[float] = ..., upload_id: _Optional[str] = ...) -> None: ...
 
 class Completed(_message.Message):
     __slots__ = ("lease", "output_url", "output_bytes", "frames", "render_seconds")
