@@ -1,12 +1,29 @@
 # framefleet: `make example` renders the example, `make test` runs the suite.
-# Both set up what they need first (system packages via apt when missing, then .venv).
+# Both set up what they need first (system packages via apt when missing, then .venv, then
+# the pinned proto tools in .tools/: scripts/install_tools.sh).
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
+TOOLS_STAMP := .tools/.setup-done
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
+# The Go and Rust interop tests start a real coordinator and agent with this interpreter.
+CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
+# VideoFlow's browser runtime for VideoJSON jobs, bundled from npm (not committed).
+VIDEOFLOW := agent/videoflow
+VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
 
-.PHONY: setup example test lint stubs bench clean
+.PHONY: setup example test test-clients test-go test-rust lint stubs bench clean
 
-setup: $(SETUP_STAMP)
+setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
+
+$(VIDEOFLOW_BUNDLE): $(addprefix $(VIDEOFLOW)/,package.json package-lock.json build.mjs entry.js) \
+  scripts/build_videoflow.sh
+	scripts/build_videoflow.sh
+
+$(TOOLS_STAMP): scripts/install_tools.sh
+	GO=$(GO) scripts/install_tools.sh
+	touch $@
 
 $(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
 	scripts/install_system_deps.sh
@@ -16,16 +33,29 @@ $(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
 	touch $@
 
 example: setup
-	$(VENV)/bin/framefleet render examples/referral/referral.html \
+	$(VENV)/bin/framefleet render examples/referral/template/referral.html \
 	  --params examples/referral/ada.json --out out/
 
 test: lint
 	$(PY) -m pytest -q
+	$(MAKE) test-clients
+
+# The Go and Rust clients (debug builds), each against a live coordinator and agent.
+test-clients: test-go test-rust
+
+test-go: setup
+	cd clients/go && $(GO) vet ./...
+	cd clients/go && $(CLIENT_TEST_ENV) $(GO) test -count=1 ./...
+
+test-rust: setup
+	cd clients/rust && $(CLIENT_TEST_ENV) $(CARGO) test --locked
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy clients/python/examples
+	.tools/bin/buf lint
 
 stubs: setup
 	PYTHON=$(PY) scripts/generate_stubs.sh
@@ -34,4 +64,4 @@ bench: setup
 	$(PY) bench/pipeline_fps.py
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) .tools out clients/rust/target $(VIDEOFLOW)/node_modules $(VIDEOFLOW)/dist

@@ -1,0 +1,514 @@
+//! A small client for a framefleet coordinator's JobService.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), framefleet::Error> {
+//! let client = framefleet::Client::connect("127.0.0.1:7070").await?;
+//! let spec = framefleet::template_job("card.html", [("name", "Ada".into())], framefleet::Options::seconds(12.0))?;
+//! let job = client.submit(spec).await?;
+//! let done = client.wait(&job.id).await?; // Error::JobFailed unless it succeeded
+//! println!("{}", done.output_url);
+//! # Ok(()) }
+//! ```
+//!
+//! The stubs are generated from `proto/framefleet/v1/framefleet.proto` at build time
+//! (`build.rs`) and live in [`v1`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// The generated messages and the JobService client stub.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("framefleet.v1");
+}
+
+use v1::job_service_client::JobServiceClient;
+use v1::{
+    CancelJobRequest, GetJobRequest, Job, JobSpec, JobState, OutputSettings, SubmitJobRequest,
+    Template, WatchJobRequest, WatchJobResponse,
+};
+
+/// The largest gRPC message sent or received: a job carries its whole template bundle.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// A client for one coordinator. Cloning is cheap and clones share the connection.
+#[derive(Clone, Debug)]
+pub struct Client {
+    jobs: JobServiceClient<Channel>,
+}
+
+impl Client {
+    /// Connects to the coordinator at `target`: `host:port` (plaintext, like the coordinator's
+    /// own listener) or a full `http://host:port` URI.
+    pub async fn connect(target: impl AsRef<str>) -> Result<Self, Error> {
+        let target = target.as_ref();
+        let uri = if target.contains("://") {
+            target.to_string()
+        } else {
+            format!("http://{target}")
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(Error::Transport)?
+            .connect()
+            .await
+            .map_err(Error::Transport)?;
+        Ok(Self::from_channel(channel))
+    }
+
+    /// A client over a channel made elsewhere (TLS, timeouts, a lazy connection).
+    pub fn from_channel(channel: Channel) -> Self {
+        let jobs = JobServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Self { jobs }
+    }
+
+    /// The generated stub, for calls this client does not wrap (ListJobs).
+    pub fn stub(&self) -> JobServiceClient<Channel> {
+        self.jobs.clone()
+    }
+
+    /// Queues a job and returns its record (queued, or succeeded at once when the same output
+    /// already exists). A refused job is [`Error::Refused`] with class `INVALID_JOB`.
+    pub async fn submit(&self, spec: JobSpec) -> Result<Job, Error> {
+        let request = SubmitJobRequest { spec: Some(spec) };
+        let response = self
+            .jobs
+            .clone()
+            .submit_job(request)
+            .await
+            .map_err(translate)?;
+        response.into_inner().job.ok_or_else(missing_job)
+    }
+
+    /// A job's current record.
+    pub async fn get(&self, job_id: &str) -> Result<Job, Error> {
+        let request = GetJobRequest {
+            job_id: job_id.to_string(),
+        };
+        let response = self
+            .jobs
+            .clone()
+            .get_job(request)
+            .await
+            .map_err(translate)?;
+        response.into_inner().job.ok_or_else(missing_job)
+    }
+
+    /// Cancels a queued or running job and returns its record.
+    pub async fn cancel(&self, job_id: &str) -> Result<Job, Error> {
+        let request = CancelJobRequest {
+            job_id: job_id.to_string(),
+        };
+        let response = self
+            .jobs
+            .clone()
+            .cancel_job(request)
+            .await
+            .map_err(translate)?;
+        response.into_inner().job.ok_or_else(missing_job)
+    }
+
+    /// Calls `progress` with each state change and progress update of a job, starting with its
+    /// current state, until it reaches a final state; returns the last record seen.
+    pub async fn watch<F>(&self, job_id: &str, mut progress: F) -> Result<Job, Error>
+    where
+        F: FnMut(&WatchJobResponse),
+    {
+        let request = WatchJobRequest {
+            job_id: job_id.to_string(),
+        };
+        let mut stream = self
+            .jobs
+            .clone()
+            .watch_job(request)
+            .await
+            .map_err(translate)?
+            .into_inner();
+        let mut last = None;
+        while let Some(update) = stream.message().await.map_err(translate)? {
+            progress(&update);
+            last = update.job.or(last);
+        }
+        last.ok_or_else(missing_job)
+    }
+
+    /// Waits for the job to end and returns its final record; [`Error::JobFailed`] unless it
+    /// succeeded.
+    pub async fn wait(&self, job_id: &str) -> Result<Job, Error> {
+        let mut job = self.watch(job_id, |_| {}).await?;
+        if !is_final(job.state()) {
+            // The stream ended early (the coordinator restarted, say): ask once more.
+            job = self.get(job_id).await?;
+        }
+        if job.state() == JobState::Succeeded {
+            Ok(job)
+        } else {
+            Err(Error::JobFailed(Box::new(job)))
+        }
+    }
+}
+
+/// Whether a job in this state will not change again.
+pub fn is_final(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Succeeded | JobState::Failed | JobState::Cancelled
+    )
+}
+
+/// A state without its prefix, lower case: "queued", "succeeded".
+pub fn state_name(state: JobState) -> String {
+    state
+        .as_str_name()
+        .trim_start_matches("JOB_STATE_")
+        .to_lowercase()
+}
+
+/// What can go wrong.
+#[derive(Debug)]
+pub enum Error {
+    /// The coordinator could not be reached.
+    Transport(tonic::transport::Error),
+    /// The coordinator refused the call with an error class, e.g. `INVALID_JOB`.
+    Refused {
+        class: String,
+        message: String,
+        status: Box<tonic::Status>,
+    },
+    /// Any other gRPC error (unknown job, unavailable, ...).
+    Status(Box<tonic::Status>),
+    /// The job ended failed or cancelled; its final record.
+    JobFailed(Box<Job>),
+    /// Reading a template or its assets.
+    Template { path: String, error: std::io::Error },
+}
+
+impl Error {
+    /// The error class: the refusal's, the failed job's, `TEMPLATE_NOT_FOUND`, or `None`.
+    pub fn class(&self) -> Option<&str> {
+        match self {
+            Error::Refused { class, .. } => Some(class),
+            Error::JobFailed(job) if !job.error_class.is_empty() => Some(&job.error_class),
+            Error::JobFailed(job) if job.state() == JobState::Cancelled => Some("CANCELLED"),
+            Error::Template { .. } => Some("TEMPLATE_NOT_FOUND"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Transport(e) => write!(f, "coordinator unreachable: {e}"),
+            Error::Refused { class, message, .. } => write!(f, "{class}: {message}"),
+            Error::Status(s) => write!(f, "{}: {}", s.code(), s.message()),
+            Error::JobFailed(job) => write!(
+                f,
+                "job {} {}: {}: {}",
+                job.id,
+                state_name(job.state()),
+                self.class().unwrap_or("INTERNAL"),
+                job.error_message
+            ),
+            Error::Template { path, error } => write!(f, "TEMPLATE_NOT_FOUND: {path}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Transport(e) => Some(e),
+            Error::Refused { status, .. } | Error::Status(status) => Some(status.as_ref()),
+            Error::Template { error, .. } => Some(error),
+            Error::JobFailed(_) => None,
+        }
+    }
+}
+
+/// Refusals carry "ERROR_CLASS: message"; anything else stays a status.
+fn translate(status: tonic::Status) -> Error {
+    if let Some((class, message)) = status.message().split_once(": ")
+        && !class.is_empty()
+        && class.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+    {
+        return Error::Refused {
+            class: class.to_string(),
+            message: message.to_string(),
+            status: Box::new(status),
+        };
+    }
+    Error::Status(Box::new(status))
+}
+
+fn missing_job() -> Error {
+    Error::Status(Box::new(tonic::Status::internal(
+        "the coordinator answered without a job",
+    )))
+}
+
+/// A template parameter: JSON-like values, converted into a `google.protobuf.Struct`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    List(Vec<Param>),
+    Object(BTreeMap<String, Param>),
+}
+
+impl Param {
+    /// A command-line value: a number, `true`, `false` or `null` as such, otherwise a string.
+    pub fn parse(text: &str) -> Param {
+        match text {
+            "true" => Param::Bool(true),
+            "false" => Param::Bool(false),
+            "null" => Param::Null,
+            _ => match text.parse::<f64>() {
+                Ok(n) if n.is_finite() => Param::Number(n),
+                _ => Param::String(text.to_string()),
+            },
+        }
+    }
+
+    fn into_value(self) -> prost_types::Value {
+        use prost_types::value::Kind;
+        let kind = match self {
+            Param::Null => Kind::NullValue(0),
+            Param::Bool(b) => Kind::BoolValue(b),
+            Param::Number(n) => Kind::NumberValue(n),
+            Param::String(s) => Kind::StringValue(s),
+            Param::List(items) => Kind::ListValue(prost_types::ListValue {
+                values: items.into_iter().map(Param::into_value).collect(),
+            }),
+            Param::Object(fields) => Kind::StructValue(to_struct(fields)),
+        };
+        prost_types::Value { kind: Some(kind) }
+    }
+}
+
+impl From<&str> for Param {
+    fn from(s: &str) -> Self {
+        Param::String(s.to_string())
+    }
+}
+impl From<String> for Param {
+    fn from(s: String) -> Self {
+        Param::String(s)
+    }
+}
+impl From<bool> for Param {
+    fn from(b: bool) -> Self {
+        Param::Bool(b)
+    }
+}
+impl From<f64> for Param {
+    fn from(n: f64) -> Self {
+        Param::Number(n)
+    }
+}
+impl From<i64> for Param {
+    fn from(n: i64) -> Self {
+        Param::Number(n as f64)
+    }
+}
+impl From<i32> for Param {
+    fn from(n: i32) -> Self {
+        Param::Number(n.into())
+    }
+}
+impl From<u32> for Param {
+    fn from(n: u32) -> Self {
+        Param::Number(n.into())
+    }
+}
+impl<T: Into<Param>> From<Vec<T>> for Param {
+    fn from(items: Vec<T>) -> Self {
+        Param::List(items.into_iter().map(Into::into).collect())
+    }
+}
+
+fn to_struct<K: Into<String>>(params: impl IntoIterator<Item = (K, Param)>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: params
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into_value()))
+            .collect(),
+    }
+}
+
+/// A job's output settings and scheduling; zero values take the coordinator's defaults
+/// (1280x720, 30 fps, CRF 23, preset veryfast, the coordinator's destination).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Length in seconds; ignored when `frames` is set.
+    pub duration: f64,
+    pub frames: u32,
+    pub crf: Option<u32>,
+    pub preset: String,
+    /// A local directory (path or file:// URL) or s3://bucket/prefix.
+    pub destination: String,
+    pub priority: i32,
+    pub max_attempts: u32,
+    pub labels: HashMap<String, String>,
+    /// Render even if an output for this content and destination already exists.
+    pub force: bool,
+}
+
+impl Options {
+    /// Defaults, `seconds` long.
+    pub fn seconds(seconds: f64) -> Self {
+        Options {
+            duration: seconds,
+            ..Default::default()
+        }
+    }
+}
+
+/// A job spec for a template, its parameters and options.
+// The struct update keeps this building when the proto gains a JobSpec field.
+#[allow(clippy::needless_update)]
+pub fn new_job<K: Into<String>>(
+    template: Template,
+    params: impl IntoIterator<Item = (K, Param)>,
+    options: Options,
+) -> JobSpec {
+    JobSpec {
+        source: Some(v1::job_spec::Source::Template(template)),
+        params: Some(to_struct(params)),
+        output: Some(OutputSettings {
+            width: options.width,
+            height: options.height,
+            fps: options.fps,
+            duration_seconds: options.duration,
+            frames: options.frames,
+            codec: "h264".to_string(),
+            crf: options.crf,
+            preset: options.preset,
+        }),
+        destination: options.destination,
+        priority: options.priority,
+        max_attempts: options.max_attempts,
+        labels: options.labels,
+        force: options.force,
+        ..Default::default()
+    }
+}
+
+/// [`new_job`] for a template file and the assets beside it.
+pub fn template_job<K: Into<String>>(
+    path: impl AsRef<Path>,
+    params: impl IntoIterator<Item = (K, Param)>,
+    options: Options,
+) -> Result<JobSpec, Error> {
+    Ok(new_job(load_template(path)?, params, options))
+}
+
+/// Files beside a template that are bundled with it.
+const ASSET_SUFFIXES: &[&str] = &[
+    "css", "js", "mjs", "json", "woff", "woff2", "ttf", "otf", "png", "jpg", "jpeg", "gif", "webp",
+    "svg", "avif", "mp4", "webm", "mp3", "wav", "ogg",
+];
+
+/// Reads an HTML template and the asset files beside it (fonts, images, scripts, styles: the
+/// page is served from these and never reaches the network). Hidden files and folders are
+/// left out.
+pub fn load_template(path: impl AsRef<Path>) -> Result<Template, Error> {
+    let path = path.as_ref();
+    let error = |error| Error::Template {
+        path: path.display().to_string(),
+        error,
+    };
+    let html = std::fs::read_to_string(path).map_err(error)?;
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut assets = HashMap::new();
+    let this = path.canonicalize().map_err(error)?;
+    bundle(root, root, &this, &mut assets).map_err(error)?;
+    Ok(Template { html, assets })
+}
+
+fn bundle(
+    root: &Path,
+    dir: &Path,
+    template: &Path,
+    assets: &mut HashMap<String, Vec<u8>>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            bundle(root, &path, template, assets)?;
+        } else if kind.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| ASSET_SUFFIXES.contains(&&*e.to_string_lossy()))
+            && path.canonicalize()? != template
+        {
+            let relative = path.strip_prefix(root).expect("walked from root");
+            let name = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>();
+            assets.insert(name.join("/"), std::fs::read(&path)?);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_become_a_struct() {
+        let spec = new_job(
+            Template::default(),
+            [
+                ("name", Param::from("Ada")),
+                ("n", 12.into()),
+                ("tags", vec!["a", "b"].into()),
+            ],
+            Options::seconds(2.0),
+        );
+        let fields = spec.params.unwrap().fields;
+        assert_eq!(fields.len(), 3);
+        assert!(matches!(
+            fields["n"].kind,
+            Some(prost_types::value::Kind::NumberValue(n)) if n == 12.0
+        ));
+    }
+
+    #[test]
+    fn parse_command_line_values() {
+        assert_eq!(Param::parse("12"), Param::Number(12.0));
+        assert_eq!(Param::parse("true"), Param::Bool(true));
+        assert_eq!(Param::parse("Ada"), Param::String("Ada".into()));
+        assert_eq!(Param::parse("NaN"), Param::String("NaN".into()));
+    }
+
+    #[test]
+    fn refusals_keep_their_error_class() {
+        let e = translate(tonic::Status::invalid_argument(
+            "INVALID_JOB: width 63 is odd",
+        ));
+        assert_eq!(e.class(), Some("INVALID_JOB"));
+        assert_eq!(e.to_string(), "INVALID_JOB: width 63 is odd");
+        let e = translate(tonic::Status::not_found("no job 'x'"));
+        assert!(matches!(e, Error::Status(_)));
+    }
+}
