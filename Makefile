@@ -62,6 +62,9 @@ stubs: setup
 
 bench: setup
 	$(PY) bench/pipeline_fps.py
+	$(PY) bench/variant_overhead.py
+	$(PY) bench/coordinator_throughput.py
+	$(PY) bench/s3_upload.py
 
 clean:
 	rm -rf $(VENV) .tools out clients/rust/target $(VIDEOFLOW)/node_modules $(VIDEOFLOW)/dist
