@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import mimetypes
 import re
 from importlib.resources import files
 from typing import Any
@@ -21,38 +22,19 @@ ORIGIN = "http://template.framefleet.invalid"
 INDEX = f"{ORIGIN}/index.html"
 RUNTIME_JS = files("agent").joinpath("timecontrol.js").read_text()
 DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
-CONTENT_TYPES = {
-    ".css": "text/css",
-    ".js": "text/javascript",
-    ".mjs": "text/javascript",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".avif": "image/avif",
-    ".woff": "font/woff",
-    ".woff2": "font/woff2",
-    ".ttf": "font/ttf",
-    ".otf": "font/otf",
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".ogg": "audio/ogg",
-}
 
 
-def _with_params(html: str, params: dict[str, Any]) -> str:
-    """Puts the parameters in place before any template script runs (after the doctype, so
-    the page keeps standards mode)."""
-    data = json.dumps(params).replace("</", "<\\/")
-    script = f"<script>window.__framefleetParams = {data};</script>"
+def script_tag(code: str) -> str:
+    return "<script>" + code.replace("</", "<\\/") + "</script>"
+
+
+def page_html(html: str, params: dict[str, Any], prelude: str = "") -> str:
+    """The template's HTML with ``prelude`` and then its parameters in place before any
+    template script runs (after the doctype, so the page keeps standards mode)."""
+    head = prelude + script_tag(f"window.__framefleetParams = {json.dumps(params)};")
     match = DOCTYPE.match(html)
     cut = match.end() if match else 0
-    return html[:cut] + script + html[cut:]
+    return html[:cut] + head + html[cut:]
 
 
 class TemplatePage:
@@ -89,9 +71,8 @@ class TemplatePage:
         if body is None:
             await route.abort("blockedbyclient")
             return
-        suffix = url[url.rfind(".") :].lower()
-        content_type = "text/html" if url == INDEX else CONTENT_TYPES.get(suffix, "")
-        await route.fulfill(status=200, body=body, content_type=content_type or None)
+        content_type = "text/html" if url == INDEX else mimetypes.guess_type(url)[0]
+        await route.fulfill(status=200, body=body, content_type=content_type)
 
     def _raise_if_broken(self) -> None:
         if self.crashed:
@@ -142,7 +123,7 @@ class TemplatePage:
         self, template: pb.Template, params: dict[str, Any], size: tuple[int, int]
     ) -> None:
         self._bundle = {f"{ORIGIN}/{path}": data for path, data in template.assets.items()}
-        self._bundle[INDEX] = _with_params(template.html, params).encode()
+        self._bundle[INDEX] = page_html(template.html, params).encode()
         await self.page.set_viewport_size({"width": size[0], "height": size[1]})
         await self.page.goto(INDEX, wait_until="load")
 

@@ -10,8 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from coordinator.convert import timestamp
 from coordinator.farm import Farm
 from coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
 from framefleet import jobspec, telemetry
@@ -87,14 +86,6 @@ async def cancel_batch(farm: Farm, batch_id: str) -> BatchRecord | None:
     return await farm.store.get_batch(batch_id)
 
 
-def _stamp(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
 def batch_message(record: BatchRecord, now: float) -> pb.Batch:
     counts = record.counts
     batch = pb.Batch(
@@ -109,8 +100,8 @@ def batch_message(record: BatchRecord, now: float) -> pb.Batch:
         cache_hits=record.cache_hits,
         frames_done=record.frames_done,
         frames_total=record.frames_total,
-        created_at=_stamp(record.created_at),
-        finished_at=_stamp(record.finished_at),
+        created_at=timestamp(record.created_at),
+        finished_at=timestamp(record.finished_at),
         manifest_url=record.manifest_url or "",
     )
     elapsed = now - record.created_at

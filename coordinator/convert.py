@@ -17,7 +17,7 @@ WIRE_STATE = {
 STORE_STATE = {wire: state for state, wire in WIRE_STATE.items()}
 
 
-def _timestamp(seconds: float | None) -> Timestamp | None:
+def timestamp(seconds: float | None) -> Timestamp | None:
     if seconds is None:
         return None
     stamp = Timestamp()
@@ -38,9 +38,9 @@ def job_message(record: JobRecord, with_spec: bool = True) -> pb.Job:
         frames_total=record.frames_total,
         agent_id=record.lease_owner or "",
         output_bytes=record.output_bytes,
-        created_at=_timestamp(record.created_at),
-        started_at=_timestamp(record.started_at),
-        finished_at=_timestamp(record.finished_at),
+        created_at=timestamp(record.created_at),
+        started_at=timestamp(record.started_at),
+        finished_at=timestamp(record.finished_at),
         cache_hit=record.cache_hit,
         batch_id=record.batch_id or "",
         row_key=record.row_key or "",

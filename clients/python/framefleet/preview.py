@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import mimetypes
 import re
 import sys
@@ -27,33 +26,13 @@ from urllib.parse import unquote, urlparse
 from framefleet import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 
-DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
-CONTENT_TYPES = {
-    ".js": "text/javascript",
-    ".mjs": "text/javascript",
-    ".css": "text/css",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".woff": "font/woff",
-    ".woff2": "font/woff2",
-    ".ttf": "font/ttf",
-    ".otf": "font/otf",
-}
-
-
-def _script(code: str) -> str:
-    safe = code.replace("</", "<\\/")
-    return f"<script>{safe}</script>"
-
 
 def job_page(template: pb.Template, params: dict[str, Any]) -> str:
     """The template's HTML as the agent's page runs it: the time-control runtime first (the
     agent adds it as an init script), then the parameters, then the template's own scripts."""
-    runtime = files("agent").joinpath("timecontrol.js").read_text(encoding="utf-8")
-    head = _script(runtime) + _script(f"window.__framefleetParams = {json.dumps(params)};")
-    match = DOCTYPE.match(template.html)
-    cut = match.end() if match else 0
-    return template.html[:cut] + head + template.html[cut:]
+    from agent.template_page import RUNTIME_JS, page_html, script_tag
+
+    return page_html(template.html, params, prelude=script_tag(RUNTIME_JS))
 
 
 # The player page (package data): __WIDTH__ and the like are filled in per job.
@@ -99,9 +78,7 @@ class Preview:
             data = self.template.assets.get(path.removeprefix("/job/"))
             if data is None:
                 return None
-            suffix = path[path.rfind(".") :].lower()
-            kind = CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path)[0]
-            return data, kind or "application/octet-stream"
+            return data, mimetypes.guess_type(path)[0] or "application/octet-stream"
         return None
 
 
