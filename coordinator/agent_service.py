@@ -20,6 +20,7 @@ import grpc.aio as aio
 from coordinator import metrics
 from coordinator.farm import Farm
 from coordinator.sessions import Session
+from framefleet.errors import ErrorClass
 from framefleet.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -89,8 +90,9 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             await context.write(await take_ready(session.outbox, _bundle))
 
     async def _reconcile(self, session: Session, reported: Iterable[pb.LeaseRef]) -> None:
-        """Keeps the leases both sides agree on, cancels the agent's stale ones, and requeues
-        at once the ones the agent no longer has (it restarted)."""
+        """Keeps the leases both sides agree on, cancels the agent's stale ones, and fails at
+        once (retryable, an attempt spent) the ones the agent no longer has: it restarted,
+        and a job that keeps killing its agent must run out of attempts."""
         ours = {r.id: r for r in await self.farm.store.leases_of(session.agent_id)}
         now = self.farm.clock()
         for lease in reported:
@@ -102,8 +104,13 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         if session.held:
             await self.farm.renew(session.agent_id, [(j, t) for j, (t, _) in session.held.items()])
         for record in ours.values():
-            released = await self.farm.release(record.id, record.fencing_token)
-            if released is not None:
+            lost = pb.Failed(
+                lease=pb.LeaseRef(job_id=record.id, fencing_token=record.fencing_token),
+                error_class=ErrorClass.AGENT_LOST,
+                message=f"agent {session.agent_id} restarted without this job",
+                retryable=True,
+            )
+            if await self.farm.fail(lost) is not None:
                 self.farm.abandon_upload(record)
 
     async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:

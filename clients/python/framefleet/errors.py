@@ -17,6 +17,7 @@ class ErrorClass(StrEnum):
     ENCODE_ERROR = "ENCODE_ERROR"
     OUTPUT_ERROR = "OUTPUT_ERROR"
     LEASE_EXPIRED = "LEASE_EXPIRED"
+    AGENT_LOST = "AGENT_LOST"
     INTERNAL = "INTERNAL"
 
 
@@ -27,6 +28,7 @@ RETRYABLE: frozenset[ErrorClass] = frozenset(
         ErrorClass.ENCODE_ERROR,
         ErrorClass.OUTPUT_ERROR,
         ErrorClass.LEASE_EXPIRED,
+        ErrorClass.AGENT_LOST,
         ErrorClass.INTERNAL,
     }
 )
