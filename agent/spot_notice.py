@@ -1,5 +1,10 @@
 """Polls the EC2 spot interruption notice (the ``spot/instance-action`` document) and starts a
-drain when one appears: the instance has about two minutes left."""
+drain when one appears: the instance has about two minutes left.
+
+EC2's metadata service may require IMDSv2: a session token from ``PUT /latest/api/token``
+sent with every read. The token is fetched when the service offers one (and refreshed when a
+read is refused); a service without tokens (IMDSv1, or a test server) is read directly.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,64 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlparse
 
 log = logging.getLogger("framefleet.agent")
 
+TOKEN_TTL_SECONDS = 21600
 
-def fetch_notice(url: str) -> str | None:
-    """The notice's action ("terminate", "stop", "hibernate"), or None while there is none
-    (the metadata service answers 404 until an interruption is scheduled)."""
+
+def fetch_token(url: str) -> str | None:
+    """An IMDSv2 session token from the service behind ``url``, or None if it offers none."""
+    parsed = urlparse(url)
+    request = urllib.request.Request(
+        f"{parsed.scheme}://{parsed.netloc}/latest/api/token",
+        method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)},
+    )
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            document = json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.read().decode().strip() or None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def fetch_notice(url: str, token: str | None = None) -> str | None:
+    """The notice's action ("terminate", "stop", "hibernate"), or None while there is none
+    (the metadata service answers 404 until an interruption is scheduled). Raises
+    PermissionError when the service wants a (new) token."""
+    headers = {"X-aws-ec2-metadata-token": token} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as r:
+            document = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        if e.code == 401:
+            raise PermissionError("the metadata service wants an IMDSv2 token") from e
+        return None
     except (urllib.error.URLError, OSError, ValueError):
         return None
     action = document.get("action") if isinstance(document, dict) else None
     return action if isinstance(action, str) else None
 
 
+def poll_once(url: str, token: str | None) -> tuple[str | None, str | None]:
+    """One read, fetching a token first if the service refuses without one."""
+    try:
+        return fetch_notice(url, token), token
+    except PermissionError:
+        token = fetch_token(url)
+        try:
+            return fetch_notice(url, token), token
+        except PermissionError:
+            return None, None
+
+
 async def watch_spot_notice(
     url: str, interval: float, on_notice: Callable[[str], Awaitable[None]]
 ) -> None:
+    token = await asyncio.to_thread(fetch_token, url)
     while True:
-        action = await asyncio.to_thread(fetch_notice, url)
+        action, token = await asyncio.to_thread(poll_once, url, token)
         if action is not None:
             log.warning("spot interruption notice", extra={"action": action, "url": url})
             await on_notice(action)
