@@ -142,7 +142,8 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             self._settle(session, lease, accepted)
         elif kind == "released":
             lease = message.released.lease
-            accepted = await self.farm.release(lease.job_id, lease.fencing_token) is not None
+            released = await self.farm.release(lease.job_id, lease.fencing_token, interrupted=True)
+            accepted = released is not None
             self._settle(session, lease, accepted)
         else:
             log.warning("unexpected agent message %s", kind, extra={"agent_id": session.agent_id})

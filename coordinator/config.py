@@ -21,4 +21,7 @@ class CoordinatorConfig:
     # Retry backoff: base * 2^(attempt-1), capped, with jitter.
     retry_base: float = 2.0
     retry_cap: float = 300.0
+    # Hand-backs by draining agents (spot interruptions, scale-in) a job may take before it
+    # fails as INTERRUPTED; they spend no attempt.
+    max_interruptions: int = 10
     clock: Clock = field(default=time.time)

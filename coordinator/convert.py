@@ -44,6 +44,7 @@ def job_message(record: JobRecord, with_spec: bool = True) -> pb.Job:
         cache_hit=record.cache_hit,
         batch_id=record.batch_id or "",
         row_key=record.row_key or "",
+        interruptions=record.interruptions,
     )
     if with_spec:
         job.spec.ParseFromString(record.spec)

@@ -252,10 +252,14 @@ class Farm:
             self.work_available.set()
         return record
 
-    async def release(self, job_id: str, token: int) -> JobRecord | None:
-        record = await self.store.release(job_id, token, self.clock())
+    async def release(self, job_id: str, token: int, interrupted: bool = False) -> JobRecord | None:
+        """Requeues a lease given back unfinished. An interruption (a draining agent) spends
+        no attempt but counts against the interruption budget."""
+        budget = self.config.max_interruptions if interrupted else None
+        record = await self.store.release(job_id, token, self.clock(), budget)
         if record is not None:
-            job_span(record, "attempt", record.started_at, self.clock(), outcome="released")
+            outcome = record.state.value if interrupted else "released"
+            job_span(record, "attempt", record.started_at, self.clock(), outcome=outcome)
             self.publish(record)
             self.work_available.set()
         return record

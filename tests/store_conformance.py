@@ -566,10 +566,11 @@ class StoreConformance:
 
     async def test_batch_rows_interleave_with_other_work(self, store: JobStore) -> None:
         rows = [
-            replace(new_job(f"big-{n}", created_at=T0), batch_id="big", row_key=f"r{n}",
-                    fair_rank=n)
+            replace(
+                new_job(f"big-{n}", created_at=T0), batch_id="big", row_key=f"r{n}", fair_rank=n
+            )
             for n in range(5)
-        ]  # fmt: skip
+        ]
         await store.insert_batch(NewBatch("big", "nightly", T0), rows, {})
         # Submitted after the whole batch, yet ahead of its second row.
         await store.insert(new_job("urgent", created_at=T0 + 1))
@@ -611,8 +612,10 @@ class StoreConformance:
         done = await store.get_batch("b")
         assert done is not None
         assert (done.finished_at, done.digest, done.manifest_url) == (
-            T0 + 6, '{"ok": 1}', "file:///m.json"
-        )  # fmt: skip
+            T0 + 6,
+            '{"ok": 1}',
+            "file:///m.json",
+        )
         assert done.counts == {JobState.SUCCEEDED: 2, JobState.CANCELLED: 2}
         assert await store.ended_batches() == []
         assert await store.get_batch("nope") is None
@@ -671,3 +674,25 @@ class StoreConformance:
         assert expired.upload_id == "upload-1", "the reaper needs it to abort the upload"
         second = await must_claim(store, "agent", T0 + 7)
         assert second.upload_id is None
+
+    async def test_interruptions_have_their_own_budget(self, store: JobStore) -> None:
+        await store.insert(new_job("a", max_attempts=1))
+        for n in range(1, 3):
+            lease = await must_claim(store, "agent", T0 + n)
+            back = await store.release("a", lease.fencing_token, T0 + n, max_interruptions=2)
+            assert back is not None
+            assert (back.state, back.interruptions, back.attempt) == (JobState.QUEUED, n, 0)
+        # A plain hand-back (an assignment lost in transit) is not an interruption.
+        lease = await must_claim(store, "agent", T0 + 3)
+        plain = await store.release("a", lease.fencing_token, T0 + 3)
+        assert plain is not None and plain.interruptions == 2
+        lease = await must_claim(store, "agent", T0 + 4)
+        over = await store.release("a", lease.fencing_token, T0 + 4, max_interruptions=2)
+        assert over is not None
+        assert (over.state, over.error_class, over.interruptions) == (
+            JobState.FAILED,
+            "INTERRUPTED",
+            3,
+        )
+        assert over.finished_at == T0 + 4
+        assert "3 times" in (over.error_message or "")

@@ -162,6 +162,7 @@ async def test_sigterm_drains_and_hands_back_at_once(fresh_farm: Farm, client: A
     assert draining.popen.wait(15) == 0, "a drained agent exits cleanly"
     done = await client.wait(long.id)
     assert (done.agent_id, done.attempt) == ("other", 1), "a hand-back spends no attempt"
+    assert done.interruptions == 1, "but it counts as an interruption"
 
 
 class SpotNotice(http.server.BaseHTTPRequestHandler):
@@ -208,7 +209,7 @@ async def test_spot_interruption_notice_drains_the_agent(
         assert spot.popen.wait(20) == 0
         assert "spot interruption" in spot.log.read_text()
         done = await client.wait(long.id)
-        assert (done.agent_id, done.attempt) == ("on-demand", 1)
+        assert (done.agent_id, done.attempt, done.interruptions) == ("on-demand", 1, 1)
     finally:
         SpotNotice.action = None
         server.shutdown()

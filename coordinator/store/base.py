@@ -107,6 +107,7 @@ class JobRecord:
     trace_context: str = ""
     # The current attempt's S3 multipart upload, as the agent reported it.
     upload_id: str | None = None
+    interruptions: int = 0
 
 
 class JobStore(Protocol):
@@ -216,8 +217,12 @@ class JobStore(Protocol):
         -> size in bytes)."""
         ...
 
-    async def release(self, job_id: str, token: int, now: float) -> JobRecord | None:
-        """The holder gives the lease back unfinished: requeued at once, attempt not spent."""
+    async def release(
+        self, job_id: str, token: int, now: float, max_interruptions: int | None = None
+    ) -> JobRecord | None:
+        """The holder gives the lease back unfinished: requeued at once, attempt not spent.
+        With ``max_interruptions`` the hand-back is an interruption (a draining agent): it is
+        counted, and past that many the job fails as INTERRUPTED."""
         ...
 
     async def expire(self, now: float, retry_at: float) -> list[JobRecord]:

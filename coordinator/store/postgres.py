@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     row_key          TEXT,
     fair_rank        INTEGER NOT NULL DEFAULT 0,
     trace_context    TEXT NOT NULL DEFAULT '',
-    upload_id        TEXT
+    upload_id        TEXT,
+    interruptions    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (priority DESC, fair_rank, seq)
     WHERE state = 'queued';
@@ -67,7 +68,7 @@ COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
     " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
     " output_bytes, error_class, error_message, started_at, finished_at, cache_hit, source_key,"
-    " batch_id, row_key, trace_context, upload_id"
+    " batch_id, row_key, trace_context, upload_id, interruptions"
 )
 INSERT = (
     "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
@@ -360,13 +361,25 @@ class PostgresStore:
             message,
         )
 
-    async def release(self, job_id: str, token: int, now: float) -> JobRecord | None:
+    async def release(
+        self, job_id: str, token: int, now: float, max_interruptions: int | None = None
+    ) -> JobRecord | None:
+        over = "$4::int IS NOT NULL AND interruptions + 1 > $4::int"
         return await self._one(
-            "UPDATE jobs SET state = 'queued', available_at = $3, attempt = attempt - 1,"
-            f" lease_expires_at = NULL WHERE {LEASED} RETURNING {COLUMNS}",
+            "UPDATE jobs SET interruptions = interruptions"
+            "     + CASE WHEN $4::int IS NULL THEN 0 ELSE 1 END,"
+            f" state = CASE WHEN {over} THEN 'failed' ELSE 'queued' END,"
+            f" finished_at = CASE WHEN {over} THEN $3::double precision ELSE NULL END,"
+            f" error_class = CASE WHEN {over} THEN 'INTERRUPTED' ELSE error_class END,"
+            f" error_message = CASE WHEN {over}"
+            "     THEN 'handed back by draining agents ' || (interruptions + 1) || ' times'"
+            "     ELSE error_message END,"
+            " available_at = $3, attempt = attempt - 1, lease_expires_at = NULL"
+            f" WHERE {LEASED} RETURNING {COLUMNS}",
             job_id,
             token,
             now,
+            max_interruptions,
         )
 
     async def expire(self, now: float, retry_at: float) -> list[JobRecord]:

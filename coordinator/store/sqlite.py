@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     row_key          TEXT,
     fair_rank        INTEGER NOT NULL DEFAULT 0,
     trace_context    TEXT NOT NULL DEFAULT '',
-    upload_id        TEXT
+    upload_id        TEXT,
+    interruptions    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, fair_rank, seq);
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state);
@@ -66,7 +67,7 @@ COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
     " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
     " output_bytes, error_class, error_message, started_at, finished_at, cache_hit, source_key,"
-    " batch_id, row_key, trace_context, upload_id"
+    " batch_id, row_key, trace_context, upload_id, interruptions"
 )
 INSERT = (
     "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
@@ -370,14 +371,31 @@ class SqliteStore:
             )
         return records
 
-    async def release(self, job_id: str, token: int, now: float) -> JobRecord | None:
-        return await self._one(
-            "UPDATE jobs SET state = 'queued', available_at = ?, attempt = attempt - 1,"
-            f" lease_expires_at = NULL WHERE {LEASED} RETURNING {COLUMNS}",
-            now,
-            job_id,
-            token,
+    async def release(
+        self, job_id: str, token: int, now: float, max_interruptions: int | None = None
+    ) -> JobRecord | None:
+        over = ":counted AND interruptions + 1 > :budget"
+        rows = await self._db.execute_fetchall(
+            "UPDATE jobs SET interruptions = interruptions + :counted,"
+            f" state = CASE WHEN {over} THEN 'failed' ELSE 'queued' END,"
+            f" finished_at = CASE WHEN {over} THEN :now ELSE NULL END,"
+            f" error_class = CASE WHEN {over} THEN 'INTERRUPTED' ELSE error_class END,"
+            f" error_message = CASE WHEN {over}"
+            "     THEN 'handed back by draining agents ' || (interruptions + 1) || ' times'"
+            "     ELSE error_message END,"
+            " available_at = :now, attempt = attempt - 1, lease_expires_at = NULL"
+            " WHERE state = 'leased' AND id = :id AND fencing_token = :token"
+            f" RETURNING {COLUMNS}",
+            {
+                "counted": int(max_interruptions is not None),
+                "budget": max_interruptions or 0,
+                "now": now,
+                "id": job_id,
+                "token": token,
+            },
         )
+        rows = list(rows)
+        return _record(rows[0]) if rows else None
 
     async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
         return await self._all(

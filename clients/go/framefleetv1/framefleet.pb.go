@@ -413,8 +413,11 @@ type Job struct {
 	// rendered it.
 	CacheHit bool `protobuf:"varint,16,opt,name=cache_hit,json=cacheHit,proto3" json:"cache_hit,omitempty"`
 	// Set for jobs submitted as rows of a batch.
-	BatchId       string `protobuf:"bytes,17,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	RowKey        string `protobuf:"bytes,18,opt,name=row_key,json=rowKey,proto3" json:"row_key,omitempty"`
+	BatchId string `protobuf:"bytes,17,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	RowKey  string `protobuf:"bytes,18,opt,name=row_key,json=rowKey,proto3" json:"row_key,omitempty"`
+	// Times draining agents (spot interruptions, scale-in) handed the job back; these spend no
+	// attempt, and have their own budget.
+	Interruptions uint32 `protobuf:"varint,19,opt,name=interruptions,proto3" json:"interruptions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -573,6 +576,13 @@ func (x *Job) GetRowKey() string {
 		return x.RowKey
 	}
 	return ""
+}
+
+func (x *Job) GetInterruptions() uint32 {
+	if x != nil {
+		return x.Interruptions
+	}
+	return 0
 }
 
 type SubmitJobRequest struct {
@@ -3079,7 +3089,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
-	"\x06source\"\x96\x05\n" +
+	"\x06source\"\xbc\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x04spec\x18\x02 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\x12-\n" +
@@ -3106,7 +3116,8 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"finishedAt\x12\x1b\n" +
 	"\tcache_hit\x18\x10 \x01(\bR\bcacheHit\x12\x19\n" +
 	"\bbatch_id\x18\x11 \x01(\tR\abatchId\x12\x17\n" +
-	"\arow_key\x18\x12 \x01(\tR\x06rowKey\">\n" +
+	"\arow_key\x18\x12 \x01(\tR\x06rowKey\x12$\n" +
+	"\rinterruptions\x18\x13 \x01(\rR\rinterruptions\">\n" +
 	"\x10SubmitJobRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\"9\n" +
 	"\x11SubmitJobResponse\x12$\n" +

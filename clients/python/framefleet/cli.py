@@ -376,6 +376,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
             lease_ttl=args.lease_ttl,
             heartbeat_interval=args.heartbeat_interval,
             retry_base=args.retry_base,
+            max_interruptions=args.max_interruptions,
         )
     )
     return 0
@@ -471,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     coord.add_argument("--lease-ttl", type=float, default=20.0, help="seconds")
     coord.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
     coord.add_argument("--retry-base", type=float, default=2.0, help="first retry backoff, s")
+    coord.add_argument(
+        "--max-interruptions", type=int, default=10, help="drain hand-backs before INTERRUPTED"
+    )
     coord.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
     coord.set_defaults(run=cmd_coordinator)
 

@@ -18,6 +18,9 @@ class ErrorClass(StrEnum):
     OUTPUT_ERROR = "OUTPUT_ERROR"
     LEASE_EXPIRED = "LEASE_EXPIRED"
     AGENT_LOST = "AGENT_LOST"
+    # Handed back by draining agents (spot interruptions, scale-in) more often than the
+    # interruption budget allows: the fleet's trouble, not the job's, counted apart from attempts.
+    INTERRUPTED = "INTERRUPTED"
     INTERNAL = "INTERNAL"
 
 
