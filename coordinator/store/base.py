@@ -7,9 +7,9 @@ cancel, and each call that acts on a lease names its token, so a stale holder ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class JobState(StrEnum):
@@ -108,6 +108,40 @@ class JobRecord:
     # The current attempt's S3 multipart upload, as the agent reported it.
     upload_id: str | None = None
     interruptions: int = 0
+
+
+# Every store reads a JobRecord from these columns, in its field order.
+COLUMNS = ", ".join(f.name for f in fields(JobRecord))
+# Every store inserts a job with these columns; insert_values gives their values.
+INSERT_COLUMNS = (
+    "id, state, spec, content_key, output_url, frames_total, priority, max_attempts,"
+    " created_at, available_at, source_key, batch_id, row_key, fair_rank, frames_done,"
+    " output_bytes, finished_at, cache_hit, trace_context"
+)
+INSERT_COUNT = INSERT_COLUMNS.count(",") + 1
+
+
+def insert_values(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ...]:
+    """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given."""
+    cached = cached_bytes is not None
+    return (
+        job.id, "succeeded" if cached else "queued", job.spec, job.content_key, job.output_url,
+        job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
+        job.source_key, job.batch_id, job.row_key, job.fair_rank,
+        job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
+        cached, job.trace_context,
+    )  # fmt: skip
+
+
+_CACHE_HIT = [f.name for f in fields(JobRecord)].index("cache_hit")
+
+
+def record_from_row(row: Any) -> JobRecord:
+    """A JobRecord from a row of COLUMNS (SQLite gives cache_hit as 0/1)."""
+    values = list(row)
+    values[1] = JobState(values[1])
+    values[_CACHE_HIT] = bool(values[_CACHE_HIT])
+    return JobRecord(*values)
 
 
 class JobStore(Protocol):

@@ -10,7 +10,19 @@ from typing import Any
 
 import asyncpg
 
-from coordinator.store.base import BatchRecord, Done, JobRecord, JobState, NewBatch, NewJob
+from coordinator.store.base import (
+    COLUMNS,
+    INSERT_COLUMNS,
+    INSERT_COUNT,
+    BatchRecord,
+    Done,
+    JobRecord,
+    JobState,
+    NewBatch,
+    NewJob,
+    insert_values,
+    record_from_row,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -64,39 +76,10 @@ CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'lease
 CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
 """
 
-COLUMNS = (
-    "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
-    " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
-    " output_bytes, error_class, error_message, started_at, finished_at, cache_hit, source_key,"
-    " batch_id, row_key, trace_context, upload_id, interruptions"
-)
-INSERT = (
-    "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
-    " max_attempts, created_at, available_at, source_key, batch_id, row_key, fair_rank,"
-    " frames_done, output_bytes, finished_at, cache_hit, trace_context)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-    " $19)"
-)
+PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, INSERT_COUNT + 1))
+INSERT = f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES ({PLACEHOLDERS})"
 
 LEASED = "state = 'leased' AND id = $1 AND fencing_token = $2"
-
-
-def _record(row: Any) -> JobRecord:
-    values = list(row)
-    values[1] = JobState(values[1])
-    return JobRecord(*values)
-
-
-def _row(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ...]:
-    """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given."""
-    cached = cached_bytes is not None
-    return (
-        job.id, "succeeded" if cached else "queued", job.spec, job.content_key, job.output_url,
-        job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
-        job.source_key, job.batch_id, job.row_key, job.fair_rank,
-        job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
-        cached, job.trace_context,
-    )  # fmt: skip
 
 
 class PostgresStore:
@@ -118,18 +101,18 @@ class PostgresStore:
 
     async def _one(self, sql: str, *args: Any) -> JobRecord | None:
         row = await self._pool.fetchrow(sql, *args)
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(row)
 
     async def _all(self, sql: str, *args: Any) -> list[JobRecord]:
-        return [_record(row) for row in await self._pool.fetch(sql, *args)]
+        return [record_from_row(row) for row in await self._pool.fetch(sql, *args)]
 
     async def insert(self, job: NewJob) -> JobRecord:
-        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *_row(job))
+        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *insert_values(job))
         assert record is not None
         return record
 
     async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:
-        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *_row(job, output_bytes))
+        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *insert_values(job, output_bytes))
         assert record is not None
         return record
 
@@ -143,7 +126,7 @@ class PostgresStore:
                 batch.name,
                 batch.created_at,
             )
-            await connection.executemany(INSERT, [_row(j, cached.get(j.id)) for j in jobs])
+            await connection.executemany(INSERT, [insert_values(j, cached.get(j.id)) for j in jobs])
 
     async def put_source(self, key: str, source: bytes) -> None:
         await self._pool.execute(
@@ -228,7 +211,7 @@ class PostgresStore:
                 batch_id,
                 now,
             )
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     async def find_output(self, output_url: str) -> JobRecord | None:
         return await self._one(
@@ -411,7 +394,7 @@ class PostgresStore:
             )
             if row is None:
                 return None
-            before = _record(row)
+            before = record_from_row(row)
             if not before.state.final:
                 await connection.execute(
                     "UPDATE jobs SET state = 'cancelled', fencing_token = fencing_token + 1,"

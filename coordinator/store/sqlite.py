@@ -10,7 +10,19 @@ from typing import Any
 
 import aiosqlite
 
-from coordinator.store.base import BatchRecord, Done, JobRecord, JobState, NewBatch, NewJob
+from coordinator.store.base import (
+    COLUMNS,
+    INSERT_COLUMNS,
+    INSERT_COUNT,
+    BatchRecord,
+    Done,
+    JobRecord,
+    JobState,
+    NewBatch,
+    NewJob,
+    insert_values,
+    record_from_row,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,18 +75,7 @@ CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'lease
 CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
 """
 
-COLUMNS = (
-    "id, state, spec, content_key, output_url, frames_total, priority, max_attempts, created_at,"
-    " available_at, attempt, lease_owner, fencing_token, lease_expires_at, frames_done,"
-    " output_bytes, error_class, error_message, started_at, finished_at, cache_hit, source_key,"
-    " batch_id, row_key, trace_context, upload_id, interruptions"
-)
-INSERT = (
-    "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total, priority,"
-    " max_attempts, created_at, available_at, source_key, batch_id, row_key, fair_rank,"
-    " frames_done, output_bytes, finished_at, cache_hit, trace_context)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+INSERT = f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES ({', '.join('?' * INSERT_COUNT)})"
 
 LEASED = "state = 'leased' AND id = ? AND fencing_token = ?"
 # Queued jobs available now, in claim order; of identical jobs (same output) only the oldest,
@@ -85,25 +86,6 @@ CLAIMABLE = (
     "                 AND (o.state = 'leased' OR (o.state = 'queued' AND o.seq < q.seq)))"
     " ORDER BY priority DESC, fair_rank, seq"
 )
-
-
-def _record(row: Any) -> JobRecord:
-    values = list(row)
-    values[1] = JobState(values[1])
-    values[20] = bool(values[20])
-    return JobRecord(*values)
-
-
-def _row(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ...]:
-    """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given."""
-    cached = cached_bytes is not None
-    return (
-        job.id, "succeeded" if cached else "queued", job.spec, job.content_key, job.output_url,
-        job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
-        job.source_key, job.batch_id, job.row_key, job.fair_rank,
-        job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
-        int(cached), job.trace_context,
-    )  # fmt: skip
 
 
 class SqliteStore:
@@ -129,18 +111,18 @@ class SqliteStore:
 
     async def _one(self, sql: str, *args: Any) -> JobRecord | None:
         rows = await self._rows(sql, *args)
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def _all(self, sql: str, *args: Any) -> list[JobRecord]:
-        return [_record(row) for row in await self._rows(sql, *args)]
+        return [record_from_row(row) for row in await self._rows(sql, *args)]
 
     async def insert(self, job: NewJob) -> JobRecord:
-        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *_row(job))
+        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *insert_values(job))
         assert record is not None
         return record
 
     async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:
-        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *_row(job, output_bytes))
+        record = await self._one(f"{INSERT} RETURNING {COLUMNS}", *insert_values(job, output_bytes))
         assert record is not None
         return record
 
@@ -153,7 +135,7 @@ class SqliteStore:
                 "INSERT INTO batches (id, name, created_at) VALUES (?, ?, ?)",
                 (batch.id, batch.name, batch.created_at),
             )
-            await self._db.executemany(INSERT, [_row(j, cached.get(j.id)) for j in jobs])
+            await self._db.executemany(INSERT, [insert_values(j, cached.get(j.id)) for j in jobs])
         except BaseException:
             await self._db.execute("ROLLBACK")
             raise
@@ -395,7 +377,7 @@ class SqliteStore:
             },
         )
         rows = list(rows)
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
         return await self._all(
