@@ -245,22 +245,23 @@ def template_job(
     max_attempts: int = 0,
 ) -> pb.JobSpec:
     """A job spec for an HTML template file and its parameters."""
-    spec = pb.JobSpec(
-        template=load_template(template),
-        output=pb.OutputSettings(
-            width=width,
-            height=height,
-            fps=fps,
-            duration_seconds=duration,
-            frames=frames,
-            codec="h264",
-            crf=crf,
-            preset=preset,
-        ),
-        destination=destination,
-        priority=priority,
-        max_attempts=max_attempts,
-    )
+    output = pb.OutputSettings(
+        width=width, height=height, fps=fps, duration_seconds=duration, frames=frames,
+        codec="h264", crf=crf, preset=preset,
+    )  # fmt: skip
+    spec = pb.JobSpec(template=load_template(template), output=output)
+    return _finish_spec(spec, params, destination, priority, max_attempts)
+
+
+def _finish_spec(
+    spec: pb.JobSpec,
+    params: dict[str, Any] | None,
+    destination: str,
+    priority: int,
+    max_attempts: int,
+) -> pb.JobSpec:
+    """The settings every job shares, whatever its source."""
+    spec.destination, spec.priority, spec.max_attempts = destination, priority, max_attempts
     spec.params.update(params or {})
     return spec
 
@@ -289,21 +290,15 @@ def video_json_job(
     if isinstance(document, Path) or not text.lstrip().startswith("{"):
         text = videojson.load(document)
     own = videojson.output_defaults(text)
-    spec = pb.JobSpec(
-        video_json=text,
-        output=pb.OutputSettings(
-            width=width or own.get("width", 0),
-            height=height or own.get("height", 0),
-            fps=fps or own.get("fps", 0),
-            duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
-            frames=frames,
-            codec="h264",
-            crf=crf,
-            preset=preset,
-        ),
-        destination=destination,
-        priority=priority,
-        max_attempts=max_attempts,
+    output = pb.OutputSettings(
+        width=width or own.get("width", 0),
+        height=height or own.get("height", 0),
+        fps=fps or own.get("fps", 0),
+        duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
+        frames=frames,
+        codec="h264",
+        crf=crf,
+        preset=preset,
     )
-    spec.params.update(params or {})
-    return spec
+    spec = pb.JobSpec(video_json=text, output=output)
+    return _finish_spec(spec, params, destination, priority, max_attempts)
