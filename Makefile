@@ -25,11 +25,11 @@ $(TOOLS_STAMP): scripts/install_tools.sh
 	GO=$(GO) scripts/install_tools.sh
 	touch $@
 
-$(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
+$(SETUP_STAMP): pyproject.toml clients/python/pyproject.toml scripts/install_system_deps.sh
 	scripts/install_system_deps.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e ./clients/python -e '.[dev]'
 	touch $@
 
 example: setup

@@ -18,8 +18,8 @@ import av
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, Colorspace
 
-from framefleet.errors import ErrorClass, FramefleetError
-from framefleet.jobspec import Output
+from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.jobspec import Output
 
 # x264's thread count is written into the stream; fixing it keeps bytes identical across hosts.
 X264_THREADS = 2

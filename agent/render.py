@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.encoder import H264Encoder
-from agent.sinks import open_upload
 from agent.template_page import TemplatePage
 from agent.videojson import as_template
-from framefleet import jobspec
-from framefleet.telemetry import tracer
+from framefleet.core import jobspec
+from framefleet.core.telemetry import tracer
 from framefleet.v1 import framefleet_pb2 as pb
+from outputs import open_upload
 
 log = logging.getLogger("framefleet.agent")
 

@@ -24,10 +24,10 @@ from agent.browser import CHROMIUM
 from agent.page_pool import PagePool
 from agent.render import RenderLimits, render
 from agent.spot_notice import watch_spot_notice
-from framefleet import jobspec, telemetry
-from framefleet.errors import ErrorClass, FramefleetError
-from framefleet.jobspec import GRPC_OPTIONS
-from framefleet.outbox import take_ready
+from framefleet.core import jobspec, telemetry
+from framefleet.core.channel import GRPC_OPTIONS
+from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 

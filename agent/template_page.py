@@ -14,7 +14,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, CDPSession, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
 # Templates are served from this origin by request interception; nothing else is reachable.

@@ -9,8 +9,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from framefleet import jobspec, videojson
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core import jobspec, videojson
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
 RUNTIME_DIR = Path(str(files("agent").joinpath("videoflow")))

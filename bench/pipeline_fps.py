@@ -36,7 +36,7 @@ from agent.browser import Chromium
 from agent.encoder import H264Encoder
 from agent.render import RenderLimits, render
 from agent.template_page import TemplatePage
-from framefleet import jobspec
+from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent

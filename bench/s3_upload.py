@@ -49,10 +49,10 @@ from typing import TYPE_CHECKING, Any
 
 from agent.browser import Chromium
 from agent.render import RenderLimits, RenderResult, render
-from agent.s3_sink import MIB, S3Settings, S3Upload, close_shared_clients, parse_size
 from agent.template_page import TemplatePage
-from framefleet import jobspec
+from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
+from outputs.s3 import MIB, S3Settings, S3Upload, close_shared_clients, parse_size
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client

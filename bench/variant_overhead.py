@@ -22,8 +22,8 @@ from pathlib import Path
 
 from agent.browser import Chromium
 from agent.template_page import TemplatePage
-from framefleet import jobspec
-from framefleet.variants import read_rows
+from framefleet.core import jobspec
+from framefleet.core.variants import read_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "examples" / "referral" / "template" / "referral.html"

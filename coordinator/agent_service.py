@@ -20,8 +20,8 @@ import grpc.aio as aio
 from coordinator import metrics
 from coordinator.farm import Farm
 from coordinator.sessions import Session
-from framefleet.errors import ErrorClass
-from framefleet.outbox import take_ready
+from framefleet.core.errors import ErrorClass
+from framefleet.core.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 

@@ -7,10 +7,10 @@ import asyncio
 import json
 import logging
 
-from agent.sinks import open_upload
 from coordinator.batches import digest, manifest
 from coordinator.farm import Farm
-from framefleet.jobspec import output_key
+from framefleet.core.jobspec import output_key
+from outputs import open_upload
 
 log = logging.getLogger("framefleet.coordinator")
 

@@ -13,8 +13,8 @@ from typing import Any
 from coordinator.convert import timestamp
 from coordinator.farm import Farm
 from coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
-from framefleet import jobspec, telemetry
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core import jobspec, telemetry
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
 MAX_ROWS = 100_000

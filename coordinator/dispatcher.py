@@ -12,7 +12,7 @@ import contextlib
 from coordinator.farm import Farm
 from coordinator.sessions import Session
 from coordinator.store import JobRecord
-from framefleet import telemetry
+from framefleet.core import telemetry
 from framefleet.v1 import framefleet_pb2 as pb
 
 TICK_SECONDS = 0.25

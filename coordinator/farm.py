@@ -16,9 +16,10 @@ from coordinator.events import JobEvents
 from coordinator.job_trace import job_span
 from coordinator.sessions import Sessions
 from coordinator.store import Done, JobRecord, JobState, JobStore, NewJob
-from framefleet import jobspec, telemetry
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core import jobspec, telemetry
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
+from outputs import abort_upload
 
 log = logging.getLogger("framefleet.coordinator")
 
@@ -187,14 +188,12 @@ class Farm:
     def abandon_upload(self, record: JobRecord) -> None:
         """The lease was lost with its agent (killed, or restarted without it): abort the
         attempt's S3 multipart upload, which nobody will complete or abort now."""
-        if record.upload_id and record.output_url.startswith("s3://"):
+        if record.upload_id:
             task = asyncio.create_task(self._abort_upload(record.output_url, record.upload_id))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     async def _abort_upload(self, url: str, upload_id: str) -> None:
-        from agent.s3_sink import abort_upload  # S3 is only loaded when outputs go there
-
         try:
             await abort_upload(url, upload_id)
         except Exception:

@@ -15,8 +15,8 @@ from opentelemetry.trace import Span, SpanKind
 from coordinator.batches import batch_message, cancel_batch, submit_batch
 from coordinator.convert import STORE_STATE, job_message
 from coordinator.farm import Farm
-from framefleet import telemetry
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core import telemetry
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 

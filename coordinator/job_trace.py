@@ -7,7 +7,7 @@ from __future__ import annotations
 from opentelemetry.trace import Status, StatusCode
 
 from coordinator.store import JobRecord
-from framefleet import telemetry
+from framefleet.core import telemetry
 
 
 def job_span(

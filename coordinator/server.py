@@ -23,7 +23,7 @@ from coordinator.job_service import JobService
 from coordinator.lease_reaper import run_reaper
 from coordinator.metrics import sample_store
 from coordinator.store import open_store
-from framefleet.jobspec import GRPC_OPTIONS
+from framefleet.core.channel import GRPC_OPTIONS
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 

@@ -15,7 +15,7 @@ import av
 import pytest
 
 from framefleet import AsyncClient, ErrorClass, FramefleetError, template_job
-from framefleet.jobspec import output_key
+from framefleet.core.jobspec import output_key
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
 from tests.farm_processes import Farm

@@ -24,9 +24,10 @@ from playwright.async_api import async_playwright
 from agent.browser import CHROMIUM, CHROMIUM_FLAGS, Chromium
 from agent.template_page import TemplatePage
 from agent.videojson import as_template
-from framefleet import AsyncClient, ErrorClass, FramefleetError, jobspec
-from framefleet.jobspec import video_json_job
-from framefleet.preview import Preview, PreviewServer
+from farm.preview import Preview, PreviewServer
+from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.core import jobspec
+from framefleet.core.jobspec import video_json_job
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.videoflow import VideoFlow
 from tests.farm_processes import Farm, framefleet

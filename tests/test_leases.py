@@ -15,8 +15,8 @@ from coordinator.lease_reaper import reap_once
 from coordinator.sessions import Session
 from coordinator.store import JobRecord, JobState
 from coordinator.store.sqlite import SqliteStore
-from framefleet import jobspec
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core import jobspec
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
 T0 = 1_700_000_000.0

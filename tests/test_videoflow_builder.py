@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from framefleet import videojson
+from framefleet.core import videojson
 from framefleet.videoflow import VideoFlow, parse_time, time_to_frames
 
 ROOT = Path(__file__).resolve().parents[1]

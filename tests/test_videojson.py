@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from agent.videojson import RUNTIME_DIR, as_template, page_document
-from framefleet import jobspec, videojson
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core import jobspec, videojson
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.videoflow import VideoFlow
 
 PIXEL = (

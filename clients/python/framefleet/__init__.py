@@ -5,8 +5,8 @@ generated stubs (``framefleet.v1``) and the job rules shared by coordinator and 
 """
 
 from framefleet.client import AsyncClient, Client, JobFailed
-from framefleet.errors import ErrorClass, FramefleetError
-from framefleet.jobspec import template_job, video_json_job
+from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.jobspec import template_job, video_json_job
 
 __all__ = [
     "AsyncClient",

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import grpc.aio as aio
 from opentelemetry.trace import SpanKind
 
-from framefleet import telemetry
-from framefleet.errors import ErrorClass, FramefleetError
-from framefleet.jobspec import GRPC_OPTIONS
+from framefleet.core import telemetry
+from framefleet.core.channel import GRPC_OPTIONS
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 

@@ -15,7 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError
 
 # Same cap as a template bundle: a document carries its images and fonts as data: URLs.
 MAX_DOCUMENT_BYTES = 48 * 1024 * 1024
@@ -200,9 +200,9 @@ def substitute(document: Json, params: dict[str, Json], *, complete: bool = True
 
 @cache
 def schema() -> dict[str, Json]:
-    """The committed JSON Schema (clients/python/framefleet/videojson.schema.json)."""
+    """The committed JSON Schema (clients/python/framefleet/core/videojson.schema.json)."""
     loaded: dict[str, Json] = json.loads(
-        files("framefleet").joinpath("videojson.schema.json").read_text(encoding="utf-8")
+        files("framefleet.core").joinpath("videojson.schema.json").read_text(encoding="utf-8")
     )
     return loaded
 

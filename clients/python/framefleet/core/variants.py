@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError
 
 Row = tuple[str, dict[str, Any]]  # (row key, or "" for a hash of the row; parameters)
 

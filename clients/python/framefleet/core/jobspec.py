@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from google.protobuf import json_format, struct_pb2
 
-from framefleet.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
 # Bump when a change to the agent's rendering or encoding changes output bytes:
@@ -27,12 +27,6 @@ MAX_FPS = 120
 MAX_SECONDS = 600
 MAX_FRAMES = MAX_SECONDS * 60
 MAX_BUNDLE_BYTES = 48 * 1024 * 1024
-# gRPC messages must carry a whole template bundle.
-GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", GRPC_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", GRPC_MESSAGE_BYTES),
-]
 X264_PRESETS = (
     "ultrafast",
     "superfast",
@@ -110,7 +104,7 @@ def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
     if source is None:
         raise invalid("the job has no source (a template or a VideoJSON document)")
     if source == "video_json":
-        from framefleet import videojson  # jsonschema, only for VideoJSON jobs
+        from framefleet.core import videojson  # jsonschema, only for VideoJSON jobs
 
         videojson.resolve(spec.video_json, params_dict(spec.params), variants=variants)
         return resolve_output(spec.output)
@@ -284,7 +278,7 @@ def video_json_job(
     """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
     inlined as data: URLs) or the document's text. Output settings left at 0 come from the
     document's own width, height, fps and duration."""
-    from framefleet import videojson
+    from framefleet.core import videojson
 
     text = str(document)
     if isinstance(document, Path) or not text.lstrip().startswith("{"):

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agent.s3_sink import (
+from framefleet.core.errors import ErrorClass, FramefleetError
+from outputs import Upload, open_upload
+from outputs.s3 import (
     CACHE_CONTROL,
     CONTENT_TYPE,
     MIB,
@@ -25,8 +27,6 @@ from agent.s3_sink import (
     close_shared_clients,
     parse_size,
 )
-from agent.sinks import Upload, open_upload
-from framefleet.errors import ErrorClass, FramefleetError
 from tests.moto_server import (
     CREDENTIALS,
     MotoServer,

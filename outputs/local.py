@@ -1,5 +1,4 @@
-"""Where encoded bytes go. An upload receives bytes as the muxer produces them and becomes
-visible only on complete(); abort() leaves nothing behind."""
+"""Local outputs: a hidden temporary file beside the target, renamed when complete."""
 
 from __future__ import annotations
 
@@ -7,25 +6,9 @@ import asyncio
 import os
 import uuid
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from framefleet.errors import ErrorClass, FramefleetError
-
-
-class Upload(Protocol):
-    @property
-    def upload_id(self) -> str:
-        """What the coordinator needs to clean up after a lost agent ("" when nothing)."""
-        ...
-
-    def write(self, data: bytes) -> None:
-        """Called on the encoder thread, in order."""
-        ...
-
-    async def complete(self) -> None: ...
-
-    async def abort(self) -> None: ...
+from framefleet.core.errors import ErrorClass, FramefleetError
 
 
 class LocalUpload:
@@ -59,18 +42,17 @@ class LocalUpload:
         self._partial.unlink(missing_ok=True)
 
 
-def open_upload(url: str) -> Upload:
-    """The upload for an output URL: file:// (a local file) or s3://bucket/key (any
-    S3-compatible store, see agent.s3_sink). Call it on the event loop."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
+class LocalSink:
+    """file:// URLs: a local file, written beside its target and renamed when complete."""
+
+    def open_upload(self, url: str) -> LocalUpload:
         try:
-            return LocalUpload(Path(unquote(parsed.path)))
+            return LocalUpload(Path(unquote(urlparse(url).path)))
         except OSError as e:
             raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write {url}: {e}") from e
-    if parsed.scheme == "s3":
-        # Imported on first use: local-only agents never load aiobotocore.
-        from agent.s3_sink import open_s3_upload
 
-        return open_s3_upload(url)
-    raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"unsupported output URL {url!r}")
+    async def abort_upload(self, url: str, upload_id: str) -> None:
+        pass  # a dead writer's hidden partial file is invisible and harmless
+
+
+SINK = LocalSink()

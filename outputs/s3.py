@@ -45,8 +45,8 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from framefleet.errors import ErrorClass, FramefleetError
-from framefleet.telemetry import tracer
+from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.telemetry import tracer
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -299,7 +299,7 @@ class _State:
 
 
 class S3Upload:
-    """An ``agent.sinks.Upload`` into ``s3://bucket/key`` (create it on the event loop)."""
+    """An ``outputs.Upload`` into ``s3://bucket/key`` (create it on the event loop)."""
 
     def __init__(
         self, url: str, settings: S3Settings | None = None, client: SharedClient | None = None
@@ -673,9 +673,18 @@ async def abort_upload(url: str, upload_id: str) -> None:
     log.info("orphaned s3 upload aborted", extra={"url": url, "upload_id": upload_id})
 
 
-def open_s3_upload(url: str) -> S3Upload:
-    try:
-        settings = S3Settings.from_env()
-    except ValueError as e:
-        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"S3 settings: {e}") from e
-    return S3Upload(url, settings)
+class S3Sink:
+    """s3://bucket/key URLs, on AWS or any S3-compatible store."""
+
+    def open_upload(self, url: str) -> S3Upload:
+        try:
+            settings = S3Settings.from_env()
+        except ValueError as e:
+            raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"S3 settings: {e}") from e
+        return S3Upload(url, settings)
+
+    async def abort_upload(self, url: str, upload_id: str) -> None:
+        await abort_upload(url, upload_id)
+
+
+SINK = S3Sink()

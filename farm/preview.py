@@ -23,20 +23,21 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from framefleet import jobspec
+from agent.template_page import RUNTIME_JS, page_html, script_tag
+from agent.videojson import as_template
+from framefleet.cli import fill_duration, spec_from_args
+from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 
 
 def job_page(template: pb.Template, params: dict[str, Any]) -> str:
     """The template's HTML as the agent's page runs it: the time-control runtime first (the
     agent adds it as an init script), then the parameters, then the template's own scripts."""
-    from agent.template_page import RUNTIME_JS, page_html, script_tag
-
     return page_html(template.html, params, prelude=script_tag(RUNTIME_JS))
 
 
 # The player page (package data): __WIDTH__ and the like are filled in per job.
-PLAYER = files("framefleet").joinpath("preview_player.html")
+PLAYER = files("farm").joinpath("preview_player.html")
 
 
 @dataclass
@@ -50,8 +51,6 @@ class Preview:
 
     @classmethod
     def of(cls, spec: pb.JobSpec, title: str = "") -> Preview:
-        from agent.videojson import as_template
-
         output = jobspec.validate(spec)
         template, params = as_template(spec)
         return cls(title, template, params, output)
@@ -125,10 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 async def cmd_preview(args: argparse.Namespace) -> int:
     """``framefleet preview FILE``: serve until interrupted."""
-    from framefleet.cli import _fill_duration, _spec
-
-    _fill_duration(args)
-    spec = _spec(args, "")
+    fill_duration(args)
+    spec = spec_from_args(args, "")
     preview = Preview.of(spec, str(args.template))
     try:
         server = PreviewServer(preview, "127.0.0.1", args.port).start()

@@ -1,0 +1,87 @@
+"""The server-side subcommands, registered on the SDK's ``framefleet`` command (entry point
+group ``framefleet.commands``). Heavy modules are imported when a command runs, not here:
+every ``framefleet`` invocation loads this module."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from framefleet.cli import coordinator_option, job_options, variant_options
+
+EC2_URL = "http://169.254.169.254/latest/meta-data/spot/instance-action"
+
+
+async def _render(args: argparse.Namespace) -> int:
+    from farm.local import cmd_render
+
+    return await cmd_render(args)
+
+
+async def _preview(args: argparse.Namespace) -> int:
+    from farm.preview import cmd_preview
+
+    return await cmd_preview(args)
+
+
+async def _coordinator(args: argparse.Namespace) -> int:
+    from farm.servers import cmd_coordinator
+
+    return await cmd_coordinator(args)
+
+
+async def _agent(args: argparse.Namespace) -> int:
+    from farm.servers import cmd_agent
+
+    return await cmd_agent(args)
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    render = commands.add_parser("render", help="render locally: coordinator and agents here")
+    job_options(render)
+    render.add_argument(
+        "--out", required=True, type=lambda p: Path(p).resolve(), help="output directory"
+    )
+    variant_options(render)
+    render.add_argument("--agents", type=int, default=1, help="local agent processes")
+    render.add_argument("--slots", type=int, default=None, help="pages per agent")
+    render.set_defaults(run=_render)
+
+    preview = commands.add_parser("preview", help="play a template or VideoJSON in a browser")
+    job_options(preview)
+    preview.add_argument("--port", type=int, default=8765, help="on 127.0.0.1 (0: any free)")
+    preview.set_defaults(run=_preview)
+
+    coord = commands.add_parser("coordinator", help="run a coordinator")
+    coord.add_argument("--listen", default="127.0.0.1:7070")
+    coord.add_argument("--store", default="sqlite:///framefleet.db", help="sqlite:///path")
+    coord.add_argument("--out", default="out", help="default destination for outputs")
+    coord.add_argument("--lease-ttl", type=float, default=20.0, help="seconds")
+    coord.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
+    coord.add_argument("--retry-base", type=float, default=2.0, help="first retry backoff, s")
+    coord.add_argument(
+        "--max-interruptions", type=int, default=10, help="drain hand-backs before INTERRUPTED"
+    )
+    coord.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
+    coord.set_defaults(run=_coordinator, service="coordinator")
+
+    agent = coordinator_option(commands.add_parser("agent", help="run a render agent"))
+    agent.add_argument("--agent-id", default="")
+    agent.add_argument("--slots", type=int, default=None, help="pages at once (default: sized)")
+    agent.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
+    agent.add_argument("--frame-timeout", type=float, default=10.0, help="seconds")
+    agent.add_argument("--drain-grace", type=float, default=10.0, help="seconds")
+    agent.add_argument(
+        "--spot-notice-url",
+        default=None,
+        help=f"poll this EC2 spot instance-action URL and drain on a notice (e.g. {EC2_URL})",
+    )
+    agent.add_argument("--spot-poll-interval", type=float, default=5.0, help="seconds")
+    agent.add_argument("--page-renders", type=int, default=500, help="recycle a page after N")
+    agent.add_argument("--page-heap-mb", type=int, default=512, help="recycle a page above")
+    agent.add_argument(
+        "--noop", action="store_true", help="benchmarks only: complete jobs without rendering"
+    )
+    agent.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
+    agent.set_defaults(run=_agent, service="agent")

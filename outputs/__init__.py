@@ -1,0 +1,11 @@
+"""Output sinks: where encoded bytes go, chosen by the destination URL's scheme.
+
+Both the agent (writing renders) and the coordinator (writing batch manifests, aborting the
+uploads of lost agents) use this layer; it depends only on the shared core. A new sink is one
+module with ``open_upload`` and ``abort_upload`` plus a line in ``outputs.registry``.
+"""
+
+from outputs.base import Upload
+from outputs.registry import abort_upload, open_upload, register, schemes
+
+__all__ = ["Upload", "abort_upload", "open_upload", "register", "schemes"]

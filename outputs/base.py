@@ -1,0 +1,35 @@
+"""What every sink provides."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Upload(Protocol):
+    """One output being written: receives bytes as the muxer produces them and becomes
+    visible only on complete(); abort() leaves nothing behind."""
+
+    @property
+    def upload_id(self) -> str:
+        """What the coordinator needs to clean up after a lost agent ("" when nothing)."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Called on the encoder thread, in order."""
+        ...
+
+    async def complete(self) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
+class Sink(Protocol):
+    """A kind of destination, registered by URL scheme (see outputs.registry)."""
+
+    def open_upload(self, url: str) -> Upload:
+        """Starts writing ``url``; call it on the event loop."""
+        ...
+
+    async def abort_upload(self, url: str, upload_id: str) -> None:
+        """Cleans up an upload whose writer is gone (a lost agent's)."""
+        ...

@@ -1,0 +1,46 @@
+"""Sinks by URL scheme. Modules are imported on first use, so a local-only agent never loads
+aiobotocore."""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlparse
+
+from framefleet.core.errors import ErrorClass, FramefleetError
+from outputs.base import Sink, Upload
+
+# scheme -> "module:attribute" of a Sink
+_SINKS: dict[str, str] = {
+    "file": "outputs.local:SINK",
+    "s3": "outputs.s3:SINK",
+}
+
+
+def register(scheme: str, target: str) -> None:
+    """Adds (or replaces) the sink for ``scheme``: ``target`` is "module:attribute"."""
+    _SINKS[scheme] = target
+
+
+def schemes() -> frozenset[str]:
+    return frozenset(_SINKS)
+
+
+def sink_for(url: str) -> Sink:
+    scheme = urlparse(url).scheme
+    target = _SINKS.get(scheme)
+    if target is None:
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"unsupported output URL {url!r}")
+    module, _, attribute = target.partition(":")
+    sink: Sink = getattr(importlib.import_module(module), attribute)
+    return sink
+
+
+def open_upload(url: str) -> Upload:
+    """The upload for an output URL; call it on the event loop."""
+    return sink_for(url).open_upload(url)
+
+
+async def abort_upload(url: str, upload_id: str) -> None:
+    """Aborts what a lost writer left behind at ``url`` (nothing to do without an id)."""
+    if upload_id:
+        await sink_for(url).abort_upload(url, upload_id)
