@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from agent.page_pool import PagePool
 from agent.render import RenderLimits, render
 from agent.spot_notice import watch_spot_notice
 from framefleet.core import jobspec, telemetry
+from framefleet.core.backoff import Backoff
 from framefleet.core.channel import GRPC_OPTIONS
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.outbox import take_ready
@@ -34,7 +34,7 @@ from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 log = logging.getLogger("framefleet.agent")
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress messages per job
-RECONNECT_MIN, RECONNECT_MAX = 0.2, 5.0
+RECONNECT = Backoff(base=0.4, cap=5.0)
 ACK_WAIT = 5.0  # seconds a draining agent waits for its last results to be acknowledged
 
 
@@ -143,20 +143,20 @@ class Agent:
     # --- the stream ------------------------------------------------------------------------
 
     async def _stay_connected(self) -> None:
-        delay = RECONNECT_MIN
+        failures = 0
         while True:
             try:
                 async with aio.insecure_channel(
                     self.config.coordinator, options=GRPC_OPTIONS
                 ) as channel:
                     if await self._session(pb_grpc.AgentServiceStub(channel)):
-                        delay = RECONNECT_MIN
+                        failures = 0
             except aio.AioRpcError as e:
                 log.warning("coordinator stream ended", extra={"code": e.code().name})
             except Exception:
                 log.exception("coordinator stream failed")
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(RECONNECT_MAX, delay * 2)
+            failures += 1
+            await asyncio.sleep(RECONNECT.delay(failures))
 
     async def _session(self, stub: pb_grpc.AgentServiceStub) -> bool:
         """One stream; returns True if the coordinator welcomed us."""

@@ -20,7 +20,6 @@ import grpc.aio as aio
 from coordinator import metrics
 from coordinator.farm import Farm
 from coordinator.sessions import Session
-from framefleet.core.errors import ErrorClass
 from framefleet.core.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -104,14 +103,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         if session.held:
             await self.farm.renew(session.agent_id, [(j, t) for j, (t, _) in session.held.items()])
         for record in ours.values():
-            lost = pb.Failed(
-                lease=pb.LeaseRef(job_id=record.id, fencing_token=record.fencing_token),
-                error_class=ErrorClass.AGENT_LOST,
-                message=f"agent {session.agent_id} restarted without this job",
-                retryable=True,
-            )
-            if await self.farm.fail(lost) is not None:
-                self.farm.abandon_upload(record)
+            await self.farm.agent_lost(record)
 
     async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:
         if session.silent:
@@ -132,24 +124,26 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             await self._heartbeat(session, message.heartbeat)
         elif kind == "progress":
             progress = message.progress
-            if not await self.farm.progress(progress):
+            if not await self.farm.progress(session.agent_id, progress):
                 session.cancel(progress.lease.job_id, progress.lease.fencing_token, STALE)
         elif kind == "completed":
             await self._complete(session, [message.completed])
         elif kind == "failed":
             lease = message.failed.lease
-            accepted = await self.farm.fail(message.failed) is not None
+            accepted = await self.farm.fail(session.agent_id, message.failed) is not None
             self._settle(session, lease, accepted)
         elif kind == "released":
             lease = message.released.lease
-            released = await self.farm.release(lease.job_id, lease.fencing_token, interrupted=True)
+            released = await self.farm.release(
+                session.agent_id, lease.job_id, lease.fencing_token, interrupted=True
+            )
             accepted = released is not None
             self._settle(session, lease, accepted)
         else:
             log.warning("unexpected agent message %s", kind, extra={"agent_id": session.agent_id})
 
     async def _complete(self, session: Session, reports: list[pb.Completed]) -> None:
-        accepted = {record.id for record in await self.farm.complete(reports)}
+        accepted = {r.id for r in await self.farm.complete(session.agent_id, reports)}
         for report in reports:
             self._settle(session, report.lease, report.lease.job_id in accepted)
 
@@ -174,4 +168,4 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         for job_id, (token, assigned_at) in list(session.held.items()):
             if job_id not in reported and assigned_at < cutoff:
                 del session.held[job_id]
-                await self.farm.release(job_id, token)
+                await self.farm.release(session.agent_id, job_id, token)

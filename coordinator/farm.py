@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import math
 import uuid
 from typing import Any
 
@@ -14,8 +14,9 @@ from coordinator.config import CoordinatorConfig
 from coordinator.convert import job_message
 from coordinator.events import JobEvents
 from coordinator.job_trace import job_span
+from coordinator.retry_policy import RetryPolicy
 from coordinator.sessions import Sessions
-from coordinator.store import Done, JobRecord, JobState, JobStore, NewJob
+from coordinator.store import Done, JobRecord, JobState, JobStore, Lease, NewJob, Transition
 from framefleet.core import jobspec, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
@@ -27,9 +28,12 @@ SOURCE_CACHE = 64
 
 
 class Farm:
-    def __init__(self, store: JobStore, config: CoordinatorConfig) -> None:
+    def __init__(
+        self, store: JobStore, config: CoordinatorConfig, policy: RetryPolicy | None = None
+    ) -> None:
         self.store = store
         self.config = config
+        self.policy = policy or RetryPolicy.from_config(config)
         self.clock = config.clock
         self.events = JobEvents()
         self.sessions = Sessions()
@@ -66,11 +70,6 @@ class Farm:
                     **telemetry.trace_ids(telemetry.from_text(record.trace_context)),
                 },
             )
-
-    def retry_at(self, attempt: int) -> float:
-        """Exponential backoff with full jitter in its upper half."""
-        delay = min(self.config.retry_cap, self.config.retry_base * 2.0 ** max(0, attempt - 1))
-        return self.clock() + delay * random.uniform(0.5, 1.0)
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -173,11 +172,10 @@ class Farm:
     async def renew(self, agent_id: str, leases: list[tuple[str, int]]) -> set[str]:
         return await self.store.renew(agent_id, leases, self.clock(), self.config.lease_ttl)
 
-    async def progress(self, report: pb.Progress) -> bool:
+    async def progress(self, agent_id: str, report: pb.Progress) -> bool:
         lease = report.lease
-        if not await self.store.progress(
-            lease.job_id, lease.fencing_token, report.frames_done, report.upload_id
-        ):
+        held = Lease(lease.job_id, agent_id, lease.fencing_token)
+        if not await self.store.progress(held, report.frames_done, report.upload_id):
             return False
         if self.events.watched(lease.job_id):
             record = await self.store.get(lease.job_id)
@@ -199,14 +197,14 @@ class Farm:
         except Exception:
             log.exception("aborting an orphaned upload failed", extra={"url": url})
 
-    async def complete(self, reports: list[pb.Completed]) -> list[JobRecord]:
-        """Records successes (one store call for all); returns the accepted ones."""
+    async def complete(self, agent_id: str, reports: list[pb.Completed]) -> list[JobRecord]:
+        """Records agent_id's successes (one store call for all); returns the accepted ones."""
         now = self.clock()
         done = [
             Done(r.lease.job_id, r.lease.fencing_token, r.output_url, r.output_bytes)
             for r in reports
         ]
-        records = await self.store.complete(done, now)
+        records = await self.store.complete(agent_id, done, now)
         by_job = {r.lease.job_id: r for r in reports}
         for record in records:
             report = by_job[record.id]
@@ -223,63 +221,86 @@ class Farm:
                 self.publish(waiting)
         return records
 
-    async def fail(self, msg: pb.Failed) -> JobRecord | None:
-        current = await self.store.get(msg.lease.job_id)
-        if current is None:
+    async def _held(self, agent_id: str, lease: pb.LeaseRef) -> JobRecord | None:
+        """The job if agent_id holds its lease with that token (the store checks again as it
+        writes; this read gives the policy the attempt counts it decides on)."""
+        record = await self.store.get(lease.job_id)
+        if (
+            record is None
+            or record.state != JobState.LEASED
+            or record.lease_owner != agent_id
+            or record.fencing_token != lease.fencing_token
+        ):
             return None
-        retry_at = self.retry_at(current.attempt) if msg.retryable else None
-        record = await self.store.fail(
-            msg.lease.job_id,
-            msg.lease.fencing_token,
-            msg.error_class or ErrorClass.INTERNAL,
-            msg.message,
-            retry_at,
-            self.clock(),
-        )
-        if record is not None:
-            metrics.FAILURES.labels(record.error_class).inc()
-            job_span(
-                record,
-                "attempt",
-                record.started_at,
-                self.clock(),
-                record.error_class,
-                outcome=record.state.value,
-                error_message=msg.message,
-            )
-            self.publish(record)
-            self.work_available.set()
         return record
 
-    async def release(self, job_id: str, token: int, interrupted: bool = False) -> JobRecord | None:
-        """Requeues a lease given back unfinished. An interruption (a draining agent) spends
-        no attempt but counts against the interruption budget."""
-        budget = self.config.max_interruptions if interrupted else None
-        record = await self.store.release(job_id, token, self.clock(), budget)
-        if record is not None:
-            outcome = record.state.value if interrupted else "released"
-            job_span(record, "attempt", record.started_at, self.clock(), outcome=outcome)
-            self.publish(record)
-            self.work_available.set()
-        return record
-
-    async def expire_leases(self) -> list[JobRecord]:
+    async def _settle(
+        self,
+        record: JobRecord,
+        transition: Transition,
+        outcome: str = "",
+        expired_by: float = math.inf,
+    ) -> JobRecord | None:
+        """Applies the policy's decision to a lease that is still current."""
         now = self.clock()
-        expired = await self.store.expire(now, now)
-        for record in expired:
+        assert record.lease_owner is not None
+        lease = Lease(record.id, record.lease_owner, record.fencing_token)
+        settled = await self.store.settle(lease, transition, now, expired_by)
+        if settled is None:
+            return None
+        if transition.error_class is not None:
+            metrics.FAILURES.labels(transition.error_class).inc()
+        job_span(
+            settled,
+            "attempt",
+            settled.started_at,
+            now,
+            transition.error_class,
+            outcome=outcome or settled.state.value,
+            error_message=transition.error_message or "",
+        )
+        self.publish(settled)
+        self.work_available.set()
+        return settled
+
+    async def fail(self, agent_id: str, msg: pb.Failed) -> JobRecord | None:
+        """The agent's failure report; the policy decides on retry by its error class."""
+        record = await self._held(agent_id, msg.lease)
+        if record is None:
+            return None
+        transition = self.policy.failed(record, msg.error_class, msg.message, self.clock())
+        return await self._settle(record, transition)
+
+    async def agent_lost(self, record: JobRecord) -> JobRecord | None:
+        """The holder reconnected without this lease (it restarted)."""
+        settled = await self._settle(record, self.policy.agent_lost(record, self.clock()))
+        if settled is not None:
+            self.abandon_upload(record)
+        return settled
+
+    async def release(
+        self, agent_id: str, job_id: str, token: int, interrupted: bool = False
+    ) -> JobRecord | None:
+        """A lease given back unfinished: an interruption (a draining agent), or an
+        assignment that never arrived."""
+        record = await self._held(agent_id, pb.LeaseRef(job_id=job_id, fencing_token=token))
+        if record is None:
+            return None
+        now = self.clock()
+        if interrupted:
+            return await self._settle(record, self.policy.interrupted(record, now))
+        return await self._settle(record, self.policy.handed_back(record, now), "released")
+
+    async def expire_leases(self, limit: int = 1000) -> list[JobRecord]:
+        """Settles leases past their expiry (up to ``limit``) as the policy says."""
+        now = self.clock()
+        expired: list[JobRecord] = []
+        for record in await self.store.expired(now, limit):
+            settled = await self._settle(record, self.policy.expired(record, now), expired_by=now)
+            if settled is None:
+                continue  # renewed or settled meanwhile
             log.warning("lease expired", extra={"job_id": record.id, "attempt": record.attempt})
             metrics.LEASE_EXPIRIES.inc()
-            metrics.FAILURES.labels(ErrorClass.LEASE_EXPIRED).inc()
-            job_span(
-                record,
-                "attempt",
-                record.started_at,
-                now,
-                ErrorClass.LEASE_EXPIRED,
-                outcome=record.state.value,
-            )
             self.abandon_upload(record)
-            self.publish(record)
-        if expired:
-            self.work_available.set()
+            expired.append(settled)
         return expired

@@ -31,7 +31,6 @@ import contextvars
 import io
 import logging
 import os
-import random
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +44,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from framefleet.core.backoff import Backoff
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.telemetry import tracer
 
@@ -143,8 +143,7 @@ class S3Settings:
 
     def backoff(self, attempt: int) -> float:
         """Delay before attempt ``attempt + 1``: exponential, jittered over its upper half."""
-        delay = min(self.retry_cap, self.retry_base * 2.0 ** (attempt - 1))
-        return delay * random.uniform(0.5, 1.0)
+        return Backoff(self.retry_base, self.retry_cap).delay(attempt)
 
 
 def is_transient(error: BaseException) -> bool:

@@ -8,9 +8,19 @@ here, so the same tests run against SQLite and PostgreSQL. Every time is passed 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 
-from coordinator.store import Done, JobRecord, JobState, JobStore, NewBatch, NewJob
+from coordinator.store import (
+    Done,
+    JobRecord,
+    JobState,
+    JobStore,
+    Lease,
+    NewBatch,
+    NewJob,
+    Transition,
+)
 
 T0 = 1_700_000_000.0
 TTL = 20.0
@@ -43,13 +53,62 @@ async def must_get(store: JobStore, job_id: str) -> JobRecord:
     return record
 
 
+async def holder(store: JobStore, job_id: str) -> str:
+    """Who holds the job's lease now ("nobody" if no one): the helpers below act as the holder,
+    so the tests that use them are about the token; the owner has tests of its own."""
+    record = await store.get(job_id)
+    return (record.lease_owner if record else None) or "nobody"
+
+
 async def complete_one(
     store: JobStore, job_id: str, token: int, output_url: str, output_bytes: int, now: float
 ) -> JobRecord | None:
     """Reports one success; the record if it was accepted."""
-    records = await store.complete([Done(job_id, token, output_url, output_bytes)], now)
+    done = [Done(job_id, token, output_url, output_bytes)]
+    records = await store.complete(await holder(store, job_id), done, now)
     assert len(records) <= 1
     return records[0] if records else None
+
+
+async def progress(
+    store: JobStore, job_id: str, token: int, frames_done: int, upload_id: str = ""
+) -> bool:
+    lease = Lease(job_id, await holder(store, job_id), token)
+    return await store.progress(lease, frames_done, upload_id)
+
+
+async def fail(
+    store: JobStore,
+    job_id: str,
+    token: int,
+    error_class: str,
+    message: str,
+    retry_at: float | None,
+    now: float,
+) -> JobRecord | None:
+    """A failure the policy retries at retry_at, or (None) fails for good."""
+    state = JobState.FAILED if retry_at is None else JobState.QUEUED
+    transition = Transition(state, now if retry_at is None else retry_at, error_class, message)
+    return await store.settle(Lease(job_id, await holder(store, job_id), token), transition, now)
+
+
+async def release(store: JobStore, job_id: str, token: int, now: float) -> JobRecord | None:
+    """A hand-back: requeued at once, the attempt given back."""
+    transition = Transition(JobState.QUEUED, now, spends_attempt=False)
+    return await store.settle(Lease(job_id, await holder(store, job_id), token), transition, now)
+
+
+async def expire(store: JobStore, now: float, retry_at: float) -> list[JobRecord]:
+    """What the reaper does, with a policy that retries every expired lease at retry_at."""
+    settled = []
+    for record in await store.expired(now, 100):
+        assert record.lease_owner is not None
+        lease = Lease(record.id, record.lease_owner, record.fencing_token)
+        transition = Transition(JobState.QUEUED, retry_at, "LEASE_EXPIRED", "lease expired")
+        after = await store.settle(lease, transition, now, expired_by=now)
+        if after is not None:
+            settled.append(after)
+    return settled
 
 
 async def must_claim(store: JobStore, agent_id: str, now: float, ttl: float = TTL) -> JobRecord:
@@ -156,12 +215,12 @@ class StoreConformance:
     async def test_fencing_token_grows_with_every_grant(self, store: JobStore) -> None:
         await store.insert(new_job("a", max_attempts=5))
         first = await must_claim(store, "agent-1", T0)
-        expired = await store.expire(T0 + TTL + 1, T0 + TTL + 1)
+        expired = await expire(store, T0 + TTL + 1, T0 + TTL + 1)
         assert [r.id for r in expired] == ["a"]
         second = await must_claim(store, "agent-2", T0 + TTL + 1)
         assert second.fencing_token > first.fencing_token
         assert second.attempt == 2
-        released = await store.release("a", second.fencing_token, T0 + TTL + 2)
+        released = await release(store, "a", second.fencing_token, T0 + TTL + 2)
         assert released is not None
         third = await must_claim(store, "agent-3", T0 + TTL + 2)
         assert third.fencing_token > second.fencing_token
@@ -200,7 +259,7 @@ class StoreConformance:
         await store.insert(new_job("a"))
         a = await must_claim(store, "agent", T0)
         assert await store.renew("agent", [("a", a.fencing_token)], T0 + 15, TTL) == {"a"}
-        assert await store.expire(T0 + TTL + 1, T0 + TTL + 1) == []
+        assert await expire(store, T0 + TTL + 1, T0 + TTL + 1) == []
         assert (await must_get(store, "a")).state == JobState.LEASED
 
     # --- stale tokens ----------------------------------------------------------------------
@@ -209,28 +268,28 @@ class StoreConformance:
         await store.insert(new_job("a"))
         lease = await must_claim(store, "agent", T0)
         for stale in (lease.fencing_token - 1, lease.fencing_token + 1):
-            assert await store.progress("a", stale, 5) is False
+            assert await progress(store, "a", stale, 5) is False
             assert await complete_one(store, "a", stale, "file:///x.mp4", 9, T0 + 1) is None
-            assert await store.fail("a", stale, "INTERNAL", "boom", T0 + 2, T0 + 1) is None
-            assert await store.fail("a", stale, "INTERNAL", "boom", None, T0 + 1) is None
-            assert await store.release("a", stale, T0 + 1) is None
+            assert await fail(store, "a", stale, "INTERNAL", "boom", T0 + 2, T0 + 1) is None
+            assert await fail(store, "a", stale, "INTERNAL", "boom", None, T0 + 1) is None
+            assert await release(store, "a", stale, T0 + 1) is None
         assert await must_get(store, "a") == lease
         # Unknown jobs are refused the same way.
-        assert await store.progress("missing", 1, 5) is False
+        assert await progress(store, "missing", 1, 5) is False
         assert await complete_one(store, "missing", 1, "file:///x.mp4", 9, T0 + 1) is None
-        assert await store.fail("missing", 1, "INTERNAL", "boom", None, T0 + 1) is None
-        assert await store.release("missing", 1, T0 + 1) is None
+        assert await fail(store, "missing", 1, "INTERNAL", "boom", None, T0 + 1) is None
+        assert await release(store, "missing", 1, T0 + 1) is None
 
     async def test_zombie_cannot_overwrite_the_agent_that_took_over(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
         zombie = await must_claim(store, "zombie", T0)
-        await store.expire(T0 + TTL + 1, T0 + TTL + 1)
+        await expire(store, T0 + TTL + 1, T0 + TTL + 1)
         winner = await must_claim(store, "winner", T0 + TTL + 1)
         assert (
             await complete_one(store, "a", zombie.fencing_token, "file:///z.mp4", 1, T0 + 30)
             is None
         )
-        assert await store.progress("a", zombie.fencing_token, 9) is False
+        assert await progress(store, "a", zombie.fencing_token, 9) is False
         assert await store.renew("zombie", [("a", zombie.fencing_token)], T0 + 30, TTL) == set()
         assert await must_get(store, "a") == winner
         done = await complete_one(store, "a", winner.fencing_token, "file:///w.mp4", 2, T0 + 31)
@@ -243,13 +302,13 @@ class StoreConformance:
     async def test_progress_records_frames_done(self, store: JobStore) -> None:
         await store.insert(new_job("a", frames_total=10))
         lease = await must_claim(store, "agent", T0)
-        assert await store.progress("a", lease.fencing_token, 4) is True
+        assert await progress(store, "a", lease.fencing_token, 4) is True
         assert (await must_get(store, "a")).frames_done == 4
 
     async def test_complete_records_the_output_once(self, store: JobStore) -> None:
         await store.insert(new_job("a", frames_total=10))
         lease = await must_claim(store, "agent", T0)
-        assert await store.progress("a", lease.fencing_token, 3)
+        assert await progress(store, "a", lease.fencing_token, 3)
         done = await complete_one(store, "a", lease.fencing_token, "s3://b/a.mp4", 12345, T0 + 7)
         assert done is not None
         assert done.state == JobState.SUCCEEDED
@@ -262,10 +321,10 @@ class StoreConformance:
         # At most once: the same token again, or any later call, changes nothing.
         again = await complete_one(store, "a", lease.fencing_token, "s3://b/other.mp4", 1, T0 + 8)
         assert again is None
-        assert await store.fail("a", lease.fencing_token, "INTERNAL", "x", None, T0 + 8) is None
-        assert await store.release("a", lease.fencing_token, T0 + 8) is None
-        assert await store.progress("a", lease.fencing_token, 1) is False
-        assert await store.expire(T0 + 1000, T0 + 1000) == []
+        assert await fail(store, "a", lease.fencing_token, "INTERNAL", "x", None, T0 + 8) is None
+        assert await release(store, "a", lease.fencing_token, T0 + 8) is None
+        assert await progress(store, "a", lease.fencing_token, 1) is False
+        assert await expire(store, T0 + 1000, T0 + 1000) == []
         assert await must_get(store, "a") == done
         assert await store.claim("agent", T0 + 1000, TTL, 1) == []
 
@@ -289,8 +348,8 @@ class StoreConformance:
     ) -> None:
         await store.insert(new_job("a", max_attempts=3))
         lease = await must_claim(store, "agent", T0)
-        failed = await store.fail(
-            "a", lease.fencing_token, "BROWSER_CRASHED", "chromium died", T0 + 50, T0 + 5
+        failed = await fail(
+            store, "a", lease.fencing_token, "BROWSER_CRASHED", "chromium died", T0 + 50, T0 + 5
         )
         assert failed is not None
         assert failed.state == JobState.QUEUED
@@ -307,14 +366,14 @@ class StoreConformance:
         assert retry.attempt == 2
         assert retry.fencing_token > lease.fencing_token
 
-    async def test_failure_out_of_attempts_is_dead_lettered(self, store: JobStore) -> None:
+    async def test_a_failed_transition_dead_letters_the_job(self, store: JobStore) -> None:
         await store.insert(new_job("a", max_attempts=2))
         first = await must_claim(store, "agent", T0)
-        assert await store.fail("a", first.fencing_token, "ENCODE_ERROR", "x", T0 + 1, T0)
+        assert await fail(store, "a", first.fencing_token, "ENCODE_ERROR", "x", T0 + 1, T0)
         second = await must_claim(store, "agent", T0 + 1)
         assert second.attempt == 2
-        dead = await store.fail(
-            "a", second.fencing_token, "CAPTURE_TIMEOUT", "too slow", T0 + 9, T0 + 2
+        dead = await fail(
+            store, "a", second.fencing_token, "CAPTURE_TIMEOUT", "too slow", None, T0 + 2
         )
         assert dead is not None
         assert dead.state == JobState.FAILED
@@ -328,8 +387,8 @@ class StoreConformance:
     async def test_non_retryable_failure_fails_at_once(self, store: JobStore) -> None:
         await store.insert(new_job("a", max_attempts=5))
         lease = await must_claim(store, "agent", T0)
-        dead = await store.fail(
-            "a", lease.fencing_token, "TEMPLATE_SCRIPT_ERROR", "ReferenceError", None, T0 + 3
+        dead = await fail(
+            store, "a", lease.fencing_token, "TEMPLATE_SCRIPT_ERROR", "ReferenceError", None, T0 + 3
         )
         assert dead is not None
         assert dead.state == JobState.FAILED
@@ -345,7 +404,7 @@ class StoreConformance:
     ) -> None:
         await store.insert(new_job("a", max_attempts=1))
         lease = await must_claim(store, "agent", T0)
-        released = await store.release("a", lease.fencing_token, T0 + 4)
+        released = await release(store, "a", lease.fencing_token, T0 + 4)
         assert released is not None
         assert released.state == JobState.QUEUED
         assert released.available_at == T0 + 4
@@ -366,9 +425,9 @@ class StoreConformance:
         await store.insert(new_job("queued"))
         early = await must_claim(store, "agent-1", T0)
         late = await must_claim(store, "agent-2", T0 + 10)
-        assert await store.expire(T0 + TTL - 0.5, T0 + TTL) == []
+        assert await expire(store, T0 + TTL - 0.5, T0 + TTL) == []
 
-        expired = await store.expire(T0 + TTL + 1, T0 + TTL + 3)
+        expired = await expire(store, T0 + TTL + 1, T0 + TTL + 3)
         assert [r.id for r in expired] == ["early"]
         record = expired[0]
         assert record.state == JobState.QUEUED
@@ -387,23 +446,11 @@ class StoreConformance:
         assert await store.claim("agent-3", T0 + TTL + 2, TTL, 1) == []
         assert (await must_claim(store, "agent-3", T0 + TTL + 3)).id == "early"
 
-    async def test_expire_out_of_attempts_fails_the_job(self, store: JobStore) -> None:
-        await store.insert(new_job("a", max_attempts=1))
-        await must_claim(store, "agent", T0)
-        expired = await store.expire(T0 + 100, T0 + 100)
-        assert len(expired) == 1
-        dead = expired[0]
-        assert dead.state == JobState.FAILED
-        assert dead.error_class == "LEASE_EXPIRED"
-        assert dead.finished_at == T0 + 100
-        assert dead.lease_owner == "agent"
-        assert await store.claim("agent", T0 + 200, TTL, 1) == []
-
     async def test_expire_twice_returns_each_job_once(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
         await must_claim(store, "agent", T0)
-        assert len(await store.expire(T0 + 100, T0 + 100)) == 1
-        assert await store.expire(T0 + 200, T0 + 200) == []
+        assert len(await expire(store, T0 + 100, T0 + 100)) == 1
+        assert await expire(store, T0 + 200, T0 + 200) == []
 
     # --- cancel ----------------------------------------------------------------------------
 
@@ -434,11 +481,11 @@ class StoreConformance:
         assert (
             await complete_one(store, "a", lease.fencing_token, "file:///a.mp4", 1, T0 + 3) is None
         )
-        assert await store.fail("a", lease.fencing_token, "INTERNAL", "x", T0 + 4, T0 + 3) is None
-        assert await store.release("a", lease.fencing_token, T0 + 3) is None
+        assert await fail(store, "a", lease.fencing_token, "INTERNAL", "x", T0 + 4, T0 + 3) is None
+        assert await release(store, "a", lease.fencing_token, T0 + 3) is None
         assert await store.renew("agent", [("a", lease.fencing_token)], T0 + 3, TTL) == set()
         assert await store.leases_of("agent") == []
-        assert await store.expire(T0 + 1000, T0 + 1000) == []
+        assert await expire(store, T0 + 1000, T0 + 1000) == []
         assert await must_get(store, "a") == after
 
     async def test_cancel_finished_job_changes_nothing(self, store: JobStore) -> None:
@@ -476,7 +523,7 @@ class StoreConformance:
         assert all(r.state == JobState.LEASED for r in await store.leases_of("agent-1"))
 
         await complete_one(store, "a", a.fencing_token, "file:///a.mp4", 1, T0 + 1)
-        await store.release("c", c.fencing_token, T0 + 1)
+        await release(store, "c", c.fencing_token, T0 + 1)
         assert await store.leases_of("agent-1") == []
 
     # --- concurrency -----------------------------------------------------------------------
@@ -539,7 +586,7 @@ class StoreConformance:
         await store.insert(new_job("a", output="same"))
         await store.insert(new_job("b", output="same", created_at=T0 + 1))
         lease = await must_claim(store, "agent-1", T0)
-        await store.release("a", lease.fencing_token, T0 + 1)
+        await release(store, "a", lease.fencing_token, T0 + 1)
         # Nothing of that output is leased now: the oldest of the two goes first.
         assert (await must_claim(store, "agent-2", T0 + 1)).id == "a"
 
@@ -548,13 +595,13 @@ class StoreConformance:
         await store.insert(new_job("b"))
         await must_claim(store, "agent", T0, ttl=5)
         assert await store.extend_leases(T0 + 60) == 1
-        assert await store.expire(T0 + 30, T0 + 30) == []
+        assert await expire(store, T0 + 30, T0 + 30) == []
         record = await must_get(store, "a")
         assert record.lease_expires_at == T0 + 60
         # Never shortens a lease.
         await store.extend_leases(T0 + 10)
         assert (await must_get(store, "a")).lease_expires_at == T0 + 60
-        assert [r.id for r in await store.expire(T0 + 61, T0 + 61)] == ["a"]
+        assert [r.id for r in await expire(store, T0 + 61, T0 + 61)] == ["a"]
 
     # --- sources, batches and fair claims --------------------------------------------------
 
@@ -654,45 +701,94 @@ class StoreConformance:
         tokens = {r.id: r.fencing_token for r in leases}
         done = [Done(f"j{n}", tokens[f"j{n}"], f"file:///j{n}.mp4", n + 10) for n in range(3)]
         stale = Done("j0", tokens["j0"] + 7, "file:///stale.mp4", 1)
-        records = await store.complete([*done[:2], stale, done[2]], T0 + 6)
+        records = await store.complete("agent", [*done[:2], stale, done[2]], T0 + 6)
         assert sorted((r.id, r.output_url, r.output_bytes) for r in records) == [
             (f"j{n}", f"file:///j{n}.mp4", n + 10) for n in range(3)
         ]
         assert all(r.state == JobState.SUCCEEDED and r.finished_at == T0 + 6 for r in records)
-        assert await store.complete(done, T0 + 7) == [], "a job completes at most once"
+        assert await store.complete("agent", done, T0 + 7) == [], "a job completes at most once"
 
     async def test_the_attempts_upload_id_is_kept_until_the_next_claim(
         self, store: JobStore
     ) -> None:
         await store.insert(new_job("a"))
         first = await must_claim(store, "agent", T0, ttl=5)
-        assert await store.progress("a", first.fencing_token, 3, "upload-1")
-        assert await store.progress("a", first.fencing_token, 4)  # "" keeps the id
+        assert await progress(store, "a", first.fencing_token, 3, "upload-1")
+        assert await progress(store, "a", first.fencing_token, 4)  # "" keeps the id
         assert (await must_get(store, "a")).upload_id == "upload-1"
-        assert not await store.progress("a", first.fencing_token + 1, 5, "upload-x")
-        (expired,) = await store.expire(T0 + 6, T0 + 6)
+        assert not await progress(store, "a", first.fencing_token + 1, 5, "upload-x")
+        (expired,) = await expire(store, T0 + 6, T0 + 6)
         assert expired.upload_id == "upload-1", "the reaper needs it to abort the upload"
         second = await must_claim(store, "agent", T0 + 7)
         assert second.upload_id is None
 
-    async def test_interruptions_have_their_own_budget(self, store: JobStore) -> None:
+    async def test_a_transition_counts_what_it_says(self, store: JobStore) -> None:
         await store.insert(new_job("a", max_attempts=1))
-        for n in range(1, 3):
-            lease = await must_claim(store, "agent", T0 + n)
-            back = await store.release("a", lease.fencing_token, T0 + n, max_interruptions=2)
-            assert back is not None
-            assert (back.state, back.interruptions, back.attempt) == (JobState.QUEUED, n, 0)
-        # A plain hand-back (an assignment lost in transit) is not an interruption.
-        lease = await must_claim(store, "agent", T0 + 3)
-        plain = await store.release("a", lease.fencing_token, T0 + 3)
-        assert plain is not None and plain.interruptions == 2
-        lease = await must_claim(store, "agent", T0 + 4)
-        over = await store.release("a", lease.fencing_token, T0 + 4, max_interruptions=2)
-        assert over is not None
-        assert (over.state, over.error_class, over.interruptions) == (
+        lease = await must_claim(store, "agent", T0)
+        interrupted = Transition(JobState.QUEUED, T0 + 1, spends_attempt=False, interruption=True)
+        back = await store.settle(Lease("a", "agent", lease.fencing_token), interrupted, T0 + 1)
+        assert back is not None
+        assert (back.state, back.interruptions, back.attempt) == (JobState.QUEUED, 1, 0)
+        assert (back.error_class, back.finished_at) == (None, None)
+        lease = await must_claim(store, "agent", T0 + 1)
+        over = Transition(
+            JobState.FAILED, T0 + 2, "INTERRUPTED", "handed back 2 times", False, True
+        )
+        dead = await store.settle(Lease("a", "agent", lease.fencing_token), over, T0 + 2)
+        assert dead is not None
+        assert (dead.state, dead.error_class, dead.interruptions, dead.attempt) == (
             JobState.FAILED,
             "INTERRUPTED",
-            3,
+            2,
+            0,
         )
-        assert over.finished_at == T0 + 4
-        assert "3 times" in (over.error_message or "")
+        assert dead.finished_at == T0 + 2
+        assert dead.error_message == "handed back 2 times"
+        assert await store.claim("agent", T0 + 100, TTL, 1) == []
+
+    # --- owners and tokens -----------------------------------------------------------------
+
+    async def test_another_agent_cannot_act_on_a_lease_even_with_its_token(
+        self, store: JobStore
+    ) -> None:
+        await store.insert(new_job("a"))
+        lease = await must_claim(store, "owner", T0)
+        token = lease.fencing_token
+        stolen = Lease("a", "intruder", token)
+        done = Done("a", token, "file:///forged.mp4", 1)
+        assert await store.complete("intruder", [done], T0 + 1) == []
+        assert await store.progress(stolen, 5, "forged-upload") is False
+        requeue = Transition(JobState.QUEUED, T0 + 1, "INTERNAL", "forged")
+        assert await store.settle(stolen, requeue, T0 + 1) is None
+        assert await store.renew("intruder", [("a", token)], T0 + 1, TTL) == set()
+        assert await must_get(store, "a") == lease
+        # The owner still can.
+        assert (await store.complete("owner", [done], T0 + 2))[0].lease_owner == "owner"
+
+    async def test_fencing_tokens_grow_but_cannot_be_guessed(self, store: JobStore) -> None:
+        await store.insert(new_job("a", max_attempts=100))
+        tokens = []
+        for n in range(12):
+            lease = await must_claim(store, "agent", T0 + n)
+            tokens.append(lease.fencing_token)
+            assert await release(store, "a", lease.fencing_token, T0 + n)
+        assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
+        # The grant count is in the high bits; the low 32 bits are random, not a counter.
+        assert [t >> 32 for t in tokens] == list(range(1, 13))
+        low = [t & 0xFFFFFFFF for t in tokens]
+        assert len(set(low)) == len(low)
+        assert [b - a for a, b in itertools.pairwise(low)] != [1] * 11
+
+    async def test_settle_for_the_reaper_spares_a_renewed_lease(self, store: JobStore) -> None:
+        await store.insert(new_job("a"))
+        lease = await must_claim(store, "agent", T0)
+        (expired,) = await store.expired(T0 + TTL + 1, 10)
+        assert expired == lease
+        # The holder renews between the reaper's read and its write.
+        assert await store.renew("agent", [("a", lease.fencing_token)], T0 + TTL, TTL) == {"a"}
+        requeue = Transition(JobState.QUEUED, T0 + TTL + 1, "LEASE_EXPIRED", "expired")
+        held = Lease("a", "agent", lease.fencing_token)
+        assert await store.settle(held, requeue, T0 + TTL + 1, expired_by=T0 + TTL + 1) is None
+        assert (await must_get(store, "a")).state == JobState.LEASED
+        assert await store.expired(T0 + TTL + 1, 10) == []
+        assert len(await store.expired(T0 + 2 * TTL + 1, 10)) == 1

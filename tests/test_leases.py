@@ -144,7 +144,9 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
 
     # A freed slot takes the next job, and only one.
     done = got_c[0]
-    completed = await farm.complete([pb.Completed(lease=done.lease, output_url="file:///c.mp4")])
+    completed = await farm.complete(
+        "agent-c", [pb.Completed(lease=done.lease, output_url="file:///c.mp4")]
+    )
     assert completed
     del c.held[done.lease.job_id]
     assert await dispatch_once(farm) == 1
@@ -208,6 +210,8 @@ async def test_reaper_requeues_expired_lease_and_cancels_the_holder(
     assert record.state == JobState.QUEUED
     assert record.error_class == ErrorClass.LEASE_EXPIRED
     assert record.attempt == 1
+    # An expired lease's retry backs off like any other.
+    assert clock.now + RETRY_BASE * 0.5 <= record.available_at <= clock.now + RETRY_BASE
     # The still-connected holder is told to stop, naming the lease it held.
     (cancel,) = cancels(holder)
     assert cancel.lease.job_id == job
@@ -221,13 +225,18 @@ async def test_reaper_requeues_expired_lease_and_cancels_the_holder(
     assert await dispatch_once(farm) == 0
     holder.silent = False  # what the agent service does on the holder's next message
 
-    # The job goes out again with a bigger token; the old holder's token is stale.
+    # The job goes out again, after its backoff, with a bigger token; the old holder's token
+    # is stale.
+    assert await dispatch_once(farm) == 0
+    clock.now = record.available_at
     assert await dispatch_once(farm) == 1
     (second,) = assigns(holder)
     assert second.lease.job_id == job
     assert second.lease.fencing_token > first.lease.fencing_token
     assert second.attempt == 2
-    stale = await farm.complete([pb.Completed(lease=first.lease, output_url="file:///z.mp4")])
+    stale = await farm.complete(
+        "agent-a", [pb.Completed(lease=first.lease, output_url="file:///z.mp4")]
+    )
     assert stale == []
     assert (await get(farm, job)).state == JobState.LEASED
 
@@ -243,6 +252,7 @@ async def test_reaper_handles_a_disconnected_holder(lease_farm: Farm, clock: Fak
     clock.advance(TTL + 1)
     assert await reap_once(farm) == 1
     assert drain(holder) == []  # nobody to tell
+    clock.advance(RETRY_BASE)
     other = farm.sessions.register("agent-b", slots=1)
     assert await dispatch_once(farm) == 1
     (second,) = assigns(other)
@@ -287,12 +297,13 @@ async def test_retryable_failure_backs_off_before_redispatch(
 
         failed_at = clock.now
         failed = await farm.fail(
+            "agent-a",
             pb.Failed(
                 lease=assign.lease,
                 error_class=ErrorClass.BROWSER_CRASHED,
                 message="chromium died",
                 retryable=True,
-            )
+            ),
         )
         assert failed is not None
         assert failed.state == JobState.QUEUED
@@ -314,7 +325,7 @@ async def test_retryable_failure_backs_off_before_redispatch(
     assert last.attempt == 3
     # The third and last attempt fails for good.
     dead = await farm.fail(
-        pb.Failed(lease=last.lease, error_class=ErrorClass.ENCODE_ERROR, retryable=True)
+        "agent-a", pb.Failed(lease=last.lease, error_class=ErrorClass.ENCODE_ERROR, retryable=True)
     )
     assert dead is not None
     assert dead.state == JobState.FAILED
@@ -328,17 +339,38 @@ async def test_non_retryable_failure_fails_at_once(lease_farm: Farm, clock: Fake
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
     failed = await farm.fail(
+        "agent-a",
         pb.Failed(
             lease=assign.lease,
             error_class=ErrorClass.TEMPLATE_SCRIPT_ERROR,
             message="ReferenceError: x is not defined",
             retryable=False,
-        )
+        ),
     )
     assert failed is not None
     assert failed.state == JobState.FAILED
     assert failed.finished_at == clock.now
     assert failed.error_message == "ReferenceError: x is not defined"
+    del session.held[job]
+    clock.advance(10_000)
+    assert await dispatch_once(farm) == 0
+
+
+async def test_the_coordinator_classifies_failures_not_the_agent(
+    lease_farm: Farm, clock: FakeClock
+) -> None:
+    farm = lease_farm
+    session = farm.sessions.register("agent-a", slots=1)
+    (job,) = await submit(farm, clock, 1)
+    assert await dispatch_once(farm) == 1
+    (assign,) = assigns(session)
+    # The agent says "retry", but a broken template never renders: failed at once.
+    claims_retryable = pb.Failed(
+        lease=assign.lease, error_class=ErrorClass.TEMPLATE_LOAD_ERROR, retryable=True
+    )
+    failed = await farm.fail("agent-a", claims_retryable)
+    assert failed is not None
+    assert (failed.state, failed.error_class) == (JobState.FAILED, ErrorClass.TEMPLATE_LOAD_ERROR)
     del session.held[job]
     clock.advance(10_000)
     assert await dispatch_once(farm) == 0
@@ -352,8 +384,12 @@ async def test_failure_with_stale_token_changes_nothing(lease_farm: Farm, clock:
     (assign,) = assigns(session)
     before = await get(farm, job)
     stale = pb.LeaseRef(job_id=job, fencing_token=assign.lease.fencing_token + 1)
-    assert await farm.fail(pb.Failed(lease=stale, error_class="INTERNAL", retryable=True)) is None
-    assert await farm.fail(pb.Failed(lease=pb.LeaseRef(job_id="missing"))) is None
+    failed = pb.Failed(lease=stale, error_class="INTERNAL", retryable=True)
+    assert await farm.fail("agent-a", failed) is None
+    assert await farm.fail("agent-a", pb.Failed(lease=pb.LeaseRef(job_id="missing"))) is None
+    # The right token from another agent is refused too.
+    stolen = pb.Failed(lease=assign.lease, error_class="INTERNAL", retryable=True)
+    assert await farm.fail("agent-b", stolen) is None
     assert await get(farm, job) == before
 
 
@@ -382,7 +418,9 @@ async def test_cancel_leased_job_tells_the_holder(lease_farm: Farm, clock: FakeC
     assert drain(bystander) == []
 
     # The holder is fenced: its result is refused and the job stays cancelled.
-    late = await farm.complete([pb.Completed(lease=assign.lease, output_url="file:///a.mp4")])
+    late = await farm.complete(
+        "agent-a", [pb.Completed(lease=assign.lease, output_url="file:///a.mp4")]
+    )
     assert late == []
     assert (await get(farm, target)).state == JobState.CANCELLED
     # Its slot is free again, but a cancelled job is never handed out.
@@ -403,7 +441,9 @@ async def test_cancel_queued_and_finished_jobs(lease_farm: Farm, clock: FakeCloc
     done = await farm.submit(spec())
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
-    completed = await farm.complete([pb.Completed(lease=assign.lease, output_url="file:///d.mp4")])
+    completed = await farm.complete(
+        "agent-a", [pb.Completed(lease=assign.lease, output_url="file:///d.mp4")]
+    )
     assert completed
     result = await farm.cancel(done.id)
     assert result is not None
@@ -462,14 +502,3 @@ async def test_submit_rejects_invalid_specs(lease_farm: Farm, bad: pb.JobSpec) -
     assert raised.value.error_class == ErrorClass.INVALID_JOB
     assert await lease_farm.store.list_jobs([], 10) == []
     assert not lease_farm.work_available.is_set()
-
-
-async def test_retry_backoff_doubles_with_jitter_and_a_cap(
-    lease_farm: Farm, clock: FakeClock
-) -> None:
-    cap = lease_farm.config.retry_cap
-    for attempt in range(1, 12):
-        delay = min(cap, RETRY_BASE * 2 ** (attempt - 1))
-        samples = [lease_farm.retry_at(attempt) - clock.now for _ in range(200)]
-        assert all(delay * 0.5 <= s <= delay for s in samples), (attempt, min(samples))
-    assert lease_farm.retry_at(50) - clock.now <= cap

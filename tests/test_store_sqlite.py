@@ -14,6 +14,7 @@ from tests.store_conformance import (
     TTL,
     StoreConformance,
     complete_one,
+    expire,
     must_claim,
     new_job,
 )
@@ -58,7 +59,7 @@ async def test_jobs_and_leases_survive_a_restart(tmp_path: Path) -> None:
         assert await reopened.renew("agent", [("leased", lease.fencing_token)], T0 + 5, TTL) == {
             "leased"
         }
-        assert (await reopened.expire(T0 + TTL + 6, T0 + TTL + 6))[0].id == "leased"
+        assert (await expire(reopened, T0 + TTL + 6, T0 + TTL + 6))[0].id == "leased"
         again = await must_claim(reopened, "other", T0 + TTL + 6)
         assert again.id == "leased"  # the oldest queued job
         assert again.fencing_token > lease.fencing_token

@@ -6,8 +6,10 @@ from coordinator.store.base import (
     JobRecord,
     JobState,
     JobStore,
+    Lease,
     NewBatch,
     NewJob,
+    Transition,
 )
 from coordinator.store.open import open_store
 
@@ -17,7 +19,9 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobStore",
+    "Lease",
     "NewBatch",
     "NewJob",
+    "Transition",
     "open_store",
 ]

@@ -2,11 +2,18 @@
 
 All times are Unix seconds passed in by the caller, so lease logic is tested without sleeping.
 A lease is (owner, fencing_token, expires_at); the token grows with every grant and every
-cancel, and each call that acts on a lease names its token, so a stale holder changes nothing.
+cancel, and each call that acts on a lease names its owner and its token in the same
+conditional write, so a stale holder, or another agent that learnt the token, changes nothing.
+Tokens are not guessable: the high 32 bits count grants (so tokens only grow, as the proto
+promises), the low 32 bits are random.
+
+Stores hold no policy: whether a job gets another attempt, and when, is decided by
+coordinator/retry_policy.py and handed to ``settle`` as a ``Transition``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, Protocol
@@ -44,6 +51,29 @@ class NewJob:
     # W3C trace context of the submit (JSON of the propagation carrier), so every later span
     # of the job joins the client's trace.
     trace_context: str = ""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease as its holder names it."""
+
+    job_id: str
+    owner: str
+    token: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a lease that ended without success becomes: the retry policy's decision, as data."""
+
+    state: JobState  # QUEUED (another attempt, from available_at on) or FAILED (for good)
+    available_at: float
+    error_class: str | None = None  # None keeps the previous error
+    error_message: str | None = None
+    # False: the attempt is given back (the job was not at fault).
+    spends_attempt: bool = True
+    # Counted in the job's interruptions (a draining agent handed it back).
+    interruption: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,38 @@ class JobRecord:
     # The current attempt's S3 multipart upload, as the agent reported it.
     upload_id: str | None = None
     interruptions: int = 0
+
+
+# A new fencing token from the current one: the grant counter in the high 32 bits plus one,
+# and 32 random bits below (each store names its random function).
+def next_token(random32: str) -> str:
+    return f"(fencing_token / {2**32} + 1) * {2**32} + {random32}"
+
+
+# The policy's transition, applied while the lease is still held (owner and token) and, for
+# the reaper, still expired. Placeholders are ?; PostgreSQL numbers them.
+SETTLE = (
+    "UPDATE jobs SET state = ?, available_at = ?, finished_at = ?,"
+    " error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),"
+    " attempt = attempt - ?, interruptions = interruptions + ?, lease_expires_at = NULL"
+    " WHERE state = 'leased' AND id = ? AND lease_owner = ? AND fencing_token = ?"
+    " AND lease_expires_at < ?"
+)
+
+
+def settle_values(
+    lease: Lease, transition: Transition, now: float, expired_by: float
+) -> tuple[Any, ...]:
+    final = transition.state.final
+    return (
+        transition.state.value, transition.available_at, now if final else None,
+        transition.error_class, transition.error_message,
+        0 if transition.spends_attempt else 1, int(transition.interruption),
+        lease.job_id, lease.owner, lease.token, expired_by,
+    )  # fmt: skip
+
+
+EXPIRED = "WHERE state = 'leased' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?"
 
 
 # Every store reads a JobRecord from these columns, in its field order.
@@ -222,28 +284,13 @@ class JobStore(Protocol):
         """Jobs currently leased to agent_id."""
         ...
 
-    async def progress(
-        self, job_id: str, token: int, frames_done: int, upload_id: str = ""
-    ) -> bool:
+    async def progress(self, lease: Lease, frames_done: int, upload_id: str = "") -> bool:
         """Records frames done (and the attempt's upload id, once known) on a current lease."""
         ...
 
-    async def complete(self, done: list[Done], now: float) -> list[JobRecord]:
-        """Records the successes whose leases are current (one statement for all); a stale
-        token's success is left out of the result and changes nothing."""
-        ...
-
-    async def fail(
-        self,
-        job_id: str,
-        token: int,
-        error_class: str,
-        message: str,
-        retry_at: float | None,
-        now: float,
-    ) -> JobRecord | None:
-        """Requeues at retry_at if given and attempts remain, else fails the job for good.
-        None when the token is stale."""
+    async def complete(self, owner: str, done: list[Done], now: float) -> list[JobRecord]:
+        """Records the successes whose leases ``owner`` holds with those tokens (one statement
+        for all); any other success is left out of the result and changes nothing."""
         ...
 
     async def complete_waiting(self, outputs: dict[str, int], now: float) -> list[JobRecord]:
@@ -251,16 +298,15 @@ class JobStore(Protocol):
         -> size in bytes)."""
         ...
 
-    async def release(
-        self, job_id: str, token: int, now: float, max_interruptions: int | None = None
+    async def settle(
+        self, lease: Lease, transition: Transition, now: float, expired_by: float = math.inf
     ) -> JobRecord | None:
-        """The holder gives the lease back unfinished: requeued at once, attempt not spent.
-        With ``max_interruptions`` the hand-back is an interruption (a draining agent): it is
-        counted, and past that many the job fails as INTERRUPTED."""
+        """Applies the policy's transition if the lease is still held by its owner with its
+        token (and, with ``expired_by``, expired before then); None when it is not."""
         ...
 
-    async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
-        """Leases past their expiry go back to the queue (or fail when out of attempts)."""
+    async def expired(self, now: float, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` leases past their expiry, soonest expired first."""
         ...
 
     async def extend_leases(self, until: float) -> int:

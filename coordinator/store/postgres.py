@@ -6,22 +6,29 @@ table without ever granting one job twice; every state change is one UPDATE ... 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import asyncpg
 
 from coordinator.store.base import (
     COLUMNS,
+    EXPIRED,
     INSERT_COLUMNS,
     INSERT_COUNT,
+    SETTLE,
     BatchRecord,
     Done,
     JobRecord,
     JobState,
+    Lease,
     NewBatch,
     NewJob,
+    Transition,
     insert_values,
+    next_token,
     record_from_row,
+    settle_values,
 )
 
 SCHEMA = """
@@ -79,7 +86,14 @@ CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
 PLACEHOLDERS = ", ".join(f"${n}" for n in range(1, INSERT_COUNT + 1))
 INSERT = f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES ({PLACEHOLDERS})"
 
-LEASED = "state = 'leased' AND id = $1 AND fencing_token = $2"
+LEASED = "state = 'leased' AND id = $1 AND lease_owner = $2 AND fencing_token = $3"
+NEXT_TOKEN = next_token("floor(random() * 4294967296)::bigint")
+
+
+def numbered(sql: str) -> str:
+    """The shared SQL's ? placeholders as PostgreSQL's $1, $2, ..."""
+    parts = sql.split("?")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 class PostgresStore:
@@ -205,7 +219,7 @@ class PostgresStore:
                 batch_id,
             )
             await connection.execute(
-                "UPDATE jobs SET state = 'cancelled', fencing_token = fencing_token + 1,"
+                f"UPDATE jobs SET state = 'cancelled', fencing_token = {NEXT_TOKEN},"
                 " finished_at = $2, lease_expires_at = NULL"
                 " WHERE batch_id = $1 AND state IN ('queued', 'leased')",
                 batch_id,
@@ -245,7 +259,7 @@ class PostgresStore:
             "       AND (o.state = 'leased' OR (o.state = 'queued' AND o.seq < q.seq)))"
             "   ORDER BY priority DESC, fair_rank, seq LIMIT $4 FOR UPDATE SKIP LOCKED)"
             " UPDATE jobs SET state = 'leased', lease_owner = $1,"
-            " fencing_token = fencing_token + 1, lease_expires_at = $2, attempt = attempt + 1,"
+            f" fencing_token = {NEXT_TOKEN}, lease_expires_at = $2, attempt = attempt + 1,"
             " started_at = $3, frames_done = 0, upload_id = NULL"
             " FROM picked WHERE jobs.seq = picked.seq"
             f" RETURNING {COLUMNS}",
@@ -276,20 +290,19 @@ class PostgresStore:
             f"SELECT {COLUMNS} FROM jobs WHERE state = 'leased' AND lease_owner = $1", agent_id
         )
 
-    async def progress(
-        self, job_id: str, token: int, frames_done: int, upload_id: str = ""
-    ) -> bool:
+    async def progress(self, lease: Lease, frames_done: int, upload_id: str = "") -> bool:
         status = await self._pool.execute(
-            "UPDATE jobs SET frames_done = $3, upload_id = COALESCE(NULLIF($4, ''), upload_id)"
+            "UPDATE jobs SET frames_done = $4, upload_id = COALESCE(NULLIF($5, ''), upload_id)"
             f" WHERE {LEASED}",
-            job_id,
-            token,
+            lease.job_id,
+            lease.owner,
+            lease.token,
             frames_done,
             upload_id,
         )
         return bool(status == "UPDATE 1")
 
-    async def complete(self, done: list[Done], now: float) -> list[JobRecord]:
+    async def complete(self, owner: str, done: list[Done], now: float) -> list[JobRecord]:
         return await self._all(
             # d's columns are named apart from jobs' so RETURNING stays unambiguous.
             "UPDATE jobs SET state = 'succeeded', output_url = d.d_url, output_bytes = d.d_size,"
@@ -297,12 +310,14 @@ class PostgresStore:
             " error_class = NULL, error_message = NULL"
             " FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[])"
             " AS d(d_id, d_token, d_url, d_size) WHERE jobs.state = 'leased'"
-            f" AND jobs.id = d.d_id AND jobs.fencing_token = d.d_token RETURNING {COLUMNS}",
+            " AND jobs.lease_owner = $6 AND jobs.id = d.d_id AND jobs.fencing_token = d.d_token"
+            f" RETURNING {COLUMNS}",
             now,
             [d.job_id for d in done],
             [d.token for d in done],
             [d.output_url for d in done],
             [d.output_bytes for d in done],
+            owner,
         )
 
     async def complete_waiting(self, outputs: dict[str, int], now: float) -> list[JobRecord]:
@@ -317,67 +332,16 @@ class PostgresStore:
             list(outputs.values()),
         )
 
-    async def fail(
-        self,
-        job_id: str,
-        token: int,
-        error_class: str,
-        message: str,
-        retry_at: float | None,
-        now: float,
+    async def settle(
+        self, lease: Lease, transition: Transition, now: float, expired_by: float = math.inf
     ) -> JobRecord | None:
         return await self._one(
-            "UPDATE jobs SET"
-            " state = CASE WHEN $3::boolean AND attempt < max_attempts"
-            "              THEN 'queued' ELSE 'failed' END,"
-            " available_at = COALESCE($4::double precision, available_at),"
-            " finished_at = CASE WHEN $3::boolean AND attempt < max_attempts"
-            "                    THEN NULL ELSE $5::double precision END,"
-            " error_class = $6, error_message = $7, lease_expires_at = NULL"
-            f" WHERE {LEASED} RETURNING {COLUMNS}",
-            job_id,
-            token,
-            retry_at is not None,
-            retry_at,
-            now,
-            error_class,
-            message,
+            numbered(f"{SETTLE} RETURNING {COLUMNS}"),
+            *settle_values(lease, transition, now, expired_by),
         )
 
-    async def release(
-        self, job_id: str, token: int, now: float, max_interruptions: int | None = None
-    ) -> JobRecord | None:
-        over = "$4::int IS NOT NULL AND interruptions + 1 > $4::int"
-        return await self._one(
-            "UPDATE jobs SET interruptions = interruptions"
-            "     + CASE WHEN $4::int IS NULL THEN 0 ELSE 1 END,"
-            f" state = CASE WHEN {over} THEN 'failed' ELSE 'queued' END,"
-            f" finished_at = CASE WHEN {over} THEN $3::double precision ELSE NULL END,"
-            f" error_class = CASE WHEN {over} THEN 'INTERRUPTED' ELSE error_class END,"
-            f" error_message = CASE WHEN {over}"
-            "     THEN 'handed back by draining agents ' || (interruptions + 1) || ' times'"
-            "     ELSE error_message END,"
-            " available_at = $3, attempt = attempt - 1, lease_expires_at = NULL"
-            f" WHERE {LEASED} RETURNING {COLUMNS}",
-            job_id,
-            token,
-            now,
-            max_interruptions,
-        )
-
-    async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
-        return await self._all(
-            "UPDATE jobs SET"
-            " state = CASE WHEN attempt < max_attempts THEN 'queued' ELSE 'failed' END,"
-            " finished_at = CASE WHEN attempt < max_attempts"
-            "                    THEN NULL ELSE $1::double precision END,"
-            " available_at = $2, error_class = 'LEASE_EXPIRED',"
-            " error_message = 'lease expired: agent ' || lease_owner || ' stopped heartbeating',"
-            " lease_expires_at = NULL"
-            f" WHERE state = 'leased' AND lease_expires_at < $1 RETURNING {COLUMNS}",
-            now,
-            retry_at,
-        )
+    async def expired(self, now: float, limit: int) -> list[JobRecord]:
+        return await self._all(numbered(f"SELECT {COLUMNS} FROM jobs {EXPIRED}"), now, limit)
 
     async def extend_leases(self, until: float) -> int:
         status = await self._pool.execute(
@@ -397,7 +361,7 @@ class PostgresStore:
             before = record_from_row(row)
             if not before.state.final:
                 await connection.execute(
-                    "UPDATE jobs SET state = 'cancelled', fencing_token = fencing_token + 1,"
+                    f"UPDATE jobs SET state = 'cancelled', fencing_token = {NEXT_TOKEN},"
                     " finished_at = $2, lease_expires_at = NULL WHERE id = $1",
                     job_id,
                     now,

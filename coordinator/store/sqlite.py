@@ -6,22 +6,29 @@ state change is a single UPDATE ... RETURNING, which SQLite applies atomically.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import aiosqlite
 
 from coordinator.store.base import (
     COLUMNS,
+    EXPIRED,
     INSERT_COLUMNS,
     INSERT_COUNT,
+    SETTLE,
     BatchRecord,
     Done,
     JobRecord,
     JobState,
+    Lease,
     NewBatch,
     NewJob,
+    Transition,
     insert_values,
+    next_token,
     record_from_row,
+    settle_values,
 )
 
 SCHEMA = """
@@ -77,7 +84,8 @@ CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
 
 INSERT = f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES ({', '.join('?' * INSERT_COUNT)})"
 
-LEASED = "state = 'leased' AND id = ? AND fencing_token = ?"
+LEASED = "state = 'leased' AND id = ? AND lease_owner = ? AND fencing_token = ?"
+NEXT_TOKEN = next_token("(random() & 4294967295)")
 # Queued jobs available now, in claim order; of identical jobs (same output) only the oldest,
 # and none while one of them is leased.
 CLAIMABLE = (
@@ -219,7 +227,7 @@ class SqliteStore:
             batch_id,
         )
         await self._db.execute(
-            "UPDATE jobs SET state = 'cancelled', fencing_token = fencing_token + 1,"
+            f"UPDATE jobs SET state = 'cancelled', fencing_token = {NEXT_TOKEN},"
             " finished_at = ?, lease_expires_at = NULL"
             " WHERE batch_id = ? AND state IN ('queued', 'leased')",
             (now, batch_id),
@@ -251,7 +259,7 @@ class SqliteStore:
 
     async def claim(self, agent_id: str, now: float, ttl: float, limit: int) -> list[JobRecord]:
         return await self._all(
-            "UPDATE jobs SET state = 'leased', lease_owner = ?, fencing_token = fencing_token + 1,"
+            f"UPDATE jobs SET state = 'leased', lease_owner = ?, fencing_token = {NEXT_TOKEN},"
             " lease_expires_at = ?, attempt = attempt + 1, started_at = ?, frames_done = 0,"
             f" upload_id = NULL WHERE seq IN ({CLAIMABLE} LIMIT ?) RETURNING {COLUMNS}",
             agent_id,
@@ -283,17 +291,15 @@ class SqliteStore:
             f"SELECT {COLUMNS} FROM jobs WHERE state = 'leased' AND lease_owner = ?", agent_id
         )
 
-    async def progress(
-        self, job_id: str, token: int, frames_done: int, upload_id: str = ""
-    ) -> bool:
+    async def progress(self, lease: Lease, frames_done: int, upload_id: str = "") -> bool:
         cursor = await self._db.execute(
             "UPDATE jobs SET frames_done = ?, upload_id = COALESCE(NULLIF(?, ''), upload_id)"
             f" WHERE {LEASED}",
-            (frames_done, upload_id, job_id, token),
+            (frames_done, upload_id, lease.job_id, lease.owner, lease.token),
         )
         return cursor.rowcount == 1
 
-    async def complete(self, done: list[Done], now: float) -> list[JobRecord]:
+    async def complete(self, owner: str, done: list[Done], now: float) -> list[JobRecord]:
         records: list[JobRecord] = []
         for start in range(0, len(done), 200):
             chunk = done[start : start + 200]
@@ -302,39 +308,13 @@ class SqliteStore:
                 "UPDATE jobs SET state = 'succeeded', output_url = d.column3,"
                 " output_bytes = d.column4, frames_done = frames_total, finished_at = ?,"
                 " lease_expires_at = NULL, error_class = NULL, error_message = NULL"
-                f" FROM (VALUES {rows}) AS d WHERE jobs.state = 'leased'"
+                f" FROM (VALUES {rows}) AS d WHERE jobs.state = 'leased' AND jobs.lease_owner = ?"
                 f" AND jobs.id = d.column1 AND jobs.fencing_token = d.column2 RETURNING {COLUMNS}",
                 now,
                 *[v for d in chunk for v in (d.job_id, d.token, d.output_url, d.output_bytes)],
+                owner,
             )
         return records
-
-    async def fail(
-        self,
-        job_id: str,
-        token: int,
-        error_class: str,
-        message: str,
-        retry_at: float | None,
-        now: float,
-    ) -> JobRecord | None:
-        retry = retry_at is not None
-        return await self._one(
-            "UPDATE jobs SET"
-            " state = CASE WHEN ? AND attempt < max_attempts THEN 'queued' ELSE 'failed' END,"
-            " available_at = COALESCE(?, available_at),"
-            " finished_at = CASE WHEN ? AND attempt < max_attempts THEN NULL ELSE ? END,"
-            " error_class = ?, error_message = ?, lease_expires_at = NULL"
-            f" WHERE {LEASED} RETURNING {COLUMNS}",
-            retry,
-            retry_at,
-            retry,
-            now,
-            error_class,
-            message,
-            job_id,
-            token,
-        )
 
     async def complete_waiting(self, outputs: dict[str, int], now: float) -> list[JobRecord]:
         records: list[JobRecord] = []
@@ -353,45 +333,15 @@ class SqliteStore:
             )
         return records
 
-    async def release(
-        self, job_id: str, token: int, now: float, max_interruptions: int | None = None
+    async def settle(
+        self, lease: Lease, transition: Transition, now: float, expired_by: float = math.inf
     ) -> JobRecord | None:
-        over = ":counted AND interruptions + 1 > :budget"
-        rows = await self._db.execute_fetchall(
-            "UPDATE jobs SET interruptions = interruptions + :counted,"
-            f" state = CASE WHEN {over} THEN 'failed' ELSE 'queued' END,"
-            f" finished_at = CASE WHEN {over} THEN :now ELSE NULL END,"
-            f" error_class = CASE WHEN {over} THEN 'INTERRUPTED' ELSE error_class END,"
-            f" error_message = CASE WHEN {over}"
-            "     THEN 'handed back by draining agents ' || (interruptions + 1) || ' times'"
-            "     ELSE error_message END,"
-            " available_at = :now, attempt = attempt - 1, lease_expires_at = NULL"
-            " WHERE state = 'leased' AND id = :id AND fencing_token = :token"
-            f" RETURNING {COLUMNS}",
-            {
-                "counted": int(max_interruptions is not None),
-                "budget": max_interruptions or 0,
-                "now": now,
-                "id": job_id,
-                "token": token,
-            },
+        return await self._one(
+            f"{SETTLE} RETURNING {COLUMNS}", *settle_values(lease, transition, now, expired_by)
         )
-        rows = list(rows)
-        return record_from_row(rows[0]) if rows else None
 
-    async def expire(self, now: float, retry_at: float) -> list[JobRecord]:
-        return await self._all(
-            "UPDATE jobs SET"
-            " state = CASE WHEN attempt < max_attempts THEN 'queued' ELSE 'failed' END,"
-            " finished_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ? END,"
-            " available_at = ?, error_class = 'LEASE_EXPIRED',"
-            " error_message = 'lease expired: agent ' || lease_owner || ' stopped heartbeating',"
-            " lease_expires_at = NULL"
-            f" WHERE state = 'leased' AND lease_expires_at < ? RETURNING {COLUMNS}",
-            now,
-            retry_at,
-            now,
-        )
+    async def expired(self, now: float, limit: int) -> list[JobRecord]:
+        return await self._all(f"SELECT {COLUMNS} FROM jobs {EXPIRED}", now, limit)
 
     async def extend_leases(self, until: float) -> int:
         cursor = await self._db.execute(
@@ -405,7 +355,7 @@ class SqliteStore:
         if before is None or before.state.final:
             return before
         after = await self._one(
-            "UPDATE jobs SET state = 'cancelled', fencing_token = fencing_token + 1,"
+            f"UPDATE jobs SET state = 'cancelled', fencing_token = {NEXT_TOKEN},"
             " finished_at = ?, lease_expires_at = NULL"
             " WHERE id = ? AND state IN ('queued', 'leased') AND fencing_token = ?"
             f" RETURNING {COLUMNS}",
