@@ -215,10 +215,17 @@ def load_template(path: str | Path) -> pb.Template:
         raise invalid(f"{path} is not UTF-8 text: {e}") from None
     template = pb.Template(html=html)
     root = path.parent
+    real_root = root.resolve()
     for asset in sorted(root.rglob("*")):
         relative = asset.relative_to(root)
         hidden = any(part.startswith(".") for part in relative.parts)
         if asset.is_file() and asset != path and not hidden and asset.suffix in ASSET_SUFFIXES:
+            # A link out of the folder would ship whatever it points at (/etc/passwd) to the farm.
+            if not asset.resolve().is_relative_to(real_root):
+                raise invalid(
+                    f"{asset} is a symbolic link to {asset.resolve()}, outside the template's "
+                    f"folder {real_root}: copy the file into the folder instead"
+                )
             template.assets[relative.as_posix()] = asset.read_bytes()
     return template
 
