@@ -11,7 +11,6 @@ CHROMIUM = os.environ.get("FRAMEFLEET_CHROMIUM", "/usr/bin/chromium-headless-she
 
 # Offline and reproducible: no background traffic, same text and colour on every host.
 CHROMIUM_FLAGS = [
-    "--no-sandbox",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
@@ -29,6 +28,23 @@ CHROMIUM_FLAGS = [
     "--disable-background-timer-throttling",
     "--disable-backgrounding-occluded-windows",
 ]
+
+# Nothing leaves a page: every request is answered by the agent (context routing), and what
+# routing does not see has nowhere to go. WebRTC may not use UDP without a proxy, and the only
+# proxy (for loopback too) does not exist; no host name resolves.
+ISOLATION_FLAGS = [
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--proxy-server=http://proxy.framefleet.invalid:1",
+    "--proxy-bypass-list=<-loopback>",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
+
+
+def sandboxed() -> bool:
+    """Chromium's sandbox is on unless we are root, where it cannot start. As another user it
+    needs unprivileged user namespaces (README, "Security")."""
+    return os.geteuid() != 0
 
 
 def _check_executable(executable: str) -> None:
@@ -50,10 +66,18 @@ class Chromium:
         playwright = await async_playwright().start()
         try:
             browser = await playwright.chromium.launch(
-                executable_path=executable, args=CHROMIUM_FLAGS, headless=True
+                executable_path=executable,
+                args=[*CHROMIUM_FLAGS, *ISOLATION_FLAGS],
+                headless=True,
+                chromium_sandbox=sandboxed(),
             )
-        except BaseException:
+        except BaseException as e:
             await playwright.stop()
+            if "No usable sandbox" in str(e):
+                raise RuntimeError(
+                    "Chromium's sandbox cannot start: it needs unprivileged user namespaces "
+                    "(see README, Security: what a container needs)"
+                ) from e
             raise
         return cls(playwright, browser)
 

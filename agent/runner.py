@@ -58,6 +58,9 @@ class AgentConfig:
     # Recycle a page after this many renders, or when its JavaScript heap passes this bound.
     page_renders: int = 500
     page_heap_bytes: int = 512 * 1024 * 1024
+    # Kill a renderer whose resident memory passes this (0: no limit); the job fails as
+    # TEMPLATE_RESOURCE_LIMIT.
+    page_memory_bytes: int = 2048 * 1024 * 1024
     # Test and benchmark mode: complete every job at once without rendering, to measure the
     # coordinator alone.
     noop: bool = False
@@ -78,7 +81,11 @@ class Agent:
         self.jobs: dict[str, LeasedJob] = {}
         self.draining = False
         self.pages = PagePool(
-            config.chromium, config.slots, config.page_renders, config.page_heap_bytes
+            config.chromium,
+            config.slots,
+            config.page_renders,
+            config.page_heap_bytes,
+            config.page_memory_bytes,
         )
         # Job sources by key, as the coordinator sent them (kept for the process's life).
         self._sources: dict[str, pb.JobSpec] = {}
@@ -291,7 +298,7 @@ class Agent:
             "framefleet.agent.id": self.config.agent_id,
         }
         parent = telemetry.extract(assign.trace_context)
-        page = await self.pages.acquire()
+        page = await self.pages.acquire(assign.isolation_group)
         metrics.SLOTS_BUSY.inc()
         with telemetry.tracer.start_as_current_span(
             "render", context=parent, attributes=attributes
@@ -339,7 +346,7 @@ class Agent:
                 self._finish(job, pb.ConnectRequest(completed=completed))
             finally:
                 metrics.SLOTS_BUSY.dec()
-                await self.pages.release(page)
+                await self.pages.release(page, assign.isolation_group)
 
 
 async def run_agent(config: AgentConfig) -> None:

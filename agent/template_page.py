@@ -1,19 +1,26 @@
 """One Chromium page that renders templates: load (offline, from the job's bundle), wait until
-ready, seek to a virtual time, capture."""
+ready, seek to a virtual time, capture.
+
+The page lives alone in its own browser context, and the context, not the page, is what keeps
+it in: every request of every page and worker in it is answered from the job's bundle or
+refused; any other page (a popup, ``window.open``) is closed at once and a navigation away is
+refused, and either fails the job as TEMPLATE_FORBIDDEN."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import mimetypes
 import re
 from importlib.resources import files
 from typing import Any
 
-from playwright.async_api import BrowserContext, CDPSession, Page, Route
+from playwright.async_api import BrowserContext, CDPSession, Frame, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
+from agent.renderers import RendererWatch, any_exit, busy_renderers
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -22,6 +29,10 @@ ORIGIN = "http://template.framefleet.invalid"
 INDEX = f"{ORIGIN}/index.html"
 RUNTIME_JS = files("agent").joinpath("timecontrol.js").read_text()
 DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
+# A frame past its timeout is the template's (an endless loop) when its renderer keeps at least
+# this share of a core busy over the probe that follows; a starved machine gives it less.
+HANG_PROBE_SECONDS = 2.0
+HANG_CPU_SHARE = 0.25
 
 
 def script_tag(code: str) -> str:
@@ -38,10 +49,13 @@ def page_html(html: str, params: dict[str, Any], prelude: str = "") -> str:
 
 
 class TemplatePage:
-    def __init__(self, context: BrowserContext, page: Page, cdp: CDPSession) -> None:
+    def __init__(
+        self, context: BrowserContext, page: Page, cdp: CDPSession, watch: RendererWatch
+    ) -> None:
         self.context = context
         self.page = page
         self._cdp = cdp
+        self._watch = watch
         self._bundle: dict[str, bytes] = {}
         # (source key, width, height) of the template loaded now, for in-place swaps.
         self._loaded: tuple[str, int, int] | None = None
@@ -50,31 +64,79 @@ class TemplatePage:
         self.crashed = False
         # Set when a wait timed out: the renderer may still be busy, so the page is replaced.
         self.stuck = False
+        # What the template tried that a page may not do (a popup, a navigation away): the
+        # job fails as TEMPLATE_FORBIDDEN and the context is never reused.
+        self.forbidden = ""
+        # Set when the renderer was killed for its memory (the RSS then), or burned CPU through
+        # a frame that never returned: the template's failures, not the machine's.
+        self._over_memory: int | None = None
+        self._hung = ""
+        # The one main-frame navigation the page expects (to INDEX, from _navigate).
+        self._navigation_expected = False
         page.on("pageerror", lambda error: self._errors.append(str(error)))
-        page.on("crash", lambda _: setattr(self, "crashed", True))
+        page.on("crash", self._on_crash)
+        context.on("page", self._refuse_page)
 
     @classmethod
-    async def open(cls, context: BrowserContext) -> TemplatePage:
+    async def open(
+        cls, context: BrowserContext, watch: RendererWatch | None = None
+    ) -> TemplatePage:
         page = await context.new_page()
         await page.add_init_script(RUNTIME_JS)
         cdp = await context.new_cdp_session(page)
-        self = cls(context, page, cdp)
-        await page.route("**/*", self._serve)
+        self = cls(context, page, cdp, watch or RendererWatch(0))
+        await context.route("**/*", self._serve)
         return self
 
     async def close(self) -> None:
         await self.context.close()
 
+    def _forbid(self, what: str) -> None:
+        self.forbidden = self.forbidden or what
+
+    async def _refuse_page(self, page: Page) -> None:
+        self._forbid(f"the template opened another page ({page.url})")
+        with contextlib.suppress(PlaywrightError):
+            await page.close()
+
+    def _on_crash(self, _: Page) -> None:
+        self.crashed = True
+        self._over_memory = self._watch.take_memory_kill()
+
     async def _serve(self, route: Route) -> None:
-        url = route.request.url.split("#", 1)[0].split("?", 1)[0]
+        request = route.request
+        url = request.url.split("#", 1)[0].split("?", 1)[0]
         body = self._bundle.get(url)
+        if request.is_navigation_request():
+            try:
+                frame: Frame | None = request.frame
+            except PlaywrightError:
+                frame = None  # a page being opened: refused (and closed by _refuse_page)
+            if frame is None:
+                body = None
+            elif frame.parent_frame is None:
+                if frame.page != self.page or not self._navigation_expected or url != INDEX:
+                    self._forbid(f"the template navigated to {request.url[:200]}")
+                    body = None
+                self._navigation_expected = False
         if body is None:
             await route.abort("blockedbyclient")
             return
         content_type = "text/html" if url == INDEX else mimetypes.guess_type(url)[0]
         await route.fulfill(status=200, body=body, content_type=content_type)
 
-    def _raise_if_broken(self) -> None:
+    def raise_if_broken(self) -> None:
+        """Raises the failure the template or the browser caused, if there was one."""
+        if self.forbidden:
+            raise FramefleetError(ErrorClass.TEMPLATE_FORBIDDEN, self.forbidden)
+        if self._hung:
+            raise FramefleetError(ErrorClass.TEMPLATE_FRAME_TIMEOUT, self._hung)
+        if self.crashed and self._over_memory is not None:
+            raise FramefleetError(
+                ErrorClass.TEMPLATE_RESOURCE_LIMIT,
+                f"the template's renderer grew to {self._over_memory >> 20} MiB, past the "
+                f"page memory limit of {self._watch.memory_limit >> 20} MiB",
+            )
         if self.crashed:
             raise FramefleetError(ErrorClass.BROWSER_CRASHED, "the Chromium page crashed")
         if self._errors:
@@ -103,19 +165,19 @@ class TemplatePage:
                     swap = await self._run_template("p => window.__framefleet.swap(p)", params)
                 if not swap:
                     await self._navigate(template, params, size)
-                self._raise_if_broken()
+                self.raise_if_broken()
                 await self._run_template("() => window.__framefleet.ready()")
         except TimeoutError:
             self.stuck = True
-            self._raise_if_broken()
+            self.raise_if_broken()
             raise FramefleetError(
                 ErrorClass.TEMPLATE_READY_TIMEOUT,
                 f"the template was not ready within {ready_timeout:g}s",
             ) from None
         except PlaywrightError as e:
-            self._raise_if_broken()
+            self.raise_if_broken()
             raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"loading failed: {e}") from e
-        self._raise_if_broken()
+        self.raise_if_broken()
         self._loaded = loaded
         return swap
 
@@ -125,6 +187,7 @@ class TemplatePage:
         self._bundle = {f"{ORIGIN}/{path}": data for path, data in template.assets.items()}
         self._bundle[INDEX] = page_html(template.html, params).encode()
         await self.page.set_viewport_size({"width": size[0], "height": size[1]})
+        self._navigation_expected = True
         await self.page.goto(INDEX, wait_until="load")
 
     async def _run_template(self, script: str, arg: Any = None) -> Any:
@@ -132,7 +195,7 @@ class TemplatePage:
         try:
             return await self.page.evaluate(script, arg)
         except PlaywrightError as e:
-            self._raise_if_broken()
+            self.raise_if_broken()
             first_line = str(e.message).strip().splitlines()[0] if e.message else str(e)
             raise FramefleetError(
                 ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {first_line}"
@@ -143,24 +206,35 @@ class TemplatePage:
         usage = await self._cdp.send("Runtime.getHeapUsage")
         return int(usage["usedSize"])
 
+    async def _blame_hang(self, what: str) -> None:
+        """After a frame overran: if a renderer keeps burning CPU and is the one that goes away
+        when this page's context is closed, the frame is in an endless loop (the template's
+        fault, not retried); otherwise the machine was too slow and the failure is retryable."""
+        busy = await busy_renderers(HANG_PROBE_SECONDS, HANG_CPU_SHARE)
+        with contextlib.suppress(PlaywrightError):
+            await self.context.close()
+        if busy and await any_exit(busy, within=5.0):
+            self._hung = f"{what}, its renderer busy on the CPU throughout: an endless loop?"
+
     async def frame(self, ms: float, limit: float) -> bytes:
         """Seeks to virtual time ``ms`` and captures the frame as JPEG."""
         try:
             async with asyncio.timeout(limit):
                 await self.page.evaluate("ms => window.__framefleet.seek(ms)", ms)
-                self._raise_if_broken()
+                self.raise_if_broken()
                 shot = await self._cdp.send(
                     "Page.captureScreenshot",
                     {"format": "jpeg", "quality": 92, "optimizeForSpeed": True},
                 )
         except TimeoutError:
             self.stuck = True
-            self._raise_if_broken()
+            await self._blame_hang(f"frame at {ms:.0f} ms took over {limit:g}s")
+            self.raise_if_broken()
             raise FramefleetError(
                 ErrorClass.CAPTURE_TIMEOUT, f"frame at {ms:.0f} ms took over {limit:g}s"
             ) from None
         except PlaywrightError as e:
-            self._raise_if_broken()
+            self.raise_if_broken()
             raise FramefleetError(ErrorClass.BROWSER_CRASHED, f"capture failed: {e}") from e
-        self._raise_if_broken()
+        self.raise_if_broken()
         return base64.b64decode(shot["data"])

@@ -51,6 +51,8 @@ async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Ass
         output_url=record.output_url,
         source_key=record.source_key,
         trace_context=telemetry.from_text(record.trace_context),
+        # A batch has one template and one owner: its rows may share a page, nothing else.
+        isolation_group=f"batch:{record.batch_id}" if record.batch_id else "",
     )
 
 

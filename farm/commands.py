@@ -81,6 +81,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument("--page-renders", type=int, default=500, help="recycle a page after N")
     agent.add_argument("--page-heap-mb", type=int, default=512, help="recycle a page above")
     agent.add_argument(
+        "--page-memory-mb",
+        type=int,
+        default=2048,
+        help="kill a renderer whose resident memory passes this; its job fails as "
+        "TEMPLATE_RESOURCE_LIMIT (0: no limit)",
+    )
+    agent.add_argument(
         "--noop", action="store_true", help="benchmarks only: complete jobs without rendering"
     )
     agent.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")

@@ -54,6 +54,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             spot_poll_interval=args.spot_poll_interval,
             page_renders=args.page_renders,
             page_heap_bytes=args.page_heap_mb * 2**20,
+            page_memory_bytes=args.page_memory_mb * 2**20,
             noop=args.noop,
         )
     )

@@ -2826,9 +2826,13 @@ type Assign struct {
 	SourceKey string `protobuf:"bytes,6,opt,name=source_key,json=sourceKey,proto3" json:"source_key,omitempty"`
 	// W3C trace context (traceparent, tracestate) of the job's submit: the agent's spans join
 	// the client's trace.
-	TraceContext  map[string]string `protobuf:"bytes,7,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TraceContext map[string]string `protobuf:"bytes,7,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Jobs with the same non-empty group may share a browser context on the agent (the rows of
+	// one batch: one template, one tenant), so a warm page swaps parameters in place. Empty: the
+	// job gets a fresh context of its own.
+	IsolationGroup string `protobuf:"bytes,8,opt,name=isolation_group,json=isolationGroup,proto3" json:"isolation_group,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Assign) Reset() {
@@ -2908,6 +2912,13 @@ func (x *Assign) GetTraceContext() map[string]string {
 		return x.TraceContext
 	}
 	return nil
+}
+
+func (x *Assign) GetIsolationGroup() string {
+	if x != nil {
+		return x.IsolationGroup
+	}
+	return ""
 }
 
 // Stop work on a lease and discard what was made for it.
@@ -3263,7 +3274,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\rR\x13heartbeatIntervalMs\x12 \n" +
 	"\flease_ttl_ms\x18\x02 \x01(\rR\n" +
 	"leaseTtlMs\x12#\n" +
-	"\rsession_epoch\x18\x03 \x01(\x04R\fsessionEpoch\"\xeb\x02\n" +
+	"\rsession_epoch\x18\x03 \x01(\x04R\fsessionEpoch\"\x94\x03\n" +
 	"\x06Assign\x12-\n" +
 	"\x05lease\x18\x01 \x01(\v2\x17.framefleet.v1.LeaseRefR\x05lease\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
@@ -3274,7 +3285,8 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"output_url\x18\x05 \x01(\tR\toutputUrl\x12\x1d\n" +
 	"\n" +
 	"source_key\x18\x06 \x01(\tR\tsourceKey\x12L\n" +
-	"\rtrace_context\x18\a \x03(\v2'.framefleet.v1.Assign.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\rtrace_context\x18\a \x03(\v2'.framefleet.v1.Assign.TraceContextEntryR\ftraceContext\x12'\n" +
+	"\x0fisolation_group\x18\b \x01(\tR\x0eisolationGroup\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +

@@ -11,6 +11,12 @@ class ErrorClass(StrEnum):
     TEMPLATE_LOAD_ERROR = "TEMPLATE_LOAD_ERROR"
     TEMPLATE_SCRIPT_ERROR = "TEMPLATE_SCRIPT_ERROR"
     TEMPLATE_READY_TIMEOUT = "TEMPLATE_READY_TIMEOUT"
+    # The template tried to leave its page: a popup, window.open, a navigation away.
+    TEMPLATE_FORBIDDEN = "TEMPLATE_FORBIDDEN"
+    # Its renderer grew past the agent's page memory limit and was killed.
+    TEMPLATE_RESOURCE_LIMIT = "TEMPLATE_RESOURCE_LIMIT"
+    # A frame never returned while its renderer kept busy: an endless loop in the template.
+    TEMPLATE_FRAME_TIMEOUT = "TEMPLATE_FRAME_TIMEOUT"
     # The machine or the farm failed: another attempt may succeed.
     CAPTURE_TIMEOUT = "CAPTURE_TIMEOUT"
     BROWSER_CRASHED = "BROWSER_CRASHED"

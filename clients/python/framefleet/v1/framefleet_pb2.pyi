@@ -470,7 +470,7 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval_ms: _Optional[int] = ..., lease_ttl_ms: _Optional[int] = ..., session_epoch: _Optional[int] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("lease", "attempt", "spec", "content_key", "output_url", "source_key", "trace_context")
+    __slots__ = ("lease", "attempt", "spec", "content_key", "output_url", "source_key", "trace_context", "isolation_group")
     class TraceContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -485,6 +485,7 @@ class Assign(_message.Message):
     OUTPUT_URL_FIELD_NUMBER: _ClassVar[int]
     SOURCE_KEY_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_GROUP_FIELD_NUMBER: _ClassVar[int]
     lease: LeaseRef
     attempt: int
     spec: JobSpec
@@ -492,7 +493,8 @@ class Assign(_message.Message):
     output_url: str
     source_key: str
     trace_context: _containers.ScalarMap[str, str]
-    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., source_key: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    isolation_group: str
+    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., source_key: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., isolation_group: _Optional[str] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("lease", "reason")

@@ -1,0 +1,241 @@
+"""What a template cannot do from its page (real Chromium, one pool as an agent has): leave it
+by popup or navigation, reach the network, outgrow the memory limit, or hang a frame with a
+loop and have it retried as the machine's fault."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from agent.page_pool import PagePool
+from agent.template_page import TemplatePage
+from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.v1 import framefleet_pb2 as pb
+
+pytestmark = pytest.mark.e2e
+
+SIZE = (64, 64)
+
+
+class Listener:
+    """An HTTP server, a UDP socket and a TCP socket on loopback that record what reaches them."""
+
+    def __init__(self) -> None:
+        hits: list[str] = []
+        self.hits = hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"secret")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.settimeout(0.5)
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen()
+        self.tcp.settimeout(0.5)
+
+    def port(self, what: str) -> int:
+        sock = {"http": self.http.socket, "udp": self.udp, "tcp": self.tcp}[what]
+        return int(sock.getsockname()[1])
+
+    def udp_packets(self) -> list[bytes]:
+        try:
+            return [self.udp.recv(4096)]
+        except OSError:
+            return []
+
+    def tcp_connections(self) -> int:
+        try:
+            self.tcp.accept()[0].close()
+        except OSError:
+            return 0
+        return 1
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.udp.close()
+        self.tcp.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    yield server
+    server.close()
+
+
+def template(body: str) -> pb.Template:
+    return pb.Template(html=f"<!doctype html><html><body style='margin:0'>{body}</body></html>")
+
+
+async def render(
+    pool: PagePool, source: pb.Template, frames: int = 3, group: str = "", key: str = ""
+) -> TemplatePage:
+    page = await pool.acquire(group)
+    try:
+        await page.load(source, {}, SIZE, 30, key)
+        for n in range(frames):
+            await page.frame(n * 100.0, 10)
+        page.raise_if_broken()
+    finally:
+        await pool.release(page, group)
+    return page
+
+
+async def started_pool(memory_mb: int = 0) -> PagePool:
+    pool = PagePool("/usr/bin/chromium-headless-shell", 2, 500, 512 << 20, memory_mb << 20)
+    await pool.start()
+    return pool
+
+
+async def test_a_popup_fails_the_job_and_is_gone_before_the_next_one(listener: Listener) -> None:
+    url = f"http://127.0.0.1:{listener.port('http')}/popup"
+    popup = template(
+        "<script>framefleet.onSeek(() => { window.open(" + repr(url) + "); });</script>"
+    )
+    pool = await started_pool()
+    try:
+        with pytest.raises(FramefleetError) as failed:
+            await render(pool, popup)
+        assert failed.value.error_class == ErrorClass.TEMPLATE_FORBIDDEN
+        assert not failed.value.retryable
+        assert "opened another page" in str(failed.value)
+        page = await render(pool, template("<p>next</p>"))
+        assert page.context.pages == []  # closed after the job, the popup with it
+    finally:
+        await pool.close()
+    assert listener.hits == [], "the popup reached the local server"
+
+
+async def test_a_navigation_away_fails_the_job(listener: Listener) -> None:
+    for target in (f"http://127.0.0.1:{listener.port('http')}/nav", "index.html", "other.html"):
+        away = template(
+            f"<script>framefleet.onSeek(s => {{ location.href = '{target}'; }});</script>"
+        )
+        away.assets["other.html"] = b"<p>other</p>"
+        pool = await started_pool()
+        try:
+            with pytest.raises(FramefleetError) as failed:
+                await render(pool, away)
+        finally:
+            await pool.close()
+        assert failed.value.error_class == ErrorClass.TEMPLATE_FORBIDDEN, target
+        assert "navigated" in str(failed.value)
+    assert listener.hits == []
+
+
+async def test_nothing_leaves_the_page(listener: Listener) -> None:
+    """fetch, WebSocket, beacons, iframes and WebRTC (STUN over UDP, TURN over TCP) reach
+    nothing on loopback; the job itself renders."""
+    http_url = f"http://127.0.0.1:{listener.port('http')}"
+    script = f"""<script>
+      fetch('{http_url}/fetch').catch(() => {{}});
+      try {{ new WebSocket('ws://127.0.0.1:{listener.port("http")}/ws'); }} catch (e) {{}}
+      navigator.sendBeacon('{http_url}/beacon', 'x');
+      const frame = document.createElement('iframe'); frame.src = '{http_url}/iframe';
+      document.body.appendChild(frame);
+      const pc = new RTCPeerConnection({{iceServers: [
+        {{urls: 'stun:127.0.0.1:{listener.port("udp")}'}},
+        {{urls: 'turn:127.0.0.1:{listener.port("tcp")}?transport=tcp', username: 'u',
+          credential: 'c'}}]}});
+      pc.createDataChannel('leak');
+      pc.createOffer().then(offer => pc.setLocalDescription(offer));
+      framefleet.onSeek(() => new Promise(done => setTimeout(done, 300)));
+    </script>"""
+    pool = await started_pool()
+    try:
+        await render(pool, template(script), frames=5)
+        await asyncio.sleep(1.0)
+    finally:
+        await pool.close()
+    assert listener.hits == []
+    assert listener.udp_packets() == [], "WebRTC sent a STUN packet"
+    assert listener.tcp_connections() == 0, "WebRTC reached a TURN server over TCP"
+
+
+async def test_each_job_gets_a_fresh_context_unless_it_is_the_next_row_of_its_batch() -> None:
+    remember = template(
+        "<script>framefleet.onParams(p => { window.seen = (window.seen || 0) + 1;"
+        " localStorage.setItem('k', 'v'); });</script>"
+    )
+    pool = await started_pool()
+    try:
+        first = await render(pool, remember, group="batch:a", key="k1")
+        again = await render(pool, remember, group="batch:a", key="k1")
+        assert again is first, "the next row of a batch keeps its warm page"
+        assert await again.page.evaluate("window.seen") == 2
+        other = await render(pool, remember, group="batch:b", key="k1")
+        alone = await render(pool, remember, key="k1")
+        for page in (other, alone):
+            assert page is not first and page.context is not first.context
+        assert alone.page.is_closed(), "a job outside a batch does not outlive it"
+    finally:
+        await pool.close()
+
+
+async def test_a_renderer_past_the_memory_limit_is_killed_and_the_next_job_renders() -> None:
+    hog = template(
+        "<script>const kept = []; framefleet.onSeek(() => {"
+        " for (let i = 0; i < 8; i++) kept.push(new Uint8Array(64 << 20).fill(1)); });</script>"
+    )
+    pool = await started_pool(memory_mb=300)
+    try:
+        with pytest.raises(FramefleetError) as failed:
+            await render(pool, hog, frames=6)  # 3 GiB if nothing stopped it
+        assert failed.value.error_class == ErrorClass.TEMPLATE_RESOURCE_LIMIT
+        assert not failed.value.retryable
+        page = await render(pool, template("<p>next</p>"))
+        assert not page.crashed
+    finally:
+        await pool.close()
+
+
+async def test_an_endless_loop_in_a_frame_is_the_templates_fault() -> None:
+    loop = template("<script>framefleet.onSeek(s => { if (s > 0) for (;;) {} });</script>")
+    pool = await started_pool()
+    try:
+        page = await pool.acquire()
+        await page.load(loop, {}, SIZE, 30)
+        await page.frame(0, 10)
+        with pytest.raises(FramefleetError) as failed:
+            await page.frame(100, 1.0)
+        await pool.release(page)
+        assert failed.value.error_class == ErrorClass.TEMPLATE_FRAME_TIMEOUT
+        assert not failed.value.retryable
+        await render(pool, template("<p>next</p>"))
+    finally:
+        await pool.close()
+
+
+async def test_a_slow_frame_that_waits_is_retried_as_the_machines_fault() -> None:
+    """A frame that overruns without its renderer burning CPU (here: it waits) is not blamed
+    on the template: CAPTURE_TIMEOUT, retryable."""
+    waits = template(
+        "<script>framefleet.onSeek(s => s > 0 ? new Promise(() => {}) : undefined);</script>"
+    )
+    pool = await started_pool()
+    try:
+        page = await pool.acquire()
+        await page.load(waits, {}, SIZE, 30)
+        with pytest.raises(FramefleetError) as failed:
+            await page.frame(100, 1.0)
+        await pool.release(page)
+    finally:
+        await pool.close()
+    assert failed.value.error_class == ErrorClass.CAPTURE_TIMEOUT
+    assert failed.value.retryable
