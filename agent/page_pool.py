@@ -45,6 +45,9 @@ class PagePool:
         self._chromium = await Chromium.launch(self._executable)
         self._watching = asyncio.create_task(self.watch.run())
 
+    def browser_up(self) -> bool:
+        return self._chromium is not None and self._chromium.browser.is_connected()
+
     async def close(self) -> None:
         if self._watching is not None:
             self._watching.cancel()

@@ -95,6 +95,16 @@ class Agent:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    async def ready(self) -> str | None:
+        """None while connected to the coordinator with a browser up, else why not."""
+        if self.draining:
+            return "draining"
+        if self._outbox is None:
+            return f"not connected to {self.config.coordinator}"
+        if not self.config.noop and not self.pages.browser_up():
+            return "browser not running"
+        return None
+
     async def run(self) -> None:
         try:
             if not self.config.noop:
@@ -349,8 +359,8 @@ class Agent:
                 await self.pages.release(page, assign.isolation_group)
 
 
-async def run_agent(config: AgentConfig) -> None:
-    agent = Agent(config)
+async def run_agent(agent: Agent) -> None:
+    """Runs until drained; SIGTERM and SIGINT start the drain."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(agent.drain()))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -30,11 +29,27 @@ from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 log = logging.getLogger("framefleet.coordinator")
 
 
+READY_TIMEOUT = 2.0  # seconds the store may take to answer a readiness probe
+
+
 @dataclass
 class RunningCoordinator:
     farm: Farm
     server: aio.Server
     address: str
+    background: list[asyncio.Task[None]]
+
+    async def ready(self) -> str | None:
+        """None when the store answers and every background service runs, else why not."""
+        for task in self.background:
+            if task.done():
+                return f"background service {task.get_name()} stopped"
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self.farm.store.get("")
+        except Exception as e:
+            return f"store unreachable: {e!r}"
+        return None
 
 
 @contextlib.asynccontextmanager
@@ -61,28 +76,14 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     background = (run_dispatcher, run_reaper, run_batch_finisher)
-    tasks = [asyncio.create_task(service(farm)) for service in background]
-    tasks.append(asyncio.create_task(sample_store(store)))
+    tasks = [asyncio.create_task(s(farm), name=s.__name__) for s in background]
+    tasks.append(asyncio.create_task(sample_store(store), name="sample_store"))
     address = f"{host}:{port}"
     log.info("coordinator listening", extra={"address": address, "store": config.store_url})
     try:
-        yield RunningCoordinator(farm, server, address)
+        yield RunningCoordinator(farm, server, address, tasks)
     finally:
         for task in tasks:
             task.cancel()
         await server.stop(grace=1.0)
         await store.close()
-
-
-async def serve(config: CoordinatorConfig) -> None:
-    """Runs until SIGTERM or SIGINT. State lives in the store, so a stop (or a crash) loses
-    nothing: agents reconnect to the next coordinator and report the leases they hold."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with running_coordinator(config) as coordinator:
-        # Tests and the local mode read the bound address from this line.
-        print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
-        await stop.wait()
-        log.info("coordinator stopping")

@@ -11,6 +11,7 @@ from typing import Any
 from framefleet.cli import coordinator_option, job_options, variant_options
 
 EC2_URL = "http://169.254.169.254/latest/meta-data/spot/instance-action"
+HTTP_HELP = "serve /healthz, /readyz and /metrics on HOST:PORT (e.g. 0.0.0.0:9464; off if unset)"
 
 
 async def _render(args: argparse.Namespace) -> int:
@@ -63,7 +64,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     coord.add_argument(
         "--max-interruptions", type=int, default=10, help="drain hand-backs before INTERRUPTED"
     )
-    coord.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
+    coord.add_argument("--http", default=None, help=HTTP_HELP)
     coord.set_defaults(run=_coordinator, service="coordinator")
 
     agent = coordinator_option(commands.add_parser("agent", help="run a render agent"))
@@ -90,5 +91,5 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument(
         "--noop", action="store_true", help="benchmarks only: complete jobs without rendering"
     )
-    agent.add_argument("--metrics-port", type=int, default=0, help="serve /metrics (0: off)")
+    agent.add_argument("--http", default=None, help=HTTP_HELP)
     agent.set_defaults(run=_agent, service="agent")

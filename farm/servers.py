@@ -3,47 +3,71 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
+import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from farm.http import http_app, serving
 
 
-def _serve_metrics(port: int) -> None:
-    if port:
-        from prometheus_client import start_http_server
-
-        start_http_server(port, addr=os.environ.get("FRAMEFLEET_METRICS_HOST", "0.0.0.0"))
+@contextlib.asynccontextmanager
+async def _http(address: str | None, app: web.Application, service: str) -> AsyncIterator[None]:
+    """Serves ``app`` on ``address`` (if one is given)."""
+    if not address:
+        yield
+        return
+    async with serving(app, address) as bound:
+        # Tests read the bound address from this line (stdout for the coordinator, whose
+        # first lines they read; the agent's stdout is free for the operator).
+        stream = sys.stdout if service == "coordinator" else sys.stderr
+        print(f"framefleet {service} http on {bound}", file=stream, flush=True)
+        yield
 
 
 async def cmd_coordinator(args: argparse.Namespace) -> int:
+    """Runs until SIGTERM or SIGINT. State lives in the store, so a stop (or a crash) loses
+    nothing: agents reconnect to the next coordinator and report the leases they hold."""
     from coordinator.config import CoordinatorConfig
-    from coordinator.server import serve
+    from coordinator.server import running_coordinator
 
-    _serve_metrics(args.metrics_port)
-    await serve(
-        CoordinatorConfig(
-            listen=args.listen,
-            store_url=args.store,
-            default_destination=args.out,
-            lease_ttl=args.lease_ttl,
-            heartbeat_interval=args.heartbeat_interval,
-            retry_base=args.retry_base,
-            max_interruptions=args.max_interruptions,
-        )
+    config = CoordinatorConfig(
+        listen=args.listen,
+        store_url=args.store,
+        default_destination=args.out,
+        lease_ttl=args.lease_ttl,
+        heartbeat_interval=args.heartbeat_interval,
+        retry_base=args.retry_base,
+        max_interruptions=args.max_interruptions,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_coordinator(config) as coordinator:
+        # /healthz, /readyz, /metrics; other HTTP routes are added to this app.
+        app = http_app(coordinator.ready)
+        async with _http(args.http, app, "coordinator"):
+            # Tests and the local mode read the bound address from this line.
+            print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
+            await stop.wait()
     return 0
 
 
 async def cmd_agent(args: argparse.Namespace) -> int:
     from agent.capacity import measure
     from agent.render import RenderLimits
-    from agent.runner import AgentConfig, run_agent
+    from agent.runner import Agent, AgentConfig, run_agent
 
     capacity = measure(args.slots)
     agent_id = args.agent_id or f"{socket.gethostname()}-{os.getpid()}"
-    _serve_metrics(args.metrics_port)
     print(f"framefleet agent {agent_id}: {capacity.describe()}", file=sys.stderr, flush=True)
-    await run_agent(
+    agent = Agent(
         AgentConfig(
             coordinator=args.coordinator,
             agent_id=agent_id,
@@ -58,4 +82,6 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             noop=args.noop,
         )
     )
+    async with _http(args.http, http_app(agent.ready), "agent"):
+        await run_agent(agent)
     return 0

@@ -59,6 +59,8 @@ class Farm:
     root: Path
     processes: list[Process] = field(default_factory=list)
     address: str = ""
+    # The coordinator's --http address, when it was started with one.
+    http: str = ""
 
     def __post_init__(self) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,9 @@ class Farm:
             env,
         )
         line = _read_line(process.popen.stdout, READY_TIMEOUT)
+        if " http on " in line:
+            self.http = line.rsplit(" ", 1)[1].strip()
+            line = _read_line(process.popen.stdout, READY_TIMEOUT)
         if "listening on" not in line:
             raise RuntimeError(f"coordinator did not start: {line!r}\n{process.log.read_text()}")
         self.address = line.rsplit(" ", 1)[1].strip()

@@ -66,14 +66,14 @@ def traced(
         farm.start_coordinator(
             f"sqlite:///{root}/jobs.db",
             root / "out",
-            "--metrics-port",
-            str(coordinator_metrics),
+            "--http",
+            f"127.0.0.1:{coordinator_metrics}",
             "--heartbeat-interval",
             "0.5",
             env=otel,
         )
         farm.start_agent(
-            "traced-agent", "--slots", "1", "--metrics-port", str(agent_metrics), env=otel
+            "traced-agent", "--slots", "1", "--http", f"127.0.0.1:{agent_metrics}", env=otel
         )
         yield farm, receiver, coordinator_metrics, agent_metrics
     finally:
