@@ -66,7 +66,12 @@ class Farm:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
 
     def _spawn(
-        self, name: str, args: list[str], stdout: int | None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        args: list[str],
+        stdout: int | None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
     ) -> Process:
         log = self.root / "logs" / f"{name}.log"
         popen = subprocess.Popen(
@@ -75,6 +80,7 @@ class Farm:
             stderr=log.open("a"),
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            user=user,
         )
         process = Process(name, popen, log)
         self.processes.append(process)
