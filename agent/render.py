@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.encoder import H264Encoder
+from agent.sources import page_input
 from agent.template_page import TemplatePage
-from agent.videojson import as_template
 from framefleet.core import jobspec
 from framefleet.core.telemetry import tracer
 from framefleet.v1 import framefleet_pb2 as pb
@@ -55,7 +55,7 @@ async def render(
         stages[stage] += now - mark
         mark = now
 
-    template, params = as_template(spec)  # a VideoJSON job renders through a shell page
+    template, params = page_input(spec)  # e.g. a VideoJSON job: a shell page
     with tracer.start_as_current_span("load_template") as span:
         swapped = await page.load(
             template,

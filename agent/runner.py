@@ -23,7 +23,7 @@ from agent.browser import CHROMIUM
 from agent.page_pool import PagePool
 from agent.render import RenderLimits, render
 from agent.spot_notice import watch_spot_notice
-from framefleet.core import jobspec, telemetry
+from framefleet.core import sources, telemetry
 from framefleet.core.backoff import Backoff
 from framefleet.core.channel import GRPC_OPTIONS
 from framefleet.core.errors import ErrorClass, FramefleetError
@@ -256,8 +256,8 @@ class Agent:
             self._finish(job, pb.ConnectRequest(released=released))
             return
         # The coordinator sends each source once per stream; later jobs name it by key.
-        if assign.spec.WhichOneof("source") is not None:
-            self._sources[assign.source_key] = jobspec.source_only(assign.spec)
+        if assign.spec.WhichOneof(sources.ONEOF) is not None:
+            self._sources[assign.source_key] = sources.source_only(assign.spec)
         elif assign.source_key in self._sources:
             assign.spec.MergeFrom(self._sources[assign.source_key])
         else:

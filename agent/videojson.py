@@ -55,9 +55,11 @@ def page_document(spec: pb.JobSpec) -> dict[str, Any]:
     return document
 
 
-def as_template(spec: pb.JobSpec) -> tuple[pb.Template, dict[str, Any]]:
-    """What the page loads for a job: its template and parameters. A template job is itself;
-    a VideoJSON job is the shell page with the document as a parameter."""
-    if spec.WhichOneof("source") != "video_json":
-        return spec.template, jobspec.params_dict(spec.params)
-    return shell_template(), {"document": page_document(spec)}
+class VideoJsonPages:
+    """A VideoJSON job is the shell page with the document as its parameter."""
+
+    def page_input(self, spec: pb.JobSpec) -> tuple[pb.Template, dict[str, Any]]:
+        return shell_template(), {"document": page_document(spec)}
+
+
+PAGES = VideoJsonPages()

@@ -13,7 +13,7 @@ from typing import Any
 from coordinator.convert import timestamp
 from coordinator.farm import Farm
 from coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
-from framefleet.core import jobspec, telemetry
+from framefleet.core import jobspec, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -38,7 +38,7 @@ async def submit_batch(
     destination = farm.destination(header.spec)
     source = await farm.store_source(header.spec)
     batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock())
-    shared = jobspec.without_source(header.spec)  # rows differ only in their params
+    shared = sources.without_source(header.spec)  # rows differ only in their params
     trace_context = telemetry.to_text(telemetry.inject())
     jobs: list[NewJob] = []
     keys: set[str] = set()

@@ -9,6 +9,7 @@ import math
 import uuid
 from typing import Any
 
+import outputs
 from coordinator import metrics
 from coordinator.config import CoordinatorConfig
 from coordinator.convert import job_message
@@ -17,7 +18,7 @@ from coordinator.job_trace import job_span
 from coordinator.retry_policy import RetryPolicy
 from coordinator.sessions import Sessions
 from coordinator.store import Done, JobRecord, JobState, JobStore, Lease, NewJob, Transition
-from framefleet.core import jobspec, telemetry
+from framefleet.core import jobspec, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs import abort_upload
@@ -77,13 +78,18 @@ class Farm:
         destination = spec.destination or self.config.default_destination
         if not destination:
             raise FramefleetError(ErrorClass.INVALID_JOB, "the job names no destination")
+        if not outputs.supports(jobspec.destination_url(destination)):
+            known = ", ".join(sorted(outputs.schemes()))
+            raise FramefleetError(
+                ErrorClass.INVALID_JOB, f"no output sink for {destination!r} (schemes: {known})"
+            )
         return destination
 
     async def store_source(self, spec: pb.JobSpec) -> str:
         """Stores the spec's source once; returns its key."""
         key = jobspec.source_key(spec)
         if key not in self._sources:
-            source = jobspec.source_only(spec)
+            source = sources.source_only(spec)
             await self.store.put_source(key, source.SerializeToString())
             self._remember_source(key, source)
         return key
@@ -112,7 +118,7 @@ class Farm:
         """A job row for a validated spec whose source is stored under source_key; ``fields``
         sets the rest (batch, row key, rank, trace context)."""
         key = jobspec.content_key(spec, source_key, output)
-        rest = spec if spec.WhichOneof("source") is None else jobspec.without_source(spec)
+        rest = sources.without_source(spec)
         fields.setdefault("trace_context", telemetry.to_text(telemetry.inject()))
         return NewJob(
             id=uuid.uuid4().hex,

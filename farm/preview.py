@@ -23,8 +23,8 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from agent.sources import page_input
 from agent.template_page import RUNTIME_JS, page_html, script_tag
-from agent.videojson import as_template
 from framefleet.cli import fill_duration, spec_from_args
 from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
@@ -52,7 +52,7 @@ class Preview:
     @classmethod
     def of(cls, spec: pb.JobSpec, title: str = "") -> Preview:
         output = jobspec.validate(spec)
-        template, params = as_template(spec)
+        template, params = page_input(spec)
         return cls(title, template, params, output)
 
     def player(self) -> str:

@@ -6,6 +6,6 @@ module with ``open_upload`` and ``abort_upload`` plus a line in ``outputs.regist
 """
 
 from outputs.base import Upload
-from outputs.registry import abort_upload, open_upload, register, schemes
+from outputs.registry import abort_upload, open_upload, register, schemes, supports
 
-__all__ = ["Upload", "abort_upload", "open_upload", "register", "schemes"]
+__all__ = ["Upload", "abort_upload", "open_upload", "register", "schemes", "supports"]

@@ -25,6 +25,12 @@ def schemes() -> frozenset[str]:
     return frozenset(_SINKS)
 
 
+def supports(url: str) -> bool:
+    """Whether a sink is registered for the URL's scheme (checked at submit, so a job for a
+    destination no agent can write is refused rather than retried)."""
+    return urlparse(url).scheme in _SINKS
+
+
 def sink_for(url: str) -> Sink:
     scheme = urlparse(url).scheme
     target = _SINKS.get(scheme)

@@ -22,8 +22,8 @@ import pytest
 from playwright.async_api import async_playwright
 
 from agent.browser import CHROMIUM, CHROMIUM_FLAGS, Chromium
+from agent.sources import page_input
 from agent.template_page import TemplatePage
-from agent.videojson import as_template
 from farm.preview import Preview, PreviewServer
 from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.core import jobspec
@@ -342,7 +342,7 @@ async def test_a_warm_page_swaps_in_the_next_variant() -> None:
         seen = []
         for colour, rgb in (("#ff0000", RED), ("rgb(0,0,255)", BLUE)):
             spec = job(text, {"word": "x", "color": colour})
-            template, params = as_template(spec)
+            template, params = page_input(spec)
             swapped = await page.load(template, params, (W, H), 30, jobspec.source_key(spec))
             image = await page.frame(1000, 10)
             assert is_colour(png_pixels(image)[48, 240], rgb), colour
@@ -373,7 +373,7 @@ async def test_a_document_brings_its_own_font() -> None:
             doc = flow.compile()
             doc["fonts"] = [{"family": "Brand", "source": font}]
             spec = job(json.dumps(doc), {})
-            template, params = as_template(spec)
+            template, params = page_input(spec)
             await page.load(template, params, (W, H), 30, jobspec.source_key(spec))
             frames.append(png_pixels(await page.frame(0, 10)).astype(int))
     finally:

@@ -15,7 +15,7 @@ from coordinator.lease_reaper import reap_once
 from coordinator.sessions import Session
 from coordinator.store import JobRecord, JobState
 from coordinator.store.sqlite import SqliteStore
-from framefleet.core import jobspec
+from framefleet.core import jobspec, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -134,7 +134,7 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
             assert assign.content_key == record.content_key
             assert assign.output_url == record.output_url
             expected = spec(variant=jobs.index(assign.lease.job_id))
-            assert jobspec.without_source(assign.spec) == jobspec.without_source(expected)
+            assert sources.without_source(assign.spec) == sources.without_source(expected)
             assert session.held[assign.lease.job_id] == (record.fencing_token, clock.now)
 
     # Every slot is taken: the last two jobs wait.
@@ -466,10 +466,10 @@ async def test_submit_queues_a_valid_job(lease_farm: Farm, clock: FakeClock) -> 
     assert record.output_url.endswith(f"{record.content_key}.mp4")
     # The source is stored once, apart from the job.
     full = spec(frames=5, priority=3)
-    assert pb.JobSpec.FromString(record.spec) == jobspec.without_source(full)
+    assert pb.JobSpec.FromString(record.spec) == sources.without_source(full)
     assert record.source_key == jobspec.source_key(full)
     assert await lease_farm.store.get_source(record.source_key) == (
-        jobspec.source_only(full).SerializeToString()
+        sources.source_only(full).SerializeToString()
     )
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.videojson import RUNTIME_DIR, as_template, page_document
+from agent.sources import page_input
+from agent.videojson import RUNTIME_DIR, page_document
 from framefleet.core import jobspec, videojson
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.videoflow import VideoFlow
@@ -137,7 +138,7 @@ def test_the_agent_loads_the_shell_page_with_the_document_at_the_output_size() -
     spec = jobspec.video_json_job(
         json.dumps(small()), {"name": "Ada", "size": 4}, width=640, height=480, fps=60
     )
-    template, params = as_template(spec)
+    template, params = page_input(spec)
     assert "VideoFlowRuntime" in template.html
     assert {"videoflow/runtime.js", "videoflow/fonts.css"} <= set(template.assets)
     assert any(p.endswith(".woff2") for p in template.assets)
@@ -148,7 +149,7 @@ def test_the_agent_loads_the_shell_page_with_the_document_at_the_output_size() -
     template_spec = jobspec.template_job(
         Path(__file__).parent / "templates" / "moving_box.html", {"color": "red"}, duration=1
     )
-    assert as_template(template_spec) == (template_spec.template, {"color": "red"})
+    assert page_input(template_spec) == (template_spec.template, {"color": "red"})
 
 
 # --- the schema and the npm packages --------------------------------------------------------

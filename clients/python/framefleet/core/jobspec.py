@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from google.protobuf import json_format, struct_pb2
 
+from framefleet.core import sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -100,22 +101,7 @@ def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
     """Everything a job must satisfy before it is queued. ``variants``: the spec is shared by
     rows that bring their own parameters (a batch), so a VideoJSON placeholder may still lack
     its parameter here."""
-    source = spec.WhichOneof("source")
-    if source is None:
-        raise invalid("the job has no source (a template or a VideoJSON document)")
-    if source == "video_json":
-        from framefleet.core import videojson  # jsonschema, only for VideoJSON jobs
-
-        videojson.resolve(spec.video_json, params_dict(spec.params), variants=variants)
-        return resolve_output(spec.output)
-    if not spec.template.html.strip():
-        raise invalid("the template is empty")
-    bundle = len(spec.template.html) + sum(len(v) for v in spec.template.assets.values())
-    if bundle > MAX_BUNDLE_BYTES:
-        raise invalid(f"the template bundle is {bundle} bytes; the limit is {MAX_BUNDLE_BYTES}")
-    for path in spec.template.assets:
-        if path.startswith("/") or ".." in Path(path).parts:
-            raise invalid(f"asset path {path!r} must be relative and stay inside the bundle")
+    sources.source_for(spec).validate(spec, variants=variants)
     return resolve_output(spec.output)
 
 
@@ -139,35 +125,10 @@ def source_key(spec: pb.JobSpec) -> str:
     """SHA-256 of the job's source (template and assets, or VideoJSON document): the identity
     under which the source is stored once and a page keeps it loaded between variants."""
     h = hashlib.sha256()
-    kind = spec.WhichOneof("source") or ""
-    h.update(kind.encode() + b"\0")
-    if kind == "template":
-        h.update(spec.template.html.encode() + b"\0")
-        for path, data in sorted(spec.template.assets.items()):
-            h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
-    else:
-        # The runtime that draws the document is part of what it looks like.
-        h.update(VIDEOFLOW_RUNTIME.encode() + b"\0" + spec.video_json.encode())
+    h.update(sources.kind(spec).encode() + b"\0")
+    for part in sources.source_for(spec).identity(spec):
+        h.update(part)
     return h.hexdigest()
-
-
-def source_only(spec: pb.JobSpec) -> pb.JobSpec:
-    """The spec's source alone (what is stored once per source key)."""
-    source = pb.JobSpec()
-    kind = spec.WhichOneof("source")
-    if kind == "template":
-        source.template.CopyFrom(spec.template)
-    elif kind == "video_json":
-        source.video_json = spec.video_json
-    return source
-
-
-def without_source(spec: pb.JobSpec) -> pb.JobSpec:
-    """The spec with its source cleared (what is stored per job)."""
-    rest = pb.JobSpec()
-    rest.CopyFrom(spec)
-    rest.ClearField("source")
-    return rest
 
 
 def content_key(spec: pb.JobSpec, source: str | None = None, output: Output | None = None) -> str:
