@@ -80,6 +80,7 @@ async def render(
                 elapsed = time.perf_counter() - capture_started
                 fps = (n + 1) / elapsed if elapsed > 0 else 0.0
                 on_progress(n + 1, output.frames, fps, upload.upload_id)
+            page.raise_if_broken()  # e.g. a popup opened while the last frame was drawn
             span.set_attributes(
                 {
                     "framefleet.frames": output.frames,
