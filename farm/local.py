@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from framefleet.cli import fill_duration, finish, finish_batch, follow, follow_batch, spec_from_args
 from framefleet.client import AsyncClient
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.variants import read_rows
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -50,14 +52,25 @@ async def local_farm(out_dir: Path, agents: int, slots: int | None) -> AsyncIter
         lease_ttl=10.0,
         heartbeat_interval=2.0,
     )
+    logs = state / "logs"
+    logs.mkdir(exist_ok=True)
     async with running_coordinator(config) as coordinator:
         host = socket.gethostname()
+        # subprocess.Popen (vfork) rather than the event loop's spawn (fork): a fork while gRPC
+        # threads run makes gRPC print a warning. Agents log to files, so nothing they print
+        # lands in the progress bar.
         processes = [
-            await asyncio.create_subprocess_exec(
-                *_agent_command(coordinator.address, f"{host}-local-{i}", slots)
+            subprocess.Popen(  # noqa: ASYNC220 (a vfork: quick, and see above)
+                _agent_command(coordinator.address, f"{host}-local-{i}", slots),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=(logs / f"agent-{i}.log").open("w"),
             )
             for i in range(agents)
         ]
+        task = asyncio.current_task()
+        assert task is not None
+        watchdog = asyncio.create_task(_cancel_when_all_exit(processes, task))
         try:
             async with AsyncClient(coordinator.address) as client:
                 # Work an interrupted earlier run left behind is not this run's to finish.
@@ -65,11 +78,35 @@ async def local_farm(out_dir: Path, agents: int, slots: int | None) -> AsyncIter
                 for job in leftovers:
                     await client.cancel(job.id)
                 yield client
+        except asyncio.CancelledError:
+            if not watchdog.done():
+                raise
+            task.uncancel()
+            raise FramefleetError(
+                ErrorClass.INTERNAL, "the local agents exited before the work was done"
+            ) from None
         finally:
+            watchdog.cancel()
             for process in processes:
-                process.send_signal(signal.SIGTERM)
-            for process in processes:
-                await process.wait()
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for i, process in enumerate(processes):
+                if await asyncio.to_thread(process.wait) not in (0, -signal.SIGTERM):
+                    _show_log(logs / f"agent-{i}.log")
+
+
+async def _cancel_when_all_exit(
+    processes: list[subprocess.Popen[bytes]], task: asyncio.Task[object]
+) -> None:
+    """Every local agent gone: stop waiting for a render that will never come (their logs
+    say why)."""
+    await asyncio.gather(*(asyncio.to_thread(p.wait) for p in processes))
+    task.cancel()
+
+
+def _show_log(path: Path, lines: int = 20) -> None:
+    tail = path.read_text(errors="replace").splitlines()[-lines:]
+    print(f"--- {path} (last {len(tail)} lines)", *tail, sep="\n", file=sys.stderr)
 
 
 async def cmd_render(args: argparse.Namespace) -> int:

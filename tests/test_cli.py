@@ -37,11 +37,21 @@ def test_render_all_in_one_writes_the_mp4(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     outputs = list(tmp_path.rglob("*.mp4"))
     assert len(outputs) == 1
-    assert outputs[0].as_uri() in result.stdout
+    assert result.stdout.rstrip().endswith(str(outputs[0]))  # the path, not a file:// URL
     frames = decode(outputs[0])
     assert len(frames) == 12
     assert is_colour(frames[5][190, 30], (0, 0, 255))
     assert not list(tmp_path.rglob("*.partial"))
+    # Nothing but the progress bar on the terminal: no gRPC fork warning, no agent chatter.
+    assert "fork" not in result.stderr
+    assert "framefleet agent" not in result.stderr
+    assert "framefleet agent" in (tmp_path / ".framefleet" / "logs" / "agent-0.log").read_text()
+
+    rerun = run(*result.args[3:])  # the same command again: served from the cache
+    assert rerun.returncode == 0, rerun.stderr
+    assert "cache hit" in rerun.stderr and "cache hit" in rerun.stdout
+    assert "frame/s" not in rerun.stderr.replace("?frame/s", "")
+    assert rerun.stdout.rstrip().endswith(str(outputs[0]))
 
 
 @pytest.mark.parametrize(
@@ -114,8 +124,64 @@ def test_submit_wait_json_then_status_and_watch(farm: Farm, tmp_path: Path) -> N
     assert "succeeded" in watched.stdout
 
     missing = run("status", "no-such-job", *coordinator)
-    assert missing.returncode == 1
+    assert missing.returncode == 4
     assert "NOT_FOUND" in missing.stderr
+    assert run("batch", "no-such-batch", *coordinator).returncode == 4
+
+
+def test_status_table_and_watch(farm: Farm, tmp_path: Path) -> None:
+    coordinator = ["--coordinator", farm.address]
+    rows = tmp_path / "rows.csv"
+    rows.write_text("row_key,color\nblue-one,rgb(0,0,255)\n")
+    submitted = run(
+        "submit",
+        str(TEMPLATES / "moving_box.html"),
+        *coordinator,
+        *("--frames", "4", "--width", "64", "--height", "64"),
+        *("--out", str(tmp_path), "--variants", str(rows), "--wait"),
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = submitted.stdout.split()[1].rstrip(":")
+
+    status = run("status", *coordinator)
+    header, *lines = status.stdout.splitlines()
+    assert header.split()[:7] == ["JOB", "STATE", "FRAMES", "AGE", "BATCH", "ROW", "AGENT"]
+    line = next(line for line in lines if "blue-one" in line)
+    assert "succeeded" in line and batch_id[:8] in line and "4/4" in line
+    assert "agent-" in line  # the agent that rendered it
+
+    with subprocess.Popen(
+        framefleet("status", "--watch", "--interval", "0.2", *coordinator),
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as watching:
+        assert watching.stdout is not None
+        headers = 0
+        for text in watching.stdout:
+            headers += text.startswith("JOB ")
+            if headers == 3:  # it keeps refreshing
+                break
+        watching.terminate()
+    assert headers == 3
+
+
+def test_version_completion_and_exit_codes_in_help() -> None:
+    version = run("--version", timeout=30)
+    assert version.returncode == 0
+    assert version.stdout.startswith("framefleet 0.")
+    for shell in ("bash", "zsh"):
+        script = run("completion", shell, timeout=30)
+        assert script.returncode == 0
+        assert "submit" in script.stdout and "--coordinator" in script.stdout
+    bash = subprocess.run(
+        ["bash", "-c", 'eval "$1"; complete -p framefleet', "-", run("completion", "bash").stdout],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bash.returncode == 0 and "framefleet" in bash.stdout
+    usage = run("--help", timeout=30).stdout
+    assert "3  cannot reach the coordinator" in usage and "4  no such job or batch" in usage
 
 
 def test_status_failed_lists_dead_letters(farm: Farm) -> None:

@@ -9,7 +9,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,14 @@ from framefleet.core.variants import read_rows
 from framefleet.v1 import framefleet_pb2 as pb
 
 DEFAULT_COORDINATOR = os.environ.get("FRAMEFLEET_COORDINATOR", "127.0.0.1:7070")
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 1, 2, 3
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 1, 2, 3, 4
+EXIT_CODES = """exit status:
+  0  success
+  1  a job (or a row of a batch) failed or was cancelled
+  2  invalid input, refused before anything ran
+  3  cannot reach the coordinator
+  4  no such job or batch
+  130  interrupted (Ctrl-C)"""
 
 
 # --- arguments ---------------------------------------------------------------------------
@@ -123,16 +132,89 @@ def _state(job: pb.Job) -> str:
     return pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
 
 
+def readable(url: str) -> str:
+    """A local output as a path (relative to here when below it), anything else as its URL."""
+    if not url.startswith("file://"):
+        return url
+    from urllib.parse import unquote, urlparse
+
+    path = Path(unquote(urlparse(url).path))
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def _describe(job: pb.Job) -> str:
     line = f"{job.id}  {_state(job):<9}  {job.frames_done}/{job.frames_total} frames"
+    if job.cache_hit:
+        line += "  (cache hit)"
     if job.output_url:
-        line += f"  {job.output_url}"
+        line += f"  {readable(job.output_url)}"
     if job.error_class:
         line += f"  {job.error_class}: {job.error_message}"
     return line
 
 
+def _age(job: pb.Job, now: float) -> str:
+    seconds = (
+        max(0.0, now - job.created_at.ToDatetime().timestamp()) if job.created_at.seconds else 0
+    )
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+STATUS_HEADER = ("JOB", "STATE", "FRAMES", "AGE", "BATCH", "ROW", "AGENT", "ERROR / OUTPUT")
+
+
+def status_rows(jobs: Sequence[pb.Job], now: float) -> list[tuple[str, ...]]:
+    """One row per job for ``status``: what a person asks first about each."""
+    rows: list[tuple[str, ...]] = [STATUS_HEADER]
+    for job in jobs:
+        detail = (
+            f"{job.error_class}: {job.error_message}"
+            if job.error_class
+            else readable(job.output_url) + (" (cache hit)" if job.cache_hit else "")
+        )
+        rows.append(
+            (
+                job.id,
+                _state(job),
+                f"{job.frames_done}/{job.frames_total}",
+                _age(job, now),
+                job.batch_id[:8] or "-",
+                job.row_key or "-",
+                job.agent_id or "-",
+                detail.strip() or "-",
+            )
+        )
+    return rows
+
+
+def format_table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  "
+        + row[-1]
+        for row in rows
+    )
+
+
 # --- watching ----------------------------------------------------------------------------
+
+CACHE_HIT_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} cache hit, already rendered"
+
+
+@contextmanager
+def _logs_above(bar: Any) -> Iterator[None]:
+    """Log lines print above the progress bar instead of through it."""
+    if bar.disable:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        yield
 
 
 async def follow(client: AsyncClient, job: pb.Job, show_progress: bool) -> pb.Job:
@@ -149,15 +231,19 @@ async def follow(client: AsyncClient, job: pb.Job, show_progress: bool) -> pb.Jo
     )
     final = job
     try:
-        async for update in client.watch(job.id):
-            final = update.job
-            bar.n = final.frames_done
-            bar.set_postfix_str(
-                f"{_state(final)} attempt {final.attempt}"
-                + (f" {update.fps:.1f} fps" if update.fps else ""),
-                refresh=False,
-            )
-            bar.refresh()
+        with _logs_above(bar):
+            async for update in client.watch(job.id):
+                final = update.job
+                bar.n = final.frames_done
+                if final.cache_hit:
+                    # Nothing rendered: a frame rate here would be a made-up number.
+                    bar.bar_format = CACHE_HIT_BAR
+                bar.set_postfix_str(
+                    f"{_state(final)} attempt {final.attempt}"
+                    + (f" {update.fps:.1f} fps" if update.fps else ""),
+                    refresh=False,
+                )
+                bar.refresh()
     finally:
         bar.close()
     if final.state not in FINAL_STATES:
@@ -178,13 +264,14 @@ async def follow_batch(client: AsyncClient, batch: pb.Batch, show_progress: bool
     )
     final = batch
     try:
-        async for update in client.watch_batch(batch.id):
-            final = update
-            bar.n = update.frames_done
-            eta = f", ETA {update.eta_seconds:.0f}s" if update.eta_seconds else ""
-            done = update.succeeded + update.failed + update.cancelled
-            bar.set_postfix_str(f"{done}/{update.total} rows, {update.failed} failed{eta}")
-            bar.refresh()
+        with _logs_above(bar):
+            async for update in client.watch_batch(batch.id):
+                final = update
+                bar.n = update.frames_done
+                eta = f", ETA {update.eta_seconds:.0f}s" if update.eta_seconds else ""
+                done = update.succeeded + update.failed + update.cancelled
+                bar.set_postfix_str(f"{done}/{update.total} rows, {update.failed} failed{eta}")
+                bar.refresh()
     finally:
         bar.close()
     return final
@@ -265,14 +352,23 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 
 async def cmd_status(args: argparse.Namespace) -> int:
     async with AsyncClient(args.coordinator) as client:
-        if args.job_id:
-            jobs = [await client.get(args.job_id)]
-        else:
-            states = [pb.JOB_STATE_FAILED] if args.failed else []
-            jobs = await client.list(states, args.limit)
-    for job in jobs:
-        print(_job_json(job) if args.json else _describe(job))
-    return 0
+        while True:
+            if args.job_id:
+                jobs = [await client.get(args.job_id)]
+            else:
+                states = [pb.JOB_STATE_FAILED] if args.failed else []
+                jobs = await client.list(states, args.limit)
+            if args.json:
+                print("\n".join(_job_json(job) for job in jobs), flush=True)
+            else:
+                if args.watch and sys.stdout.isatty():
+                    print("\x1b[H\x1b[2J", end="")  # redraw in place
+                print(format_table(status_rows(jobs, time.time())), flush=True)
+            if not args.watch:
+                return 0
+            await asyncio.sleep(args.interval)
+            if not args.json and not sys.stdout.isatty():
+                print()
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
@@ -289,8 +385,12 @@ def coordinator_option(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="framefleet", description="Render HTML templates and VideoJSON documents to video."
+        prog="framefleet",
+        description="Render HTML templates and VideoJSON documents to video.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument(
         "--log-level",
         default=os.environ.get("FRAMEFLEET_LOG_LEVEL"),
@@ -313,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job_id", nargs="?")
     status.add_argument("--failed", action="store_true", help="only failed jobs")
     status.add_argument("--limit", type=int, default=50)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    status.add_argument("--json", action="store_true", help="one JSON object a line")
     status.set_defaults(run=cmd_status)
 
     batch = coordinator_option(commands.add_parser("batch", help="show, follow or cancel a batch"))
@@ -330,7 +432,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _plugins():
         register(commands)
+
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(run=cmd_completion, parser=parser)
     return parser
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("framefleet")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def cmd_completion(args: argparse.Namespace) -> int:
+    """``eval "$(framefleet completion bash)"``: generated from this very parser (shtab)."""
+    import shtab
+
+    print(shtab.complete(args.parser, shell=args.shell))
+    return 0
 
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -365,8 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED if isinstance(e, JobFailed) else EXIT_BAD_INPUT
     except aio.AioRpcError as e:
         print(f"error: coordinator {e.code().name}: {e.details()}", file=sys.stderr)
-        code = e.code()
-        return EXIT_UNREACHABLE if code == grpc.StatusCode.UNAVAILABLE else EXIT_FAILED
+        return {
+            grpc.StatusCode.UNAVAILABLE: EXIT_UNREACHABLE,
+            grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+            grpc.StatusCode.INVALID_ARGUMENT: EXIT_BAD_INPUT,
+        }.get(e.code(), EXIT_FAILED)
     except KeyboardInterrupt:
         return 130
     finally:
