@@ -59,10 +59,12 @@ async def test_a_popup_fails_the_job_and_is_gone_before_the_next_one(listener: L
     pool = await started_pool()
     try:
         with pytest.raises(FramefleetError) as failed:
-            await render(pool, popup)
+            await render(pool, popup, group="batch:a", key="k")
         assert failed.value.error_class == ErrorClass.TEMPLATE_FORBIDDEN
         assert not failed.value.retryable
         assert "opened another page" in str(failed.value)
+        page = await render(pool, template("<p>next</p>"), group="batch:a", key="k2")
+        assert len(page.context.pages) == 1, "the next row of the batch met the popup"
         page = await render(pool, template("<p>next</p>"))
         assert page.context.pages == []  # closed after the job, the popup with it
     finally:
@@ -88,13 +90,20 @@ async def test_a_navigation_away_fails_the_job(listener: Listener) -> None:
 
 
 async def test_nothing_leaves_the_page(listener: Listener) -> None:
-    """fetch, WebSocket, beacons, iframes and WebRTC (STUN over UDP, TURN over TCP) reach
-    nothing on loopback; the job itself renders."""
+    """fetch, WebSocket, beacons, EventSource, workers, prefetch, CSS, iframes and WebRTC (STUN
+    over UDP, TURN over TCP) reach nothing on loopback; the job itself renders."""
     http_url = f"http://127.0.0.1:{listener.port('http')}"
     script = f"""<script>
       fetch('{http_url}/fetch').catch(() => {{}});
       try {{ new WebSocket('ws://127.0.0.1:{listener.port("http")}/ws'); }} catch (e) {{}}
       navigator.sendBeacon('{http_url}/beacon', 'x');
+      new EventSource('{http_url}/events');
+      const code = "fetch('{http_url}/worker').catch(() => {{}})";
+      new Worker(URL.createObjectURL(new Blob([code], {{type: 'text/javascript'}})));
+      new SharedWorker(URL.createObjectURL(new Blob([code], {{type: 'text/javascript'}})));
+      document.head.insertAdjacentHTML('beforeend',
+        '<link rel="prefetch" href="{http_url}/prefetch"><style>body {{ background:' +
+        ' url({http_url}/css) }}</style>');
       const frame = document.createElement('iframe'); frame.src = '{http_url}/iframe';
       document.body.appendChild(frame);
       const pc = new RTCPeerConnection({{iceServers: [
