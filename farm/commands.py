@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from farm.environment import from_environment
 from framefleet.cli import coordinator_option, job_options, variant_options
 
 EC2_URL = "http://169.254.169.254/latest/meta-data/spot/instance-action"
@@ -65,6 +66,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--max-interruptions", type=int, default=10, help="drain hand-backs before INTERRUPTED"
     )
     coord.add_argument("--http", default=None, help=HTTP_HELP)
+    from_environment(coord)  # after the last option: each reads FRAMEFLEET_<OPTION>
     coord.set_defaults(run=_coordinator, service="coordinator")
 
     agent = coordinator_option(commands.add_parser("agent", help="run a render agent"))
@@ -92,4 +94,5 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--noop", action="store_true", help="benchmarks only: complete jobs without rendering"
     )
     agent.add_argument("--http", default=None, help=HTTP_HELP)
+    from_environment(agent)  # after the last option: each reads FRAMEFLEET_<OPTION>
     agent.set_defaults(run=_agent, service="agent")
