@@ -46,6 +46,15 @@ def sandboxed() -> bool:
     needs unprivileged user namespaces (README, "Security")."""
     return os.geteuid() != 0
 
+# How frames are captured. "beginframe": the agent drives Chromium's frames itself
+# (HeadlessExperimental.beginFrame; --deterministic-mode turns on begin-frame control and runs
+# every compositor stage before a frame is drawn), so capture is not paced by vsync and can tell
+# unchanged frames. "screenshot": Page.captureScreenshot on a normally scheduled page, the
+# fallback for a Chromium without begin-frame control.
+CAPTURE_MODES = ("beginframe", "screenshot")
+CAPTURE = os.environ.get("FRAMEFLEET_CAPTURE", "beginframe")
+BEGIN_FRAME_FLAGS = ["--deterministic-mode"]
+
 
 def _check_executable(executable: str) -> None:
     if not os.access(executable, os.X_OK):
@@ -61,13 +70,16 @@ class Chromium:
     browser: Browser
 
     @classmethod
-    async def launch(cls, executable: str = CHROMIUM) -> Chromium:
+    async def launch(cls, executable: str = CHROMIUM, capture: str = CAPTURE) -> Chromium:
         _check_executable(executable)
+        if capture not in CAPTURE_MODES:
+            raise ValueError(f"FRAMEFLEET_CAPTURE must be one of {', '.join(CAPTURE_MODES)}")
+        capture_flags = BEGIN_FRAME_FLAGS if capture == "beginframe" else []
         playwright = await async_playwright().start()
         try:
             browser = await playwright.chromium.launch(
                 executable_path=executable,
-                args=[*CHROMIUM_FLAGS, *ISOLATION_FLAGS],
+                args=[*CHROMIUM_FLAGS, *ISOLATION_FLAGS, *capture_flags],
                 headless=True,
                 chromium_sandbox=sandboxed(),
             )

@@ -55,6 +55,9 @@ class H264Encoder:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
         self._container: av.container.OutputContainer | None = None
         self._frames = 0
+        # The last image and its converted frame: a repeated image (the page did not change) is
+        # encoded again without decoding and converting it again.
+        self._last: tuple[bytes, av.VideoFrame] | None = None
 
     @property
     def bytes_written(self) -> int:
@@ -85,10 +88,21 @@ class H264Encoder:
     def _encode(self, image: bytes) -> None:
         if self._container is None:
             self._open()
+        if self._last is not None and self._last[0] is image:
+            frame = self._last[1]
+        else:
+            frame = self._convert(image)
+            self._last = (image, frame)
+        frame.pts = self._frames
+        self._frames += 1
+        assert self._container is not None
+        self._container.mux(self._stream.encode(frame))
+
+    def _convert(self, image: bytes) -> av.VideoFrame:
         frames = self._decoder.decode(av.Packet(image))
         if len(frames) != 1:
             raise FramefleetError(ErrorClass.ENCODE_ERROR, "a captured frame did not decode")
-        frame = frames[0].reformat(
+        return frames[0].reformat(
             width=self._output.width,
             height=self._output.height,
             format="yuv420p",
@@ -97,10 +111,6 @@ class H264Encoder:
             dst_colorspace=Colorspace.ITU709,
             dst_color_range=ColorRange.MPEG,
         )
-        frame.pts = self._frames
-        self._frames += 1
-        assert self._container is not None
-        self._container.mux(self._stream.encode(frame))
 
     def _close(self, flush: bool) -> None:
         if self._container is None:

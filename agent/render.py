@@ -36,6 +36,8 @@ class RenderResult:
     # Per-stage wall time: load (or swap, for a warm page), capture (seek + screenshot),
     # encode_wait, finish.
     stages: dict[str, float] = field(default_factory=dict)
+    # Frames that repeated the previous picture (not captured again, nor decoded again).
+    frames_reused: int = 0
 
 
 async def render(
@@ -87,6 +89,8 @@ async def render(
                     "framefleet.fps": output.frames / max(elapsed, 1e-9),
                     "framefleet.capture_seconds": stages["capture"],
                     "framefleet.encode_wait_seconds": stages["encode_wait"],
+                    "framefleet.frames_reused": page.frames_reused,
+                    "framefleet.capture_mode": "beginframe" if page.begin_frames else "screenshot",
                 }
             )
         with tracer.start_as_current_span("complete_output") as span:
@@ -102,4 +106,4 @@ async def render(
             await upload.abort()
         raise
     seconds = time.perf_counter() - started
-    return RenderResult(assign.output_url, size, output.frames, seconds, stages)
+    return RenderResult(assign.output_url, size, output.frames, seconds, stages, page.frames_reused)

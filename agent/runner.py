@@ -340,6 +340,7 @@ class Agent:
                 log.info(
                     "render finished",
                     extra={"job_id": lease.job_id, "frames": result.frames, "stages": stages,
+                           "frames_reused": result.frames_reused,
                            "bytes": result.output_bytes, "seconds": round(result.seconds, 3)},
                 )  # fmt: skip
                 metrics.RENDERS.labels("succeeded").inc()

@@ -33,6 +33,9 @@ DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
 # this share of a core busy over the probe that follows; a starved machine gives it less.
 HANG_PROBE_SECONDS = 2.0
 HANG_CPU_SHARE = 0.25
+JPEG = {"format": "jpeg", "quality": 92, "optimizeForSpeed": True}
+# BeginFrame timestamps only have to increase: templates see the runtime's virtual time instead.
+TICK_MS = 1000 / 60
 
 
 def script_tag(code: str) -> str:
@@ -73,6 +76,15 @@ class TemplatePage:
         self._hung = ""
         # The one main-frame navigation the page expects (to INDEX, from _navigate).
         self._navigation_expected = False
+        # Frames are drawn by BeginFrames (set by ``open`` when Chromium allows it), else captured
+        # with screenshots.
+        self.begin_frames = False
+        self._ticks = 0.0
+        # The last picture of this load, and whether the page changed between the last two
+        # (then the next frame is drawn at once instead of asking first whether it changed).
+        self._last: bytes | None = None
+        self._moving = True
+        self.frames_reused = 0  # frames of this load that repeat the previous picture
         page.on("pageerror", lambda error: self._errors.append(str(error)))
         page.on("crash", self._on_crash)
         context.on("page", self._refuse_page)
@@ -86,7 +98,15 @@ class TemplatePage:
         cdp = await context.new_cdp_session(page)
         self = cls(context, page, cdp, watch or RendererWatch(0))
         await context.route("**/*", self._serve)
+        self.begin_frames = await self._probe_begin_frames()
         return self
+
+    async def _probe_begin_frames(self) -> bool:
+        try:
+            await self._begin_frame(screenshot=False)
+        except PlaywrightError:
+            return False  # no begin-frame control in this browser: screenshots instead
+        return True
 
     async def close(self) -> None:
         await self.context.close()
@@ -156,6 +176,7 @@ class TemplatePage:
         When the same template is loaded already, the parameters are swapped in place (no
         reload); returns True when it did that."""
         self._errors.clear()
+        self._last, self._moving, self.frames_reused = None, True, 0
         loaded = (source_key, *size)
         swap = bool(source_key) and self._loaded == loaded
         self._loaded = None  # until this load succeeds
@@ -217,15 +238,13 @@ class TemplatePage:
             self._hung = f"{what}, its renderer busy on the CPU throughout: an endless loop?"
 
     async def frame(self, ms: float, limit: float) -> bytes:
-        """Seeks to virtual time ``ms`` and captures the frame as JPEG."""
+        """Seeks to virtual time ``ms`` and captures the frame as JPEG. A frame that shows the
+        same picture as the previous one returns that very ``bytes`` object."""
         try:
             async with asyncio.timeout(limit):
                 await self.page.evaluate("ms => window.__framefleet.seek(ms)", ms)
                 self.raise_if_broken()
-                shot = await self._cdp.send(
-                    "Page.captureScreenshot",
-                    {"format": "jpeg", "quality": 92, "optimizeForSpeed": True},
-                )
+                image = await (self._draw() if self.begin_frames else self._screenshot())
         except TimeoutError:
             self.stuck = True
             await self._blame_hang(f"frame at {ms:.0f} ms took over {limit:g}s")
@@ -237,4 +256,34 @@ class TemplatePage:
             self.raise_if_broken()
             raise FramefleetError(ErrorClass.BROWSER_CRASHED, f"capture failed: {e}") from e
         self.raise_if_broken()
+        if image == self._last:
+            image = self._last
+            self.frames_reused += 1
+        self._moving = image is not self._last
+        self._last = image
+        return image
+
+    async def _screenshot(self) -> bytes:
+        shot = await self._cdp.send("Page.captureScreenshot", JPEG)
         return base64.b64decode(shot["data"])
+
+    async def _draw(self) -> bytes:
+        """Draws one frame. While the page holds still, a BeginFrame without a screenshot first
+        asks the compositor whether anything changed (cheap), and an unchanged frame reuses the
+        last picture; a BeginFrame that takes a screenshot always redraws the whole page."""
+        if self._last is not None and not self._moving:
+            if not (await self._begin_frame(screenshot=False))["hasDamage"]:
+                return self._last
+        for _ in range(3):
+            data = (await self._begin_frame(screenshot=True)).get("screenshotData")
+            if data:
+                return base64.b64decode(data)
+        raise FramefleetError(ErrorClass.CAPTURE_TIMEOUT, "Chromium drew no picture")
+
+    async def _begin_frame(self, screenshot: bool) -> dict[str, Any]:
+        self._ticks += TICK_MS
+        params: dict[str, Any] = {"frameTimeTicks": self._ticks, "interval": TICK_MS}
+        if screenshot:
+            params["screenshot"] = JPEG
+        result: dict[str, Any] = await self._cdp.send("HeadlessExperimental.beginFrame", params)
+        return result
