@@ -46,6 +46,7 @@ def sandboxed() -> bool:
     needs unprivileged user namespaces (README, "Security")."""
     return os.geteuid() != 0
 
+
 # How frames are captured. "beginframe": the agent drives Chromium's frames itself
 # (HeadlessExperimental.beginFrame; --deterministic-mode turns on begin-frame control and runs
 # every compositor stage before a frame is drawn), so capture is not paced by vsync and can tell
