@@ -22,7 +22,7 @@ from agent import metrics
 from agent.browser import CHROMIUM
 from agent.page_pool import PagePool
 from agent.render import RenderLimits, render
-from agent.spot_notice import watch_spot_notice
+from agent.spot_notice import DRAIN_GRACE, POLL_INTERVAL, watch_spot_notice
 from framefleet.core import sources, telemetry
 from framefleet.core.backoff import Backoff
 from framefleet.core.channel import GRPC_OPTIONS
@@ -51,10 +51,10 @@ class AgentConfig:
     limits: RenderLimits = field(default_factory=RenderLimits)
     chromium: str = CHROMIUM
     # On SIGTERM: how long running jobs may take before they are handed back.
-    drain_grace: float = 10.0
+    drain_grace: float = DRAIN_GRACE
     # Poll this spot instance-action URL and drain when an interruption is announced.
     spot_notice_url: str | None = None
-    spot_poll_interval: float = 5.0
+    spot_poll_interval: float = POLL_INTERVAL
     # Recycle a page after this many renders, or when its JavaScript heap passes this bound.
     page_renders: int = 500
     page_heap_bytes: int = 512 * 1024 * 1024

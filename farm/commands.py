@@ -8,10 +8,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from agent import spot_notice as spot
 from farm.environment import from_environment
 from framefleet.cli import coordinator_option, job_options, variant_options
 
-EC2_URL = "http://169.254.169.254/latest/meta-data/spot/instance-action"
 HTTP_HELP = "serve /healthz, /readyz and /metrics on HOST:PORT (e.g. 0.0.0.0:9464; off if unset)"
 
 
@@ -74,13 +74,22 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument("--slots", type=int, default=None, help="pages at once (default: sized)")
     agent.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
     agent.add_argument("--frame-timeout", type=float, default=10.0, help="seconds")
-    agent.add_argument("--drain-grace", type=float, default=10.0, help="seconds")
+    agent.add_argument(
+        "--drain-grace",
+        type=float,
+        default=spot.DRAIN_GRACE,
+        help=f"seconds running jobs get on SIGTERM or a spot notice before they are handed back"
+        f" ({spot.DRAIN_GRACE:g}: inside EC2's {spot.NOTICE_SECONDS} s notice)",
+    )
     agent.add_argument(
         "--spot-notice-url",
-        default=None,
-        help=f"poll this EC2 spot instance-action URL and drain on a notice (e.g. {EC2_URL})",
+        default="auto",
+        help="drain when this spot instance-action URL announces an interruption; auto: EC2's"
+        f" own ({spot.EC2_URL}) when running on EC2; off: never",
     )
-    agent.add_argument("--spot-poll-interval", type=float, default=5.0, help="seconds")
+    agent.add_argument(
+        "--spot-poll-interval", type=float, default=spot.POLL_INTERVAL, help="seconds"
+    )
     agent.add_argument("--page-renders", type=int, default=500, help="recycle a page after N")
     agent.add_argument("--page-heap-mb", type=int, default=512, help="recycle a page above")
     agent.add_argument(

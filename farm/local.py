@@ -31,6 +31,11 @@ def _agent_command(coordinator: str, agent_id: str, slots: int | None) -> list[s
         coordinator,
         "--agent-id",
         agent_id,
+        # Stopped by this process, not by a spot notice: exit soon on Ctrl-C.
+        "--drain-grace",
+        "2",
+        "--spot-notice-url",
+        "off",
     ]
     return command + (["--slots", str(slots)] if slots else [])
 

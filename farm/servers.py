@@ -63,6 +63,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
     from agent.capacity import measure
     from agent.render import RenderLimits
     from agent.runner import Agent, AgentConfig, run_agent
+    from agent.spot_notice import notice_url
 
     capacity = measure(args.slots)
     agent_id = args.agent_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -74,7 +75,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             slots=capacity.slots,
             limits=RenderLimits(args.ready_timeout, args.frame_timeout),
             drain_grace=args.drain_grace,
-            spot_notice_url=args.spot_notice_url,
+            spot_notice_url=notice_url(args.spot_notice_url),
             spot_poll_interval=args.spot_poll_interval,
             page_renders=args.page_renders,
             page_heap_bytes=args.page_heap_mb * 2**20,

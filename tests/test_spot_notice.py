@@ -6,10 +6,21 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from agent.spot_notice import fetch_token, poll_once
+from agent.runner import ACK_WAIT, AgentConfig
+from agent.spot_notice import (
+    DRAIN_GRACE,
+    EC2_URL,
+    NOTICE_SECONDS,
+    POLL_INTERVAL,
+    fetch_token,
+    notice_url,
+    on_ec2,
+    poll_once,
+)
 
 PATH = "/latest/meta-data/spot/instance-action"
 
@@ -78,3 +89,30 @@ def test_an_unreachable_service_is_no_notice() -> None:
         None,
         None,
     )
+
+
+def test_ec2_is_detected_from_dmi_or_the_xen_uuid(tmp_path: Path) -> None:
+    dmi, uuid = tmp_path / "dmi", tmp_path / "uuid"
+    dmi.mkdir()
+    assert not on_ec2(dmi, uuid)  # neither readable: not EC2
+    (dmi / "sys_vendor").write_text("QEMU\n")
+    assert not on_ec2(dmi, uuid)
+    (dmi / "board_vendor").write_text("Amazon EC2\n")  # a Nitro instance
+    assert on_ec2(dmi, uuid)
+    (dmi / "board_vendor").unlink()
+    uuid.write_text("ec2e1916-9099-7caf-fd21-012345abcdef\n")  # a Xen instance
+    assert on_ec2(dmi, uuid)
+
+
+def test_the_notice_is_polled_by_default_on_ec2_only() -> None:
+    assert notice_url("auto", lambda: True) == EC2_URL
+    assert notice_url("auto", lambda: False) is None
+    assert notice_url("off", lambda: True) is None
+    assert notice_url("http://127.0.0.1:1/x", lambda: False) == "http://127.0.0.1:1/x"
+
+
+def test_the_default_drain_fits_inside_the_notice() -> None:
+    hand_back = ACK_WAIT + 5  # acknowledgement wait, and the process's own exit
+    assert DRAIN_GRACE + POLL_INTERVAL + hand_back <= NOTICE_SECONDS
+    assert DRAIN_GRACE >= 60  # a render of a minute or more still finishes
+    assert AgentConfig("c", "a", 1).drain_grace == DRAIN_GRACE
