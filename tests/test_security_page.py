@@ -218,6 +218,11 @@ def renderer_status(pid: int) -> dict[str, str]:
         return {}
     status = dict(line.split(":\t", 1) for line in lines if ":\t" in line)
     status["no-sandbox"] = str(b"--no-sandbox" in cmdline)
+    try:
+        for namespace in ("net", "user"):
+            status[namespace] = os.readlink(f"/proc/{pid}/ns/{namespace}")
+    except OSError:
+        return {}  # it exited meanwhile
     return status
 
 
@@ -270,3 +275,5 @@ async def test_the_agent_as_a_non_root_user_renders_with_chromiums_sandbox(
         assert status["Uid"].split()[0] == str(entry.pw_uid)
         assert status["Seccomp"].strip() == "2", "the renderer is not under seccomp-bpf"
         assert len(status["NSpid"].split()) >= 2, "the renderer is not in its own PID namespace"
+        for namespace in ("net", "user"):
+            assert status[namespace] != os.readlink(f"/proc/self/ns/{namespace}"), namespace
