@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 from playwright.async_api import Browser, Playwright, async_playwright
+
+log = logging.getLogger("framefleet.agent")
 
 CHROMIUM = os.environ.get("FRAMEFLEET_CHROMIUM", "/usr/bin/chromium-headless-shell")
 
@@ -41,10 +44,15 @@ ISOLATION_FLAGS = [
 ]
 
 
-def sandboxed() -> bool:
-    """Chromium's sandbox is on unless we are root, where it cannot start. As another user it
-    needs unprivileged user namespaces (README, "Security")."""
-    return os.geteuid() != 0
+def sandboxed(wanted: bool = True) -> bool:
+    """Chromium's sandbox is on unless we are root, where it cannot start, or the operator
+    turned it off (a kernel without unprivileged user namespaces). It needs those namespaces
+    (README, "Page isolation")."""
+    if wanted and os.geteuid() == 0:
+        log.warning("running as root: Chromium's sandbox is off; run agents as another user")
+    elif not wanted:
+        log.warning("Chromium's sandbox is off (--no-chromium-sandbox)")
+    return wanted and os.geteuid() != 0
 
 
 # How frames are captured. "beginframe": the agent drives Chromium's frames itself
@@ -71,7 +79,9 @@ class Chromium:
     browser: Browser
 
     @classmethod
-    async def launch(cls, executable: str = CHROMIUM, capture: str = CAPTURE) -> Chromium:
+    async def launch(
+        cls, executable: str = CHROMIUM, capture: str = CAPTURE, sandbox: bool = True
+    ) -> Chromium:
         _check_executable(executable)
         if capture not in CAPTURE_MODES:
             raise ValueError(f"FRAMEFLEET_CAPTURE must be one of {', '.join(CAPTURE_MODES)}")
@@ -82,14 +92,15 @@ class Chromium:
                 executable_path=executable,
                 args=[*CHROMIUM_FLAGS, *ISOLATION_FLAGS, *capture_flags],
                 headless=True,
-                chromium_sandbox=sandboxed(),
+                chromium_sandbox=sandboxed(sandbox),
             )
         except BaseException as e:
             await playwright.stop()
             if "No usable sandbox" in str(e):
                 raise RuntimeError(
                     "Chromium's sandbox cannot start: it needs unprivileged user namespaces "
-                    "(see README, Security: what a container needs)"
+                    "(README, Page isolation: what a container needs), or run the agent with "
+                    "--no-chromium-sandbox"
                 ) from e
             raise
         return cls(playwright, browser)

@@ -29,8 +29,10 @@ class PagePool:
         max_renders: int,
         max_heap_bytes: int,
         memory_limit_bytes: int = 0,
+        sandbox: bool = True,
     ) -> None:
         self._executable = executable
+        self._sandbox = sandbox
         self._slots = slots
         self._max_renders = max_renders
         self._max_heap = max_heap_bytes
@@ -42,7 +44,7 @@ class PagePool:
         self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._chromium = await Chromium.launch(self._executable)
+        self._chromium = await Chromium.launch(self._executable, sandbox=self._sandbox)
         self._watching = asyncio.create_task(self.watch.run())
 
     def browser_up(self) -> bool:
@@ -63,7 +65,7 @@ class PagePool:
                     metrics.BROWSER_RELAUNCHES.inc()
                     with contextlib.suppress(Exception):
                         await self._chromium.close()
-                self._chromium = await Chromium.launch(self._executable)
+                self._chromium = await Chromium.launch(self._executable, sandbox=self._sandbox)
             return self._chromium
 
     async def _open(self) -> TemplatePage:

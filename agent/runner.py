@@ -61,6 +61,9 @@ class AgentConfig:
     # Kill a renderer whose resident memory passes this (0: no limit); the job fails as
     # TEMPLATE_RESOURCE_LIMIT.
     page_memory_bytes: int = 2048 * 1024 * 1024
+    # Chromium's sandbox (off anyway as root): off only where the kernel has no unprivileged
+    # user namespaces.
+    chromium_sandbox: bool = True
     # Test and benchmark mode: complete every job at once without rendering, to measure the
     # coordinator alone.
     noop: bool = False
@@ -86,6 +89,7 @@ class Agent:
             config.page_renders,
             config.page_heap_bytes,
             config.page_memory_bytes,
+            config.chromium_sandbox,
         )
         # Job sources by key, as the coordinator sent them (kept for the process's life).
         self._sources: dict[str, pb.JobSpec] = {}

@@ -100,6 +100,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "TEMPLATE_RESOURCE_LIMIT (0: no limit)",
     )
     agent.add_argument(
+        "--no-chromium-sandbox",
+        action="store_true",
+        help="run Chromium without its sandbox: only where the kernel refuses unprivileged "
+        "user namespaces (it is off as root anyway)",
+    )
+    agent.add_argument(
         "--noop", action="store_true", help="benchmarks only: complete jobs without rendering"
     )
     agent.add_argument("--http", default=None, help=HTTP_HELP)

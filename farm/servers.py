@@ -80,6 +80,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             page_renders=args.page_renders,
             page_heap_bytes=args.page_heap_mb * 2**20,
             page_memory_bytes=args.page_memory_mb * 2**20,
+            chromium_sandbox=not args.no_chromium_sandbox,
             noop=args.noop,
         )
     )
