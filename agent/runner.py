@@ -25,7 +25,7 @@ from agent.render import RenderLimits, render
 from agent.spot_notice import DRAIN_GRACE, POLL_INTERVAL, watch_spot_notice
 from framefleet.core import sources, telemetry
 from framefleet.core.backoff import Backoff
-from framefleet.core.channel import GRPC_OPTIONS
+from framefleet.core.channel import Tls, open_channel
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
@@ -64,6 +64,8 @@ class AgentConfig:
     # Chromium's sandbox (off anyway as root): off only where the kernel has no unprivileged
     # user namespaces.
     chromium_sandbox: bool = True
+    # TLS to the coordinator; its certificate (cert, key) is the agent's identity.
+    tls: Tls | None = None
     # Test and benchmark mode: complete every job at once without rendering, to measure the
     # coordinator alone.
     noop: bool = False
@@ -167,9 +169,7 @@ class Agent:
         failures = 0
         while True:
             try:
-                async with aio.insecure_channel(
-                    self.config.coordinator, options=GRPC_OPTIONS
-                ) as channel:
+                async with open_channel(self.config.coordinator, self.config.tls) as channel:
                     if await self._session(pb_grpc.AgentServiceStub(channel)):
                         failures = 0
             except aio.AioRpcError as e:

@@ -48,13 +48,16 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             first = await anext(requests)
         except StopAsyncIteration:
             return
-        if first.WhichOneof("message") != "hello" or not first.hello.agent_id:
+        if first.WhichOneof("message") != "hello":
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, "the first message must be a Hello"
             )
         hello = first.hello
-        session = self.farm.sessions.register(hello.agent_id, max(1, hello.slots))
+        agent_id = await self._identity(hello.agent_id, context)
         config = self.farm.config
+        slots = min(max(1, hello.slots), config.max_slots_per_agent)
+        await self.farm.sessions.close_previous(agent_id)
+        session = self.farm.sessions.register(agent_id, slots)
         session.send(
             pb.ConnectResponse(
                 welcome=pb.Welcome(
@@ -83,6 +86,28 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             writer.cancel()
             self.farm.sessions.unregister(session)
             log.info("agent disconnected", extra={"agent_id": session.agent_id})
+
+    async def _identity(self, claimed: str, context: Context) -> str:
+        """The agent's id: with --agent-ca, the common name of the client certificate the TLS
+        handshake verified (a Hello may repeat it, never change it); else what Hello says."""
+        if self.farm.config.agent_ca is None:
+            if not claimed:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Hello needs an agent_id")
+            return claimed
+        names = list((context.auth_context() or {}).get("x509_common_name") or [])
+        if not names:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "agents connect to the agent address with a certificate from the agent CA",
+            )
+        name = bytes(names[0]).decode()
+        if claimed and claimed != name:
+            log.warning("agent claimed another id", extra={"agent_id": name, "claimed": claimed})
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this certificate is agent {name!r}, not {claimed!r}",
+            )
+        return name
 
     async def _write(self, session: Session, context: Context) -> None:
         while True:

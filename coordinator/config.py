@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 Clock = Callable[[], float]
 
@@ -24,4 +25,15 @@ class CoordinatorConfig:
     # Hand-backs by draining agents (spot interruptions, scale-in) a job may take before it
     # fails as INTERRUPTED; they spend no attempt.
     max_interruptions: int = 10
+    # Trust (see README "Security"). TLS for --listen: certificate and key.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Agents connect to agent_listen with a client certificate signed by agent_ca; the agent
+    # id is the certificate's common name.
+    agent_ca: Path | None = None
+    agent_listen: str = ""
+    # Client tokens (coordinator/tokens.py); None: every caller is trusted (loopback only).
+    tokens: Path | None = None
+    # Slots (and so leases) one agent stream may hold, whatever its Hello says.
+    max_slots_per_agent: int = 64
     clock: Clock = field(default=time.time)

@@ -12,6 +12,7 @@ import grpc
 import grpc.aio as aio
 from opentelemetry.trace import Span, SpanKind
 
+from coordinator.auth import Authenticator
 from coordinator.batches import batch_message, cancel_batch, submit_batch
 from coordinator.convert import STORE_STATE, job_message
 from coordinator.farm import Farm
@@ -29,8 +30,9 @@ BATCH_POLL_SECONDS = 0.5
 
 
 class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
-    def __init__(self, farm: Farm) -> None:
+    def __init__(self, farm: Farm, auth: Authenticator) -> None:
         self.farm = farm
+        self.auth = auth
 
     async def SubmitJob(
         self, request: pb.SubmitJobRequest, context: Context

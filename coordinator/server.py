@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import grpc
 import grpc.aio as aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coordinator.agent_service import AgentService
+from coordinator.auth import Authenticator, Gate
 from coordinator.batch_finisher import run_batch_finisher
 from coordinator.config import CoordinatorConfig
 from coordinator.dispatcher import run_dispatcher
@@ -22,6 +25,7 @@ from coordinator.job_service import JobService
 from coordinator.lease_reaper import run_reaper
 from coordinator.metrics import sample_store
 from coordinator.store import open_store
+from coordinator.tokens import TokenFile
 from framefleet.core.channel import GRPC_OPTIONS
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -38,6 +42,9 @@ class RunningCoordinator:
     server: aio.Server
     address: str
     background: list[asyncio.Task[None]]
+    # Where agents connect with their certificates (--agent-listen); else ``address``.
+    agent_address: str
+    tokens: TokenFile | None
 
     async def ready(self) -> str | None:
         """None when the store answers and every background service runs, else why not."""
@@ -52,15 +59,64 @@ class RunningCoordinator:
         return None
 
 
+def is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name or an empty host: it may be reachable from elsewhere
+
+
+def exposure_problems(config: CoordinatorConfig) -> list[str]:
+    """What makes this coordinator unsafe to expose beyond loopback (empty: nothing)."""
+    problems = []
+    if config.tls_cert is None:
+        problems.append("no TLS (--tls-cert, --tls-key)")
+    if config.tokens is None:
+        problems.append("no client tokens (--tokens)")
+    if config.agent_ca is None:
+        problems.append("no agent certificates (--agent-ca, --agent-listen)")
+    exposed = [a for a in (config.listen, config.agent_listen) if a and not is_loopback(a)]
+    return problems if exposed else []
+
+
+def _check(config: CoordinatorConfig) -> None:
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if config.agent_ca is not None and not (config.agent_listen and config.tls_cert):
+        raise ValueError("--agent-ca needs --agent-listen and --tls-cert/--tls-key")
+
+
+def _add_ports(server: aio.Server, config: CoordinatorConfig) -> tuple[int, int]:
+    """Binds --listen (TLS when configured) and --agent-listen (mutual TLS: only agents with a
+    certificate from --agent-ca complete the handshake). Returns both ports (the second is 0
+    without an agent port)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return server.add_insecure_port(config.listen), 0
+    pair = [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
+    port = server.add_secure_port(config.listen, grpc.ssl_server_credentials(pair))
+    if config.agent_ca is None:
+        return port, 0
+    agents = grpc.ssl_server_credentials(
+        pair, root_certificates=config.agent_ca.read_bytes(), require_client_auth=True
+    )
+    return port, server.add_secure_port(config.agent_listen, agents)
+
+
 @contextlib.asynccontextmanager
 async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[RunningCoordinator]:
     """Starts a coordinator and stops it on exit; ``address`` is the bound host:port."""
+    _check(config)
+    tokens = TokenFile(config.tokens) if config.tokens is not None else None
+    auth = Authenticator(tokens)
     store = await open_store(config.store_url)
     # After a restart, agents get one TTL to reconnect and renew before leases expire.
     await store.extend_leases(config.clock() + config.lease_ttl)
     farm = Farm(store, config)
-    server = aio.server(options=GRPC_OPTIONS)
-    pb_grpc.add_JobServiceServicer_to_server(JobService(farm), server)
+    server = aio.server(options=GRPC_OPTIONS, interceptors=[Gate(auth)])
+    pb_grpc.add_JobServiceServicer_to_server(JobService(farm, auth), server)
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(farm), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -71,7 +127,7 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     host, _, _ = config.listen.rpartition(":")
-    port = server.add_insecure_port(config.listen)
+    port, agent_port = _add_ports(server, config)
     for name in ["", *services]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
@@ -79,9 +135,21 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     tasks = [asyncio.create_task(s(farm), name=s.__name__) for s in background]
     tasks.append(asyncio.create_task(sample_store(store), name="sample_store"))
     address = f"{host}:{port}"
-    log.info("coordinator listening", extra={"address": address, "store": config.store_url})
+    agent_address = (
+        f"{config.agent_listen.rpartition(':')[0]}:{agent_port}" if agent_port else address
+    )
+    log.info(
+        "coordinator listening",
+        extra={
+            "address": address,
+            "agent_address": agent_address,
+            "tls": config.tls_cert is not None,
+            "tokens": tokens is not None,
+            "store": config.store_url,
+        },
+    )
     try:
-        yield RunningCoordinator(farm, server, address, tasks)
+        yield RunningCoordinator(farm, server, address, tasks, agent_address, tokens)
     finally:
         for task in tasks:
             task.cancel()

@@ -45,6 +45,17 @@ class Sessions:
         self._epochs: dict[str, int] = {}
         self._turn = 0
 
+    async def close_previous(self, agent_id: str) -> None:
+        """Closes the stream an agent id already has and waits until it has ended (and
+        unregistered), so that a new stream never overlaps the old one's leases."""
+        while (old := self._by_agent.get(agent_id)) is not None:
+            if old.handler is None or old.handler is asyncio.current_task():
+                return
+            old.handler.cancel()
+            await asyncio.wait([old.handler])
+            if self._by_agent.get(agent_id) is old:  # it ended without unregistering
+                del self._by_agent[agent_id]
+
     def register(self, agent_id: str, slots: int) -> Session:
         """A new stream for an agent id starts a new epoch and fences the old session."""
         old = self._by_agent.get(agent_id)

@@ -5,6 +5,7 @@ every ``framefleet`` invocation loads this module."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,24 @@ async def _coordinator(args: argparse.Namespace) -> int:
     from farm.servers import cmd_coordinator
 
     return await cmd_coordinator(args)
+
+
+async def _certs(args: argparse.Namespace) -> int:
+    from farm.certs import cmd_certs
+
+    return cmd_certs(args)
+
+
+async def _token(args: argparse.Namespace) -> int:
+    from coordinator.tokens import Role, add_token
+
+    token = add_token(args.tokens, args.name, Role(args.role))
+    print(token)
+    print(
+        f"token for {args.name!r} ({args.role}) added to {args.tokens}; it is shown only now",
+        file=sys.stderr,
+    )
+    return 0
 
 
 async def _agent(args: argparse.Namespace) -> int:
@@ -66,11 +85,44 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--max-interruptions", type=int, default=10, help="drain hand-backs before INTERRUPTED"
     )
     coord.add_argument("--http", default=None, help=HTTP_HELP)
+    trust = coord.add_argument_group("trust (see README, Security)")
+    trust.add_argument("--tls-cert", type=Path, help="serve over TLS with this certificate")
+    trust.add_argument("--tls-key", type=Path, help="the key of --tls-cert")
+    trust.add_argument("--tokens", type=Path, help="client tokens (framefleet token add)")
+    trust.add_argument("--agent-ca", type=Path, help="agents need a certificate from this CA")
+    trust.add_argument("--agent-listen", default="", help="host:port for agents (mutual TLS)")
+    trust.add_argument(
+        "--max-slots-per-agent", type=int, default=64, help="slots and leases per agent stream"
+    )
+    trust.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen beyond loopback without TLS, tokens or agent certificates (unsafe)",
+    )
     from_environment(coord)  # after the last option: each reads FRAMEFLEET_<OPTION>
     coord.set_defaults(run=_coordinator, service="coordinator")
 
+    certs = commands.add_parser("certs", help="make a CA, a coordinator and agent certificates")
+    certs.add_argument("what", choices=["ca", "server", "agent"])
+    certs.add_argument("name", nargs="?", default="", help="agent id, or the server's file name")
+    certs.add_argument("--dir", type=Path, default=Path("certs"), help="holds ca.pem and ca.key")
+    certs.add_argument(
+        "--host", action="append", default=[], help="server: a DNS name or IP it is reached by"
+    )
+    certs.set_defaults(run=_certs)
+
+    token = commands.add_parser("token", help="manage client tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    add = token_commands.add_parser("add", help="make a token for NAME (its tenant)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["submit", "read", "admin"], default="submit")
+    add.add_argument("--tokens", type=Path, required=True, help="the coordinator's tokens file")
+    add.set_defaults(run=_token)
+
     agent = coordinator_option(commands.add_parser("agent", help="run a render agent"))
-    agent.add_argument("--agent-id", default="")
+    agent.add_argument("--agent-id", default="", help="default: --tls-cert's name, or host-pid")
+    agent.add_argument("--tls-cert", type=Path, help="the agent's certificate (its identity)")
+    agent.add_argument("--tls-key", type=Path, help="the key of --tls-cert")
     agent.add_argument("--slots", type=int, default=None, help="pages at once (default: sized)")
     agent.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
     agent.add_argument("--frame-timeout", type=float, default=10.0, help="seconds")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from framefleet.cli import fill_duration, finish, finish_batch, follow, follow_batch, spec_from_args
 from framefleet.client import AsyncClient
+from framefleet.core.channel import TLS_CA_ENV, TOKEN_ENV
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.variants import read_rows
 from framefleet.v1 import framefleet_pb2 as pb
@@ -59,6 +61,9 @@ async def local_farm(out_dir: Path, agents: int, slots: int | None) -> AsyncIter
     )
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
+    # Private and plaintext on loopback: a TLS CA or token meant for a remote farm must not
+    # leak into the embedded one.
+    env = {k: v for k, v in os.environ.items() if k not in (TLS_CA_ENV, TOKEN_ENV)}
     async with running_coordinator(config) as coordinator:
         host = socket.gethostname()
         # subprocess.Popen (vfork) rather than the event loop's spawn (fork): a fork while gRPC
@@ -70,6 +75,7 @@ async def local_farm(out_dir: Path, agents: int, slots: int | None) -> AsyncIter
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=(logs / f"agent-{i}.log").open("w"),
+                env=env,
             )
             for i in range(agents)
         ]
@@ -77,7 +83,7 @@ async def local_farm(out_dir: Path, agents: int, slots: int | None) -> AsyncIter
         assert task is not None
         watchdog = asyncio.create_task(_cancel_when_all_exit(processes, task))
         try:
-            async with AsyncClient(coordinator.address) as client:
+            async with AsyncClient(coordinator.address, tls=None, token="") as client:
                 # Work an interrupted earlier run left behind is not this run's to finish.
                 leftovers = await client.list([pb.JOB_STATE_QUEUED, pb.JOB_STATE_LEASED], 10_000)
                 for job in leftovers:

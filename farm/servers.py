@@ -5,15 +5,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from farm.http import http_app, serving
+
+log = logging.getLogger("framefleet.coordinator")
+
+
+def _certificate_name(path: Path | None) -> str:
+    """The common name of a certificate: the agent id the coordinator will know it by."""
+    if path is None:
+        return ""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
 
 
 @contextlib.asynccontextmanager
@@ -34,7 +50,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
     """Runs until SIGTERM or SIGINT. State lives in the store, so a stop (or a crash) loses
     nothing: agents reconnect to the next coordinator and report the leases they hold."""
     from coordinator.config import CoordinatorConfig
-    from coordinator.server import running_coordinator
+    from coordinator.server import exposure_problems, running_coordinator
 
     config = CoordinatorConfig(
         listen=args.listen,
@@ -44,17 +60,45 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         retry_base=args.retry_base,
         max_interruptions=args.max_interruptions,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tokens=args.tokens,
+        agent_ca=args.agent_ca,
+        agent_listen=args.agent_listen,
+        max_slots_per_agent=args.max_slots_per_agent,
     )
+    problems = exposure_problems(config)
+    if problems and not args.insecure:
+        print(
+            f"error: {args.listen} is reachable beyond this machine, but there is "
+            + ", ".join(problems)
+            + ". Add them (README, Security), or pass --insecure to accept anyone as client "
+            "and agent.",
+            file=sys.stderr,
+        )
+        return 2
+    for problem in problems:
+        log.warning(
+            "INSECURE: listening beyond loopback with %s: anyone can use this farm", problem
+        )
+        print(
+            f"WARNING: --insecure: {problem}; anyone who reaches the port owns the farm",
+            file=sys.stderr,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_coordinator(config) as coordinator:
+        if coordinator.tokens is not None:
+            loop.add_signal_handler(signal.SIGHUP, coordinator.tokens.reload)
         # /healthz, /readyz, /metrics; other HTTP routes are added to this app.
         app = http_app(coordinator.ready)
         async with _http(args.http, app, "coordinator"):
-            # Tests and the local mode read the bound address from this line.
+            # Tests and the local mode read the bound addresses from these lines.
             print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
+            if coordinator.agent_address != coordinator.address:
+                print(f"framefleet coordinator agents on {coordinator.agent_address}", flush=True)
             await stop.wait()
     return 0
 
@@ -64,9 +108,13 @@ async def cmd_agent(args: argparse.Namespace) -> int:
     from agent.render import RenderLimits
     from agent.runner import Agent, AgentConfig, run_agent
     from agent.spot_notice import notice_url
+    from framefleet.core.channel import Tls
 
     capacity = measure(args.slots)
-    agent_id = args.agent_id or f"{socket.gethostname()}-{os.getpid()}"
+    tls = Tls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    agent_id = (
+        args.agent_id or _certificate_name(args.tls_cert) or f"{socket.gethostname()}-{os.getpid()}"
+    )
     print(f"framefleet agent {agent_id}: {capacity.describe()}", file=sys.stderr, flush=True)
     agent = Agent(
         AgentConfig(
@@ -82,6 +130,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             page_memory_bytes=args.page_memory_mb * 2**20,
             chromium_sandbox=not args.no_chromium_sandbox,
             noop=args.noop,
+            tls=tls,
         )
     )
     async with _http(args.http, http_app(agent.ready), "agent"):

@@ -16,6 +16,67 @@ from pathlib import Path
 READY_TIMEOUT = 30.0
 
 
+@dataclass
+class Trust:
+    """What a farm on a port needs to be safe: a CA, a coordinator certificate for 127.0.0.1,
+    agent certificates (made on demand, named by agent id) and an admin client token."""
+
+    root: Path
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        from farm.certs import make_ca, make_leaf
+
+        if not (self.root / "ca.pem").exists():
+            make_ca(self.root)
+            make_leaf(self.root, "coordinator", ["127.0.0.1", "localhost"], server=True)
+        if not self.token:
+            self.token = self.add_token("tests", "admin")
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def tokens(self) -> Path:
+        return self.root / "tokens.json"
+
+    def add_token(self, name: str, role: str) -> str:
+        from coordinator.tokens import Role, add_token
+
+        return add_token(self.tokens, name, Role(role))
+
+    def agent_cert(self, agent_id: str) -> tuple[Path, Path]:
+        from farm.certs import make_leaf
+
+        cert, key = self.root / f"{agent_id}.pem", self.root / f"{agent_id}.key"
+        if not cert.exists():
+            make_leaf(self.root, agent_id, [], server=False)
+        return cert, key
+
+    def coordinator_args(self, agent_listen: str) -> list[str]:
+        return [
+            "--tls-cert",
+            str(self.root / "coordinator.pem"),
+            "--tls-key",
+            str(self.root / "coordinator.key"),
+            "--tokens",
+            str(self.tokens),
+            "--agent-ca",
+            str(self.ca),
+            "--agent-listen",
+            agent_listen,
+        ]
+
+    def agent_args(self, agent_id: str) -> list[str]:
+        cert, key = self.agent_cert(agent_id)
+        return ["--tls-ca", str(self.ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+
+    def client_env(self, token: str | None = None) -> dict[str, str]:
+        """How a client reaches this farm: what a user puts in the environment."""
+        return {"FRAMEFLEET_TLS_CA": str(self.ca), "FRAMEFLEET_TOKEN": token or self.token}
+
+
 def framefleet(*args: str) -> list[str]:
     return [sys.executable, "-m", "framefleet", *args]
 
@@ -54,16 +115,30 @@ def _read_line(stream: object, timeout: float) -> str:
 
 @dataclass
 class Farm:
-    """Starts processes under ``root`` (logs go to root/logs) and stops them all on close."""
+    """Starts processes under ``root`` (logs go to root/logs) and stops them all on close.
+
+    Secure by default, as on a network: TLS, client tokens and agent certificates (see
+    ``Trust``). While the farm runs, this process's environment carries the client settings
+    (FRAMEFLEET_TLS_CA, FRAMEFLEET_TOKEN), so the SDK and CLI subprocesses reach it as a
+    user's would. ``secure=False``: a plaintext loopback coordinator."""
 
     root: Path
+    secure: bool = True
     processes: list[Process] = field(default_factory=list)
     address: str = ""
     # The coordinator's --http address, when it was started with one.
     http: str = ""
+    agent_address: str = ""
+    trust: Trust | None = None
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        if self.secure:
+            self.trust = Trust(self.root / "trust")
+            for key, value in self.trust.client_env().items():
+                self._saved_env.setdefault(key, os.environ.get(key))
+                os.environ[key] = value
 
     def _spawn(
         self,
@@ -94,6 +169,9 @@ class Farm:
         listen: str = "127.0.0.1:0",
         env: dict[str, str] | None = None,
     ) -> Process:
+        if self.trust is not None:
+            # A restart keeps the agents' address too, so they reconnect.
+            extra = (*self.trust.coordinator_args(self.agent_address or "127.0.0.1:0"), *extra)
         process = self._spawn(
             "coordinator",
             framefleet(
@@ -109,13 +187,28 @@ class Farm:
         if "listening on" not in line:
             raise RuntimeError(f"coordinator did not start: {line!r}\n{process.log.read_text()}")
         self.address = line.rsplit(" ", 1)[1].strip()
+        self.agent_address = self.address
+        if self.trust is not None:
+            line = _read_line(process.popen.stdout, READY_TIMEOUT)
+            if "agents on" not in line:
+                raise RuntimeError(f"no agent address: {line!r}\n{process.log.read_text()}")
+            self.agent_address = line.rsplit(" ", 1)[1].strip()
         return process
 
     def start_agent(self, agent_id: str, *extra: str, env: dict[str, str] | None = None) -> Process:
         """An agent process; ``env`` is added to this process's environment."""
+        trust = self.trust.agent_args(agent_id) if self.trust is not None else []
         return self._spawn(
             agent_id,
-            framefleet("agent", "--coordinator", self.address, "--agent-id", agent_id, *extra),
+            framefleet(
+                "agent",
+                "--coordinator",
+                self.agent_address,
+                "--agent-id",
+                agent_id,
+                *trust,
+                *extra,
+            ),
             subprocess.DEVNULL,
             env,
         )
@@ -126,6 +219,11 @@ class Farm:
     def close(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -49,7 +49,10 @@ def test_proto_passes_buf_lint() -> None:
 
 @pytest.mark.e2e
 def test_health_and_reflection(farm: Farm) -> None:
-    with grpc.insecure_channel(farm.address) as channel:
+    """Open without a token, as load balancers and grpcurl expect (over TLS)."""
+    assert farm.trust is not None
+    credentials = grpc.ssl_channel_credentials(farm.trust.ca.read_bytes())
+    with grpc.secure_channel(farm.address, credentials) as channel:
         # The typeshed stubs leave the stub methods out.
         health: Any = health_pb2_grpc.HealthStub(channel)
         for service in ("", "framefleet.v1.JobService", "framefleet.v1.AgentService"):

@@ -34,7 +34,12 @@ def run_grpcurl(
 ) -> subprocess.CompletedProcess[str]:
     if not GRPCURL.exists():
         pytest.fail(f"{GRPCURL} is missing: run `make setup` (scripts/install_tools.sh)")
-    command = [str(GRPCURL), "-plaintext", "-max-time", "30"]
+    command = [str(GRPCURL), "-max-time", "30"]
+    if farm.trust is None:
+        command.append("-plaintext")
+    else:  # over TLS, with a client token, as a user on the network would
+        command += ["-cacert", str(farm.trust.ca)]
+        command += ["-H", f"authorization: Bearer {farm.trust.token}"]
     if data is not None:
         command += ["-d", "@"]
     return subprocess.run(

@@ -20,6 +20,7 @@ import grpc.aio as aio
 from google.protobuf import json_format
 
 from framefleet.client import FINAL_STATES, AsyncClient, JobFailed
+from framefleet.core.channel import TLS_CA_ENV, TOKEN_ENV, Tls
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import template_job, validate, video_json_job
 from framefleet.core.logs import setup_logging
@@ -318,7 +319,7 @@ def finish(job: pb.Job, as_json: bool) -> int:
 async def cmd_submit(args: argparse.Namespace) -> int:
     fill_duration(args)
     spec = spec_from_args(args, args.out or "")
-    async with AsyncClient(args.coordinator) as client:
+    async with connect(args) as client:
         if args.variants:
             rows = read_rows(args.variants, args.row_key)
             batch = await client.submit_batch(spec, rows, Path(args.variants).stem)
@@ -334,7 +335,7 @@ async def cmd_submit(args: argparse.Namespace) -> int:
 
 
 async def cmd_batch(args: argparse.Namespace) -> int:
-    async with AsyncClient(args.coordinator) as client:
+    async with connect(args) as client:
         if args.cancel:
             batch = await client.cancel_batch(args.batch_id)
         elif args.watch:
@@ -345,13 +346,13 @@ async def cmd_batch(args: argparse.Namespace) -> int:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
-    async with AsyncClient(args.coordinator) as client:
+    async with connect(args) as client:
         job = await client.get(args.job_id)
         return finish(await follow(client, job, not args.json), args.json)
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    async with AsyncClient(args.coordinator) as client:
+    async with connect(args) as client:
         while True:
             if args.job_id:
                 jobs = [await client.get(args.job_id)]
@@ -372,7 +373,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
-    async with AsyncClient(args.coordinator) as client:
+    async with connect(args) as client:
         job = await client.cancel(args.job_id)
     print(_job_json(job) if args.json else _describe(job))
     return 0
@@ -380,7 +381,32 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 def coordinator_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--coordinator", default=DEFAULT_COORDINATOR, help="host:port")
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=os.environ.get(TLS_CA_ENV) or None,
+        help=f"CA of the coordinator's certificate: connect over TLS (env {TLS_CA_ENV})",
+    )
     return parser
+
+
+def token_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV, ""),
+        help=f"client token from `framefleet token add` (env {TOKEN_ENV})",
+    )
+    return parser
+
+
+def connect(args: argparse.Namespace) -> AsyncClient:
+    """The client the command's --coordinator, --tls-ca and --token describe."""
+    tls = Tls(args.tls_ca) if args.tls_ca else None
+    return AsyncClient(args.coordinator, tls, args.token)
+
+
+def client_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    return token_option(coordinator_option(parser))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,19 +423,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="DEBUG, INFO, WARNING (default: INFO for coordinator and agent, else WARNING)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    submit = coordinator_option(commands.add_parser("submit", help="submit a job"))
+    submit = client_options(commands.add_parser("submit", help="submit a job"))
     job_options(submit)
     submit.add_argument("--out", default="", help="destination (default: the coordinator's)")
     submit.add_argument("--wait", action="store_true", help="wait for the job and show progress")
     variant_options(submit)
     submit.set_defaults(run=cmd_submit)
 
-    watch = coordinator_option(commands.add_parser("watch", help="follow a job to its end"))
+    watch = client_options(commands.add_parser("watch", help="follow a job to its end"))
     watch.add_argument("job_id")
     watch.add_argument("--json", action="store_true")
     watch.set_defaults(run=cmd_watch)
 
-    status = coordinator_option(commands.add_parser("status", help="list jobs, or show one"))
+    status = client_options(commands.add_parser("status", help="list jobs, or show one"))
     status.add_argument("job_id", nargs="?")
     status.add_argument("--failed", action="store_true", help="only failed jobs")
     status.add_argument("--limit", type=int, default=50)
@@ -418,14 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="one JSON object a line")
     status.set_defaults(run=cmd_status)
 
-    batch = coordinator_option(commands.add_parser("batch", help="show, follow or cancel a batch"))
+    batch = client_options(commands.add_parser("batch", help="show, follow or cancel a batch"))
     batch.add_argument("batch_id")
     batch.add_argument("--watch", action="store_true", help="follow it to its end")
     batch.add_argument("--cancel", action="store_true", help="cancel the rows not yet ended")
     batch.add_argument("--json", action="store_true")
     batch.set_defaults(run=cmd_batch)
 
-    cancel = coordinator_option(commands.add_parser("cancel", help="cancel a job"))
+    cancel = client_options(commands.add_parser("cancel", help="cancel a job"))
     cancel.add_argument("job_id")
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(run=cmd_cancel)

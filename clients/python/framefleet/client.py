@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import grpc.aio as aio
 from opentelemetry.trace import SpanKind
 
 from framefleet.core import telemetry
-from framefleet.core.channel import GRPC_OPTIONS
+from framefleet.core.channel import TOKEN_ENV, Tls, bearer, open_channel
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+# AsyncClient's default: TLS from $FRAMEFLEET_TLS_CA when it is set.
+FROM_ENV: Literal["env"] = "env"
 ROWS_PER_MESSAGE = 500
 FINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
 
@@ -46,11 +49,21 @@ def _translate(error: aio.AioRpcError) -> Exception:
 
 
 class AsyncClient:
-    """``async with AsyncClient("127.0.0.1:7070") as client: job = await client.submit(spec)``"""
+    """``async with AsyncClient("127.0.0.1:7070") as client: job = await client.submit(spec)``
 
-    def __init__(self, target: str) -> None:
-        self._channel = aio.insecure_channel(target, options=GRPC_OPTIONS)
+    ``tls`` and ``token`` default to $FRAMEFLEET_TLS_CA and $FRAMEFLEET_TOKEN; ``tls=None`` is
+    plaintext (a loopback coordinator without TLS), ``token=""`` sends none."""
+
+    def __init__(
+        self, target: str, tls: Tls | Literal["env"] | None = FROM_ENV, token: str | None = None
+    ) -> None:
+        self._channel = open_channel(target, Tls.from_env() if tls == FROM_ENV else tls)
         self._stub = pb_grpc.JobServiceStub(self._channel)
+        self._auth = bearer(os.environ.get(TOKEN_ENV, "") if token is None else token)
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        # The trace context travels as W3C headers in the call's metadata, beside the token.
+        return self._auth + tuple(telemetry.inject().items())
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -62,10 +75,8 @@ class AsyncClient:
         await self._channel.close()
 
     async def _call(self, method: str, request: Any) -> Any:
-        # The trace context travels as W3C headers in the call's metadata.
-        metadata = tuple(telemetry.inject().items())
         try:
-            return await getattr(self._stub, method)(request, metadata=metadata)
+            return await getattr(self._stub, method)(request, metadata=self._metadata())
         except aio.AioRpcError as e:
             raise _translate(e) from e
 
@@ -95,7 +106,10 @@ class AsyncClient:
     async def watch(self, job_id: str) -> AsyncIterator[pb.WatchJobResponse]:
         """State changes and progress until the job ends (the last item is its final state)."""
         try:
-            async for update in self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id)):
+            watch = self._stub.WatchJob(
+                pb.WatchJobRequest(job_id=job_id), metadata=self._metadata()
+            )
+            async for update in watch:
                 yield update
         except aio.AioRpcError as e:
             raise _translate(e) from e
@@ -124,10 +138,9 @@ class AsyncClient:
         with telemetry.tracer.start_as_current_span(
             "framefleet.submit_batch", kind=SpanKind.CLIENT
         ):
-            metadata = tuple(telemetry.inject().items())
             try:
                 response: pb.SubmitBatchResponse = await self._stub.SubmitBatch(
-                    requests(), metadata=metadata
+                    requests(), metadata=self._metadata()
                 )
             except aio.AioRpcError as e:
                 raise _translate(e) from e
@@ -148,7 +161,8 @@ class AsyncClient:
     async def watch_batch(self, batch_id: str) -> AsyncIterator[pb.Batch]:
         """Aggregate progress until every row has ended; the last one carries the digest."""
         try:
-            async for update in self._stub.WatchBatch(pb.WatchBatchRequest(batch_id=batch_id)):
+            request = pb.WatchBatchRequest(batch_id=batch_id)
+            async for update in self._stub.WatchBatch(request, metadata=self._metadata()):
                 yield update.batch
         except aio.AioRpcError as e:
             raise _translate(e) from e
@@ -175,15 +189,19 @@ class AsyncClient:
 class Client:
     """Blocking wrapper: the async client on a private event loop thread."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(
+        self, target: str, tls: Tls | Literal["env"] | None = FROM_ENV, token: str | None = None
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._async = self._run(self._make(target))
+        self._async = self._run(self._make(target, tls, token))
 
     @staticmethod
-    async def _make(target: str) -> AsyncClient:
-        return AsyncClient(target)
+    async def _make(
+        target: str, tls: Tls | Literal["env"] | None, token: str | None
+    ) -> AsyncClient:
+        return AsyncClient(target, tls, token)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

@@ -1,0 +1,270 @@
+"""The network attacks of issue 11, replayed against a coordinator with TLS, client tokens and
+agent certificates, and real agent processes: each one fails safe.
+
+Attacks on the job's page (popups, WebRTC, symlinks, memory) live in their own suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio as aio
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from framefleet.client import AsyncClient
+from framefleet.core.channel import Tls, bearer, open_channel
+from framefleet.core.jobspec import template_job
+from framefleet.v1 import framefleet_pb2 as pb
+from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
+from tests.farm_processes import Farm, Trust, framefleet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+TEMPLATE = Path(__file__).parent / "templates" / "solid.html"
+
+
+def small_job(**params: object) -> pb.JobSpec:
+    return template_job(str(TEMPLATE), dict(params), width=64, height=64, fps=10, frames=3)
+
+
+@pytest.fixture(scope="module")
+def trusted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    """A secure coordinator (TLS, tokens, agent CA) and one real agent with a certificate."""
+    root = tmp_path_factory.mktemp("trusted")
+    farm = Farm(root)
+    try:
+        farm.start_coordinator(
+            f"sqlite:///{root}/jobs.db",
+            root / "out",
+            "--max-slots-per-agent",
+            "2",
+            "--lease-ttl",
+            "6",
+            "--heartbeat-interval",
+            "1",
+        )
+        farm.start_agent("agent-1", "--slots", "1", "--ready-timeout", "10")
+        yield farm
+    finally:
+        farm.close()
+
+
+def _trust(farm: Farm) -> Trust:
+    assert farm.trust is not None
+    return farm.trust
+
+
+async def _stub(farm: Farm, token: str = "") -> tuple[aio.Channel, pb_grpc.JobServiceStub]:
+    channel = open_channel(farm.address, Tls(_trust(farm).ca))
+    return channel, pb_grpc.JobServiceStub(channel)
+
+
+# --- clients -------------------------------------------------------------------------------
+
+
+async def test_anonymous_and_forged_tokens_are_refused(trusted: Farm) -> None:
+    channel, stub = await _stub(trusted)
+    async with channel:
+        calls: dict[str, Callable[[Any], Awaitable[object]]] = {
+            "ListJobs": lambda md: stub.ListJobs(pb.ListJobsRequest(), metadata=md),
+            "GetJob": lambda md: stub.GetJob(pb.GetJobRequest(job_id="x"), metadata=md),
+            "CancelJob": lambda md: stub.CancelJob(pb.CancelJobRequest(job_id="x"), metadata=md),
+            "SubmitJob": lambda md: stub.SubmitJob(
+                pb.SubmitJobRequest(spec=small_job()), metadata=md
+            ),
+        }
+        for name, call in calls.items():
+            for metadata in ((), bearer("fft_guessed"), (("authorization", "Basic x"),)):
+                with pytest.raises(aio.AioRpcError) as refused:
+                    await call(metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
+        watch = stub.WatchJob(pb.WatchJobRequest(job_id="x"))
+        with pytest.raises(aio.AioRpcError) as refused:
+            await watch.read()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # Health stays open (load balancers, probes).
+        health: Any = health_pb2_grpc.HealthStub(channel)  # typeshed leaves the methods out
+        reply = await health.Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_plaintext_and_untrusted_servers_get_nothing(trusted: Farm, tmp_path: Path) -> None:
+    async with aio.insecure_channel(trusted.address) as channel:
+        with pytest.raises(aio.AioRpcError) as refused:
+            await pb_grpc.JobServiceStub(channel).ListJobs(
+                pb.ListJobsRequest(), metadata=bearer(_trust(trusted).token), timeout=5
+            )
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    # A client that trusts another CA does not hand its token to this server.
+    stranger = Trust(tmp_path / "stranger")
+    async with AsyncClient(trusted.address, Tls(stranger.ca), stranger.token) as client:
+        with pytest.raises(aio.AioRpcError) as refused:
+            await client.list()
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_token_added_while_running_works_at_once(trusted: Farm) -> None:
+    token = _trust(trusted).add_token("latecomer", "submit")
+    async with AsyncClient(trusted.address, Tls(_trust(trusted).ca), token) as client:
+        job = await client.wait((await client.submit(small_job(who="late"))).id)
+    assert job.state == pb.JOB_STATE_SUCCEEDED and job.output_bytes > 0
+
+
+def test_cli_over_tls_with_a_token(trusted: Farm) -> None:
+    """The CLI as a user runs it: --tls-ca and --token from the environment (set by Farm)."""
+    result = subprocess.run(
+        framefleet(
+            "submit",
+            "--coordinator",
+            trusted.address,
+            str(TEMPLATE),
+            "--wait",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--fps",
+            "10",
+            "--frames",
+            "3",
+            "--json",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{result.stderr}\n{trusted.logs()}"
+    env = {**os.environ, "FRAMEFLEET_TOKEN": "fft_wrong"}
+    result = subprocess.run(
+        framefleet("status", "--coordinator", trusted.address),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode != 0 and "UNAUTHENTICATED" in result.stderr, result.stderr
+
+
+# --- agents --------------------------------------------------------------------------------
+
+
+async def _hello(
+    farm: Farm, tls: Tls | None, address: str, agent_id: str, slots: int = 1
+) -> tuple[aio.Channel, aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse]]:
+    channel = open_channel(address, tls)
+    call = pb_grpc.AgentServiceStub(channel).Connect()
+    await call.write(pb.ConnectRequest(hello=pb.Hello(agent_id=agent_id, slots=slots)))
+    return channel, call
+
+
+async def test_a_process_without_an_agent_certificate_gets_no_work(
+    trusted: Farm, tmp_path: Path
+) -> None:
+    trust = _trust(trusted)
+    async with AsyncClient(trusted.address) as client:
+        queued = await client.submit(small_job(secret="for agents only"))
+    # On the client address, over TLS but with no client certificate: no identity, no Hello.
+    channel, call = await _hello(trusted, Tls(trust.ca), trusted.address, "agent-9")
+    async with channel:
+        with pytest.raises(aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # On the agent address, a certificate from another CA fails the handshake.
+    stranger = Trust(tmp_path / "stranger")
+    cert, key = stranger.agent_cert("agent-9")
+    channel = open_channel(trusted.agent_address, Tls(trust.ca, cert, key))
+    async with channel:
+        with pytest.raises(aio.AioRpcError) as refused:
+            call = pb_grpc.AgentServiceStub(channel).Connect()
+            await call.write(pb.ConnectRequest(hello=pb.Hello(slots=1)))
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    async with AsyncClient(trusted.address) as client:
+        job = await client.wait(queued.id)
+    assert job.state == pb.JOB_STATE_SUCCEEDED  # rendered by the real agent
+
+
+async def test_a_certificate_cannot_claim_another_agents_id(trusted: Farm) -> None:
+    trust = _trust(trusted)
+    cert, key = trust.agent_cert("intruder")
+    tls = Tls(trust.ca, cert, key)
+    channel, call = await _hello(trusted, tls, trusted.agent_address, "agent-1")
+    async with channel:
+        with pytest.raises(aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "intruder" in (refused.value.details() or "")
+    # The real agent-1 kept its stream: it still renders.
+    async with AsyncClient(trusted.address) as client:
+        job = await client.wait((await client.submit(small_job(after="intruder"))).id)
+    assert job.state == pb.JOB_STATE_SUCCEEDED
+
+
+async def test_a_huge_slot_count_is_capped(trusted: Farm) -> None:
+    """Hello with slots = 2^32-1 gets --max-slots-per-agent (2) leases, not the queue."""
+    trust = _trust(trusted)
+    cert, key = trust.agent_cert("greedy")
+    async with AsyncClient(trusted.address) as client:
+        jobs = [await client.submit(small_job(n=n, greedy=True)) for n in range(6)]
+        channel, call = await _hello(
+            trusted, Tls(trust.ca, cert, key), trusted.agent_address, "", slots=2**32 - 1
+        )
+        async with channel:
+            assigned: set[str] = set()
+            welcome = await call.read()
+            assert isinstance(welcome, pb.ConnectResponse) and welcome.HasField("welcome")
+
+            async def collect() -> None:
+                while True:
+                    message = await call.read()
+                    if not isinstance(message, pb.ConnectResponse):
+                        return
+                    inner = (
+                        message.bundle.messages
+                        if message.WhichOneof("message") == "bundle"
+                        else [message]
+                    )
+                    assigned.update(m.assign.lease.job_id for m in inner if m.HasField("assign"))
+
+            reader = asyncio.create_task(collect())
+            # The real agent renders what greedy does not hold; once every job is either done
+            # or held by greedy, greedy's share is what it was given.
+            ids = {job.id for job in jobs}
+            while True:
+                done = {j.id for j in await client.list([pb.JOB_STATE_SUCCEEDED], 1000)}
+                if len(ids & done) + len(assigned & ids) == len(ids):
+                    break
+                await asyncio.sleep(0.2)
+            assert 0 < len(assigned & ids) <= 2, assigned
+            reader.cancel()
+        # Greedy's stream is gone; its leases are recovered and everything still renders.
+        for job in jobs:
+            final = await client.wait(job.id)
+            assert final.state == pb.JOB_STATE_SUCCEEDED
+
+
+def test_exposed_listen_refuses_without_trust(tmp_path: Path) -> None:
+    command = framefleet(
+        "coordinator", "--listen", "0.0.0.0:0", "--store", f"sqlite:///{tmp_path}/j.db"
+    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no TLS" in result.stderr and "no client tokens" in result.stderr, result.stderr
+    process = subprocess.Popen(
+        [*command, "--insecure"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert "listening on" in process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert "WARNING: --insecure" in stderr
