@@ -1,0 +1,143 @@
+"""deploy/Dockerfile, checked without a container engine: the image installs the Debian packages
+scripts/ installs (one list), runs as a non-root user under an init that forwards signals, and
+the wheel it installs carries every file the services load at run time."""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+SCRIPT = ROOT / "scripts" / "install_system_deps.sh"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for instruction in instructions():
+        if instruction[0] == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(instruction)
+    return result
+
+
+def packages(*flags: str) -> set[str]:
+    listed = subprocess.run(
+        ["bash", str(SCRIPT), "--list", *flags], capture_output=True, text=True, check=True
+    ).stdout
+    return set(listed.split())
+
+
+def test_the_image_installs_the_packages_scripts_install() -> None:
+    final = stages()[-1]
+    runs = [args for kind, args in final if kind == "RUN"]
+    assert ("COPY", "scripts/install_system_deps.sh /tmp/install_system_deps.sh") in final
+    assert any(args.startswith("/tmp/install_system_deps.sh --image") for args in runs), runs
+    assert not any("apt-get install" in args for args in runs), "packages listed outside scripts/"
+    development, image = packages(), packages("--image")
+    assert {"chromium-headless-shell", "fonts-dejavu-core", "tini"} <= image
+    # Everything a development machine gets is in the image, but the test database.
+    assert development - image == {"postgresql"}
+
+
+def test_the_image_runs_framefleet_as_a_user_under_tini() -> None:
+    all_stages = stages()
+    assert len(all_stages) >= 3, "multi-stage: bundle, build, runtime"
+    final = dict(all_stages[-1])
+    assert final["FROM"] == "debian:bookworm-slim"
+    user = final["USER"].split(":")
+    assert all(part.isdigit() and int(part) > 0 for part in user), "a numeric non-root user"
+    assert final["ENTRYPOINT"] == '["/usr/bin/tini", "--", "framefleet"]'
+    assert "PATH=/opt/framefleet/bin:$PATH" in final["ENV"]
+    build = all_stages[-2]
+    assert ("COPY", "--from=videoflow /src/agent/videoflow/dist agent/videoflow/dist") in build
+    assert ("COPY", "--from=build /opt/framefleet /opt/framefleet") in all_stages[-1]
+
+
+def test_the_build_context_keeps_what_the_build_copies() -> None:
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    needed = [
+        "pyproject.toml",
+        "README.md",
+        "clients/python/pyproject.toml",
+        "coordinator/server.py",
+        "agent/timecontrol.js",
+        "outputs/s3.py",
+        "farm/commands.py",
+        "agent/videoflow/package-lock.json",
+        "agent/videoflow/build.mjs",
+        "scripts/install_system_deps.sh",
+    ]
+    for path in needed:
+        assert (ROOT / path).exists(), path
+        parts = Path(path).parts
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        assert not any(fnmatch.fnmatch(p, pattern) for p in prefixes for pattern in ignored), path
+
+
+def test_the_wheel_carries_every_runtime_file(tmp_path: Path) -> None:
+    """The image installs the project as a wheel, not editable: a module or data file missing
+    from the package list would be missing from the image."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    source = tmp_path / "src"
+    for name in tracked:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    bundle = ROOT / "agent" / "videoflow" / "dist"
+    shutil.copytree(bundle, source / "agent" / "videoflow" / "dist")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            tmp_path / "wheels",
+            source,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = (tmp_path / "wheels").glob("framefleet_farm-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    runtime = (".py", ".js", ".html", ".sql", ".json")
+    expected = {
+        name
+        for name in tracked
+        if name.split("/")[0] in {"coordinator", "agent", "outputs", "farm"}
+        and name.endswith(runtime)
+        and "/node_modules/" not in name
+        and not name.startswith("agent/videoflow/package")
+        and name not in {"agent/videoflow/build.mjs", "agent/videoflow/entry.js"}
+    }
+    expected |= {
+        f"agent/videoflow/dist/{p.relative_to(bundle)}" for p in bundle.rglob("*") if p.is_file()
+    }
+    missing = sorted(expected - shipped)
+    assert not missing, f"the image would lack: {missing}"
