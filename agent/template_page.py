@@ -87,6 +87,7 @@ class TemplatePage:
         self.frames_reused = 0  # frames of this load that repeat the previous picture
         page.on("pageerror", lambda error: self._errors.append(str(error)))
         page.on("crash", self._on_crash)
+        page.on("framenavigated", self._check_navigation)
         context.on("page", self._refuse_page)
 
     @classmethod
@@ -113,6 +114,16 @@ class TemplatePage:
 
     def _forbid(self, what: str) -> None:
         self.forbidden = self.forbidden or what
+
+    def _check_navigation(self, frame: Frame) -> None:
+        # Navigations without a request (history.back() to about:blank) pass no route.
+        if frame.parent_frame is None and frame.url.split("#", 1)[0] != INDEX:
+            self._forbid(f"the template navigated to {frame.url[:200]}")
+
+    def _note_navigation(self, error: PlaywrightError) -> None:
+        # Our script's page went away under it: the event saying where to may come later.
+        if "context was destroyed" in str(error.message):
+            self._forbid("the template navigated away from its page")
 
     async def _refuse_page(self, page: Page) -> None:
         self._forbid(f"the template opened another page ({page.url})")
@@ -196,6 +207,7 @@ class TemplatePage:
                 f"the template was not ready within {ready_timeout:g}s",
             ) from None
         except PlaywrightError as e:
+            self._note_navigation(e)
             self.raise_if_broken()
             raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"loading failed: {e}") from e
         self.raise_if_broken()
@@ -216,6 +228,7 @@ class TemplatePage:
         try:
             return await self.page.evaluate(script, arg)
         except PlaywrightError as e:
+            self._note_navigation(e)
             self.raise_if_broken()
             first_line = str(e.message).strip().splitlines()[0] if e.message else str(e)
             raise FramefleetError(
@@ -233,7 +246,7 @@ class TemplatePage:
         fault, not retried); otherwise the machine was too slow and the failure is retryable."""
         busy = await busy_renderers(HANG_PROBE_SECONDS, HANG_CPU_SHARE)
         with contextlib.suppress(PlaywrightError):
-            await self.context.close()
+            await self.close()
         if busy and await any_exit(busy, within=5.0):
             self._hung = f"{what}, its renderer busy on the CPU throughout: an endless loop?"
 
@@ -253,6 +266,7 @@ class TemplatePage:
                 ErrorClass.CAPTURE_TIMEOUT, f"frame at {ms:.0f} ms took over {limit:g}s"
             ) from None
         except PlaywrightError as e:
+            self._note_navigation(e)
             self.raise_if_broken()
             raise FramefleetError(ErrorClass.BROWSER_CRASHED, f"capture failed: {e}") from e
         self.raise_if_broken()
