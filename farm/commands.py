@@ -58,11 +58,32 @@ async def _agent(args: argparse.Namespace) -> int:
     return await cmd_agent(args)
 
 
+def destination(text: str) -> str:
+    """``render --out``: a local directory or a URL a sink is registered for, as a URL. Any
+    other URL is refused here, before anything renders (never a directory named ``s3:``)."""
+    from outputs import schemes
+
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return Path(text).resolve().as_uri()
+    if scheme == "file":
+        return Path(rest).resolve().as_uri()
+    if scheme not in schemes() or not rest.strip("/"):
+        known = ", ".join(f"{s}://" for s in sorted(schemes()))
+        raise argparse.ArgumentTypeError(
+            f"cannot write to {text!r}: give a local directory or a URL ({known})"
+        )
+    return text.rstrip("/")
+
+
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     render = commands.add_parser("render", help="render locally: coordinator and agents here")
     job_options(render)
     render.add_argument(
-        "--out", required=True, type=lambda p: Path(p).resolve(), help="output directory"
+        "--out",
+        required=True,
+        type=destination,
+        help="a local directory, or s3://bucket/prefix (streamed there as it renders)",
     )
     variant_options(render)
     render.add_argument("--agents", type=int, default=1, help="local agent processes")

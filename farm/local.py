@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -13,12 +14,14 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import outputs
 from framefleet.cli import fill_duration, finish, finish_batch, follow, follow_batch, spec_from_args
 from framefleet.client import AsyncClient
 from framefleet.core.channel import TLS_CA_ENV, TOKEN_ENV
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.variants import read_rows
 from framefleet.v1 import framefleet_pb2 as pb
+from outputs.local import local_path
 
 
 def _agent_command(coordinator: str, agent_id: str, slots: int | None) -> list[str]:
@@ -43,19 +46,21 @@ def _agent_command(coordinator: str, agent_id: str, slots: int | None) -> list[s
 
 
 @contextlib.asynccontextmanager
-async def local_farm(out_dir: Path, agents: int, slots: int | None) -> AsyncIterator[AsyncClient]:
+async def local_farm(
+    destination: str, agents: int, slots: int | None
+) -> AsyncIterator[AsyncClient]:
     """An embedded coordinator on SQLite and local agents as separate processes, stopped
     (drained) on exit. The job table stays in OUT/.framefleet/, so a rerun into the same
     directory finds what is already rendered and renders only what is missing."""
     from coordinator.config import CoordinatorConfig
     from coordinator.server import running_coordinator
 
-    state = out_dir / ".framefleet"
+    state = state_dir(destination)
     state.mkdir(parents=True, exist_ok=True)
     config = CoordinatorConfig(
         listen="127.0.0.1:0",
         store_url=f"sqlite:///{state}/jobs.db",
-        default_destination=str(out_dir),
+        default_destination=destination,
         lease_ttl=10.0,
         heartbeat_interval=2.0,
     )
@@ -120,13 +125,26 @@ def _show_log(path: Path, lines: int = 20) -> None:
     print(f"--- {path} (last {len(tail)} lines)", *tail, sep="\n", file=sys.stderr)
 
 
+def state_dir(destination: str) -> Path:
+    """Where the local job table and agent logs live: OUT/.framefleet for a local directory;
+    for a remote destination, a directory of its own in the user's cache."""
+    if destination.startswith("file://"):
+        return local_path(destination) / ".framefleet"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "framefleet" / "render" / hashlib.sha256(destination.encode()).hexdigest()[:16]
+
+
 async def cmd_render(args: argparse.Namespace) -> int:
     """All in one: an embedded coordinator on SQLite, local agents as separate processes."""
-    out_dir: Path = args.out  # resolved by the parser
+    destination: str = args.out  # a URL, checked by the parser
     fill_duration(args)
-    spec = spec_from_args(args, out_dir.as_uri())
+    spec = spec_from_args(args, destination)
     rows = read_rows(args.variants, args.row_key) if args.variants else None
-    async with local_farm(out_dir, args.agents, args.slots) as client:
+    try:
+        await outputs.check(destination)  # before anything starts, not after the render
+    except FramefleetError as e:
+        raise FramefleetError(ErrorClass.INVALID_JOB, e.args[0]) from None
+    async with local_farm(destination, args.agents, args.slots) as client:
         if rows is not None:
             batch = await client.submit_batch(spec, rows, Path(args.variants).stem)
             return finish_batch(await follow_batch(client, batch, not args.json), args.json)

@@ -2,10 +2,28 @@
 
 Both the agent (writing renders) and the coordinator (writing batch manifests, aborting the
 uploads of lost agents) use this layer; it depends only on the shared core. A new sink is one
-module with ``open_upload`` and ``abort_upload`` plus a line in ``outputs.registry``.
+module with ``open_upload``, ``abort_upload``, ``check`` and ``copy`` plus a line in
+``outputs.registry``.
 """
 
 from outputs.base import Upload
-from outputs.registry import abort_upload, open_upload, register, schemes, supports
+from outputs.registry import (
+    abort_upload,
+    check,
+    copy,
+    open_upload,
+    register,
+    schemes,
+    supports,
+)
 
-__all__ = ["Upload", "abort_upload", "open_upload", "register", "schemes", "supports"]
+__all__ = [
+    "Upload",
+    "abort_upload",
+    "check",
+    "copy",
+    "open_upload",
+    "register",
+    "schemes",
+    "supports",
+]

@@ -33,3 +33,14 @@ class Sink(Protocol):
     async def abort_upload(self, url: str, upload_id: str) -> None:
         """Cleans up an upload whose writer is gone (a lost agent's)."""
         ...
+
+    async def check(self, url: str) -> None:
+        """Raises OUTPUT_ERROR when nothing could be written under the destination ``url``
+        (no such bucket, no credentials, a read-only directory): asked before rendering."""
+        ...
+
+    async def copy(self, source: str, target: str) -> None:
+        """Makes ``target`` hold the bytes of ``source``, a finished output at the same kind of
+        destination, without moving them through this process (a readable name for a
+        content-addressed output); ``target`` appears whole or not at all."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -47,12 +48,43 @@ class LocalSink:
 
     def open_upload(self, url: str) -> LocalUpload:
         try:
-            return LocalUpload(Path(unquote(urlparse(url).path)))
+            return LocalUpload(local_path(url))
         except OSError as e:
             raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write {url}: {e}") from e
 
     async def abort_upload(self, url: str, upload_id: str) -> None:
         pass  # a dead writer's hidden partial file is invisible and harmless
+
+    async def check(self, url: str) -> None:
+        directory = local_path(url)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot create {directory}: {e}") from e
+        if not os.access(directory, os.W_OK):
+            raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write to {directory}")
+
+    async def copy(self, source: str, target: str) -> None:
+        await asyncio.to_thread(_link_or_copy, local_path(source), local_path(target))
+
+
+def local_path(url: str) -> Path:
+    return Path(unquote(urlparse(url).path))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows (no bytes copied; outputs are never modified
+    in place, only replaced), else a copy; made under a hidden name, then renamed."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    except OSError as e:
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot copy to {target}: {e}") from e
 
 
 SINK = LocalSink()

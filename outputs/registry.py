@@ -46,6 +46,18 @@ def open_upload(url: str) -> Upload:
     return sink_for(url).open_upload(url)
 
 
+async def check(url: str) -> None:
+    """Raises OUTPUT_ERROR unless outputs can be written under the destination ``url``."""
+    await sink_for(url).check(url)
+
+
+async def copy(source: str, target: str) -> None:
+    """``target`` gets the bytes of the finished output ``source`` (same kind of destination)."""
+    if urlparse(source).scheme != urlparse(target).scheme:
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot copy {source} to {target}")
+    await sink_for(target).copy(source, target)
+
+
 async def abort_upload(url: str, upload_id: str) -> None:
     """Aborts what a lost writer left behind at ``url`` (nothing to do without an id)."""
     if upload_id:

@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from framefleet.core.backoff import Backoff
@@ -672,6 +672,41 @@ async def abort_upload(url: str, upload_id: str) -> None:
     log.info("orphaned s3 upload aborted", extra={"url": url, "upload_id": upload_id})
 
 
+async def check(url: str) -> None:
+    """The bucket exists and these credentials may use it (HeadBucket)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"{url!r} is not an s3://bucket/prefix URL")
+    try:
+        client = await shared_client(S3Settings.from_env()).get()
+        await client.head_bucket(Bucket=parsed.netloc)
+    except (ClientError, BotoCoreError, ValueError) as e:
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write to {url}: {e}") from e
+
+
+async def copy(source: str, target: str) -> None:
+    """A server-side copy (CopyObject: S3 moves the bytes, up to 5 GB), retried like a part."""
+    source_bucket, source_key = parse_s3_url(source)
+    bucket, key = parse_s3_url(target)
+    settings = S3Settings.from_env()
+    client = await shared_client(settings).get()
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            await client.copy_object(
+                Bucket=bucket,
+                Key=key,
+                CopySource={"Bucket": source_bucket, "Key": source_key},
+                MetadataDirective="COPY",
+            )
+            return
+        except Exception as e:
+            if not is_transient(e) or attempt == settings.max_attempts:
+                raise FramefleetError(
+                    ErrorClass.OUTPUT_ERROR, f"copying {source} to {target} failed: {e}"
+                ) from e
+            await asyncio.sleep(settings.backoff(attempt))
+
+
 class S3Sink:
     """s3://bucket/key URLs, on AWS or any S3-compatible store."""
 
@@ -684,6 +719,12 @@ class S3Sink:
 
     async def abort_upload(self, url: str, upload_id: str) -> None:
         await abort_upload(url, upload_id)
+
+    async def check(self, url: str) -> None:
+        await check(url)
+
+    async def copy(self, source: str, target: str) -> None:
+        await copy(source, target)
 
 
 SINK = S3Sink()

@@ -512,7 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_coroutine(args.run(args))
     except FramefleetError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_FAILED if isinstance(e, JobFailed) else EXIT_BAD_INPUT
+        refused = e.error_class in (ErrorClass.INVALID_JOB, ErrorClass.TEMPLATE_NOT_FOUND)
+        return EXIT_BAD_INPUT if refused and not isinstance(e, JobFailed) else EXIT_FAILED
     except aio.AioRpcError as e:
         print(f"error: coordinator {e.code().name}: {e.details()}", file=sys.stderr)
         return {
