@@ -14,9 +14,9 @@ coordinator/retry_policy.py and handed to ``settle`` as a ``Transition``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class JobState(StrEnum):
@@ -138,72 +138,6 @@ class JobRecord:
     # The current attempt's S3 multipart upload, as the agent reported it.
     upload_id: str | None = None
     interruptions: int = 0
-
-
-# A new fencing token from the current one: the grant counter in the high 32 bits plus one,
-# and 32 random bits below (each store names its random function).
-def next_token(random32: str) -> str:
-    return f"(fencing_token / {2**32} + 1) * {2**32} + {random32}"
-
-
-# The policy's transition, applied while the lease is still held (owner and token) and, for
-# the reaper, still expired. Placeholders are ?; PostgreSQL numbers them.
-SETTLE = (
-    "UPDATE jobs SET state = ?, available_at = ?, finished_at = ?,"
-    " error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),"
-    " attempt = attempt - ?, interruptions = interruptions + ?, lease_expires_at = NULL"
-    " WHERE state = 'leased' AND id = ? AND lease_owner = ? AND fencing_token = ?"
-    " AND lease_expires_at < ?"
-)
-
-
-def settle_values(
-    lease: Lease, transition: Transition, now: float, expired_by: float
-) -> tuple[Any, ...]:
-    final = transition.state.final
-    return (
-        transition.state.value, transition.available_at, now if final else None,
-        transition.error_class, transition.error_message,
-        0 if transition.spends_attempt else 1, int(transition.interruption),
-        lease.job_id, lease.owner, lease.token, expired_by,
-    )  # fmt: skip
-
-
-EXPIRED = "WHERE state = 'leased' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?"
-
-
-# Every store reads a JobRecord from these columns, in its field order.
-COLUMNS = ", ".join(f.name for f in fields(JobRecord))
-# Every store inserts a job with these columns; insert_values gives their values.
-INSERT_COLUMNS = (
-    "id, state, spec, content_key, output_url, frames_total, priority, max_attempts,"
-    " created_at, available_at, source_key, batch_id, row_key, fair_rank, frames_done,"
-    " output_bytes, finished_at, cache_hit, trace_context"
-)
-INSERT_COUNT = INSERT_COLUMNS.count(",") + 1
-
-
-def insert_values(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ...]:
-    """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given."""
-    cached = cached_bytes is not None
-    return (
-        job.id, "succeeded" if cached else "queued", job.spec, job.content_key, job.output_url,
-        job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
-        job.source_key, job.batch_id, job.row_key, job.fair_rank,
-        job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
-        cached, job.trace_context,
-    )  # fmt: skip
-
-
-_CACHE_HIT = [f.name for f in fields(JobRecord)].index("cache_hit")
-
-
-def record_from_row(row: Any) -> JobRecord:
-    """A JobRecord from a row of COLUMNS (SQLite gives cache_hit as 0/1)."""
-    values = list(row)
-    values[1] = JobState(values[1])
-    values[_CACHE_HIT] = bool(values[_CACHE_HIT])
-    return JobRecord(*values)
 
 
 class JobStore(Protocol):

@@ -1,0 +1,83 @@
+"""Batches: rows inserted together, counted, finished once, cancelled together."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from coordinator.store import JobState, JobStore, NewBatch
+from tests.store_conformance.helpers import T0, TTL, complete_one, must_claim, must_get, new_job
+
+
+class BatchTests:
+    async def test_batch_rows_interleave_with_other_work(self, store: JobStore) -> None:
+        rows = [
+            replace(
+                new_job(f"big-{n}", created_at=T0), batch_id="big", row_key=f"r{n}", fair_rank=n
+            )
+            for n in range(5)
+        ]
+        await store.insert_batch(NewBatch("big", "nightly", T0), rows, {})
+        # Submitted after the whole batch, yet ahead of its second row.
+        await store.insert(new_job("urgent", created_at=T0 + 1))
+        claimed = [(await must_claim(store, "agent", T0 + 2)).id for _ in range(3)]
+        assert claimed == ["big-0", "urgent", "big-1"]
+
+    async def test_batch_counts_finish_once_and_cancel(self, store: JobStore) -> None:
+        rows = [
+            replace(new_job(f"b{n}"), batch_id="b", row_key=f"row-{n}", fair_rank=n)
+            for n in range(4)
+        ]
+        await store.insert_batch(NewBatch("b", "demo", T0), rows, {"b3": 42})
+        batch = await store.get_batch("b")
+        assert batch is not None
+        assert (batch.id, batch.name, batch.total, batch.cache_hits) == ("b", "demo", 4, 1)
+        assert batch.counts == {JobState.QUEUED: 3, JobState.SUCCEEDED: 1}
+        assert (batch.frames_done, batch.frames_total) == (10, 40)
+        cached = await must_get(store, "b3")
+        assert (cached.row_key, cached.batch_id, cached.output_bytes) == ("row-3", "b", 42)
+        assert [r.row_key for r in await store.batch_jobs("b")] == [f"row-{n}" for n in range(4)]
+        assert await store.ended_batches() == []
+
+        leased = await must_claim(store, "agent", T0 + 1)
+        await complete_one(store, leased.id, leased.fencing_token, leased.output_url, 7, T0 + 2)
+        running = await must_claim(store, "agent", T0 + 3)
+        cancelled = await store.cancel_batch("b", T0 + 4)
+        assert {r.id for r in cancelled} == {running.id, "b2"}
+        assert any(r.state == JobState.LEASED and r.lease_owner == "agent" for r in cancelled)
+        assert await complete_one(store, running.id, running.fencing_token, "x", 1, T0 + 5) is None
+
+        assert await store.ended_batches() == ["b"]
+        assert await store.finish_batch("b", T0 + 6, '{"ok": 1}', "file:///m.json")
+        assert not await store.finish_batch("b", T0 + 7, "{}", "")
+        done = await store.get_batch("b")
+        assert done is not None
+        assert (done.finished_at, done.digest, done.manifest_url) == (
+            T0 + 6,
+            '{"ok": 1}',
+            "file:///m.json",
+        )
+        assert done.counts == {JobState.SUCCEEDED: 2, JobState.CANCELLED: 2}
+        assert await store.ended_batches() == []
+        assert await store.get_batch("nope") is None
+
+    async def test_cancel_batch_reports_every_lease_it_takes(self, store: JobStore) -> None:
+        """Read and write are one transaction: a claim racing the cancel either lands before
+        it (and its lease is reported, so the holder can be told) or gets nothing."""
+        rows = [replace(new_job(f"r{n}"), batch_id="b", fair_rank=n) for n in range(30)]
+        await store.insert_batch(NewBatch("b", "race", T0), rows, {})
+        claims = [store.claim(f"agent-{n}", T0 + 1, TTL, 1) for n in range(20)]
+        # The cancel starts in the middle of the claims.
+        results = await asyncio.gather(*claims[:10], store.cancel_batch("b", T0 + 1), *claims[10:])
+        before = results.pop(10)
+        granted = results
+        reported = {r.id: r for r in before}
+        assert set(reported) == {f"r{n}" for n in range(30)}
+        for lease in (record for result in granted for record in result):
+            was = reported[lease.id]
+            assert (was.state, was.lease_owner, was.fencing_token) == (
+                JobState.LEASED,
+                lease.lease_owner,
+                lease.fencing_token,
+            )
+        assert all(r.state == JobState.CANCELLED for r in await store.batch_jobs("b"))
