@@ -11,8 +11,8 @@ import pytest
 
 from agent.browser import Chromium
 from agent.encoder import H264Encoder
+from agent.sources import page_input
 from agent.template_page import TemplatePage
-from agent.videojson import as_template
 from framefleet import template_job
 from framefleet.core import jobspec
 from tests.conftest import TEMPLATES
@@ -31,7 +31,7 @@ async def capture(mode: str, template: str, rounds: int = 1) -> tuple[list[list[
     """Every frame of the template, ``rounds`` times on one page; and the frames reused in
     the last round."""
     spec = template_job(TEMPLATES / template, {}, width=W, height=H, fps=FPS, frames=FRAMES)
-    source, params = as_template(spec)
+    source, params = page_input(spec)
     chromium = await Chromium.launch(capture=mode)
     try:
         page = await TemplatePage.open(await chromium.browser.new_context())
