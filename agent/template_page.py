@@ -24,10 +24,14 @@ from agent.renderers import RendererWatch, any_exit, busy_renderers
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
+RUNTIME_FILES = ("timecontrol.js", "hyperframes.js")
+# The runtime's own failures name their class: "framefleet:CLASS: message".
+CLASSED = re.compile(r"framefleet:([A-Z_]+): (.*)")
 # Templates are served from this origin by request interception; nothing else is reachable.
 ORIGIN = "http://template.framefleet.invalid"
 INDEX = f"{ORIGIN}/index.html"
-RUNTIME_JS = files("agent").joinpath("timecontrol.js").read_text()
+# Virtual time, then the HyperFrames runtime on top of it.
+RUNTIME_JS = "\n".join(files("agent").joinpath(f).read_text() for f in RUNTIME_FILES)
 DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
 # A frame past its timeout is the template's (an endless loop) when its renderer keeps at least
 # this share of a core busy over the probe that follows; a starved machine gives it less.
@@ -49,6 +53,14 @@ def page_html(html: str, params: dict[str, Any], prelude: str = "") -> str:
     match = DOCTYPE.match(html)
     cut = match.end() if match else 0
     return html[:cut] + head + html[cut:]
+
+
+def template_error(e: PlaywrightError) -> FramefleetError:
+    first_line = str(e.message).strip().splitlines()[0] if e.message else str(e)
+    classed = CLASSED.search(first_line)
+    if classed and classed[1] in ErrorClass.__members__:
+        return FramefleetError(ErrorClass(classed[1]), classed[2])
+    return FramefleetError(ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {first_line}")
 
 
 class TemplatePage:
@@ -224,16 +236,21 @@ class TemplatePage:
         await self.page.goto(INDEX, wait_until="load")
 
     async def _run_template(self, script: str, arg: Any = None) -> Any:
-        """Evaluates runtime code that calls into the template: a throw is the template's."""
+        """Evaluates runtime code that calls into the template: a throw is the template's,
+        of the class the runtime names when it names one."""
         try:
             return await self.page.evaluate(script, arg)
         except PlaywrightError as e:
             self._note_navigation(e)
             self.raise_if_broken()
-            first_line = str(e.message).strip().splitlines()[0] if e.message else str(e)
-            raise FramefleetError(
-                ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {first_line}"
-            ) from e
+            raise template_error(e) from e
+
+    async def _waiting_on_seek(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                return bool(await self.page.evaluate("() => window.__framefleet.waitingOnSeek"))
+        except (TimeoutError, PlaywrightError):
+            return False
 
     async def heap_bytes(self) -> int:
         """The page's JavaScript heap in use, for the recycling bound."""
@@ -255,11 +272,26 @@ class TemplatePage:
         same picture as the previous one returns that very ``bytes`` object."""
         try:
             async with asyncio.timeout(limit):
-                await self.page.evaluate("ms => window.__framefleet.seek(ms)", ms)
+                try:
+                    await self.page.evaluate("ms => window.__framefleet.seek(ms)", ms)
+                except PlaywrightError as e:
+                    # A throw from the template's side (onSeek, a timeline) is its error.
+                    if not self.page.is_closed() and self.context.browser is not None:
+                        if self.context.browser.is_connected():
+                            self.raise_if_broken()
+                            raise template_error(e) from e
+                    raise
                 self.raise_if_broken()
                 image = await (self._draw() if self.begin_frames else self._screenshot())
         except TimeoutError:
             self.stuck = True
+            if ms == 0 and await self._waiting_on_seek():
+                # The first frame never drew: the template's doing, not the machine's.
+                raise FramefleetError(
+                    ErrorClass.TEMPLATE_SCRIPT_ERROR,
+                    f"the promise framefleet.onSeek's callback returned for t=0 did not settle "
+                    f"within {limit:g}s",
+                ) from None
             await self._blame_hang(f"frame at {ms:.0f} ms took over {limit:g}s")
             self.raise_if_broken()
             raise FramefleetError(

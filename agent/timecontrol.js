@@ -50,7 +50,9 @@
     // fn(params) now and after every parameter swap.
     onParams(fn) { paramHandlers.push(fn); fn(currentParams()); },
     // fn(seconds) before every frame is captured: draw the frame for that time. When fn
-    // returns a promise (an asynchronous draw), the frame is captured after it settles.
+    // returns a Promise (an async function: an asynchronous draw), the frame is captured after
+    // it settles. Other return values, thenables included (a GSAP timeline is one, settling
+    // only when it completes), are ignored.
     onSeek(fn) { seekHandlers.push(fn); },
     // Holds the first frame until the returned function is called (async loading).
     delayReady() {
@@ -63,7 +65,32 @@
   // Animations started at virtual time s play from s: remember when each one first appeared.
   let animationStarts = new WeakMap();
 
+  // A failure with a framefleet error class: the agent reports it as that class.
+  const fail = (errorClass, message) => new Error(`framefleet:${errorClass}: ${message}`);
+  const mediaLoaded = (media) => new Promise((resolve, reject) => {
+    const failed = () => reject(fail("TEMPLATE_LOAD_ERROR",
+      `media ${media.id ? "#" + media.id + " " : ""}(${media.currentSrc || media.src || "no src"}) could not load`));
+    if (media.error) failed();
+    else if (media.readyState >= 2) resolve(); // HAVE_CURRENT_DATA: a picture to seek
+    else {
+      media.addEventListener("loadeddata", resolve, { once: true });
+      media.addEventListener("error", failed, { once: true });
+      if (media.preload === "none") media.preload = "auto";
+      if (media.networkState === HTMLMediaElement.NETWORK_NO_SOURCE) failed();
+    }
+  });
+
   window.__framefleet = {
+    fail,
+    // What a page runtime (agent/hyperframes.js) adds: awaited in ready() after the page's
+    // own readiness, and called in seek(ms) before CSS animations and media are set.
+    hooks: { ready: [], seek: [] },
+    // Where a media element plays at t seconds: the default is t itself; null keeps it paused
+    // where it is (outside its clip).
+    mediaTime: (media, t) => t,
+    seekHandlerCount: () => seekHandlers.length,
+    // Set while the frame waits on onSeek promises: the agent reads it after a timeout.
+    waitingOnSeek: false,
     // Reuses the loaded page for the next variant: time back to 0, new parameters in place.
     // Only for templates that listen for parameter changes; false means "reload instead".
     swap(next) {
@@ -92,6 +119,9 @@
       while (readyHolds > 0 || !hyperframesReady) {
         await new Promise((resolve) => realSetTimeout(resolve, 5));
       }
+      for (const hook of this.hooks.ready) await hook();
+      // A clip whose media cannot load fails the job, not a render without it.
+      await Promise.all([...document.querySelectorAll("video, audio")].map(mediaLoaded));
       await document.fonts.ready;
     },
     async seek(ms) {
@@ -99,7 +129,11 @@
       const callbacks = frameCallbacks;
       frameCallbacks = new Map();
       for (const callback of callbacks.values()) callback(ms);
-      await Promise.all(seekHandlers.map((fn) => fn(ms / 1000)));
+      const draws = seekHandlers.map((fn) => fn(ms / 1000)).filter((r) => r instanceof Promise);
+      this.waitingOnSeek = draws.length > 0;
+      await Promise.all(draws);
+      this.waitingOnSeek = false;
+      for (const hook of this.hooks.seek) hook(ms / 1000);
       for (const animation of document.getAnimations()) {
         if (!animationStarts.has(animation)) animationStarts.set(animation, ms);
         animation.pause();
@@ -108,8 +142,8 @@
       const seeks = [];
       for (const media of document.querySelectorAll("video, audio")) {
         media.pause();
-        const t = ms / 1000;
-        if (Math.abs(media.currentTime - t) > 0.0005) {
+        const t = this.mediaTime(media, ms / 1000);
+        if (t !== null && Math.abs(media.currentTime - t) > 0.0005) {
           seeks.push(new Promise((resolve) => media.addEventListener("seeked", resolve, { once: true })));
           media.currentTime = t;
         }

@@ -20,6 +20,7 @@ import grpc.aio as aio
 from google.protobuf import json_format
 
 from framefleet.client import FINAL_STATES, AsyncClient, JobFailed
+from framefleet.core import hyperframes
 from framefleet.core.channel import TLS_CA_ENV, TOKEN_ENV, Tls
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import template_job, validate, video_json_job
@@ -94,14 +95,18 @@ def spec_from_args(args: argparse.Namespace, destination: str) -> pb.JobSpec:
 
 def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "template", help="HTML template (assets beside it are bundled) or VideoJSON .json file"
+        "template",
+        help="HTML template (files beside it are bundled), HyperFrames project folder (or its "
+        "index.html), or VideoJSON .json file",
     )
     parser.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter")
     parser.add_argument("--params", metavar="FILE.json", help="parameters from a JSON object")
-    parser.add_argument("--width", type=int, help="default 1280, or the document's")
-    parser.add_argument("--height", type=int, help="default 720, or the document's")
-    parser.add_argument("--fps", type=int, help="default 30, or the document's")
-    parser.add_argument("--duration", type=float, default=0.0, help="seconds (default 12)")
+    parser.add_argument("--width", type=int, help="default 1280, or the document's/project's")
+    parser.add_argument("--height", type=int, help="default 720, or the document's/project's")
+    parser.add_argument("--fps", type=int, help="default 30, or the document's/project's")
+    parser.add_argument(
+        "--duration", type=float, default=0.0, help="seconds (default 12, or the source's)"
+    )
     parser.add_argument("--frames", type=int, default=0, help="frame count (overrides duration)")
     parser.add_argument("--crf", type=int, default=None, help="x264 CRF 0-51 (default 23)")
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
@@ -111,15 +116,28 @@ def job_options(parser: argparse.ArgumentParser) -> None:
 
 def variant_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--variants", metavar="ROWS", help="a .csv or .jsonl of parameter rows: one job per row"
+        "--variants",
+        metavar="ROWS",
+        help="a .csv, .jsonl or .json (HyperFrames batch) of parameter rows: one job per row",
     )
     parser.add_argument(
-        "--row-key", metavar="COLUMN", help="the column naming each row (default: row_key)"
+        "--row-key",
+        metavar="COLUMN",
+        help="the column naming each row (default: row_key; in a .json file, the row index)",
     )
 
 
 def fill_duration(args: argparse.Namespace) -> None:
-    if not args.frames and not args.duration and Path(args.template).suffix.lower() != ".json":
+    """12 s unless set, or the source has a length of its own (a VideoJSON document, a
+    HyperFrames composition root's data-duration)."""
+    if args.frames or args.duration or Path(args.template).suffix.lower() == ".json":
+        return
+    path = hyperframes.entry_file(args.template)
+    try:
+        own = hyperframes.output_defaults(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        own = {}  # reported by the template's loader with its error class
+    if "duration" not in own:
         args.duration = 12.0
 
 

@@ -17,6 +17,8 @@ class ErrorClass(StrEnum):
     TEMPLATE_RESOURCE_LIMIT = "TEMPLATE_RESOURCE_LIMIT"
     # A frame never returned while its renderer kept busy: an endless loop in the template.
     TEMPLATE_FRAME_TIMEOUT = "TEMPLATE_FRAME_TIMEOUT"
+    # The template relies on something the agent cannot drive (e.g. an animation runtime).
+    TEMPLATE_UNSUPPORTED = "TEMPLATE_UNSUPPORTED"
     # The machine or the farm failed: another attempt may succeed.
     CAPTURE_TIMEOUT = "CAPTURE_TIMEOUT"
     BROWSER_CRASHED = "BROWSER_CRASHED"

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from google.protobuf import json_format, struct_pb2
 
-from framefleet.core import sources
+from framefleet.core import hyperframes, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -41,7 +41,7 @@ X264_PRESETS = (
 )
 ASSET_SUFFIXES = frozenset(
     ".css .js .mjs .json .woff .woff2 .ttf .otf .png .jpg .jpeg .gif .webp .svg .avif"
-    " .mp4 .webm .mp3 .wav .ogg".split()
+    " .mp4 .webm .mov .m4a .aac .mp3 .wav .ogg .opus .flac".split()
 )
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -166,8 +166,9 @@ def destination_url(destination: str) -> str:
 
 
 def load_template(path: str | Path) -> pb.Template:
-    """Reads a template and the asset files beside it (fonts, images, scripts)."""
-    path = Path(path)
+    """Reads a template and the asset files beside it (fonts, images, scripts, media, nested
+    compositions). ``path`` may be a HyperFrames project folder (its index.html)."""
+    path = hyperframes.entry_file(path)
     if not path.is_file():
         raise FramefleetError(ErrorClass.TEMPLATE_NOT_FOUND, f"no template file at {path}")
     try:
@@ -177,10 +178,15 @@ def load_template(path: str | Path) -> pb.Template:
     template = pb.Template(html=html)
     root = path.parent
     real_root = root.resolve()
+    # A HyperFrames project's nested compositions are HTML files of their own.
+    nested = hyperframes.NESTED_SUFFIXES if hyperframes.composition_root(html) else frozenset()
+    suffixes = ASSET_SUFFIXES | nested
     for asset in sorted(root.rglob("*")):
         relative = asset.relative_to(root)
         hidden = any(part.startswith(".") for part in relative.parts)
-        if asset.is_file() and asset != path and not hidden and asset.suffix in ASSET_SUFFIXES:
+        skipped = any(part in hyperframes.SKIPPED_DIRS for part in relative.parts[:-1])
+        wanted = asset.suffix.lower() in suffixes and not (hidden or skipped)
+        if wanted and asset != path and asset.is_file():
             # A link out of the folder would ship whatever it points at (/etc/passwd) to the farm.
             if not asset.resolve().is_relative_to(real_root):
                 raise invalid(
@@ -195,9 +201,9 @@ def template_job(
     template: str | Path,
     params: dict[str, Any] | None = None,
     *,
-    width: int = 1280,
-    height: int = 720,
-    fps: int = 30,
+    width: int = 0,
+    height: int = 0,
+    fps: int = 0,
     duration: float = 0.0,
     frames: int = 0,
     crf: int | None = None,
@@ -206,12 +212,22 @@ def template_job(
     priority: int = 0,
     max_attempts: int = 0,
 ) -> pb.JobSpec:
-    """A job spec for an HTML template file and its parameters."""
+    """A job spec for an HTML template file (or a HyperFrames project folder) and its
+    parameters. Output settings left at 0 come from a HyperFrames composition root's
+    data-width, data-height, data-fps and data-duration, else 1280x720 at 30 fps."""
+    loaded = load_template(template)
+    own = hyperframes.output_defaults(loaded.html)
     output = pb.OutputSettings(
-        width=width, height=height, fps=fps, duration_seconds=duration, frames=frames,
-        codec="h264", crf=crf, preset=preset,
-    )  # fmt: skip
-    spec = pb.JobSpec(template=load_template(template), output=output)
+        width=width or int(own.get("width", 0)),
+        height=height or int(own.get("height", 0)),
+        fps=fps or round(own.get("fps", 0)),
+        duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
+        frames=frames,
+        codec="h264",
+        crf=crf,
+        preset=preset,
+    )
+    spec = pb.JobSpec(template=loaded, output=output)
     return _finish_spec(spec, params, destination, priority, max_attempts)
 
 

@@ -1,0 +1,228 @@
+// framefleet's HyperFrames runtime, injected after timecontrol.js and before any page script.
+// It gives HyperFrames compositions what they expect from the HyperFrames runtime:
+// window.__hyperframes.getVariables(), nested compositions (data-composition-src), clip timing
+// and visibility (data-start, data-duration), media timing (data-media-start, data-volume), and
+// the GSAP timelines registered on window.__timelines driven to t on every frame. It refuses
+// what nothing here can drive, so a page never renders frozen without saying so.
+(() => {
+  const ff = window.__framefleet;
+  const fail = ff.fail;
+
+  // --- variables -------------------------------------------------------------------------
+  const declaredDefaults = (el) => {
+    const raw = el && el.getAttribute("data-composition-variables");
+    if (!raw) return {};
+    let list;
+    try { list = JSON.parse(raw); } catch (e) {
+      throw fail("TEMPLATE_SCRIPT_ERROR", `data-composition-variables is not JSON: ${e.message}`);
+    }
+    const defaults = {};
+    for (const v of Array.isArray(list) ? list : []) {
+      if (v && typeof v.id === "string" && "default" in v) defaults[v.id] = v.default;
+    }
+    return defaults;
+  };
+  const insideNested = (el) => !!(el.parentElement && el.parentElement.closest("[data-composition-src]"));
+  // The top level: <html>'s declared defaults and those of compositions that are not nested,
+  // then the job's parameters over them.
+  const topVariables = () => {
+    const values = declaredDefaults(document.documentElement);
+    for (const el of document.querySelectorAll("[data-composition-variables]")) {
+      if (!insideNested(el)) Object.assign(values, declaredDefaults(el));
+    }
+    return { ...values, ...window.framefleet.params };
+  };
+  let scoped = null; // a nested composition's variables while its scripts run
+  const hyperframes = Object.freeze({
+    getVariables() { return { ...(scoped ?? topVariables()) }; },
+  });
+  Object.defineProperty(window, "__hyperframes", { value: hyperframes, configurable: false });
+  Object.defineProperty(window, "__hfVariables", { get: () => window.framefleet.params });
+
+  const variablesFor = (el) => {
+    const host = el.closest("[data-composition-src]");
+    return host && host.__ffVariables ? host.__ffVariables : topVariables();
+  };
+  // data-var-text, data-var-src and CSS custom properties (--id) for scalar values.
+  const applyBindings = () => {
+    for (const el of document.querySelectorAll("[data-var-text]")) {
+      const value = variablesFor(el)[el.getAttribute("data-var-text")];
+      if (value !== undefined) el.textContent = String(value);
+    }
+    for (const el of document.querySelectorAll("[data-var-src]")) {
+      const value = variablesFor(el)[el.getAttribute("data-var-src")];
+      if (value !== undefined && el.getAttribute("src") !== String(value)) el.setAttribute("src", String(value));
+    }
+    const scopes = [[document.documentElement, topVariables()]];
+    for (const host of document.querySelectorAll("[data-composition-src]")) {
+      if (host.__ffVariables) scopes.push([host, host.__ffVariables]);
+    }
+    for (const [el, values] of scopes) {
+      for (const [id, value] of Object.entries(values)) {
+        if (["string", "number", "boolean"].includes(typeof value)) el.style.setProperty(`--${id}`, String(value));
+      }
+    }
+  };
+
+  // --- nested compositions -----------------------------------------------------------------
+  const runScript = async (original, variables) => {
+    const script = document.createElement("script");
+    for (const { name, value } of original.attributes) script.setAttribute(name, value);
+    if (original.src) {
+      await new Promise((resolve, reject) => {
+        script.onload = resolve;
+        script.onerror = () => reject(fail("TEMPLATE_LOAD_ERROR", `script ${original.src} could not load`));
+        original.replaceWith(script);
+      });
+      return;
+    }
+    // Each nested script in a function of its own (top-level names of two instances must not
+    // collide), with getVariables() answering for its instance while it runs.
+    script.textContent = `(function(){${original.textContent}\n})();`;
+    scoped = variables;
+    try { original.replaceWith(script); } finally { scoped = null; }
+  };
+
+  const loadNested = async (root) => {
+    for (const host of root.querySelectorAll("[data-composition-src]")) {
+      if (host.__ffLoaded) continue;
+      host.__ffLoaded = true;
+      const src = host.getAttribute("data-composition-src");
+      let text;
+      try {
+        const response = await fetch(new URL(src, document.baseURI));
+        if (!response.ok) throw new Error(`status ${response.status}`);
+        text = await response.text();
+      } catch (e) {
+        throw fail("TEMPLATE_LOAD_ERROR", `nested composition ${src} could not load (${e.message}); is it inside the project folder?`);
+      }
+      const doc = new DOMParser().parseFromString(text, "text/html");
+      const template = doc.querySelector("template");
+      const content = document.importNode(template ? template.content : doc.body, true);
+      const declarer = content.querySelector("[data-composition-variables]") || doc.documentElement;
+      let values = {};
+      try { values = JSON.parse(host.getAttribute("data-variable-values") || "{}"); } catch (e) {
+        throw fail("TEMPLATE_SCRIPT_ERROR", `data-variable-values of ${src} is not JSON: ${e.message}`);
+      }
+      host.__ffVariables = { ...declaredDefaults(declarer), ...values };
+      if (!template) {
+        for (const style of doc.head.querySelectorAll("style, link[rel=stylesheet]")) host.append(document.importNode(style, true));
+      }
+      const scripts = [...content.querySelectorAll("script")];
+      host.append(content);
+      for (const script of scripts) await runScript(script, host.__ffVariables);
+      await loadNested(host);
+    }
+  };
+
+  // --- clip timing --------------------------------------------------------------------------
+  const number = (el, name, fallback) => {
+    const value = parseFloat(el.getAttribute(name));
+    return Number.isFinite(value) ? value : fallback;
+  };
+  const compositionOf = (el) => el.parentElement && el.parentElement.closest("[data-composition-id]");
+  let clips = null; // element -> {start, end} in seconds of the whole video
+  const windowOf = (el, resolving = new Set()) => {
+    if (clips.has(el)) return clips.get(el);
+    if (resolving.has(el)) throw fail("TEMPLATE_SCRIPT_ERROR", `data-start of #${el.id} refers to itself in a cycle`);
+    resolving.add(el);
+    const parent = compositionOf(el);
+    const outer = parent ? windowOf(parent, resolving) : { start: 0, end: Infinity };
+    let start = 0;
+    const expression = (el.getAttribute("data-start") || "0").trim();
+    const match = expression.match(/^([A-Za-z_][\w-]*)\s*(?:([+-])\s*([\d.]+))?$/);
+    if (match) {
+      const scope = parent || document;
+      const ref = [...scope.querySelectorAll("[data-start]")].find((c) => c.id === match[1] && compositionOf(c) === parent);
+      if (!ref) throw fail("TEMPLATE_SCRIPT_ERROR", `data-start="${expression}" of #${el.id} names no clip in its composition`);
+      const offset = match[2] ? (match[2] === "+" ? 1 : -1) * parseFloat(match[3]) : 0;
+      start = windowOf(ref, resolving).end - outer.start + offset;
+    } else {
+      start = parseFloat(expression);
+      if (!Number.isFinite(start)) throw fail("TEMPLATE_SCRIPT_ERROR", `data-start="${expression}" of #${el.id} is not a time`);
+    }
+    const duration = number(el, "data-duration", Infinity);
+    const absolute = outer.start + start;
+    const window_ = { start: absolute, end: Math.min(outer.end, absolute + duration) };
+    clips.set(el, window_);
+    return window_;
+  };
+  const isRoot = (el) => !compositionOf(el) && el.hasAttribute("data-composition-id");
+
+  // --- the page's timelines -----------------------------------------------------------------
+  const timelines = () => Object.entries(window.__timelines || {});
+  const hostOf = (id) => {
+    const all = [...document.querySelectorAll(`[data-composition-id="${CSS.escape(id)}"]`)];
+    return all.find((el) => el.hasAttribute("data-composition-src")) || all[0] || null;
+  };
+  // Animation runtimes HyperFrames drives that framefleet does not: a page using one must
+  // draw from framefleet.onSeek, or its frames would not follow t.
+  const undriven = () => {
+    const found = [];
+    if (window.lottie?.getRegisteredAnimations?.().length || window.bodymovin?.getRegisteredAnimations?.().length) found.push("lottie-web");
+    if (window.anime?.running?.length) found.push("anime.js");
+    if (window.THREE) found.push("three.js");
+    return found;
+  };
+
+  let isComposition = false;
+  ff.hooks.ready.push(async () => {
+    isComposition = !!document.querySelector("[data-composition-id]");
+    if (!isComposition && timelines().length === 0) return;
+    await loadNested(document);
+    clips = new Map();
+    for (const el of document.querySelectorAll("[data-start]")) windowOf(el);
+    applyBindings();
+    for (const [id, timeline] of timelines()) {
+      if (!timeline || (typeof timeline.totalTime !== "function" && typeof timeline.seek !== "function")) {
+        throw fail("TEMPLATE_UNSUPPORTED", `window.__timelines["${id}"] is not a GSAP timeline (no totalTime or seek): nothing can drive it`);
+      }
+    }
+    const runtimes = undriven();
+    if (runtimes.length && ff.seekHandlerCount() === 0) {
+      throw fail("TEMPLATE_UNSUPPORTED", `the page animates with ${runtimes.join(", ")}, which framefleet does not drive; draw each frame from framefleet.onSeek(t => ...)`);
+    }
+  });
+
+  // Time inside a nested composition or media element: its offset plus (t - start) * rate,
+  // held at the end of its window.
+  const localTime = (el, t, offsetNames) => {
+    const w = clips.get(el);
+    if (!w) return t;
+    const offset = offsetNames.map((n) => number(el, n, NaN)).find(Number.isFinite) || 0;
+    const rate = number(el, "data-playback-rate", 1);
+    return offset + (Math.min(t, w.end) - w.start) * rate;
+  };
+  const inside = (el, t) => {
+    const w = clips.get(el);
+    return !w || (t >= w.start && t < w.end);
+  };
+
+  ff.hooks.seek.push((t) => {
+    if (!clips) return;
+    for (const [id, timeline] of timelines()) {
+      const host = hostOf(id);
+      const local = host && !isRoot(host) ? Math.max(0, localTime(host, t, ["data-playback-start", "data-media-start"])) : t;
+      timeline.pause?.();
+      if (typeof timeline.totalTime === "function") {
+        // GSAP skips rendering when the time is unchanged: nudge, then set.
+        timeline.totalTime(local + 0.001, true);
+        timeline.totalTime(local, false);
+      } else {
+        timeline.seek(local, false);
+      }
+    }
+    for (const [el] of clips) {
+      if (isRoot(el) || el.tagName === "AUDIO") continue;
+      const visible = inside(el, t);
+      if (el.__ffVisibility === undefined) el.__ffVisibility = el.style.visibility;
+      el.style.visibility = visible ? el.__ffVisibility : "hidden";
+    }
+  });
+  const defaultMediaTime = ff.mediaTime;
+  ff.mediaTime = (media, t) => {
+    if (!clips || !clips.has(media)) return defaultMediaTime(media, t);
+    if (!inside(media, t)) return null;
+    return localTime(media, t, ["data-media-start", "data-playback-start"]);
+  };
+})();
