@@ -37,6 +37,13 @@ DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
 # this share of a core busy over the probe that follows; a starved machine gives it less.
 HANG_PROBE_SECONDS = 2.0
 HANG_CPU_SHARE = 0.25
+# After the first frame's timeout, how much longer an onSeek promise may take to settle before
+# it counts as never settling (a template error) rather than slow (a retryable timeout).
+SEEK_GRACE = 5.0
+SEEK_SETTLED = """() => new Promise((settled) => {
+  const check = () => (window.__framefleet.waitingOnSeek ? setTimeout(check, 50) : settled());
+  check();
+})"""
 JPEG = {"format": "jpeg", "quality": 92, "optimizeForSpeed": True}
 # BeginFrame timestamps only have to increase: templates see the runtime's virtual time instead.
 TICK_MS = 1000 / 60
@@ -245,11 +252,16 @@ class TemplatePage:
             self.raise_if_broken()
             raise template_error(e) from e
 
-    async def _waiting_on_seek(self) -> bool:
+    async def _seek_never_settles(self, grace: float) -> bool:
+        """True when the page still waits on an onSeek promise ``grace`` seconds on: one that
+        settles meanwhile was slow (the machine's trouble), not never settling."""
         try:
-            async with asyncio.timeout(2):
-                return bool(await self.page.evaluate("() => window.__framefleet.waitingOnSeek"))
-        except (TimeoutError, PlaywrightError):
+            async with asyncio.timeout(grace):
+                await self.page.evaluate(SEEK_SETTLED)
+                return False
+        except TimeoutError:
+            return True
+        except PlaywrightError:
             return False
 
     async def heap_bytes(self) -> int:
@@ -285,12 +297,12 @@ class TemplatePage:
                 image = await (self._draw() if self.begin_frames else self._screenshot())
         except TimeoutError:
             self.stuck = True
-            if ms == 0 and await self._waiting_on_seek():
+            if ms == 0 and await self._seek_never_settles(SEEK_GRACE):
                 # The first frame never drew: the template's doing, not the machine's.
                 raise FramefleetError(
                     ErrorClass.TEMPLATE_SCRIPT_ERROR,
                     f"the promise framefleet.onSeek's callback returned for t=0 did not settle "
-                    f"within {limit:g}s",
+                    f"within {limit + SEEK_GRACE:g}s",
                 ) from None
             await self._blame_hang(f"frame at {ms:.0f} ms took over {limit:g}s")
             self.raise_if_broken()
