@@ -95,11 +95,3 @@ class Gate(aio.ServerInterceptor):
                 "`framefleet token add` makes one)",
             )
         return handler
-
-
-def principal_of(auth: Authenticator, context: aio.ServicerContext[Any, Any]) -> Principal:
-    """The caller of a JobService method; the Gate has already refused unknown ones."""
-    principal = auth.principal(context.invocation_metadata())
-    if principal is None:  # the token file changed between the Gate and here
-        raise PermissionError("token no longer valid")
-    return principal

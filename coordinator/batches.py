@@ -29,7 +29,7 @@ def row_key(row: pb.BatchRow) -> str:
 
 
 async def submit_batch(
-    farm: Farm, header: pb.BatchHeader, rows: AsyncIterator[pb.BatchRow]
+    farm: Farm, header: pb.BatchHeader, rows: AsyncIterator[pb.BatchRow], tenant: str = ""
 ) -> BatchRecord:
     """Validates the shared spec once, then turns every row into a job. Rows whose output
     already exists are cache hits, so a resubmit renders only what is missing."""
@@ -37,7 +37,7 @@ async def submit_batch(
     output = jobspec.validate(header.spec, variants=True)
     destination = farm.destination(header.spec)
     source = await farm.store_source(header.spec)
-    batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock())
+    batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock(), tenant)
     shared = sources.without_source(header.spec)  # rows differ only in their params
     trace_context = telemetry.to_text(telemetry.inject())
     jobs: list[NewJob] = []
@@ -62,6 +62,7 @@ async def submit_batch(
             row_key=key,
             fair_rank=len(jobs),
             trace_context=trace_context,
+            tenant=tenant,
         )
         jobs.append(job)
     if not jobs:

@@ -133,10 +133,11 @@ class Farm:
             **fields,
         )
 
-    async def submit(self, spec: pb.JobSpec) -> JobRecord:
+    async def submit(self, spec: pb.JobSpec, tenant: str = "") -> JobRecord:
         output = jobspec.validate(spec)
         destination = self.destination(spec)
-        job = self.new_job(spec, output, await self.store_source(spec), destination)
+        source = await self.store_source(spec)
+        job = self.new_job(spec, output, source, destination, tenant=tenant)
         # Result cache: the same content at the same destination is already there.
         done = None if spec.force else await self.store.find_output(job.output_url)
         if done is not None:

@@ -16,6 +16,8 @@ from coordinator.auth import Authenticator
 from coordinator.batches import batch_message, cancel_batch, submit_batch
 from coordinator.convert import STORE_STATE, job_message
 from coordinator.farm import Farm
+from coordinator.store import JobRecord
+from coordinator.tokens import Principal
 from framefleet.core import telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
@@ -34,12 +36,34 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         self.farm = farm
         self.auth = auth
 
+    # --- who is calling, and what they may see ------------------------------------------------
+    # Jobs and batches belong to the tenant (token name) that submitted them. Another tenant's
+    # job is NOT_FOUND, exactly as a job that does not exist: ids cannot be probed.
+
+    async def _caller(self, context: Context, writes: bool = False) -> Principal:
+        principal = self.auth.principal(context.invocation_metadata())
+        if principal is None:  # the Gate let it in, but the token was revoked since
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the client token was revoked")
+        if writes and not principal.writes:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"token {principal.name!r} has role {principal.role}: it may only read",
+            )
+        return principal
+
+    async def _record(self, job_id: str, context: Context, caller: Principal) -> JobRecord:
+        record = await self.farm.store.get(job_id)
+        if record is None or not caller.sees(record.tenant):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r}")
+        return record
+
     async def SubmitJob(
         self, request: pb.SubmitJobRequest, context: Context
     ) -> pb.SubmitJobResponse:
+        caller = await self._caller(context, writes=True)
         with _server_span("SubmitJob", context) as span:
             try:
-                record = await self.farm.submit(request.spec)
+                record = await self.farm.submit(request.spec, caller.name)
             except FramefleetError as e:
                 span.set_attribute("framefleet.error.class", e.error_class)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
@@ -48,23 +72,25 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             )
         return pb.SubmitJobResponse(job=job_message(record))
 
-    async def _job(self, job_id: str, context: Context) -> pb.Job:
-        record = await self.farm.store.get(job_id)
-        if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r}")
-        return job_message(record)
+    async def _job(self, job_id: str, context: Context, caller: Principal) -> pb.Job:
+        return job_message(await self._record(job_id, context, caller))
 
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=await self._job(request.job_id, context))
+        caller = await self._caller(context)
+        return pb.GetJobResponse(job=await self._job(request.job_id, context, caller))
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
+        caller = await self._caller(context)
         states = [STORE_STATE[s] for s in request.states if s in STORE_STATE]
-        records = await self.farm.store.list_jobs(states, request.limit or 100)
+        records = await self.farm.store.list_jobs(states, request.limit or 100, caller.scope)
         return pb.ListJobsResponse(jobs=[job_message(r, with_spec=False) for r in records])
 
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: Context
     ) -> pb.CancelJobResponse:
+        caller = await self._caller(context)
+        await self._record(request.job_id, context, caller)  # NOT_FOUND before the role
+        await self._caller(context, writes=True)
         record = await self.farm.cancel(request.job_id)
         if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id!r}")
@@ -73,9 +99,10 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: Context
     ) -> AsyncIterator[pb.WatchJobResponse]:
+        caller = await self._caller(context)
         queue = self.farm.events.subscribe(request.job_id)
         try:
-            job = await self._job(request.job_id, context)
+            job = await self._job(request.job_id, context, caller)
             job.ClearField("spec")
             yield pb.WatchJobResponse(job=job)
             last = job
@@ -84,7 +111,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
                 with contextlib.suppress(TimeoutError):
                     update = await asyncio.wait_for(queue.get(), WATCH_POLL_SECONDS)
                 if update is None:
-                    fresh = await self._job(request.job_id, context)
+                    fresh = await self._job(request.job_id, context, caller)
                     fresh.ClearField("spec")
                     if fresh == last:
                         continue
@@ -99,6 +126,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
     async def SubmitBatch(
         self, request_iterator: AsyncIterator[pb.SubmitBatchRequest], context: Context
     ) -> pb.SubmitBatchResponse:
+        caller = await self._caller(context, writes=True)
         requests = aiter(request_iterator)
         first = await anext(requests, None)
         if first is None or first.WhichOneof("message") != "header":
@@ -116,36 +144,41 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
 
         with _server_span("SubmitBatch", context) as span:
             try:
-                record = await submit_batch(self.farm, first.header, rows())
+                record = await submit_batch(self.farm, first.header, rows(), caller.name)
             except FramefleetError as e:
                 span.set_attribute("framefleet.error.class", e.error_class)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             span.set_attributes({"framefleet.batch.id": record.id, "framefleet.rows": record.total})
         return pb.SubmitBatchResponse(batch=batch_message(record, self.farm.clock()))
 
-    async def _batch(self, batch_id: str, context: Context) -> pb.Batch:
+    async def _batch(self, batch_id: str, context: Context, caller: Principal) -> pb.Batch:
         record = await self.farm.store.get_batch(batch_id)
-        if record is None:
+        if record is None or not caller.sees(record.tenant):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no batch {batch_id!r}")
         return batch_message(record, self.farm.clock())
 
     async def GetBatch(self, request: pb.GetBatchRequest, context: Context) -> pb.GetBatchResponse:
-        return pb.GetBatchResponse(batch=await self._batch(request.batch_id, context))
+        caller = await self._caller(context)
+        return pb.GetBatchResponse(batch=await self._batch(request.batch_id, context, caller))
 
     async def CancelBatch(
         self, request: pb.CancelBatchRequest, context: Context
     ) -> pb.CancelBatchResponse:
+        caller = await self._caller(context)
+        await self._batch(request.batch_id, context, caller)  # NOT_FOUND before the role
+        await self._caller(context, writes=True)
         if await cancel_batch(self.farm, request.batch_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no batch {request.batch_id!r}")
-        return pb.CancelBatchResponse(batch=await self._batch(request.batch_id, context))
+        return pb.CancelBatchResponse(batch=await self._batch(request.batch_id, context, caller))
 
     async def WatchBatch(
         self, request: pb.WatchBatchRequest, context: Context
     ) -> AsyncIterator[pb.WatchBatchResponse]:
         """Polls the batch's counts: one read per interval, whatever the batch's size."""
+        caller = await self._caller(context)
         last: pb.Batch | None = None
         while True:
-            batch = await self._batch(request.batch_id, context)
+            batch = await self._batch(request.batch_id, context, caller)
             if batch != last:
                 yield pb.WatchBatchResponse(batch=batch)
                 last = batch

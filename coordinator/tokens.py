@@ -36,6 +36,16 @@ class Principal:
     def sees(self, tenant: str) -> bool:
         return self.role is Role.ADMIN or tenant == self.name
 
+    @property
+    def writes(self) -> bool:
+        """May submit and cancel (what it sees)."""
+        return self.role is not Role.READ
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant whose jobs it lists; None: every tenant's."""
+        return None if self.role is Role.ADMIN else self.name
+
 
 # A coordinator without --tokens (loopback, the all-in-one render) trusts whoever reaches it.
 OPEN = Principal("", Role.ADMIN)

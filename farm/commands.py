@@ -43,7 +43,11 @@ async def _certs(args: argparse.Namespace) -> int:
 async def _token(args: argparse.Namespace) -> int:
     from coordinator.tokens import Role, add_token
 
-    token = add_token(args.tokens, args.name, Role(args.role))
+    try:
+        token = add_token(args.tokens, args.name, Role(args.role))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(token)
     print(
         f"token for {args.name!r} ({args.role}) added to {args.tokens}; it is shown only now",

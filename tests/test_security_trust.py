@@ -268,3 +268,49 @@ def test_exposed_listen_refuses_without_trust(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     assert "WARNING: --insecure" in stderr
+
+
+# --- tenants -------------------------------------------------------------------------------
+
+
+async def _code(call: Awaitable[object]) -> grpc.StatusCode:
+    try:
+        await call
+    except aio.AioRpcError as e:
+        return e.code()
+    return grpc.StatusCode.OK
+
+
+async def test_tenants_see_and_cancel_only_their_own(trusted: Farm) -> None:
+    """The anonymous ListJobs/CancelJob of the issue, now with a token of another tenant."""
+    trust = _trust(trusted)
+    ca = Tls(trust.ca)
+    acme = AsyncClient(trusted.address, ca, trust.add_token("acme", "submit"))
+    bolt = AsyncClient(trusted.address, ca, trust.add_token("bolt", "submit"))
+    acme_reader = AsyncClient(trusted.address, ca, trust.add_token("acme", "read"))
+    admin = AsyncClient(trusted.address, ca, trust.token)
+    async with acme, bolt, acme_reader, admin:
+        job = await acme.submit(small_job(customer="ada@example.com"))
+        batch = await acme.submit_batch(small_job(), [("r1", {"n": 1}), ("r2", {"n": 2})])
+
+        # Another tenant: not found, exactly like an id that does not exist.
+        for probe in (job.id, "0" * 32):
+            assert await _code(bolt.get(probe)) == grpc.StatusCode.NOT_FOUND
+            assert await _code(bolt.cancel(probe)) == grpc.StatusCode.NOT_FOUND
+            assert await _code(anext(aiter(bolt.watch(probe)))) == grpc.StatusCode.NOT_FOUND
+        assert await _code(bolt.get_batch(batch.id)) == grpc.StatusCode.NOT_FOUND
+        assert await _code(bolt.cancel_batch(batch.id)) == grpc.StatusCode.NOT_FOUND
+        assert job.id not in {j.id for j in await bolt.list()}
+        assert not {j.batch_id for j in await bolt.list()} & {batch.id}
+
+        # The same tenant with a read token: reads, never writes.
+        assert (await acme_reader.get(job.id)).spec.params["customer"] == "ada@example.com"
+        assert job.id in {j.id for j in await acme_reader.list()}
+        assert await _code(acme_reader.cancel(job.id)) == grpc.StatusCode.PERMISSION_DENIED
+        assert await _code(acme_reader.submit(small_job())) == grpc.StatusCode.PERMISSION_DENIED
+
+        # An admin sees every tenant's, and may cancel.
+        assert job.id in {j.id for j in await admin.list([], 1000)}
+        assert (await admin.cancel_batch(batch.id)).id == batch.id
+        final = await acme.get(job.id)
+        assert final.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_LEASED, pb.JOB_STATE_QUEUED)

@@ -51,6 +51,8 @@ class NewJob:
     # W3C trace context of the submit (JSON of the propagation carrier), so every later span
     # of the job joins the client's trace.
     trace_context: str = ""
+    # The client token's name that submitted it; only that tenant (or an admin) sees it.
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class NewBatch:
     id: str
     name: str
     created_at: float
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class BatchRecord:
     finished_at: float | None = None
     digest: str | None = None  # JSON, written once when every row has ended
     manifest_url: str | None = None
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class JobRecord:
     # The current attempt's S3 multipart upload, as the agent reported it.
     upload_id: str | None = None
     interruptions: int = 0
+    tenant: str = ""
 
 
 class JobStore(Protocol):
@@ -151,8 +156,10 @@ class JobStore(Protocol):
         """How many jobs are in each state (for metrics)."""
         ...
 
-    async def list_jobs(self, states: list[JobState], limit: int) -> list[JobRecord]:
-        """Newest first; empty states means every state."""
+    async def list_jobs(
+        self, states: list[JobState], limit: int, tenant: str | None = None
+    ) -> list[JobRecord]:
+        """Newest first; empty states means every state; ``tenant``: only that tenant's."""
         ...
 
     async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:

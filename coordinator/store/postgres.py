@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     fair_rank        INTEGER NOT NULL DEFAULT 0,
     trace_context    TEXT NOT NULL DEFAULT '',
     upload_id        TEXT,
-    interruptions    INTEGER NOT NULL DEFAULT 0
+    interruptions    INTEGER NOT NULL DEFAULT 0,
+    tenant           TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (priority DESC, fair_rank, seq)
     WHERE state = 'queued';
@@ -62,7 +63,8 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at   DOUBLE PRECISION NOT NULL,
     finished_at  DOUBLE PRECISION,
     digest       TEXT,
-    manifest_url TEXT
+    manifest_url TEXT,
+    tenant       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE state = 'leased';
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'leased';
@@ -111,6 +113,12 @@ class PostgresStore(SqlStore):
             async with connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock(7070)")
                 await connection.execute(SCHEMA)
+                # Stores made before tenants: their jobs and batches belong to no tenant ("").
+                for table in ("jobs", "batches"):
+                    await connection.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL"
+                        " DEFAULT ''"
+                    )
         return cls(pool)
 
     async def close(self) -> None:

@@ -30,7 +30,7 @@ COLUMNS = ", ".join(f.name for f in fields(JobRecord))
 INSERT_COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts,"
     " created_at, available_at, source_key, batch_id, row_key, fair_rank, frames_done,"
-    " output_bytes, finished_at, cache_hit, trace_context"
+    " output_bytes, finished_at, cache_hit, trace_context, tenant"
 )
 INSERT = (
     f"INSERT INTO jobs ({INSERT_COLUMNS})"
@@ -49,7 +49,7 @@ def insert_values(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ..
         job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
         job.source_key, job.batch_id, job.row_key, job.fair_rank,
         job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
-        cached, job.trace_context,
+        cached, job.trace_context, job.tenant,
     )  # fmt: skip
 
 
@@ -141,12 +141,19 @@ class SqlStore:
         rows = await self._db.fetch("SELECT state, COUNT(*) FROM jobs GROUP BY state")
         return {JobState(state): count for state, count in rows}
 
-    async def list_jobs(self, states: list[JobState], limit: int) -> list[JobRecord]:
-        where = f"WHERE state IN ({', '.join('?' * len(states))})" if states else ""
+    async def list_jobs(
+        self, states: list[JobState], limit: int, tenant: str | None = None
+    ) -> list[JobRecord]:
+        where, args = [], []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args += [s.value for s in states]
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
         return await self._all(
-            f"SELECT {COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT ?",
-            *[s.value for s in states],
-            limit,
+            f"SELECT {COLUMNS} FROM jobs {condition} ORDER BY seq DESC LIMIT ?", *args, limit
         )
 
     async def put_source(self, key: str, source: bytes) -> None:
@@ -201,16 +208,17 @@ class SqlStore:
     ) -> None:
         async with self.transaction() as db:
             await db.execute(
-                "INSERT INTO batches (id, name, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO batches (id, name, created_at, tenant) VALUES (?, ?, ?, ?)",
                 batch.id,
                 batch.name,
                 batch.created_at,
+                batch.tenant,
             )
             await db.executemany(INSERT, [insert_values(j, cached.get(j.id)) for j in jobs])
 
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
         heads = await self._db.fetch(
-            "SELECT id, name, created_at, finished_at, digest, manifest_url FROM batches"
+            "SELECT id, name, created_at, finished_at, digest, manifest_url, tenant FROM batches"
             " WHERE id = ?",
             batch_id,
         )
@@ -234,6 +242,7 @@ class SqlStore:
             finished_at=head[3],
             digest=head[4],
             manifest_url=head[5],
+            tenant=head[6],
         )
 
     async def batch_jobs(self, batch_id: str) -> list[JobRecord]:

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     fair_rank        INTEGER NOT NULL DEFAULT 0,
     trace_context    TEXT NOT NULL DEFAULT '',
     upload_id        TEXT,
-    interruptions    INTEGER NOT NULL DEFAULT 0
+    interruptions    INTEGER NOT NULL DEFAULT 0,
+    tenant           TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, fair_rank, seq);
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state);
@@ -59,7 +60,8 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at   REAL NOT NULL,
     finished_at  REAL,
     digest       TEXT,
-    manifest_url TEXT
+    manifest_url TEXT,
+    tenant       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires_at);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'leased';
@@ -108,6 +110,11 @@ class SqliteStore(SqlStore):
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
         await db.executescript(SCHEMA)
+        # Stores made before tenants: their jobs and batches belong to no tenant ("").
+        for table in ("jobs", "batches"):
+            columns = {row[1] for row in await db.execute_fetchall(f"PRAGMA table_info({table})")}
+            if "tenant" not in columns:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
         return cls(db)
 
     async def close(self) -> None:
