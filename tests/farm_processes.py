@@ -180,6 +180,21 @@ class Farm:
             subprocess.PIPE,
             env,
         )
+        self._read_addresses(process, agents_apart=self.trust is not None)
+        return process
+
+    def start_service(self, name: str, command: list[str], env: dict[str, str]) -> Process:
+        """``framefleet COMMAND`` as a compose file or a unit runs it, configured by ``env``.
+        A coordinator's bound addresses are read from what it prints."""
+        coordinator = command[0] == "coordinator"
+        process = self._spawn(
+            name, framefleet(*command), subprocess.PIPE if coordinator else subprocess.DEVNULL, env
+        )
+        if coordinator:
+            self._read_addresses(process, agents_apart=bool(env.get("FRAMEFLEET_AGENT_LISTEN")))
+        return process
+
+    def _read_addresses(self, process: Process, agents_apart: bool) -> None:
         line = _read_line(process.popen.stdout, READY_TIMEOUT)
         if " http on " in line:
             self.http = line.rsplit(" ", 1)[1].strip()
@@ -188,12 +203,11 @@ class Farm:
             raise RuntimeError(f"coordinator did not start: {line!r}\n{process.log.read_text()}")
         self.address = line.rsplit(" ", 1)[1].strip()
         self.agent_address = self.address
-        if self.trust is not None:
+        if agents_apart:
             line = _read_line(process.popen.stdout, READY_TIMEOUT)
             if "agents on" not in line:
                 raise RuntimeError(f"no agent address: {line!r}\n{process.log.read_text()}")
             self.agent_address = line.rsplit(" ", 1)[1].strip()
-        return process
 
     def start_agent(self, agent_id: str, *extra: str, env: dict[str, str] | None = None) -> Process:
         """An agent process; ``env`` is added to this process's environment."""

@@ -1,0 +1,242 @@
+"""deploy/compose.yaml without a container engine: every framefleet service is started as a
+process with its own ``command`` and ``environment`` (service hosts rewritten to loopback;
+PostgreSQL, moto's S3 server and an OTLP receiver started by the test in place of postgres,
+minio and the collector), then one ``framefleet submit``, as the file's header says, must land a
+video in the bucket. So the compose file and the command line cannot drift apart."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.runner import ACK_WAIT
+from agent.spot_notice import DRAIN_GRACE
+from farm.environment import options, variable
+from framefleet.cli import build_parser
+from tests.conftest import TEMPLATES
+from tests.farm_processes import Farm, wait_until
+from tests.moto_server import MotoServer, object_keys, read_object, s3_client
+from tests.otlp_receiver import OtlpReceiver
+from tests.postgres_server import PostgresServer
+from tests.video import decode, is_colour
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+COMPOSE: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+BOOT = 90.0  # seconds for an agent's browser on a busy machine
+
+
+def is_framefleet(service: dict[str, Any]) -> bool:
+    dockerfile: object = service.get("build", {}).get("dockerfile")
+    return dockerfile == "deploy/Dockerfile"
+
+
+FRAMEFLEET = {name: s for name, s in SERVICES.items() if is_framefleet(s)}
+
+
+def started_in_order() -> list[str]:
+    """Framefleet services, each after those it depends on."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for dependency in SERVICES[name].get("depends_on", {}):
+            visit(dependency)
+        if name in FRAMEFLEET and name not in order:
+            order.append(name)
+
+    for name in FRAMEFLEET:
+        visit(name)
+    return order
+
+
+def subcommand(name: str) -> argparse.ArgumentParser:
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser: argparse.ArgumentParser = commands.choices[name]
+    return parser
+
+
+def seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smh])", duration))
+
+
+def test_the_services_are_what_the_farm_needs() -> None:
+    assert {"coordinator", "agent"} <= FRAMEFLEET.keys()
+    assert {"postgres", "minio", "create-bucket", "otel-collector", "prometheus", "grafana"} <= (
+        SERVICES.keys()
+    )
+    assert {"jaeger", "tempo"} & SERVICES.keys(), "a trace backend"
+    agents = FRAMEFLEET["agent"]
+    assert agents["deploy"]["replicas"] >= 2
+    # A stopped agent drains before Docker kills it.
+    assert seconds(agents["stop_grace_period"]) > DRAIN_GRACE + ACK_WAIT
+    # The bucket the coordinator writes to is the one created.
+    out = FRAMEFLEET["coordinator"]["environment"]["FRAMEFLEET_OUT"]
+    bucket = re.fullmatch(r"s3://([^/]+)/.*", out)
+    assert bucket, out
+    assert f"mb --ignore-existing farm/{bucket[1]}" in " ".join(
+        SERVICES["create-bucket"]["entrypoint"]
+    )
+    # Prometheus scrapes each service's --http port, and Grafana gets the dashboard.
+    prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    scraped = {
+        name: config["port"]
+        for job in prometheus["scrape_configs"]
+        for config in job["dns_sd_configs"]
+        for name in config["names"]
+    }
+    for name in ("coordinator", "agent"):
+        http = FRAMEFLEET[name]["environment"]["FRAMEFLEET_HTTP"]
+        assert scraped[name] == int(http.rsplit(":", 1)[1])
+    assert (
+        "./grafana-dashboard.json:/var/lib/grafana/dashboards/framefleet.json:ro"
+        in (SERVICES["grafana"]["volumes"])
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FRAMEFLEET))
+def test_every_variable_is_one_the_command_reads(name: str) -> None:
+    """A misspelt or removed option in compose.yaml would otherwise be ignored silently."""
+    command = FRAMEFLEET[name]["command"]
+    readme = (ROOT / "README.md").read_text()
+    known = {variable(action) for action in options(subcommand(command[0]))}
+    for key in FRAMEFLEET[name]["environment"]:
+        if key.startswith("FRAMEFLEET_"):
+            assert key in known or f"`{key}`" in readme, f"{name}: {key} is read by nothing"
+
+
+class Stack:
+    """What the test starts in place of compose's other services, by compose host:port."""
+
+    def __init__(self, database: str, moto: MotoServer, otlp: OtlpReceiver) -> None:
+        self.database = database
+        self.otlp = otlp
+        self.hosts = {
+            "minio:9000": f"127.0.0.1:{moto.port}",
+            "otel-collector:4317": f"127.0.0.1:{otlp.port}",
+        }
+
+    def environment(self, compose: dict[str, str]) -> dict[str, str]:
+        result = {}
+        for key, value in compose.items():
+            value = str(value)
+            if key in ("FRAMEFLEET_LISTEN", "FRAMEFLEET_HTTP"):
+                value = "127.0.0.1:0"
+            for host, loopback in self.hosts.items():
+                value = value.replace(host, loopback)
+            if value.startswith("postgresql://"):
+                value = self.database
+            unmapped = [h for h in SERVICES if re.search(rf"(//|^|@){h}:\d", value)]
+            assert not unmapped, f"{key}={value}: nothing stands in for {unmapped}"
+            result[key] = value
+        return result
+
+
+@pytest.fixture
+def stack(tmp_path: Path, postgres: PostgresServer) -> Iterator[tuple[Stack, MotoServer]]:
+    moto = MotoServer.start(tmp_path / "moto.log")
+    otlp = OtlpReceiver()
+    try:
+        database = asyncio.run(postgres.create_database())
+        yield Stack(database, moto, otlp), moto
+    finally:
+        otlp.stop()
+        moto.stop()
+
+
+def ready(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/readyz", timeout=5) as response:
+            status: int = response.status
+            return status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def create_bucket(endpoint: str, bucket: str) -> None:
+    async with s3_client(endpoint) as s3:
+        await s3.create_bucket(Bucket=bucket)
+
+
+async def only_object(endpoint: str, bucket: str) -> tuple[list[str], bytes | None]:
+    async with s3_client(endpoint) as s3:
+        keys = await object_keys(s3, bucket)
+        return keys, await read_object(s3, bucket, keys[0]) if keys else None
+
+
+def test_the_stack_renders_into_the_bucket(tmp_path: Path, stack: tuple[Stack, MotoServer]) -> None:
+    loopback, moto = stack
+    bucket = FRAMEFLEET["coordinator"]["environment"]["FRAMEFLEET_OUT"].split("/")[2]
+    asyncio.run(create_bucket(moto.url, bucket))  # what create-bucket does
+
+    farm = Farm(tmp_path, secure=False)  # as the compose file runs it (FRAMEFLEET_INSECURE)
+    agent_https: list[str] = []
+    try:
+        for name in started_in_order():
+            service = FRAMEFLEET[name]
+            env = loopback.environment(service["environment"])
+            if name == "coordinator":
+                farm.start_service(name, service["command"], env)
+                loopback.hosts["coordinator:7070"] = farm.address
+                assert farm.http and ready(farm.http)
+                continue
+            for replica in range(service.get("deploy", {}).get("replicas", 1)):
+                # Each container has its own host name, so its own default agent id.
+                process = farm.start_service(f"{name}-{replica}", service["command"], env)
+                log = process.log
+
+                def printed(log: Path = log) -> bool:
+                    return " http on " in log.read_text()
+
+                wait_until(printed, BOOT, f"{name}-{replica} to serve http")
+                agent_https.append(log.read_text().split(" http on ", 1)[1].split()[0])
+        for http in agent_https:
+
+            def agent_ready(http: str = http) -> bool:
+                return ready(http)
+
+            wait_until(agent_ready, BOOT, f"agent {http} to be ready")
+
+        # The README's one command, against the stack.
+        submitted = subprocess.run(
+            [sys.executable, "-m", "framefleet", "submit", str(TEMPLATES / "solid.html"),
+             "--param", "color=teal", "--width", "64", "--height", "64", "--fps", "10",
+             "--frames", "6", "--coordinator", farm.address, "--wait", "--json"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr + farm.logs()
+        job = json.loads(submitted.stdout.strip().splitlines()[-1])
+        url = job["output_url"]
+        assert url.startswith(f"s3://{bucket}/videos/") and url.endswith(".mp4"), url
+        keys, data = asyncio.run(only_object(moto.url, bucket))
+        assert keys == [url.split("/", 3)[3]]
+        assert data is not None
+        video = tmp_path / "video.mp4"
+        video.write_bytes(data)
+        frames = decode(video)
+        assert len(frames) == 6
+        assert is_colour(frames[-1][32, 32], (0, 128, 128))  # teal
+
+        # Both services trace to the collector's address, under their compose names.
+        def traced() -> bool:
+            services = {span.service for span in loopback.otlp.spans()}
+            return {"framefleet-coordinator", "framefleet-agent"} <= services
+
+        wait_until(traced, 30, "spans from coordinator and agents")
+    finally:
+        farm.close()
