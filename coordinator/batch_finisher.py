@@ -9,7 +9,8 @@ import logging
 
 from coordinator.batches import digest, manifest
 from coordinator.farm import Farm
-from framefleet.core.jobspec import output_key
+from coordinator.named_outputs import destination_of, name_outputs
+from framefleet.core.naming import sanitise
 from outputs import open_upload
 
 log = logging.getLogger("framefleet.coordinator")
@@ -35,12 +36,17 @@ async def finish_once(farm: Farm) -> list[str]:
         jobs = await farm.store.batch_jobs(batch_id)
         if batch is None or not jobs:
             continue
+        # Rows served from the cache at submit get their names here (rendered rows got theirs
+        # as they completed), before the manifest says the batch is done.
+        await name_outputs(j for j in jobs if j.cache_hit)
         summary = digest(batch, jobs, farm.clock())
-        first = jobs[0]
-        destination = first.output_url.removesuffix(output_key(first.content_key))
+        destination = destination_of(jobs[0])
         manifest_url = f"{destination}manifests/{batch_id}.json"  # next to the outputs
         try:
-            await write_object(manifest_url, manifest(batch, jobs, summary))
+            document = manifest(batch, jobs, summary)
+            await write_object(manifest_url, document)
+            if batch.name:  # and under a name that a rerun of the same rows file overwrites
+                await write_object(f"{destination}manifests/{sanitise(batch.name)}.json", document)
         except Exception:
             log.exception("writing the manifest failed", extra={"batch_id": batch_id})
             manifest_url = ""

@@ -12,6 +12,7 @@ from typing import Any
 
 from coordinator.convert import timestamp
 from coordinator.farm import Farm
+from coordinator.named_outputs import named_url
 from coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
 from framefleet.core import jobspec, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError
@@ -42,6 +43,7 @@ async def submit_batch(
     trace_context = telemetry.to_text(telemetry.inject())
     jobs: list[NewJob] = []
     keys: set[str] = set()
+    names: dict[str, str] = {}
     async for row in rows:
         key = row_key(row)
         if key in keys:
@@ -58,12 +60,19 @@ async def submit_batch(
             output,
             source,
             destination,
+            batch_name=header.name,
             batch_id=batch.id,
             row_key=key,
             fair_rank=len(jobs),
             trace_context=trace_context,
             tenant=tenant,
         )
+        if header.spec.output_name:
+            name = pb.JobSpec.FromString(job.spec).output_name
+            if (other := names.setdefault(name, key)) != key:
+                raise FramefleetError(
+                    ErrorClass.INVALID_JOB, f"rows {other!r} and {key!r} are both named {name!r}"
+                )
         jobs.append(job)
     if not jobs:
         raise FramefleetError(ErrorClass.INVALID_JOB, "the batch has no rows")
@@ -189,6 +198,7 @@ def manifest(batch: BatchRecord, jobs: list[JobRecord], summary: dict[str, Any])
             "job_id": job.id,
             "state": job.state.value,
             "output_url": job.output_url if job.state == JobState.SUCCEEDED else None,
+            "named_url": (named_url(job) or None) if job.state == JobState.SUCCEEDED else None,
             "error_class": job.error_class if job.state == JobState.FAILED else None,
             "cache_hit": job.cache_hit,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from coordinator.named_outputs import named_url
 from coordinator.store import JobRecord, JobState
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -48,4 +49,6 @@ def job_message(record: JobRecord, with_spec: bool = True) -> pb.Job:
     )
     if with_spec:
         job.spec.ParseFromString(record.spec)
+    if record.state == JobState.SUCCEEDED:
+        job.named_url = named_url(record)
     return job

@@ -15,10 +15,11 @@ from coordinator.config import CoordinatorConfig
 from coordinator.convert import job_message
 from coordinator.events import JobEvents
 from coordinator.job_trace import job_span
+from coordinator.named_outputs import name_outputs
 from coordinator.retry_policy import RetryPolicy
 from coordinator.sessions import Sessions
 from coordinator.store import Done, JobRecord, JobState, JobStore, Lease, NewJob, Transition
-from framefleet.core import jobspec, sources, telemetry
+from framefleet.core import jobspec, naming, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs import abort_upload
@@ -113,12 +114,22 @@ class Farm:
         output: jobspec.Output,
         source_key: str,
         destination: str,
+        batch_name: str = "",
         **fields: Any,
     ) -> NewJob:
         """A job row for a validated spec whose source is stored under source_key; ``fields``
         sets the rest (batch, row key, rank, trace context)."""
         key = jobspec.content_key(spec, source_key, output)
         rest = sources.without_source(spec)
+        if rest.output_name:  # stored expanded: the name is this job's from now on
+            values = {
+                **jobspec.params_dict(spec.params),
+                "row_key": fields.get("row_key") or "",
+                "batch": batch_name or fields.get("batch_id") or "",
+                "batch_id": fields.get("batch_id") or "",
+                "key": key,
+            }
+            rest.output_name = naming.expand(rest.output_name, values)
         fields.setdefault("trace_context", telemetry.to_text(telemetry.inject()))
         return NewJob(
             id=uuid.uuid4().hex,
@@ -143,6 +154,7 @@ class Farm:
         if done is not None:
             record = await self.store.insert_cached(job, done.output_bytes)
             metrics.CACHE_HITS.inc()
+            await name_outputs([record])
             self.publish(record)
             return record
         record = await self.store.insert(job)
@@ -212,6 +224,8 @@ class Farm:
             for r in reports
         ]
         records = await self.store.complete(agent_id, done, now)
+        # Named before anyone hears it succeeded: a client that sees "succeeded" finds the file.
+        await name_outputs(records)
         by_job = {r.lease.job_id: r for r in reports}
         for record in records:
             report = by_job[record.id]
@@ -223,7 +237,9 @@ class Farm:
         if records:
             # Identical jobs that waited for these renders share their outputs.
             outputs = {r.output_url: r.output_bytes for r in records}
-            for waiting in await self.store.complete_waiting(outputs, now):
+            waiters = await self.store.complete_waiting(outputs, now)
+            await name_outputs(waiters)
+            for waiting in waiters:
                 metrics.CACHE_HITS.inc()
                 self.publish(waiting)
         return records

@@ -20,6 +20,9 @@ FAILURES = Counter(
 )
 LEASE_EXPIRIES = Counter("framefleet_lease_expiries", "Leases that expired without a heartbeat")
 CACHE_HITS = Counter("framefleet_cache_hits", "Jobs done without rendering (result cache)")
+NAMING_FAILURES = Counter(
+    "framefleet_naming_failures", "Finished outputs that could not be copied to their names"
+)
 RENDER_SECONDS = Histogram(
     "framefleet_render_seconds",
     "Wall time of successful renders, as the agent measured it",

@@ -261,7 +261,14 @@ type JobSpec struct {
 	// Free-form labels, returned with the job.
 	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Render even if an output for this content and destination already exists.
-	Force         bool `protobuf:"varint,9,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,9,opt,name=force,proto3" json:"force,omitempty"`
+	// A readable name for the output, relative to the destination, besides its content-
+	// addressed one: a template such as "{row_key}.mp4" or "{batch}/{row_key}.mp4" whose
+	// fields are row_key, batch (the batch's name, else its id), batch_id, key (the content
+	// key) or any parameter. Values are sanitised to letters, digits and "._-"; ".mp4" is
+	// added when missing. Expanded at submit (Job.spec holds the result); the coordinator
+	// copies the finished output there server-side, cache hits included.
+	OutputName    string `protobuf:"bytes,15,opt,name=output_name,json=outputName,proto3" json:"output_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -370,6 +377,13 @@ func (x *JobSpec) GetForce() bool {
 	return false
 }
 
+func (x *JobSpec) GetOutputName() string {
+	if x != nil {
+		return x.OutputName
+	}
+	return ""
+}
+
 type isJobSpec_Source interface {
 	isJobSpec_Source()
 }
@@ -418,6 +432,8 @@ type Job struct {
 	// Times draining agents (spot interruptions, scale-in) handed the job back; these spend no
 	// attempt, and have their own budget.
 	Interruptions uint32 `protobuf:"varint,19,opt,name=interruptions,proto3" json:"interruptions,omitempty"`
+	// Where the output was copied under JobSpec.output_name, once the job succeeded.
+	NamedUrl      string `protobuf:"bytes,25,opt,name=named_url,json=namedUrl,proto3" json:"named_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -583,6 +599,13 @@ func (x *Job) GetInterruptions() uint32 {
 		return x.Interruptions
 	}
 	return 0
+}
+
+func (x *Job) GetNamedUrl() string {
+	if x != nil {
+		return x.NamedUrl
+	}
+	return ""
 }
 
 type SubmitJobRequest struct {
@@ -3085,7 +3108,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x05codec\x18\x06 \x01(\tR\x05codec\x12\x15\n" +
 	"\x03crf\x18\a \x01(\rH\x00R\x03crf\x88\x01\x01\x12\x16\n" +
 	"\x06preset\x18\b \x01(\tR\x06presetB\x06\n" +
-	"\x04_crf\"\xc1\x03\n" +
+	"\x04_crf\"\xe2\x03\n" +
 	"\aJobSpec\x125\n" +
 	"\btemplate\x18\x01 \x01(\v2\x17.framefleet.v1.TemplateH\x00R\btemplate\x12\x1f\n" +
 	"\n" +
@@ -3096,11 +3119,13 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12!\n" +
 	"\fmax_attempts\x18\a \x01(\rR\vmaxAttempts\x12:\n" +
 	"\x06labels\x18\b \x03(\v2\".framefleet.v1.JobSpec.LabelsEntryR\x06labels\x12\x14\n" +
-	"\x05force\x18\t \x01(\bR\x05force\x1a9\n" +
+	"\x05force\x18\t \x01(\bR\x05force\x12\x1f\n" +
+	"\voutput_name\x18\x0f \x01(\tR\n" +
+	"outputName\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
-	"\x06source\"\xbc\x05\n" +
+	"\x06source\"\xd9\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x04spec\x18\x02 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\x12-\n" +
@@ -3128,7 +3153,8 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\tcache_hit\x18\x10 \x01(\bR\bcacheHit\x12\x19\n" +
 	"\bbatch_id\x18\x11 \x01(\tR\abatchId\x12\x17\n" +
 	"\arow_key\x18\x12 \x01(\tR\x06rowKey\x12$\n" +
-	"\rinterruptions\x18\x13 \x01(\rR\rinterruptions\">\n" +
+	"\rinterruptions\x18\x13 \x01(\rR\rinterruptions\x12\x1b\n" +
+	"\tnamed_url\x18\x19 \x01(\tR\bnamedUrl\">\n" +
 	"\x10SubmitJobRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\"9\n" +
 	"\x11SubmitJobResponse\x12$\n" +

@@ -88,6 +88,7 @@ def spec_from_args(args: argparse.Namespace, destination: str) -> pb.JobSpec:
         preset=args.preset,
         destination=destination,
         priority=args.priority,
+        name=args.name,
     )
     validate(spec)
     return spec
@@ -110,6 +111,13 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=0, help="frame count (overrides duration)")
     parser.add_argument("--crf", type=int, default=None, help="x264 CRF 0-51 (default 23)")
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
+    parser.add_argument(
+        "--name",
+        default="",
+        metavar="TEMPLATE",
+        help="readable output name, e.g. '{row_key}.mp4' or '{batch}/{name}.mp4' (fields: "
+        "row_key, batch, batch_id, key, or a parameter)",
+    )
     parser.add_argument("--priority", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the final job as JSON")
 
@@ -166,7 +174,7 @@ def _describe(job: pb.Job) -> str:
     if job.cache_hit:
         line += "  (cache hit)"
     if job.output_url:
-        line += f"  {readable(job.output_url)}"
+        line += f"  {readable(job.named_url or job.output_url)}"
     if job.error_class:
         line += f"  {job.error_class}: {job.error_message}"
     return line
@@ -192,7 +200,7 @@ def status_rows(jobs: Sequence[pb.Job], now: float) -> list[tuple[str, ...]]:
         detail = (
             f"{job.error_class}: {job.error_message}"
             if job.error_class
-            else readable(job.output_url) + (" (cache hit)" if job.cache_hit else "")
+            else readable(job.named_url or job.output_url) + (" (cache hit)" * job.cache_hit)
         )
         rows.append(
             (

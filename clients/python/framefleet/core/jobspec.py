@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from google.protobuf import json_format, struct_pb2
 
-from framefleet.core import hyperframes, sources
+from framefleet.core import hyperframes, naming, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -102,6 +102,7 @@ def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
     rows that bring their own parameters (a batch), so a VideoJSON placeholder may still lack
     its parameter here."""
     sources.source_for(spec).validate(spec, variants=variants)
+    naming.fields(spec.output_name)
     return resolve_output(spec.output)
 
 
@@ -211,10 +212,13 @@ def template_job(
     destination: str = "",
     priority: int = 0,
     max_attempts: int = 0,
+    name: str = "",
 ) -> pb.JobSpec:
     """A job spec for an HTML template file (or a HyperFrames project folder) and its
     parameters. Output settings left at 0 come from a HyperFrames composition root's
-    data-width, data-height, data-fps and data-duration, else 1280x720 at 30 fps."""
+    data-width, data-height, data-fps and data-duration, else 1280x720 at 30 fps. ``name``: a
+    readable output name besides the content-addressed one, e.g. "{row_key}.mp4" (see
+    core.naming)."""
     loaded = load_template(template)
     own = hyperframes.output_defaults(loaded.html)
     output = pb.OutputSettings(
@@ -228,7 +232,7 @@ def template_job(
         preset=preset,
     )
     spec = pb.JobSpec(template=loaded, output=output)
-    return _finish_spec(spec, params, destination, priority, max_attempts)
+    return _finish_spec(spec, params, destination, priority, max_attempts, name)
 
 
 def _finish_spec(
@@ -237,9 +241,11 @@ def _finish_spec(
     destination: str,
     priority: int,
     max_attempts: int,
+    name: str,
 ) -> pb.JobSpec:
     """The settings every job shares, whatever its source."""
     spec.destination, spec.priority, spec.max_attempts = destination, priority, max_attempts
+    spec.output_name = name
     spec.params.update(params or {})
     return spec
 
@@ -258,6 +264,7 @@ def video_json_job(
     destination: str = "",
     priority: int = 0,
     max_attempts: int = 0,
+    name: str = "",
 ) -> pb.JobSpec:
     """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
     inlined as data: URLs) or the document's text. Output settings left at 0 come from the
@@ -279,4 +286,4 @@ def video_json_job(
         preset=preset,
     )
     spec = pb.JobSpec(video_json=text, output=output)
-    return _finish_spec(spec, params, destination, priority, max_attempts)
+    return _finish_spec(spec, params, destination, priority, max_attempts, name)

@@ -62,7 +62,7 @@ class OutputSettings(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., frames: _Optional[int] = ..., codec: _Optional[str] = ..., crf: _Optional[int] = ..., preset: _Optional[str] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("template", "video_json", "params", "output", "destination", "priority", "max_attempts", "labels", "force")
+    __slots__ = ("template", "video_json", "params", "output", "destination", "priority", "max_attempts", "labels", "force", "output_name")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class JobSpec(_message.Message):
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     template: Template
     video_json: str
     params: _struct_pb2.Struct
@@ -88,10 +89,11 @@ class JobSpec(_message.Message):
     max_attempts: int
     labels: _containers.ScalarMap[str, str]
     force: bool
-    def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ..., video_json: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[OutputSettings, _Mapping]] = ..., destination: _Optional[str] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ...) -> None: ...
+    output_name: str
+    def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ..., video_json: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[OutputSettings, _Mapping]] = ..., destination: _Optional[str] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ..., output_name: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit", "batch_id", "row_key", "interruptions")
+    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit", "batch_id", "row_key", "interruptions", "named_url")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +113,7 @@ class Job(_message.Message):
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     ROW_KEY_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    NAMED_URL_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -130,7 +133,8 @@ class Job(_message.Message):
     batch_id: str
     row_key: str
     interruptions: int
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., batch_id: _Optional[str] = ..., row_key: _Optional[str] = ..., interruptions: _Optional[int] = ...) -> None: ...
+    named_url: str
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., batch_id: _Optional[str] = ..., row_key: _Optional[str] = ..., interruptions: _Optional[int] = ..., named_url: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec",)
