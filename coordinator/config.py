@@ -14,6 +14,9 @@ Clock = Callable[[], float]
 class CoordinatorConfig:
     listen: str = "127.0.0.1:7070"
     store_url: str = "sqlite:///framefleet.db"
+    # Apply missing schema migrations at start (None: only for an SQLite store, which no other
+    # process shares; a shared PostgreSQL is migrated by `framefleet migrate`, once).
+    auto_migrate: bool | None = None
     # Where jobs without a destination write their output.
     default_destination: str = "out"
     lease_ttl: float = 20.0
@@ -37,3 +40,9 @@ class CoordinatorConfig:
     # Slots (and so leases) one agent stream may hold, whatever its Hello says.
     max_slots_per_agent: int = 64
     clock: Clock = field(default=time.time)
+
+    @property
+    def migrates(self) -> bool:
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return self.store_url.startswith("sqlite:")

@@ -111,7 +111,7 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     _check(config)
     tokens = TokenFile(config.tokens) if config.tokens is not None else None
     auth = Authenticator(tokens)
-    store = await open_store(config.store_url)
+    store = await open_store(config.store_url, config.migrates)
     # After a restart, agents get one TTL to reconnect and renew before leases expire.
     await store.extend_leases(config.clock() + config.lease_ttl)
     farm = Farm(store, config)

@@ -34,6 +34,12 @@ async def _coordinator(args: argparse.Namespace) -> int:
     return await cmd_coordinator(args)
 
 
+async def _migrate(args: argparse.Namespace) -> int:
+    from farm.migrate import cmd_migrate
+
+    return await cmd_migrate(args)
+
+
 async def _certs(args: argparse.Namespace) -> int:
     from farm.certs import cmd_certs
 
@@ -101,7 +107,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
     coord = commands.add_parser("coordinator", help="run a coordinator")
     coord.add_argument("--listen", default="127.0.0.1:7070")
-    coord.add_argument("--store", default="sqlite:///framefleet.db", help="sqlite:///path")
+    coord.add_argument(
+        "--store", default="sqlite:///framefleet.db", help="sqlite:///path or postgresql://..."
+    )
+    coord.add_argument(
+        "--auto-migrate",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="apply missing schema migrations at start; auto: only for an SQLite store"
+        " (otherwise run `framefleet migrate` first)",
+    )
     coord.add_argument("--out", default="out", help="default destination for outputs")
     coord.add_argument("--lease-ttl", type=float, default=20.0, help="seconds")
     coord.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
@@ -126,6 +141,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     from_environment(coord)  # after the last option: each reads FRAMEFLEET_<OPTION>
     coord.set_defaults(run=_coordinator, service="coordinator")
+
+    migrate = commands.add_parser("migrate", help="apply the store's missing schema migrations")
+    migrate.add_argument("--store", required=True, help="sqlite:///path or postgresql://...")
+    from_environment(migrate)
+    migrate.set_defaults(run=_migrate)
 
     certs = commands.add_parser("certs", help="make a CA, a coordinator and agent certificates")
     certs.add_argument("what", choices=["ca", "server", "agent"])

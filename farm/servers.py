@@ -12,10 +12,14 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from farm.http import http_app, serving
+
+if TYPE_CHECKING:
+    from coordinator.config import CoordinatorConfig
 
 log = logging.getLogger("framefleet.coordinator")
 
@@ -50,11 +54,13 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
     """Runs until SIGTERM or SIGINT. State lives in the store, so a stop (or a crash) loses
     nothing: agents reconnect to the next coordinator and report the leases they hold."""
     from coordinator.config import CoordinatorConfig
-    from coordinator.server import exposure_problems, running_coordinator
+    from coordinator.server import exposure_problems
+    from coordinator.store.migrations import SchemaTooOld
 
     config = CoordinatorConfig(
         listen=args.listen,
         store_url=args.store,
+        auto_migrate={"on": True, "off": False}.get(args.auto_migrate),
         default_destination=args.out,
         lease_ttl=args.lease_ttl,
         heartbeat_interval=args.heartbeat_interval,
@@ -89,6 +95,17 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _serve(args, config, stop)
+    except SchemaTooOld as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyncio.Event) -> int:
+    from coordinator.server import running_coordinator
+
+    loop = asyncio.get_running_loop()
     async with running_coordinator(config) as coordinator:
         if coordinator.tokens is not None:
             loop.add_signal_handler(signal.SIGHUP, coordinator.tokens.reload)

@@ -47,14 +47,22 @@ class PostgresServer:
     def url(self, database: str) -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
-    async def create_database(self) -> str:
-        """A fresh, empty database; returns its URL."""
+    async def create_database(self, migrated: bool = True) -> str:
+        """A fresh database, migrated as `framefleet migrate` would (or empty); its URL."""
+        from coordinator.store.open import connect
+
         name = f"t_{uuid.uuid4().hex[:12]}"
         connection = await asyncpg.connect(self.admin_url)
         try:
             await connection.execute(f"CREATE DATABASE {name}")
         finally:
             await connection.close()
+        if migrated:
+            store = await connect(self.url(name))
+            try:
+                await store.migrate()
+            finally:
+                await store.close()
         return self.url(name)
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ from coordinator.farm import Farm
 from coordinator.lease_reaper import reap_once
 from coordinator.sessions import Session
 from coordinator.store import JobRecord, JobState
-from coordinator.store.sqlite import SqliteStore
+from coordinator.store.open import open_store
 from framefleet.core import jobspec, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
@@ -44,7 +44,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def lease_farm(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Farm]:
     # Named so as not to shadow the process farm in tests/conftest.py.
-    store = await SqliteStore.open(str(tmp_path / "jobs.db"))
+    store = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
     config = CoordinatorConfig(
         lease_ttl=TTL,
         retry_base=RETRY_BASE,

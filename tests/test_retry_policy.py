@@ -14,8 +14,8 @@ from coordinator.dispatcher import dispatch_once
 from coordinator.farm import Farm
 from coordinator.lease_reaper import reap_once
 from coordinator.retry_policy import RetryPolicy
-from coordinator.store import JobRecord, JobState, Transition
-from coordinator.store.sqlite import SqliteStore
+from coordinator.store import JobRecord, JobState, JobStore, Transition
+from coordinator.store.open import open_store
 from framefleet.core.backoff import Backoff
 from framefleet.core.errors import ErrorClass
 from framefleet.v1 import framefleet_pb2 as pb
@@ -132,8 +132,8 @@ class PatientPolicy(RetryPolicy):
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = await SqliteStore.open(str(tmp_path / "jobs.db"))
+async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
+    store = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
     try:
         yield store
     finally:
@@ -142,7 +142,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 @pytest.mark.parametrize("policy", [None, PatientPolicy()], ids=["default", "patient"])
 async def test_a_swapped_policy_changes_what_happens(
-    store: SqliteStore, tmp_path: Path, policy: RetryPolicy | None
+    store: JobStore, tmp_path: Path, policy: RetryPolicy | None
 ) -> None:
     clock = FakeClock(T0)
     config = CoordinatorConfig(lease_ttl=20.0, default_destination=str(tmp_path), clock=clock)

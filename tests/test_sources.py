@@ -12,7 +12,7 @@ import outputs
 from agent import sources as page_sources
 from coordinator.config import CoordinatorConfig
 from coordinator.farm import Farm
-from coordinator.store.sqlite import SqliteStore
+from coordinator.store.open import open_store
 from framefleet.core import jobspec, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
@@ -166,7 +166,7 @@ async def test_a_registered_sink_receives_uploads_and_aborts(
 
 
 async def test_the_coordinator_refuses_a_destination_no_sink_can_write(tmp_path: Path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "jobs.db"))
+    store = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
     try:
         farm = Farm(store, CoordinatorConfig())
         spec = template_spec()

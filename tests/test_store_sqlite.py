@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.store import JobState, JobStore
-from coordinator.store.sqlite import SqliteStore
+from coordinator.store.open import open_store
 from tests.store_conformance import (
     T0,
     TTL,
@@ -23,7 +23,7 @@ from tests.store_conformance import (
 class TestSqliteStore(StoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[JobStore]:
-        store = await SqliteStore.open(str(tmp_path / "jobs.db"))
+        store = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
         try:
             yield store
         finally:
@@ -32,7 +32,7 @@ class TestSqliteStore(StoreConformance):
 
 async def test_jobs_and_leases_survive_a_restart(tmp_path: Path) -> None:
     path = str(tmp_path / "jobs.db")
-    store = await SqliteStore.open(path)
+    store = await open_store(f"sqlite:///{path}", migrate=True)
     try:
         await store.insert(new_job("leased"))
         await store.insert(new_job("done"))
@@ -49,7 +49,7 @@ async def test_jobs_and_leases_survive_a_restart(tmp_path: Path) -> None:
     finally:
         await store.close()
 
-    reopened = await SqliteStore.open(path)
+    reopened = await open_store(f"sqlite:///{path}", migrate=False)
     try:
         after = {r.id: r for r in await reopened.list_jobs([], 10)}
         assert after == before

@@ -1,13 +1,19 @@
-"""Opens the store a URL names: sqlite:///path (the embedded default) or postgresql://..."""
+"""Opens the store a URL names: sqlite:///path (the embedded default) or postgresql://...,
+and checks its schema version (coordinator/store/migrations)."""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlparse
 
-from coordinator.store.base import JobStore
+from coordinator.store.migrations import SchemaTooOld, latest, redact
+from coordinator.store.sql import SqlStore
+
+log = logging.getLogger("framefleet.coordinator")
 
 
-async def open_store(url: str) -> JobStore:
+async def connect(url: str) -> SqlStore:
+    """The store at ``url``, as it is: its schema is not checked."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         from coordinator.store.sqlite import SqliteStore
@@ -19,3 +25,28 @@ async def open_store(url: str) -> JobStore:
 
         return await PostgresStore.open(url)
     raise ValueError(f"unsupported store URL {url!r} (use sqlite:///path or postgresql://...)")
+
+
+async def open_store(url: str, migrate: bool) -> SqlStore:
+    """The store at ``url`` with the schema this code needs. An older schema is migrated when
+    ``migrate`` is set and refused (SchemaTooOld) otherwise."""
+    store = await connect(url)
+    try:
+        current, needed = await store.schema_version(), latest(store.dialect)
+        if current < needed:
+            if not migrate:
+                raise SchemaTooOld(url, current, needed)
+            applied = await store.migrate()
+            log.info(
+                "store migrated",
+                extra={"store": redact(url), "applied": [m.version for m in applied]},
+            )
+        elif current > needed:
+            log.warning(
+                "the store's schema is newer than this coordinator knows",
+                extra={"store": redact(url), "schema": current, "known": needed},
+            )
+    except BaseException:
+        await store.close()
+        raise
+    return store

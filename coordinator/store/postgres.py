@@ -17,60 +17,6 @@ from asyncpg.pool import PoolConnectionProxy
 
 from coordinator.store.sql import Executor, Row, SqlStore
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq              BIGSERIAL PRIMARY KEY,
-    id               TEXT NOT NULL UNIQUE,
-    state            TEXT NOT NULL,
-    spec             BYTEA NOT NULL,
-    content_key      TEXT NOT NULL,
-    output_url       TEXT NOT NULL,
-    frames_total     INTEGER NOT NULL,
-    priority         INTEGER NOT NULL,
-    max_attempts     INTEGER NOT NULL,
-    created_at       DOUBLE PRECISION NOT NULL,
-    available_at     DOUBLE PRECISION NOT NULL,
-    attempt          INTEGER NOT NULL DEFAULT 0,
-    lease_owner      TEXT,
-    fencing_token    BIGINT NOT NULL DEFAULT 0,
-    lease_expires_at DOUBLE PRECISION,
-    frames_done      INTEGER NOT NULL DEFAULT 0,
-    output_bytes     BIGINT NOT NULL DEFAULT 0,
-    error_class      TEXT,
-    error_message    TEXT,
-    started_at       DOUBLE PRECISION,
-    finished_at      DOUBLE PRECISION,
-    cache_hit        BOOLEAN NOT NULL DEFAULT FALSE,
-    source_key       TEXT NOT NULL DEFAULT '',
-    batch_id         TEXT,
-    row_key          TEXT,
-    fair_rank        INTEGER NOT NULL DEFAULT 0,
-    trace_context    TEXT NOT NULL DEFAULT '',
-    upload_id        TEXT,
-    interruptions    INTEGER NOT NULL DEFAULT 0,
-    tenant           TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (priority DESC, fair_rank, seq)
-    WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state);
-CREATE TABLE IF NOT EXISTS sources (
-    key    TEXT PRIMARY KEY,
-    source BYTEA NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
-    id           TEXT PRIMARY KEY,
-    name         TEXT NOT NULL,
-    created_at   DOUBLE PRECISION NOT NULL,
-    finished_at  DOUBLE PRECISION,
-    digest       TEXT,
-    manifest_url TEXT,
-    tenant       TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
-"""
-
 
 @functools.lru_cache(maxsize=256)
 def numbered(sql: str) -> str:
@@ -90,13 +36,16 @@ class _Connection:
 
     async def execute(self, sql: str, *args: Any) -> int:
         status = await self._db.execute(numbered(sql), *args)
-        return int(status.split()[-1])  # "UPDATE 3"
+        count = status.split()[-1]  # "UPDATE 3"; "CREATE TABLE" counts nothing
+        return int(count) if count.isdigit() else 0
 
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         await self._db.executemany(numbered(sql), rows)
 
 
 class PostgresStore(SqlStore):
+    dialect = "postgres"
+    has_version_table = "SELECT to_regclass('schema_version') IS NOT NULL"
     random32 = "floor(random() * 4294967296)::bigint"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
@@ -107,22 +56,18 @@ class PostgresStore(SqlStore):
 
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
-        async with pool.acquire() as connection:
-            # Serialise schema creation between coordinators starting together.
-            async with connection.transaction():
-                await connection.execute("SELECT pg_advisory_xact_lock(7070)")
-                await connection.execute(SCHEMA)
-                # Stores made before tenants: their jobs and batches belong to no tenant ("").
-                for table in ("jobs", "batches"):
-                    await connection.execute(
-                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL"
-                        " DEFAULT ''"
-                    )
-        return cls(pool)
+        return cls(await asyncpg.create_pool(url, min_size=1, max_size=8))
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def _lock_schema(self, db: Executor) -> None:
+        # Two `framefleet migrate` runs (or coordinators) at once: the second waits, then
+        # finds nothing left to apply.
+        await db.fetch("SELECT pg_advisory_xact_lock(7070)")
+
+    async def _run_script(self, db: Executor, sql: str) -> None:
+        await db.execute(sql)  # no arguments: one round trip for every statement
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:

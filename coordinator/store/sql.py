@@ -9,6 +9,7 @@ one statement runs in one transaction.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
@@ -24,6 +25,7 @@ from coordinator.store.base import (
     NewJob,
     Transition,
 )
+from coordinator.store.migrations import VERSION_TABLE, Migration, migrations
 
 # Every store reads a JobRecord from these columns, in its field order.
 COLUMNS = ", ".join(f.name for f in fields(JobRecord))
@@ -94,6 +96,11 @@ class Executor(Protocol):
 class SqlStore:
     """Every JobStore method, in SQL both databases run."""
 
+    # Names the folder of migrations (coordinator/store/migrations/<dialect>).
+    dialect: ClassVar[str]
+    # One row, true when the schema_version table exists.
+    has_version_table: ClassVar[str]
+
     # An expression of 32 random bits (the low bits of a fencing token).
     random32: ClassVar[str]
     # Appended to the claim's SELECT: PostgreSQL skips rows another claim has locked.
@@ -108,6 +115,40 @@ class SqlStore:
         raise NotImplementedError
 
     async def close(self) -> None:
+        raise NotImplementedError
+
+    # --- the schema ----------------------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        """The last migration applied (0: none, an empty database)."""
+        if not (await self._db.fetch(self.has_version_table))[0][0]:
+            return 0
+        rows = await self._db.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return int(rows[0][0])
+
+    async def migrate(self) -> list[Migration]:
+        """Applies the migrations the store lacks, in one transaction; returns them."""
+        applied = []
+        async with self.transaction() as db:
+            await self._lock_schema(db)
+            await db.execute(VERSION_TABLE)
+            rows = await db.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            for migration in migrations(self.dialect):
+                if migration.version > rows[0][0]:
+                    await self._run_script(db, migration.sql)
+                    await db.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                        migration.version,
+                        migration.name,
+                        time.time(),
+                    )
+                    applied.append(migration)
+        return applied
+
+    async def _lock_schema(self, db: Executor) -> None:
+        """Keeps two migrations apart (SQLite's write transaction does already)."""
+
+    async def _run_script(self, db: Executor, sql: str) -> None:
         raise NotImplementedError
 
     def _next_token(self) -> str:

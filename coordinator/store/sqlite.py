@@ -7,6 +7,7 @@ statements together, so no other statement lands inside one. The SQL is shared (
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
@@ -14,59 +15,6 @@ from typing import Any
 import aiosqlite
 
 from coordinator.store.sql import Executor, Row, SqlStore
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-    id               TEXT NOT NULL UNIQUE,
-    state            TEXT NOT NULL,
-    spec             BLOB NOT NULL,
-    content_key      TEXT NOT NULL,
-    output_url       TEXT NOT NULL,
-    frames_total     INTEGER NOT NULL,
-    priority         INTEGER NOT NULL,
-    max_attempts     INTEGER NOT NULL,
-    created_at       REAL NOT NULL,
-    available_at     REAL NOT NULL,
-    attempt          INTEGER NOT NULL DEFAULT 0,
-    lease_owner      TEXT,
-    fencing_token    INTEGER NOT NULL DEFAULT 0,
-    lease_expires_at REAL,
-    frames_done      INTEGER NOT NULL DEFAULT 0,
-    output_bytes     INTEGER NOT NULL DEFAULT 0,
-    error_class      TEXT,
-    error_message    TEXT,
-    started_at       REAL,
-    finished_at      REAL,
-    cache_hit        INTEGER NOT NULL DEFAULT 0,
-    source_key       TEXT NOT NULL DEFAULT '',
-    batch_id         TEXT,
-    row_key          TEXT,
-    fair_rank        INTEGER NOT NULL DEFAULT 0,
-    trace_context    TEXT NOT NULL DEFAULT '',
-    upload_id        TEXT,
-    interruptions    INTEGER NOT NULL DEFAULT 0,
-    tenant           TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (state, priority DESC, fair_rank, seq);
-CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state);
-CREATE TABLE IF NOT EXISTS sources (
-    key    TEXT PRIMARY KEY,
-    source BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
-    id           TEXT PRIMARY KEY,
-    name         TEXT NOT NULL,
-    created_at   REAL NOT NULL,
-    finished_at  REAL,
-    digest       TEXT,
-    manifest_url TEXT,
-    tenant       TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (state, lease_expires_at);
-CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
-"""
 
 
 class _Connection:
@@ -95,7 +43,22 @@ class _Connection:
             await self._db.executemany(sql, rows)
 
 
+def statements(script: str) -> list[str]:
+    """A migration script as single statements (executescript would commit on its own)."""
+    found, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            found.append(pending.strip())
+            pending = ""
+    return found
+
+
 class SqliteStore(SqlStore):
+    dialect = "sqlite"
+    has_version_table = (
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    )
     random32 = "(random() & 4294967295)"
 
     def __init__(self, db: aiosqlite.Connection) -> None:
@@ -109,16 +72,14 @@ class SqliteStore(SqlStore):
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
-        await db.executescript(SCHEMA)
-        # Stores made before tenants: their jobs and batches belong to no tenant ("").
-        for table in ("jobs", "batches"):
-            columns = {row[1] for row in await db.execute_fetchall(f"PRAGMA table_info({table})")}
-            if "tenant" not in columns:
-                await db.execute(f"ALTER TABLE {table} ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
         return cls(db)
 
     async def close(self) -> None:
         await self._connection.close()
+
+    async def _run_script(self, db: Executor, sql: str) -> None:
+        for statement in statements(sql):
+            await db.execute(statement)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:

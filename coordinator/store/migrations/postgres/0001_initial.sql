@@ -1,0 +1,51 @@
+-- The job table as it was before versioned migrations. IF NOT EXISTS: a store created by
+-- the old create-if-missing path adopts this version without change.
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              BIGSERIAL PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    state            TEXT NOT NULL,
+    spec             BYTEA NOT NULL,
+    content_key      TEXT NOT NULL,
+    output_url       TEXT NOT NULL,
+    frames_total     INTEGER NOT NULL,
+    priority         INTEGER NOT NULL,
+    max_attempts     INTEGER NOT NULL,
+    created_at       DOUBLE PRECISION NOT NULL,
+    available_at     DOUBLE PRECISION NOT NULL,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    fencing_token    BIGINT NOT NULL DEFAULT 0,
+    lease_expires_at DOUBLE PRECISION,
+    frames_done      INTEGER NOT NULL DEFAULT 0,
+    output_bytes     BIGINT NOT NULL DEFAULT 0,
+    error_class      TEXT,
+    error_message    TEXT,
+    started_at       DOUBLE PRECISION,
+    finished_at      DOUBLE PRECISION,
+    cache_hit        BOOLEAN NOT NULL DEFAULT FALSE,
+    source_key       TEXT NOT NULL DEFAULT '',
+    batch_id         TEXT,
+    row_key          TEXT,
+    fair_rank        INTEGER NOT NULL DEFAULT 0,
+    trace_context    TEXT NOT NULL DEFAULT '',
+    upload_id        TEXT,
+    interruptions    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (priority DESC, fair_rank, seq)
+    WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, state);
+CREATE TABLE IF NOT EXISTS sources (
+    key    TEXT PRIMARY KEY,
+    source BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    created_at   DOUBLE PRECISION NOT NULL,
+    finished_at  DOUBLE PRECISION,
+    digest       TEXT,
+    manifest_url TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE state = 'leased';
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (lease_owner) WHERE state = 'leased';
+CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output_url, state);
