@@ -194,6 +194,18 @@ class Farm:
             self._read_addresses(process, agents_apart=bool(env.get("FRAMEFLEET_AGENT_LISTEN")))
         return process
 
+    def run_service(
+        self, command: list[str], env: dict[str, str], timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """A one-shot ``framefleet COMMAND`` (``framefleet migrate``), run to its end."""
+        return subprocess.run(
+            framefleet(*command),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **env},
+        )
+
     def _read_addresses(self, process: Process, agents_apart: bool) -> None:
         line = _read_line(process.popen.stdout, READY_TIMEOUT)
         if " http on " in line:

@@ -84,7 +84,12 @@ async def test_a_store_from_before_migrations_is_adopted_with_its_jobs(empty_url
         # What the old create-if-missing path left: the tables, no schema_version.
         async with store.transaction() as db:
             await store._run_script(db, migrations(store.dialect)[0].sql)
-        await store.insert(new_job("old"))
+            await db.execute(
+                "INSERT INTO jobs (id, state, spec, content_key, output_url, frames_total,"
+                " priority, max_attempts, created_at, available_at)"
+                " VALUES ('old', 'queued', ?, 'k', 'file:///k.mp4', 1, 0, 3, 1, 1)",
+                b"spec",
+            )
         assert await store.schema_version() == 0
     finally:
         await store.close()
@@ -101,7 +106,7 @@ async def test_a_store_from_before_migrations_is_adopted_with_its_jobs(empty_url
     store = await open_store(empty_url, migrate=False)
     try:
         old = await store.get("old")
-        assert old is not None and old.state.value == "queued"
+        assert old is not None and (old.state.value, old.tenant) == ("queued", "")
     finally:
         await store.close()
 

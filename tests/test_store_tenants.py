@@ -1,5 +1,5 @@
 """Jobs and batches keep the tenant that submitted them, on both stores, and listing can be
-scoped to one tenant; a store made before tenants gains the column when opened."""
+scoped to one tenant; a store made before tenants gains the column by its migration."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import aiosqlite
 import pytest
 
 from coordinator.store import JobState, JobStore, NewBatch
+from coordinator.store.migrations import migrations
+from coordinator.store.open import open_store
 from coordinator.store.postgres import PostgresStore
-from coordinator.store.sqlite import SqliteStore
+from coordinator.store.sqlite import statements
 from tests.postgres_server import PostgresServer
 from tests.store_conformance import T0, new_job
 
@@ -20,7 +22,7 @@ from tests.store_conformance import T0, new_job
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
     if request.param == "sqlite":
-        opened: JobStore = await SqliteStore.open(str(tmp_path / "jobs.db"))
+        opened: JobStore = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
     else:
         postgres: PostgresServer = request.getfixturevalue("postgres")
         opened = await PostgresStore.open(await postgres.create_database())
@@ -55,12 +57,15 @@ async def test_jobs_and_batches_keep_their_tenant(store: JobStore) -> None:
 async def test_a_store_made_before_tenants_gains_the_column(tmp_path: Path) -> None:
     path = str(tmp_path / "old.db")
     async with aiosqlite.connect(path) as db:
-        await db.execute("CREATE TABLE batches (id TEXT PRIMARY KEY, name TEXT NOT NULL,"
-                         " created_at REAL NOT NULL, finished_at REAL, digest TEXT,"
-                         " manifest_url TEXT)")  # fmt: skip
+        # The schema before tenants (migration 0001), with a batch of its own.
+        for statement in statements(migrations("sqlite")[0].sql):
+            await db.execute(statement)
+        await db.execute("INSERT INTO batches (id, name, created_at) VALUES ('before', 'x', 1)")
         await db.commit()
-    store = await SqliteStore.open(path)
+    store = await open_store(f"sqlite:///{path}", migrate=True)
     try:
+        before = await store.get_batch("before")
+        assert before is not None and before.tenant == ""
         await store.insert_batch(NewBatch("old", "rows", T0), [new_job("r")], {})
         batch = await store.get_batch("old")
         assert batch is not None and batch.tenant == ""
