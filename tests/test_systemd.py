@@ -1,0 +1,52 @@
+"""deploy/systemd: the units run commands that exist, with settings the commands read, and give
+a draining agent its grace before systemd kills it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from agent.runner import ACK_WAIT
+from agent.spot_notice import DRAIN_GRACE
+from farm.environment import options, variable
+from framefleet.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMD = ROOT / "deploy" / "systemd"
+UNITS = {"coordinator": "framefleet-coordinator.service", "agent": "framefleet-agent@.service"}
+
+
+def settings(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (unit directives or an environment file), comments and sections left out."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    pairs = [line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")]
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def command(name: str) -> argparse.ArgumentParser:
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser: argparse.ArgumentParser = commands.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("service", sorted(UNITS))
+def test_units_run_framefleet_configured_by_their_environment_file(service: str) -> None:
+    unit = settings(SYSTEMD / UNITS[service])
+    assert unit["ExecStart"] == f"/opt/framefleet/bin/framefleet {service}"
+    assert unit["User"] == "framefleet" and unit["NoNewPrivileges"] == "yes"
+    environment_file = unit["EnvironmentFile"]
+    assert environment_file == f"/etc/framefleet/{service}.env"
+    known = {variable(action) for action in options(command(service))}
+    readme = (ROOT / "README.md").read_text()
+    for key in settings(SYSTEMD / f"{service}.env"):
+        assert key in known or f"`{key}`" in readme, f"{service}.env: {key} is read by nothing"
+
+
+def test_a_stopped_agent_drains_before_it_is_killed() -> None:
+    unit = settings(SYSTEMD / UNITS["agent"])
+    assert float(unit["TimeoutStopSec"]) > DRAIN_GRACE + ACK_WAIT
+    assert unit["KillMode"] == "mixed"  # SIGTERM to the agent, not to its Chromium first
+    # Chromium's sandbox needs user namespaces.
+    assert "RestrictNamespaces" not in unit and "PrivateUsers" not in unit
