@@ -15,7 +15,7 @@ import asyncio
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -44,8 +44,7 @@ def psnr(a: Frame, b: Frame) -> float:
 
 def png(path: Path) -> Frame:
     with av.open(str(path)) as container:
-        frame: Frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
-        return frame
+        return cast(Frame, next(container.decode(video=0)).to_ndarray(format="rgb24"))
 
 
 async def test_key_frames_match_the_hyperframes_render(farm: Farm, tmp_path: Path) -> None:
