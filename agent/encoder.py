@@ -18,6 +18,7 @@ import av
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, Colorspace
 
+from agent.soundtrack import AacTrack, Samples
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
@@ -46,8 +47,11 @@ class H264Encoder:
         write: Callable[[bytes], object],
         image_codec: str = "mjpeg",
         window: int = 6,
+        soundtrack: Samples | None = None,
     ) -> None:
         self._output = output
+        self._soundtrack = soundtrack
+        self._audio: AacTrack | None = None
         self._writer = _Writer(write)
         self._image_codec = image_codec
         self._window = window
@@ -69,7 +73,13 @@ class H264Encoder:
             self._writer,
             mode="w",
             format="mp4",
-            options={"movflags": MOVFLAGS, "fflags": "+bitexact"},
+            # With a soundtrack the video's first frame must be at 0 as the sound's is: its
+            # B-frame delay goes into negative composition offsets instead of a later start.
+            options={
+                "movflags": MOVFLAGS
+                + ("+negative_cts_offsets" if self._soundtrack is not None else ""),
+                "fflags": "+bitexact",
+            },
         )
         stream = container.add_stream("libx264", rate=o.fps)
         stream.width, stream.height, stream.pix_fmt = o.width, o.height, "yuv420p"
@@ -84,6 +94,8 @@ class H264Encoder:
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
         self._stream = stream
         self._container = container
+        if self._soundtrack is not None:
+            self._audio = AacTrack(container, self._soundtrack)
 
     def _encode(self, image: bytes) -> None:
         if self._container is None:
@@ -97,6 +109,8 @@ class H264Encoder:
         self._frames += 1
         assert self._container is not None
         self._container.mux(self._stream.encode(frame))
+        if self._audio is not None:  # the sound up to this frame's end, interleaved
+            self._audio.until(self._frames / self._output.fps)
 
     def _convert(self, image: bytes) -> av.VideoFrame:
         frames = self._decoder.decode(av.Packet(image))
@@ -117,6 +131,8 @@ class H264Encoder:
             return
         if flush:
             self._container.mux(self._stream.encode(None))
+            if self._audio is not None:
+                self._audio.finish()
         self._container.close()
         self._container = None
 

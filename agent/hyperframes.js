@@ -219,6 +219,13 @@
       el.style.visibility = visible ? el.__ffVisibility : "hidden";
     }
   });
+  const defaultTiming = ff.clipTiming;
+  ff.clipTiming = (media) => {
+    const w = clips && clips.get(media);
+    if (!w) return defaultTiming(media);
+    const offset = ["data-media-start", "data-playback-start"].map((n) => number(media, n, NaN)).find(Number.isFinite) || 0;
+    return { start: w.start, end: Number.isFinite(w.end) ? w.end : null, mediaStart: offset };
+  };
   const defaultMediaTime = ff.mediaTime;
   ff.mediaTime = (media, t) => {
     if (!clips || !clips.has(media)) return defaultMediaTime(media, t);

@@ -3,11 +3,13 @@ into the output upload. Capture and encode overlap; nothing waits for a whole fi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent import soundtrack
 from agent.encoder import H264Encoder
 from agent.sources import page_input
 from agent.template_page import TemplatePage
@@ -68,8 +70,16 @@ async def render(
         )
         span.set_attribute("framefleet.page.swapped", swapped)
     lap("swap" if swapped else "load")
+    clips = soundtrack.clips_from_page(await page.sound_clips())
+    sound = None
+    if clips:
+        with tracer.start_as_current_span("mix_soundtrack") as span:
+            span.set_attribute("framefleet.sound.clips", len(clips))
+            seconds = output.frames / output.fps
+            sound = await asyncio.to_thread(soundtrack.mix, clips, template.assets, seconds)
+        lap("load")
     upload = open_upload(assign.output_url)
-    encoder = H264Encoder(output, upload.write)
+    encoder = H264Encoder(output, upload.write, soundtrack=sound)
     try:
         # One span for all frames (not one per frame), with the count and rate.
         with tracer.start_as_current_span("capture_encode") as span:

@@ -264,6 +264,13 @@ class TemplatePage:
         except PlaywrightError:
             return False
 
+    async def sound_clips(self) -> list[dict[str, Any]]:
+        """The page's audible media and where they play (see timecontrol.js soundClips)."""
+        clips: list[dict[str, Any]] = await self._run_template(
+            "() => window.__framefleet.soundClips()"
+        )
+        return clips
+
     async def heap_bytes(self) -> int:
         """The page's JavaScript heap in use, for the recycling bound."""
         usage = await self._cdp.send("Runtime.getHeapUsage")

@@ -89,6 +89,27 @@
     // where it is (outside its clip).
     mediaTime: (media, t) => t,
     seekHandlerCount: () => seekHandlers.length,
+    // Where a media element sits on the video's timeline (seconds): by default it plays from
+    // t = 0 to its end. The HyperFrames runtime answers from its clip windows.
+    clipTiming: (media) => ({ start: 0, end: null, mediaStart: 0 }),
+    // The media the soundtrack mixes: <audio> unless muted; <video> unless muted, or when it
+    // declares data-has-audio="true". Paths are the files' places in the job's bundle.
+    soundClips() {
+      const clips = [];
+      for (const media of document.querySelectorAll("video, audio")) {
+        const declared = media.getAttribute("data-has-audio") === "true";
+        if (media.muted && !(media.tagName === "VIDEO" && declared)) continue;
+        const src = media.currentSrc || media.src;
+        if (!src) continue;
+        const volume = parseFloat(media.getAttribute("data-volume"));
+        clips.push({
+          path: decodeURIComponent(new URL(src, document.baseURI).pathname.slice(1)),
+          ...this.clipTiming(media),
+          volume: Number.isFinite(volume) ? volume : media.volume,
+        });
+      }
+      return clips;
+    },
     // Set while the frame waits on onSeek promises: the agent reads it after a timeout.
     waitingOnSeek: false,
     // Reuses the loaded page for the next variant: time back to 0, new parameters in place.

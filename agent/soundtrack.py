@@ -1,0 +1,142 @@
+"""The soundtrack: every audible <audio> and <video> of the page, decoded from the job's bundle
+with PyAV, placed at its clip's start (from its media offset, for its duration, at its volume),
+mixed into one stereo track and encoded as AAC beside the video, in step with its frames.
+
+The page says which media play when (agent/timecontrol.js ``soundClips``, refined by the
+HyperFrames runtime's clip windows); nothing is played in the browser, so the mix is exact to
+the sample and the same on every run."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from framefleet.core.errors import ErrorClass, FramefleetError
+
+SAMPLE_RATE = 48_000
+CHANNELS = 2
+AAC_FRAME = 1024  # samples per AAC frame
+AAC_BIT_RATE = 192_000
+PRIMING = 1024  # samples of silence FFmpeg's AAC encoder puts first
+
+Samples = npt.NDArray[np.float32]  # (channels, samples), planar float
+
+
+@dataclass(frozen=True)
+class SoundClip:
+    path: str  # inside the job's bundle
+    start: float  # seconds into the video
+    end: float  # seconds into the video (inf: to the end of the media)
+    media_start: float  # seconds into the media file
+    volume: float
+
+
+def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
+    clips = []
+    for item in raw:
+        end = item.get("end")
+        clips.append(
+            SoundClip(
+                path=str(item["path"]),
+                start=max(0.0, float(item.get("start") or 0.0)),
+                end=math.inf if end is None else float(end),
+                media_start=max(0.0, float(item.get("mediaStart") or 0.0)),
+                volume=min(max(float(item.get("volume", 1.0)), 0.0), 1.0),
+            )
+        )
+    return clips
+
+
+def _decode(path: str, data: bytes) -> Samples | None:
+    """The media's first audio stream as 48 kHz stereo float; None when it has no audio."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                return None
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+            chunks = []
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray())
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray())
+    except (av.FFmpegError, ValueError) as e:
+        raise FramefleetError(
+            ErrorClass.TEMPLATE_LOAD_ERROR, f"the sound of {path} could not be decoded: {e}"
+        ) from e
+    if not chunks:
+        return np.zeros((CHANNELS, 0), np.float32)
+    return np.concatenate(chunks, axis=1).astype(np.float32)
+
+
+def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> Samples | None:
+    """The mixed soundtrack for a video ``seconds`` long; None when nothing is audible."""
+    total = round(seconds * SAMPLE_RATE)
+    track = np.zeros((CHANNELS, total), np.float32)
+    audible = False
+    decoded: dict[str, Samples | None] = {}
+    for clip in clips:
+        if clip.path not in assets:
+            raise FramefleetError(
+                ErrorClass.TEMPLATE_LOAD_ERROR, f"media {clip.path} is not in the job's bundle"
+            )
+        if clip.path not in decoded:
+            decoded[clip.path] = _decode(clip.path, assets[clip.path])
+        source = decoded[clip.path]
+        if source is None or clip.volume == 0:
+            continue
+        at = round(clip.start * SAMPLE_RATE)
+        length = min(total, round(clip.end * SAMPLE_RATE) if clip.end < math.inf else total) - at
+        offset = round(clip.media_start * SAMPLE_RATE)
+        piece = source[:, offset : offset + max(0, length)]
+        if piece.shape[1] == 0:
+            continue
+        track[:, at : at + piece.shape[1]] += piece * clip.volume
+        audible = True
+    if not audible:
+        return None
+    result: Samples = np.clip(track, -1.0, 1.0)
+    return result
+
+
+class AacTrack:
+    """The soundtrack's AAC stream in the output container, written in step with the video:
+    ``until(seconds)`` encodes the samples up to that time."""
+
+    def __init__(self, container: av.container.OutputContainer, samples: Samples) -> None:
+        self._container = container
+        self._samples = samples
+        self._stream = container.add_stream("aac", rate=SAMPLE_RATE)
+        self._stream.layout = "stereo"
+        self._stream.bit_rate = AAC_BIT_RATE
+        # AAC decoders play the encoder's priming samples first, and a fragmented MP4 has no
+        # edit list to skip them: start that much into the mix, so sound lands on its frame.
+        self._done = PRIMING
+
+    def until(self, seconds: float) -> None:
+        end = min(self._samples.shape[1], round(seconds * SAMPLE_RATE) + PRIMING)
+        while self._done + AAC_FRAME <= end:
+            self._encode(self._samples[:, self._done : self._done + AAC_FRAME])
+
+    def finish(self) -> None:
+        while self._done < self._samples.shape[1]:
+            piece = self._samples[:, self._done : self._done + AAC_FRAME]
+            pad = AAC_FRAME - piece.shape[1]
+            self._encode(np.pad(piece, ((0, 0), (0, pad))) if pad else piece)
+        self._container.mux(self._stream.encode(None))
+
+    def _encode(self, piece: Samples) -> None:
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(piece), format="fltp", layout="stereo"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._done - PRIMING
+        self._done += AAC_FRAME
+        self._container.mux(self._stream.encode(frame))

@@ -1,0 +1,118 @@
+"""Sound: <audio> clips (start, media offset, duration, volume) mixed into one AAC track muxed
+with the video, in sync: a tone and a flash placed at the same time land within one frame of
+each other in the decoded MP4. Test media is generated here with PyAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from framefleet import AsyncClient
+from framefleet.core import jobspec
+from tests.conftest import TEMPLATES
+from tests.farm_processes import Farm
+from tests.video import decode, path_of
+
+pytestmark = pytest.mark.e2e
+
+FPS = 20
+TONE = (1.0, 1.3)  # seconds into tone.wav where a 1 kHz tone sounds; silence elsewhere
+
+
+def write_tone(path: Path, rate: int = 44_100, seconds: float = 2.0) -> None:
+    """A mono WAV (44.1 kHz, so the agent resamples) of silence with one tone burst."""
+    t = np.arange(round(seconds * rate)) / rate
+    wave = np.where((t >= TONE[0]) & (t < TONE[1]), 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0)
+    samples = (wave * 32767).astype(np.int16).reshape(1, -1)
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def decode_audio(path: Path) -> tuple[npt.NDArray[np.float32], int]:
+    """The first channel from t = 0, by the stream's own timestamps (as a player plays it)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "aac"
+        frames = list(container.decode(audio=0))
+        rate = stream.codec_context.sample_rate
+        lead = np.zeros(round((frames[0].time or 0.0) * rate), np.float32)
+        samples = np.concatenate([f.to_ndarray()[0] for f in frames]).astype(np.float32)
+        return np.concatenate([lead, samples]), rate
+
+
+def video_times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return [float(f.time or 0.0) for f in container.decode(video=0)]
+
+
+def bursts(samples: npt.NDArray[np.float32], rate: int) -> list[tuple[float, float, float]]:
+    """(start s, end s, RMS) of each stretch louder than silence (5 ms windows)."""
+    window = rate // 200
+    rms = np.sqrt(np.mean(samples[: len(samples) // window * window].reshape(-1, window) ** 2, 1))
+    loud = rms > 0.02
+    found, start = [], None
+    for i, on in enumerate([*loud, False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            found.append((start * window / rate, i * window / rate, float(rms[start:i].mean())))
+            start = None
+    return found
+
+
+async def test_tone_and_flash_land_in_the_same_frame(farm: Farm, tmp_path: Path) -> None:
+    folder = tmp_path / "sound"
+    folder.mkdir()
+    write_tone(folder / "tone.wav")
+    # The tone is 1.0 s into the file: from data-start 0.5 with data-media-start 0.25 it sounds
+    # at 1.25 s, when the flash shows. The second clip plays it at half volume at 2.0 s; the
+    # muted one would sound at 0 s and must not.
+    (folder / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:#000">
+<div id="root" data-composition-id="main" data-start="0" data-duration="3"
+     data-width="160" data-height="120" style="position:relative;width:160px;height:120px">
+  <div id="flash" class="clip" data-start="1.25" data-duration="0.1" data-track-index="1"
+       style="position:absolute;inset:0;background:#fff"></div>
+  <audio id="loud" src="tone.wav" data-start="0.5" data-media-start="0.25"
+         data-duration="1.5" data-track-index="2"></audio>
+  <audio id="soft" src="tone.wav" data-start="1.9" data-media-start="0.9"
+         data-volume="0.5" data-track-index="3"></audio>
+  <audio id="silent" src="tone.wav" data-start="0" data-media-start="1.0" muted
+         data-track-index="4"></audio>
+</div></body></html>"""
+    )
+    spec = jobspec.template_job(folder, fps=FPS)
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    output = path_of(done.output_url)
+    frames = decode(output)
+    assert len(frames) == 3 * FPS
+    # When a player shows the flash: its frame's timestamp, not just its index.
+    flash = video_times(output)[next(i for i, f in enumerate(frames) if f[60, 80].mean() > 200)]
+    assert flash == pytest.approx(1.25)
+    samples, rate = decode_audio(output)
+    assert rate == 48_000 and len(samples) / rate == pytest.approx(3.0, abs=0.05)
+    (loud_start, loud_end, loud), (soft_start, _, soft) = bursts(samples, rate)
+    assert abs(loud_start - flash) <= 1 / FPS, (loud_start, flash)
+    assert abs(loud_start - flash) <= 0.01, "in step to the 5 ms window, not just the frame"
+    assert loud_end - loud_start == pytest.approx(0.3, abs=1 / FPS)
+    assert soft_start == pytest.approx(2.0, abs=1 / FPS)
+    assert soft / loud == pytest.approx(0.5, abs=0.08)
+
+
+async def test_a_silent_template_has_no_audio_stream(farm: Farm) -> None:
+    """Templates without audible media keep writing one video stream, as before."""
+    spec = jobspec.template_job(TEMPLATES / "solid.html", width=64, height=64, fps=10, frames=3)
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    with av.open(str(path_of(done.output_url))) as container:
+        assert (len(container.streams.video), len(container.streams.audio)) == (1, 0)
