@@ -26,7 +26,7 @@ from agent.spot_notice import DRAIN_GRACE, POLL_INTERVAL, watch_spot_notice
 from framefleet.core import sources, telemetry
 from framefleet.core.backoff import Backoff
 from framefleet.core.channel import Tls, open_channel
-from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.core.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -268,6 +268,7 @@ class Agent:
             failed = pb.Failed(
                 lease=assign.lease,
                 error_class=ErrorClass.INTERNAL,
+                error=to_wire(ErrorClass.INTERNAL),
                 message=f"source {assign.source_key} was never sent to this agent",
                 retryable=True,
             )
@@ -335,6 +336,7 @@ class Agent:
                 failed = pb.Failed(
                     lease=lease,
                     error_class=error.error_class,
+                    error=to_wire(error.error_class),
                     message=str(error.args[0]),
                     retryable=error.retryable,
                 )

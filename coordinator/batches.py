@@ -15,7 +15,7 @@ from coordinator.farm import Farm
 from coordinator.named_outputs import named_url
 from coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
 from framefleet.core import jobspec, sources, telemetry
-from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.v1 import framefleet_pb2 as pb
 
 MAX_ROWS = 100_000
@@ -128,7 +128,10 @@ def _digest_message(digest: dict[str, Any]) -> pb.BatchDigest:
         wall_seconds=digest["wall_seconds"],
         render_p50_seconds=digest["render_p50_seconds"],
         render_p95_seconds=digest["render_p95_seconds"],
-        failures=[pb.FailureGroup(**group) for group in digest["failures"]],
+        failures=[
+            pb.FailureGroup(**group, error=to_wire(group["error_class"]))
+            for group in digest["failures"]
+        ],
         summary=digest["summary"],
     )
 

@@ -6,6 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator.named_outputs import named_url
 from coordinator.store import JobRecord, JobState
+from framefleet.core.errors import to_wire
 from framefleet.v1 import framefleet_pb2 as pb
 
 WIRE_STATE = {
@@ -34,6 +35,7 @@ def job_message(record: JobRecord, with_spec: bool = True) -> pb.Job:
         content_key=record.content_key,
         output_url=record.output_url if record.state == JobState.SUCCEEDED else "",
         error_class=record.error_class or "",
+        error=to_wire(record.error_class),
         error_message=record.error_message or "",
         frames_done=record.frames_done,
         frames_total=record.frames_total,

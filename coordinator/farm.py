@@ -20,7 +20,7 @@ from coordinator.retry_policy import RetryPolicy
 from coordinator.sessions import Sessions
 from coordinator.store import Done, JobRecord, JobState, JobStore, Lease, NewJob, Transition
 from framefleet.core import jobspec, naming, sources, telemetry
-from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError, from_wire
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs import abort_upload
 
@@ -291,7 +291,8 @@ class Farm:
         record = await self._held(agent_id, msg.lease)
         if record is None:
             return None
-        transition = self.policy.failed(record, msg.error_class, msg.message, self.clock())
+        error_class = from_wire(msg.error, msg.error_class) or ErrorClass.INTERNAL
+        transition = self.policy.failed(record, error_class, msg.message, self.clock())
         return await self._settle(record, transition)
 
     async def agent_lost(self, record: JobRecord) -> JobRecord | None:

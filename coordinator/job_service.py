@@ -20,6 +20,7 @@ from coordinator.store import JobRecord
 from coordinator.tokens import Principal
 from framefleet.core import telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.rpc_errors import refusal, status
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
@@ -66,7 +67,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
                 record = await self.farm.submit(request.spec, caller.name)
             except FramefleetError as e:
                 span.set_attribute("framefleet.error.class", e.error_class)
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                await context.abort_with_status(status(grpc.StatusCode.INVALID_ARGUMENT, e))
             span.set_attributes(
                 {"framefleet.job.id": record.id, "framefleet.cache_hit": record.cache_hit}
             )
@@ -130,9 +131,12 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         requests = aiter(request_iterator)
         first = await anext(requests, None)
         if first is None or first.WhichOneof("message") != "header":
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{ErrorClass.INVALID_JOB}: a batch starts with its header",
+            await context.abort_with_status(
+                refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    ErrorClass.INVALID_JOB,
+                    "a batch starts with its header",
+                )
             )
 
         async def rows() -> AsyncIterator[pb.BatchRow]:
@@ -147,7 +151,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
                 record = await submit_batch(self.farm, first.header, rows(), caller.name)
             except FramefleetError as e:
                 span.set_attribute("framefleet.error.class", e.error_class)
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                await context.abort_with_status(status(grpc.StatusCode.INVALID_ARGUMENT, e))
             span.set_attributes({"framefleet.batch.id": record.id, "framefleet.rows": record.total})
         return pb.SubmitBatchResponse(batch=batch_message(record, self.farm.clock()))
 

@@ -364,9 +364,13 @@ async def test_the_coordinator_classifies_failures_not_the_agent(
     (job,) = await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
-    # The agent says "retry", but a broken template never renders: failed at once.
+    # The agent says "retry", but a broken template never renders: failed at once. The enum is
+    # what counts (the string is for coordinators that predate it).
     claims_retryable = pb.Failed(
-        lease=assign.lease, error_class=ErrorClass.TEMPLATE_LOAD_ERROR, retryable=True
+        lease=assign.lease,
+        error=pb.ERROR_CLASS_TEMPLATE_LOAD_ERROR,
+        error_class=ErrorClass.CAPTURE_TIMEOUT,
+        retryable=True,
     )
     failed = await farm.fail("agent-a", claims_retryable)
     assert failed is not None

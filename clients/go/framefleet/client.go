@@ -151,7 +151,9 @@ func StateName(state pb.JobState) string {
 
 // Error is a refusal from the coordinator with its error class, e.g. INVALID_JOB.
 type Error struct {
+	// Class is the name of Code without its prefix, e.g. "INVALID_JOB".
 	Class   string
+	Code    pb.ErrorClass
 	Message string
 	// Err is the gRPC status error it came from.
 	Err error
@@ -165,9 +167,18 @@ type JobFailedError struct {
 	Job *pb.Job
 }
 
+// Class is the failed job's error class (ERROR_CLASS_UNSPECIFIED for a cancelled job).
+func (e *JobFailedError) Class() pb.ErrorClass {
+	if e.Job.GetError() != pb.ErrorClass_ERROR_CLASS_UNSPECIFIED {
+		return e.Job.GetError()
+	}
+	// A coordinator that predates the enum sends the name alone.
+	return classOf(e.Job.GetErrorClass())
+}
+
 func (e *JobFailedError) Error() string {
-	class := e.Job.GetErrorClass()
-	if class == "" {
+	class := ClassName(e.Class())
+	if e.Class() == pb.ErrorClass_ERROR_CLASS_UNSPECIFIED {
 		class = strings.ToUpper(StateName(e.Job.GetState()))
 	}
 	message := e.Job.GetErrorMessage()
@@ -177,27 +188,32 @@ func (e *JobFailedError) Error() string {
 	return fmt.Sprintf("job %s %s: %s: %s", e.Job.GetId(), StateName(e.Job.GetState()), class, message)
 }
 
-// translate turns a status whose message is "ERROR_CLASS: message" into an *Error.
+// ClassName is an error class without its prefix: "INVALID_JOB".
+func ClassName(class pb.ErrorClass) string {
+	return strings.TrimPrefix(class.String(), "ERROR_CLASS_")
+}
+
+func classOf(name string) pb.ErrorClass {
+	if name == "" {
+		return pb.ErrorClass_ERROR_CLASS_UNSPECIFIED
+	}
+	if value, ok := pb.ErrorClass_value["ERROR_CLASS_"+name]; ok {
+		return pb.ErrorClass(value)
+	}
+	return pb.ErrorClass_ERROR_CLASS_INTERNAL
+}
+
+// translate turns a refusal into an *Error: the coordinator puts a framefleet.v1.ErrorDetail
+// in the status details. Any other error is returned as it is.
 func translate(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
 	}
-	class, message, found := strings.Cut(st.Message(), ": ")
-	if !found || !isErrorClass(class) {
-		return err
-	}
-	return &Error{Class: class, Message: message, Err: err}
-}
-
-func isErrorClass(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && r != '_' {
-			return false
+	for _, detail := range st.Details() {
+		if d, ok := detail.(*pb.ErrorDetail); ok {
+			return &Error{Class: ClassName(d.GetErrorClass()), Code: d.GetErrorClass(), Message: d.GetMessage(), Err: err}
 		}
 	}
-	return true
+	return err
 }

@@ -120,7 +120,7 @@ func refusedWithErrorClass(t *testing.T, client *framefleet.Client) {
 	}
 	_, err = client.Submit(ctx, spec)
 	var refusal *framefleet.Error
-	if !errors.As(err, &refusal) || refusal.Class != "INVALID_JOB" {
+	if !errors.As(err, &refusal) || refusal.Code != pb.ErrorClass_ERROR_CLASS_INVALID_JOB || refusal.Class != "INVALID_JOB" {
 		t.Fatalf("an odd width was not refused with INVALID_JOB: %v", err)
 	}
 

@@ -46,7 +46,7 @@ func init() {
 func LoadTemplate(path string) (*pb.Template, error) {
 	html, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{Class: "TEMPLATE_NOT_FOUND", Message: err.Error(), Err: err}
+		return nil, &Error{Class: "TEMPLATE_NOT_FOUND", Code: pb.ErrorClass_ERROR_CLASS_TEMPLATE_NOT_FOUND, Message: err.Error(), Err: err}
 	}
 	template := &pb.Template{Html: string(html), Assets: map[string][]byte{}}
 	root := filepath.Dir(path)
@@ -89,7 +89,7 @@ func LoadTemplate(path string) (*pb.Template, error) {
 func NewJob(template *pb.Template, params map[string]any, opts Options) (*pb.JobSpec, error) {
 	values, err := structpb.NewStruct(params)
 	if err != nil {
-		return nil, &Error{Class: "INVALID_JOB", Message: "bad parameters: " + err.Error(), Err: err}
+		return nil, &Error{Class: "INVALID_JOB", Code: pb.ErrorClass_ERROR_CLASS_INVALID_JOB, Message: "bad parameters: " + err.Error(), Err: err}
 	}
 	return &pb.JobSpec{
 		Source: &pb.JobSpec_Template{Template: template},

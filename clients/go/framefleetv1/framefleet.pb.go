@@ -23,6 +23,108 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Why a job attempt or a request failed; the one vocabulary of every side (README: Error
+// classes). Refused calls carry it as an ErrorDetail in the gRPC status details; jobs and agent
+// reports as this enum. The string fields named error_class hold the same class's name without
+// the prefix (e.g. "INVALID_JOB"), kept for readers that predate the enum.
+type ErrorClass int32
+
+const (
+	ErrorClass_ERROR_CLASS_UNSPECIFIED ErrorClass = 0
+	// Refused at submit: the job can never render.
+	ErrorClass_ERROR_CLASS_INVALID_JOB        ErrorClass = 1
+	ErrorClass_ERROR_CLASS_TEMPLATE_NOT_FOUND ErrorClass = 2
+	// The template itself is broken: retrying will not help.
+	ErrorClass_ERROR_CLASS_TEMPLATE_LOAD_ERROR    ErrorClass = 3
+	ErrorClass_ERROR_CLASS_TEMPLATE_SCRIPT_ERROR  ErrorClass = 4
+	ErrorClass_ERROR_CLASS_TEMPLATE_READY_TIMEOUT ErrorClass = 5
+	// The machine or the farm failed: another attempt may succeed.
+	ErrorClass_ERROR_CLASS_CAPTURE_TIMEOUT ErrorClass = 6
+	ErrorClass_ERROR_CLASS_BROWSER_CRASHED ErrorClass = 7
+	ErrorClass_ERROR_CLASS_ENCODE_ERROR    ErrorClass = 8
+	ErrorClass_ERROR_CLASS_OUTPUT_ERROR    ErrorClass = 9
+	ErrorClass_ERROR_CLASS_LEASE_EXPIRED   ErrorClass = 10
+	ErrorClass_ERROR_CLASS_AGENT_LOST      ErrorClass = 11
+	// Handed back by draining agents more often than the interruption budget allows.
+	ErrorClass_ERROR_CLASS_INTERRUPTED ErrorClass = 12
+	ErrorClass_ERROR_CLASS_INTERNAL    ErrorClass = 13
+	// The template tried to leave its page (a popup, a navigation away).
+	ErrorClass_ERROR_CLASS_TEMPLATE_FORBIDDEN ErrorClass = 14
+	// Its renderer grew past the agent's page memory limit and was killed.
+	ErrorClass_ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT ErrorClass = 15
+	// A frame never returned while its renderer kept busy (an endless loop).
+	ErrorClass_ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT ErrorClass = 16
+)
+
+// Enum value maps for ErrorClass.
+var (
+	ErrorClass_name = map[int32]string{
+		0:  "ERROR_CLASS_UNSPECIFIED",
+		1:  "ERROR_CLASS_INVALID_JOB",
+		2:  "ERROR_CLASS_TEMPLATE_NOT_FOUND",
+		3:  "ERROR_CLASS_TEMPLATE_LOAD_ERROR",
+		4:  "ERROR_CLASS_TEMPLATE_SCRIPT_ERROR",
+		5:  "ERROR_CLASS_TEMPLATE_READY_TIMEOUT",
+		6:  "ERROR_CLASS_CAPTURE_TIMEOUT",
+		7:  "ERROR_CLASS_BROWSER_CRASHED",
+		8:  "ERROR_CLASS_ENCODE_ERROR",
+		9:  "ERROR_CLASS_OUTPUT_ERROR",
+		10: "ERROR_CLASS_LEASE_EXPIRED",
+		11: "ERROR_CLASS_AGENT_LOST",
+		12: "ERROR_CLASS_INTERRUPTED",
+		13: "ERROR_CLASS_INTERNAL",
+		14: "ERROR_CLASS_TEMPLATE_FORBIDDEN",
+		15: "ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT",
+		16: "ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT",
+	}
+	ErrorClass_value = map[string]int32{
+		"ERROR_CLASS_UNSPECIFIED":             0,
+		"ERROR_CLASS_INVALID_JOB":             1,
+		"ERROR_CLASS_TEMPLATE_NOT_FOUND":      2,
+		"ERROR_CLASS_TEMPLATE_LOAD_ERROR":     3,
+		"ERROR_CLASS_TEMPLATE_SCRIPT_ERROR":   4,
+		"ERROR_CLASS_TEMPLATE_READY_TIMEOUT":  5,
+		"ERROR_CLASS_CAPTURE_TIMEOUT":         6,
+		"ERROR_CLASS_BROWSER_CRASHED":         7,
+		"ERROR_CLASS_ENCODE_ERROR":            8,
+		"ERROR_CLASS_OUTPUT_ERROR":            9,
+		"ERROR_CLASS_LEASE_EXPIRED":           10,
+		"ERROR_CLASS_AGENT_LOST":              11,
+		"ERROR_CLASS_INTERRUPTED":             12,
+		"ERROR_CLASS_INTERNAL":                13,
+		"ERROR_CLASS_TEMPLATE_FORBIDDEN":      14,
+		"ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT": 15,
+		"ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT":  16,
+	}
+)
+
+func (x ErrorClass) Enum() *ErrorClass {
+	p := new(ErrorClass)
+	*p = x
+	return p
+}
+
+func (x ErrorClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_framefleet_v1_framefleet_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorClass) Type() protoreflect.EnumType {
+	return &file_framefleet_v1_framefleet_proto_enumTypes[0]
+}
+
+func (x ErrorClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorClass.Descriptor instead.
+func (ErrorClass) EnumDescriptor() ([]byte, []int) {
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{0}
+}
+
 type JobState int32
 
 const (
@@ -65,11 +167,11 @@ func (x JobState) String() string {
 }
 
 func (JobState) Descriptor() protoreflect.EnumDescriptor {
-	return file_framefleet_v1_framefleet_proto_enumTypes[0].Descriptor()
+	return file_framefleet_v1_framefleet_proto_enumTypes[1].Descriptor()
 }
 
 func (JobState) Type() protoreflect.EnumType {
-	return &file_framefleet_v1_framefleet_proto_enumTypes[0]
+	return &file_framefleet_v1_framefleet_proto_enumTypes[1]
 }
 
 func (x JobState) Number() protoreflect.EnumNumber {
@@ -78,7 +180,7 @@ func (x JobState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{0}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{1}
 }
 
 // An HTML template and the files it references (fonts, images, scripts), keyed
@@ -401,6 +503,61 @@ func (*JobSpec_Template) isJobSpec_Source() {}
 
 func (*JobSpec_VideoJson) isJobSpec_Source() {}
 
+// The structured detail of a refused call: a google.rpc.Status in the standard
+// grpc-status-details-bin trailer holds one of these (packed in a google.protobuf.Any).
+type ErrorDetail struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ErrorClass ErrorClass             `protobuf:"varint,1,opt,name=error_class,json=errorClass,proto3,enum=framefleet.v1.ErrorClass" json:"error_class,omitempty"`
+	// The reason without the class (the status message is "CLASS: message").
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorDetail) Reset() {
+	*x = ErrorDetail{}
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorDetail) ProtoMessage() {}
+
+func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
+func (*ErrorDetail) Descriptor() ([]byte, []int) {
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ErrorDetail) GetErrorClass() ErrorClass {
+	if x != nil {
+		return x.ErrorClass
+	}
+	return ErrorClass_ERROR_CLASS_UNSPECIFIED
+}
+
+func (x *ErrorDetail) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -412,7 +569,8 @@ type Job struct {
 	ContentKey string `protobuf:"bytes,5,opt,name=content_key,json=contentKey,proto3" json:"content_key,omitempty"`
 	// Set when the job succeeded.
 	OutputUrl string `protobuf:"bytes,6,opt,name=output_url,json=outputUrl,proto3" json:"output_url,omitempty"`
-	// Set when the job failed or its last attempt failed, e.g. TEMPLATE_SCRIPT_ERROR.
+	// Set when the job failed or its last attempt failed, e.g. TEMPLATE_SCRIPT_ERROR: the name
+	// of `error` without its prefix.
 	ErrorClass   string `protobuf:"bytes,7,opt,name=error_class,json=errorClass,proto3" json:"error_class,omitempty"`
 	ErrorMessage string `protobuf:"bytes,8,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	FramesDone   uint32 `protobuf:"varint,9,opt,name=frames_done,json=framesDone,proto3" json:"frames_done,omitempty"`
@@ -433,14 +591,16 @@ type Job struct {
 	// attempt, and have their own budget.
 	Interruptions uint32 `protobuf:"varint,19,opt,name=interruptions,proto3" json:"interruptions,omitempty"`
 	// Where the output was copied under JobSpec.output_name, once the job succeeded.
-	NamedUrl      string `protobuf:"bytes,25,opt,name=named_url,json=namedUrl,proto3" json:"named_url,omitempty"`
+	NamedUrl string `protobuf:"bytes,25,opt,name=named_url,json=namedUrl,proto3" json:"named_url,omitempty"`
+	// The error class of error_class, as the enum (UNSPECIFIED when none).
+	Error         ErrorClass `protobuf:"varint,30,opt,name=error,proto3,enum=framefleet.v1.ErrorClass" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[3]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +612,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[3]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +625,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{3}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Job) GetId() string {
@@ -608,6 +768,13 @@ func (x *Job) GetNamedUrl() string {
 	return ""
 }
 
+func (x *Job) GetError() ErrorClass {
+	if x != nil {
+		return x.Error
+	}
+	return ErrorClass_ERROR_CLASS_UNSPECIFIED
+}
+
 type SubmitJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -617,7 +784,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[4]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +796,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[4]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +809,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{4}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -661,7 +828,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[5]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +840,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[5]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +853,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{5}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -705,7 +872,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[6]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +884,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[6]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +897,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{6}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -749,7 +916,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[7]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +928,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[7]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +941,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{7}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -796,7 +963,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[8]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +975,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[8]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +988,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{8}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsRequest) GetStates() []JobState {
@@ -847,7 +1014,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[9]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +1026,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[9]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +1039,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{9}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -891,7 +1058,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[10]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1070,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[10]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1083,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{10}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -935,7 +1102,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[11]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1114,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[11]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1127,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{11}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -979,7 +1146,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[12]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1158,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[12]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1171,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{12}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchJobRequest) GetJobId() string {
@@ -1025,7 +1192,7 @@ type WatchJobResponse struct {
 
 func (x *WatchJobResponse) Reset() {
 	*x = WatchJobResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[13]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1204,7 @@ func (x *WatchJobResponse) String() string {
 func (*WatchJobResponse) ProtoMessage() {}
 
 func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[13]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1217,7 @@ func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobResponse.ProtoReflect.Descriptor instead.
 func (*WatchJobResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{13}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchJobResponse) GetJob() *Job {
@@ -1080,7 +1247,7 @@ type SubmitBatchRequest struct {
 
 func (x *SubmitBatchRequest) Reset() {
 	*x = SubmitBatchRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[14]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1259,7 @@ func (x *SubmitBatchRequest) String() string {
 func (*SubmitBatchRequest) ProtoMessage() {}
 
 func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[14]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1272,7 @@ func (x *SubmitBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitBatchRequest.ProtoReflect.Descriptor instead.
 func (*SubmitBatchRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{14}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitBatchRequest) GetMessage() isSubmitBatchRequest_Message {
@@ -1159,7 +1326,7 @@ type BatchRows struct {
 
 func (x *BatchRows) Reset() {
 	*x = BatchRows{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[15]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1338,7 @@ func (x *BatchRows) String() string {
 func (*BatchRows) ProtoMessage() {}
 
 func (x *BatchRows) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[15]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1351,7 @@ func (x *BatchRows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRows.ProtoReflect.Descriptor instead.
 func (*BatchRows) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{15}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BatchRows) GetRows() []*BatchRow {
@@ -1206,7 +1373,7 @@ type BatchHeader struct {
 
 func (x *BatchHeader) Reset() {
 	*x = BatchHeader{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[16]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1385,7 @@ func (x *BatchHeader) String() string {
 func (*BatchHeader) ProtoMessage() {}
 
 func (x *BatchHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[16]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1398,7 @@ func (x *BatchHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchHeader.ProtoReflect.Descriptor instead.
 func (*BatchHeader) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{16}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BatchHeader) GetSpec() *JobSpec {
@@ -1260,7 +1427,7 @@ type BatchRow struct {
 
 func (x *BatchRow) Reset() {
 	*x = BatchRow{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[17]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1439,7 @@ func (x *BatchRow) String() string {
 func (*BatchRow) ProtoMessage() {}
 
 func (x *BatchRow) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[17]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1452,7 @@ func (x *BatchRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRow.ProtoReflect.Descriptor instead.
 func (*BatchRow) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{17}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BatchRow) GetRowKey() string {
@@ -1311,7 +1478,7 @@ type SubmitBatchResponse struct {
 
 func (x *SubmitBatchResponse) Reset() {
 	*x = SubmitBatchResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[18]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1490,7 @@ func (x *SubmitBatchResponse) String() string {
 func (*SubmitBatchResponse) ProtoMessage() {}
 
 func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[18]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1503,7 @@ func (x *SubmitBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitBatchResponse.ProtoReflect.Descriptor instead.
 func (*SubmitBatchResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{18}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitBatchResponse) GetBatch() *Batch {
@@ -1375,7 +1542,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[19]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1554,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[19]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1567,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{19}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Batch) GetId() string {
@@ -1529,7 +1696,7 @@ type BatchDigest struct {
 
 func (x *BatchDigest) Reset() {
 	*x = BatchDigest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[20]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1708,7 @@ func (x *BatchDigest) String() string {
 func (*BatchDigest) ProtoMessage() {}
 
 func (x *BatchDigest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[20]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1721,7 @@ func (x *BatchDigest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchDigest.ProtoReflect.Descriptor instead.
 func (*BatchDigest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{20}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BatchDigest) GetWallSeconds() float64 {
@@ -1593,18 +1760,20 @@ func (x *BatchDigest) GetSummary() string {
 }
 
 type FailureGroup struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	ErrorClass     string                 `protobuf:"bytes,1,opt,name=error_class,json=errorClass,proto3" json:"error_class,omitempty"`
-	Count          uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
-	ExampleMessage string                 `protobuf:"bytes,3,opt,name=example_message,json=exampleMessage,proto3" json:"example_message,omitempty"`
-	ExampleRowKey  string                 `protobuf:"bytes,4,opt,name=example_row_key,json=exampleRowKey,proto3" json:"example_row_key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name of `error` without its prefix.
+	ErrorClass     string     `protobuf:"bytes,1,opt,name=error_class,json=errorClass,proto3" json:"error_class,omitempty"`
+	Count          uint32     `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	ExampleMessage string     `protobuf:"bytes,3,opt,name=example_message,json=exampleMessage,proto3" json:"example_message,omitempty"`
+	ExampleRowKey  string     `protobuf:"bytes,4,opt,name=example_row_key,json=exampleRowKey,proto3" json:"example_row_key,omitempty"`
+	Error          ErrorClass `protobuf:"varint,5,opt,name=error,proto3,enum=framefleet.v1.ErrorClass" json:"error,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FailureGroup) Reset() {
 	*x = FailureGroup{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[21]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1785,7 @@ func (x *FailureGroup) String() string {
 func (*FailureGroup) ProtoMessage() {}
 
 func (x *FailureGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[21]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1798,7 @@ func (x *FailureGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailureGroup.ProtoReflect.Descriptor instead.
 func (*FailureGroup) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{21}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FailureGroup) GetErrorClass() string {
@@ -1660,6 +1829,13 @@ func (x *FailureGroup) GetExampleRowKey() string {
 	return ""
 }
 
+func (x *FailureGroup) GetError() ErrorClass {
+	if x != nil {
+		return x.Error
+	}
+	return ErrorClass_ERROR_CLASS_UNSPECIFIED
+}
+
 type GetBatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BatchId       string                 `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
@@ -1669,7 +1845,7 @@ type GetBatchRequest struct {
 
 func (x *GetBatchRequest) Reset() {
 	*x = GetBatchRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[22]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1857,7 @@ func (x *GetBatchRequest) String() string {
 func (*GetBatchRequest) ProtoMessage() {}
 
 func (x *GetBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[22]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1870,7 @@ func (x *GetBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBatchRequest.ProtoReflect.Descriptor instead.
 func (*GetBatchRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{22}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetBatchRequest) GetBatchId() string {
@@ -1713,7 +1889,7 @@ type GetBatchResponse struct {
 
 func (x *GetBatchResponse) Reset() {
 	*x = GetBatchResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[23]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1901,7 @@ func (x *GetBatchResponse) String() string {
 func (*GetBatchResponse) ProtoMessage() {}
 
 func (x *GetBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[23]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1914,7 @@ func (x *GetBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBatchResponse.ProtoReflect.Descriptor instead.
 func (*GetBatchResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{23}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetBatchResponse) GetBatch() *Batch {
@@ -1757,7 +1933,7 @@ type WatchBatchRequest struct {
 
 func (x *WatchBatchRequest) Reset() {
 	*x = WatchBatchRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[24]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1945,7 @@ func (x *WatchBatchRequest) String() string {
 func (*WatchBatchRequest) ProtoMessage() {}
 
 func (x *WatchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[24]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1958,7 @@ func (x *WatchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{24}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchBatchRequest) GetBatchId() string {
@@ -1801,7 +1977,7 @@ type WatchBatchResponse struct {
 
 func (x *WatchBatchResponse) Reset() {
 	*x = WatchBatchResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[25]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1989,7 @@ func (x *WatchBatchResponse) String() string {
 func (*WatchBatchResponse) ProtoMessage() {}
 
 func (x *WatchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[25]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2002,7 @@ func (x *WatchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchBatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{25}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchBatchResponse) GetBatch() *Batch {
@@ -1845,7 +2021,7 @@ type CancelBatchRequest struct {
 
 func (x *CancelBatchRequest) Reset() {
 	*x = CancelBatchRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[26]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2033,7 @@ func (x *CancelBatchRequest) String() string {
 func (*CancelBatchRequest) ProtoMessage() {}
 
 func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[26]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2046,7 @@ func (x *CancelBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBatchRequest.ProtoReflect.Descriptor instead.
 func (*CancelBatchRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{26}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelBatchRequest) GetBatchId() string {
@@ -1889,7 +2065,7 @@ type CancelBatchResponse struct {
 
 func (x *CancelBatchResponse) Reset() {
 	*x = CancelBatchResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[27]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2077,7 @@ func (x *CancelBatchResponse) String() string {
 func (*CancelBatchResponse) ProtoMessage() {}
 
 func (x *CancelBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[27]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2090,7 @@ func (x *CancelBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelBatchResponse.ProtoReflect.Descriptor instead.
 func (*CancelBatchResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{27}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelBatchResponse) GetBatch() *Batch {
@@ -1935,7 +2111,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[28]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2123,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[28]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2136,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{28}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LeaseRef) GetJobId() string {
@@ -1996,7 +2172,7 @@ type ConnectRequest struct {
 
 func (x *ConnectRequest) Reset() {
 	*x = ConnectRequest{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[29]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2184,7 @@ func (x *ConnectRequest) String() string {
 func (*ConnectRequest) ProtoMessage() {}
 
 func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[29]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2197,7 @@ func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
 func (*ConnectRequest) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{29}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConnectRequest) GetMessage() isConnectRequest_Message {
@@ -2150,7 +2326,7 @@ type RequestBundle struct {
 
 func (x *RequestBundle) Reset() {
 	*x = RequestBundle{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[30]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2338,7 @@ func (x *RequestBundle) String() string {
 func (*RequestBundle) ProtoMessage() {}
 
 func (x *RequestBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[30]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2175,7 +2351,7 @@ func (x *RequestBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestBundle.ProtoReflect.Descriptor instead.
 func (*RequestBundle) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{30}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RequestBundle) GetMessages() []*ConnectRequest {
@@ -2199,7 +2375,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[31]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2387,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[31]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2400,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{31}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Hello) GetAgentId() string {
@@ -2266,7 +2442,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[32]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2454,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[32]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2467,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{32}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Heartbeat) GetLeases() []*LeaseRef {
@@ -2323,7 +2499,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[33]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2511,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[33]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2524,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{33}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Progress) GetLease() *LeaseRef {
@@ -2399,7 +2575,7 @@ type Completed struct {
 
 func (x *Completed) Reset() {
 	*x = Completed{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[34]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2587,7 @@ func (x *Completed) String() string {
 func (*Completed) ProtoMessage() {}
 
 func (x *Completed) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[34]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2600,7 @@ func (x *Completed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Completed.ProtoReflect.Descriptor instead.
 func (*Completed) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{34}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Completed) GetLease() *LeaseRef {
@@ -2463,18 +2639,21 @@ func (x *Completed) GetRenderSeconds() float64 {
 }
 
 type Failed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Lease         *LeaseRef              `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
-	ErrorClass    string                 `protobuf:"bytes,2,opt,name=error_class,json=errorClass,proto3" json:"error_class,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	Retryable     bool                   `protobuf:"varint,4,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Lease *LeaseRef              `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	// The name of `error` without its prefix; read only when `error` is UNSPECIFIED (an older
+	// agent).
+	ErrorClass    string     `protobuf:"bytes,2,opt,name=error_class,json=errorClass,proto3" json:"error_class,omitempty"`
+	Message       string     `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Retryable     bool       `protobuf:"varint,4,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	Error         ErrorClass `protobuf:"varint,5,opt,name=error,proto3,enum=framefleet.v1.ErrorClass" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Failed) Reset() {
 	*x = Failed{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[35]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2665,7 @@ func (x *Failed) String() string {
 func (*Failed) ProtoMessage() {}
 
 func (x *Failed) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[35]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2678,7 @@ func (x *Failed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failed.ProtoReflect.Descriptor instead.
 func (*Failed) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{35}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Failed) GetLease() *LeaseRef {
@@ -2530,6 +2709,13 @@ func (x *Failed) GetRetryable() bool {
 	return false
 }
 
+func (x *Failed) GetError() ErrorClass {
+	if x != nil {
+		return x.Error
+	}
+	return ErrorClass_ERROR_CLASS_UNSPECIFIED
+}
+
 // The agent gives a lease back unfinished (draining); the job is requeued at once.
 type Released struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2541,7 +2727,7 @@ type Released struct {
 
 func (x *Released) Reset() {
 	*x = Released{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[36]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2739,7 @@ func (x *Released) String() string {
 func (*Released) ProtoMessage() {}
 
 func (x *Released) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[36]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2752,7 @@ func (x *Released) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Released.ProtoReflect.Descriptor instead.
 func (*Released) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{36}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Released) GetLease() *LeaseRef {
@@ -2601,7 +2787,7 @@ type ConnectResponse struct {
 
 func (x *ConnectResponse) Reset() {
 	*x = ConnectResponse{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[37]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2799,7 @@ func (x *ConnectResponse) String() string {
 func (*ConnectResponse) ProtoMessage() {}
 
 func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[37]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2812,7 @@ func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
 func (*ConnectResponse) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{37}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConnectResponse) GetMessage() isConnectResponse_Message {
@@ -2740,7 +2926,7 @@ type ResponseBundle struct {
 
 func (x *ResponseBundle) Reset() {
 	*x = ResponseBundle{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[38]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +2938,7 @@ func (x *ResponseBundle) String() string {
 func (*ResponseBundle) ProtoMessage() {}
 
 func (x *ResponseBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[38]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +2951,7 @@ func (x *ResponseBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseBundle.ProtoReflect.Descriptor instead.
 func (*ResponseBundle) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{38}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ResponseBundle) GetMessages() []*ConnectResponse {
@@ -2787,7 +2973,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[39]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2985,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[39]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2998,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{39}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Welcome) GetHeartbeatIntervalMs() uint32 {
@@ -2860,7 +3046,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[40]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +3058,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[40]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +3071,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{40}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Assign) GetLease() *LeaseRef {
@@ -2955,7 +3141,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[41]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3153,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[41]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3166,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{41}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Cancel) GetLease() *LeaseRef {
@@ -3006,7 +3192,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[42]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3018,7 +3204,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[42]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3031,7 +3217,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{42}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{43}
 }
 
 // The coordinator recorded (accepted) or refused a Completed, Failed or
@@ -3046,7 +3232,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[43]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +3244,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_framefleet_v1_framefleet_proto_msgTypes[43]
+	mi := &file_framefleet_v1_framefleet_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3071,7 +3257,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{43}
+	return file_framefleet_v1_framefleet_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Ack) GetLease() *LeaseRef {
@@ -3125,7 +3311,11 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
-	"\x06source\"\xd9\x05\n" +
+	"\x06source\"c\n" +
+	"\vErrorDetail\x12:\n" +
+	"\verror_class\x18\x01 \x01(\x0e2\x19.framefleet.v1.ErrorClassR\n" +
+	"errorClass\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x8a\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x04spec\x18\x02 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\x12-\n" +
@@ -3154,7 +3344,8 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\bbatch_id\x18\x11 \x01(\tR\abatchId\x12\x17\n" +
 	"\arow_key\x18\x12 \x01(\tR\x06rowKey\x12$\n" +
 	"\rinterruptions\x18\x13 \x01(\rR\rinterruptions\x12\x1b\n" +
-	"\tnamed_url\x18\x19 \x01(\tR\bnamedUrl\">\n" +
+	"\tnamed_url\x18\x19 \x01(\tR\bnamedUrl\x12/\n" +
+	"\x05error\x18\x1e \x01(\x0e2\x19.framefleet.v1.ErrorClassR\x05error\">\n" +
 	"\x10SubmitJobRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\"9\n" +
 	"\x11SubmitJobResponse\x12$\n" +
@@ -3219,13 +3410,14 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x12render_p50_seconds\x18\x02 \x01(\x01R\x10renderP50Seconds\x12,\n" +
 	"\x12render_p95_seconds\x18\x03 \x01(\x01R\x10renderP95Seconds\x127\n" +
 	"\bfailures\x18\x04 \x03(\v2\x1b.framefleet.v1.FailureGroupR\bfailures\x12\x18\n" +
-	"\asummary\x18\x05 \x01(\tR\asummary\"\x96\x01\n" +
+	"\asummary\x18\x05 \x01(\tR\asummary\"\xc7\x01\n" +
 	"\fFailureGroup\x12\x1f\n" +
 	"\verror_class\x18\x01 \x01(\tR\n" +
 	"errorClass\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12'\n" +
 	"\x0fexample_message\x18\x03 \x01(\tR\x0eexampleMessage\x12&\n" +
-	"\x0fexample_row_key\x18\x04 \x01(\tR\rexampleRowKey\",\n" +
+	"\x0fexample_row_key\x18\x04 \x01(\tR\rexampleRowKey\x12/\n" +
+	"\x05error\x18\x05 \x01(\x0e2\x19.framefleet.v1.ErrorClassR\x05error\",\n" +
 	"\x0fGetBatchRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\">\n" +
 	"\x10GetBatchResponse\x12*\n" +
@@ -3276,13 +3468,14 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"output_url\x18\x02 \x01(\tR\toutputUrl\x12!\n" +
 	"\foutput_bytes\x18\x03 \x01(\x04R\voutputBytes\x12\x16\n" +
 	"\x06frames\x18\x04 \x01(\rR\x06frames\x12%\n" +
-	"\x0erender_seconds\x18\x05 \x01(\x01R\rrenderSeconds\"\x90\x01\n" +
+	"\x0erender_seconds\x18\x05 \x01(\x01R\rrenderSeconds\"\xc1\x01\n" +
 	"\x06Failed\x12-\n" +
 	"\x05lease\x18\x01 \x01(\v2\x17.framefleet.v1.LeaseRefR\x05lease\x12\x1f\n" +
 	"\verror_class\x18\x02 \x01(\tR\n" +
 	"errorClass\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"Q\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\x12/\n" +
+	"\x05error\x18\x05 \x01(\x0e2\x19.framefleet.v1.ErrorClassR\x05error\"Q\n" +
 	"\bReleased\x12-\n" +
 	"\x05lease\x18\x01 \x01(\v2\x17.framefleet.v1.LeaseRefR\x05lease\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xc1\x02\n" +
@@ -3322,7 +3515,27 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x05Drain\"P\n" +
 	"\x03Ack\x12-\n" +
 	"\x05lease\x18\x01 \x01(\v2\x17.framefleet.v1.LeaseRefR\x05lease\x12\x1a\n" +
-	"\baccepted\x18\x02 \x01(\bR\baccepted*\x99\x01\n" +
+	"\baccepted\x18\x02 \x01(\bR\baccepted*\xc3\x04\n" +
+	"\n" +
+	"ErrorClass\x12\x1b\n" +
+	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17ERROR_CLASS_INVALID_JOB\x10\x01\x12\"\n" +
+	"\x1eERROR_CLASS_TEMPLATE_NOT_FOUND\x10\x02\x12#\n" +
+	"\x1fERROR_CLASS_TEMPLATE_LOAD_ERROR\x10\x03\x12%\n" +
+	"!ERROR_CLASS_TEMPLATE_SCRIPT_ERROR\x10\x04\x12&\n" +
+	"\"ERROR_CLASS_TEMPLATE_READY_TIMEOUT\x10\x05\x12\x1f\n" +
+	"\x1bERROR_CLASS_CAPTURE_TIMEOUT\x10\x06\x12\x1f\n" +
+	"\x1bERROR_CLASS_BROWSER_CRASHED\x10\a\x12\x1c\n" +
+	"\x18ERROR_CLASS_ENCODE_ERROR\x10\b\x12\x1c\n" +
+	"\x18ERROR_CLASS_OUTPUT_ERROR\x10\t\x12\x1d\n" +
+	"\x19ERROR_CLASS_LEASE_EXPIRED\x10\n" +
+	"\x12\x1a\n" +
+	"\x16ERROR_CLASS_AGENT_LOST\x10\v\x12\x1b\n" +
+	"\x17ERROR_CLASS_INTERRUPTED\x10\f\x12\x18\n" +
+	"\x14ERROR_CLASS_INTERNAL\x10\r\x12\"\n" +
+	"\x1eERROR_CLASS_TEMPLATE_FORBIDDEN\x10\x0e\x12'\n" +
+	"#ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT\x10\x0f\x12&\n" +
+	"\"ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT\x10\x10*\x99\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x14\n" +
@@ -3357,144 +3570,150 @@ func file_framefleet_v1_framefleet_proto_rawDescGZIP() []byte {
 	return file_framefleet_v1_framefleet_proto_rawDescData
 }
 
-var file_framefleet_v1_framefleet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_framefleet_v1_framefleet_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_framefleet_v1_framefleet_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_framefleet_v1_framefleet_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_framefleet_v1_framefleet_proto_goTypes = []any{
-	(JobState)(0),                 // 0: framefleet.v1.JobState
-	(*Template)(nil),              // 1: framefleet.v1.Template
-	(*OutputSettings)(nil),        // 2: framefleet.v1.OutputSettings
-	(*JobSpec)(nil),               // 3: framefleet.v1.JobSpec
-	(*Job)(nil),                   // 4: framefleet.v1.Job
-	(*SubmitJobRequest)(nil),      // 5: framefleet.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),     // 6: framefleet.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),         // 7: framefleet.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 8: framefleet.v1.GetJobResponse
-	(*ListJobsRequest)(nil),       // 9: framefleet.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 10: framefleet.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),      // 11: framefleet.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 12: framefleet.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),       // 13: framefleet.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),      // 14: framefleet.v1.WatchJobResponse
-	(*SubmitBatchRequest)(nil),    // 15: framefleet.v1.SubmitBatchRequest
-	(*BatchRows)(nil),             // 16: framefleet.v1.BatchRows
-	(*BatchHeader)(nil),           // 17: framefleet.v1.BatchHeader
-	(*BatchRow)(nil),              // 18: framefleet.v1.BatchRow
-	(*SubmitBatchResponse)(nil),   // 19: framefleet.v1.SubmitBatchResponse
-	(*Batch)(nil),                 // 20: framefleet.v1.Batch
-	(*BatchDigest)(nil),           // 21: framefleet.v1.BatchDigest
-	(*FailureGroup)(nil),          // 22: framefleet.v1.FailureGroup
-	(*GetBatchRequest)(nil),       // 23: framefleet.v1.GetBatchRequest
-	(*GetBatchResponse)(nil),      // 24: framefleet.v1.GetBatchResponse
-	(*WatchBatchRequest)(nil),     // 25: framefleet.v1.WatchBatchRequest
-	(*WatchBatchResponse)(nil),    // 26: framefleet.v1.WatchBatchResponse
-	(*CancelBatchRequest)(nil),    // 27: framefleet.v1.CancelBatchRequest
-	(*CancelBatchResponse)(nil),   // 28: framefleet.v1.CancelBatchResponse
-	(*LeaseRef)(nil),              // 29: framefleet.v1.LeaseRef
-	(*ConnectRequest)(nil),        // 30: framefleet.v1.ConnectRequest
-	(*RequestBundle)(nil),         // 31: framefleet.v1.RequestBundle
-	(*Hello)(nil),                 // 32: framefleet.v1.Hello
-	(*Heartbeat)(nil),             // 33: framefleet.v1.Heartbeat
-	(*Progress)(nil),              // 34: framefleet.v1.Progress
-	(*Completed)(nil),             // 35: framefleet.v1.Completed
-	(*Failed)(nil),                // 36: framefleet.v1.Failed
-	(*Released)(nil),              // 37: framefleet.v1.Released
-	(*ConnectResponse)(nil),       // 38: framefleet.v1.ConnectResponse
-	(*ResponseBundle)(nil),        // 39: framefleet.v1.ResponseBundle
-	(*Welcome)(nil),               // 40: framefleet.v1.Welcome
-	(*Assign)(nil),                // 41: framefleet.v1.Assign
-	(*Cancel)(nil),                // 42: framefleet.v1.Cancel
-	(*Drain)(nil),                 // 43: framefleet.v1.Drain
-	(*Ack)(nil),                   // 44: framefleet.v1.Ack
-	nil,                           // 45: framefleet.v1.Template.AssetsEntry
-	nil,                           // 46: framefleet.v1.JobSpec.LabelsEntry
-	nil,                           // 47: framefleet.v1.Hello.LabelsEntry
-	nil,                           // 48: framefleet.v1.Assign.TraceContextEntry
-	(*structpb.Struct)(nil),       // 49: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
+	(ErrorClass)(0),               // 0: framefleet.v1.ErrorClass
+	(JobState)(0),                 // 1: framefleet.v1.JobState
+	(*Template)(nil),              // 2: framefleet.v1.Template
+	(*OutputSettings)(nil),        // 3: framefleet.v1.OutputSettings
+	(*JobSpec)(nil),               // 4: framefleet.v1.JobSpec
+	(*ErrorDetail)(nil),           // 5: framefleet.v1.ErrorDetail
+	(*Job)(nil),                   // 6: framefleet.v1.Job
+	(*SubmitJobRequest)(nil),      // 7: framefleet.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),     // 8: framefleet.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),         // 9: framefleet.v1.GetJobRequest
+	(*GetJobResponse)(nil),        // 10: framefleet.v1.GetJobResponse
+	(*ListJobsRequest)(nil),       // 11: framefleet.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),      // 12: framefleet.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),      // 13: framefleet.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),     // 14: framefleet.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),       // 15: framefleet.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),      // 16: framefleet.v1.WatchJobResponse
+	(*SubmitBatchRequest)(nil),    // 17: framefleet.v1.SubmitBatchRequest
+	(*BatchRows)(nil),             // 18: framefleet.v1.BatchRows
+	(*BatchHeader)(nil),           // 19: framefleet.v1.BatchHeader
+	(*BatchRow)(nil),              // 20: framefleet.v1.BatchRow
+	(*SubmitBatchResponse)(nil),   // 21: framefleet.v1.SubmitBatchResponse
+	(*Batch)(nil),                 // 22: framefleet.v1.Batch
+	(*BatchDigest)(nil),           // 23: framefleet.v1.BatchDigest
+	(*FailureGroup)(nil),          // 24: framefleet.v1.FailureGroup
+	(*GetBatchRequest)(nil),       // 25: framefleet.v1.GetBatchRequest
+	(*GetBatchResponse)(nil),      // 26: framefleet.v1.GetBatchResponse
+	(*WatchBatchRequest)(nil),     // 27: framefleet.v1.WatchBatchRequest
+	(*WatchBatchResponse)(nil),    // 28: framefleet.v1.WatchBatchResponse
+	(*CancelBatchRequest)(nil),    // 29: framefleet.v1.CancelBatchRequest
+	(*CancelBatchResponse)(nil),   // 30: framefleet.v1.CancelBatchResponse
+	(*LeaseRef)(nil),              // 31: framefleet.v1.LeaseRef
+	(*ConnectRequest)(nil),        // 32: framefleet.v1.ConnectRequest
+	(*RequestBundle)(nil),         // 33: framefleet.v1.RequestBundle
+	(*Hello)(nil),                 // 34: framefleet.v1.Hello
+	(*Heartbeat)(nil),             // 35: framefleet.v1.Heartbeat
+	(*Progress)(nil),              // 36: framefleet.v1.Progress
+	(*Completed)(nil),             // 37: framefleet.v1.Completed
+	(*Failed)(nil),                // 38: framefleet.v1.Failed
+	(*Released)(nil),              // 39: framefleet.v1.Released
+	(*ConnectResponse)(nil),       // 40: framefleet.v1.ConnectResponse
+	(*ResponseBundle)(nil),        // 41: framefleet.v1.ResponseBundle
+	(*Welcome)(nil),               // 42: framefleet.v1.Welcome
+	(*Assign)(nil),                // 43: framefleet.v1.Assign
+	(*Cancel)(nil),                // 44: framefleet.v1.Cancel
+	(*Drain)(nil),                 // 45: framefleet.v1.Drain
+	(*Ack)(nil),                   // 46: framefleet.v1.Ack
+	nil,                           // 47: framefleet.v1.Template.AssetsEntry
+	nil,                           // 48: framefleet.v1.JobSpec.LabelsEntry
+	nil,                           // 49: framefleet.v1.Hello.LabelsEntry
+	nil,                           // 50: framefleet.v1.Assign.TraceContextEntry
+	(*structpb.Struct)(nil),       // 51: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 52: google.protobuf.Timestamp
 }
 var file_framefleet_v1_framefleet_proto_depIdxs = []int32{
-	45, // 0: framefleet.v1.Template.assets:type_name -> framefleet.v1.Template.AssetsEntry
-	1,  // 1: framefleet.v1.JobSpec.template:type_name -> framefleet.v1.Template
-	49, // 2: framefleet.v1.JobSpec.params:type_name -> google.protobuf.Struct
-	2,  // 3: framefleet.v1.JobSpec.output:type_name -> framefleet.v1.OutputSettings
-	46, // 4: framefleet.v1.JobSpec.labels:type_name -> framefleet.v1.JobSpec.LabelsEntry
-	3,  // 5: framefleet.v1.Job.spec:type_name -> framefleet.v1.JobSpec
-	0,  // 6: framefleet.v1.Job.state:type_name -> framefleet.v1.JobState
-	50, // 7: framefleet.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	50, // 8: framefleet.v1.Job.started_at:type_name -> google.protobuf.Timestamp
-	50, // 9: framefleet.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 10: framefleet.v1.SubmitJobRequest.spec:type_name -> framefleet.v1.JobSpec
-	4,  // 11: framefleet.v1.SubmitJobResponse.job:type_name -> framefleet.v1.Job
-	4,  // 12: framefleet.v1.GetJobResponse.job:type_name -> framefleet.v1.Job
-	0,  // 13: framefleet.v1.ListJobsRequest.states:type_name -> framefleet.v1.JobState
-	4,  // 14: framefleet.v1.ListJobsResponse.jobs:type_name -> framefleet.v1.Job
-	4,  // 15: framefleet.v1.CancelJobResponse.job:type_name -> framefleet.v1.Job
-	4,  // 16: framefleet.v1.WatchJobResponse.job:type_name -> framefleet.v1.Job
-	17, // 17: framefleet.v1.SubmitBatchRequest.header:type_name -> framefleet.v1.BatchHeader
-	16, // 18: framefleet.v1.SubmitBatchRequest.rows:type_name -> framefleet.v1.BatchRows
-	18, // 19: framefleet.v1.BatchRows.rows:type_name -> framefleet.v1.BatchRow
-	3,  // 20: framefleet.v1.BatchHeader.spec:type_name -> framefleet.v1.JobSpec
-	49, // 21: framefleet.v1.BatchRow.params:type_name -> google.protobuf.Struct
-	20, // 22: framefleet.v1.SubmitBatchResponse.batch:type_name -> framefleet.v1.Batch
-	50, // 23: framefleet.v1.Batch.created_at:type_name -> google.protobuf.Timestamp
-	50, // 24: framefleet.v1.Batch.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 25: framefleet.v1.Batch.digest:type_name -> framefleet.v1.BatchDigest
-	22, // 26: framefleet.v1.BatchDigest.failures:type_name -> framefleet.v1.FailureGroup
-	20, // 27: framefleet.v1.GetBatchResponse.batch:type_name -> framefleet.v1.Batch
-	20, // 28: framefleet.v1.WatchBatchResponse.batch:type_name -> framefleet.v1.Batch
-	20, // 29: framefleet.v1.CancelBatchResponse.batch:type_name -> framefleet.v1.Batch
-	32, // 30: framefleet.v1.ConnectRequest.hello:type_name -> framefleet.v1.Hello
-	33, // 31: framefleet.v1.ConnectRequest.heartbeat:type_name -> framefleet.v1.Heartbeat
-	34, // 32: framefleet.v1.ConnectRequest.progress:type_name -> framefleet.v1.Progress
-	35, // 33: framefleet.v1.ConnectRequest.completed:type_name -> framefleet.v1.Completed
-	36, // 34: framefleet.v1.ConnectRequest.failed:type_name -> framefleet.v1.Failed
-	37, // 35: framefleet.v1.ConnectRequest.released:type_name -> framefleet.v1.Released
-	31, // 36: framefleet.v1.ConnectRequest.bundle:type_name -> framefleet.v1.RequestBundle
-	30, // 37: framefleet.v1.RequestBundle.messages:type_name -> framefleet.v1.ConnectRequest
-	47, // 38: framefleet.v1.Hello.labels:type_name -> framefleet.v1.Hello.LabelsEntry
-	29, // 39: framefleet.v1.Hello.leases:type_name -> framefleet.v1.LeaseRef
-	29, // 40: framefleet.v1.Heartbeat.leases:type_name -> framefleet.v1.LeaseRef
-	29, // 41: framefleet.v1.Progress.lease:type_name -> framefleet.v1.LeaseRef
-	29, // 42: framefleet.v1.Completed.lease:type_name -> framefleet.v1.LeaseRef
-	29, // 43: framefleet.v1.Failed.lease:type_name -> framefleet.v1.LeaseRef
-	29, // 44: framefleet.v1.Released.lease:type_name -> framefleet.v1.LeaseRef
-	40, // 45: framefleet.v1.ConnectResponse.welcome:type_name -> framefleet.v1.Welcome
-	41, // 46: framefleet.v1.ConnectResponse.assign:type_name -> framefleet.v1.Assign
-	42, // 47: framefleet.v1.ConnectResponse.cancel:type_name -> framefleet.v1.Cancel
-	43, // 48: framefleet.v1.ConnectResponse.drain:type_name -> framefleet.v1.Drain
-	44, // 49: framefleet.v1.ConnectResponse.ack:type_name -> framefleet.v1.Ack
-	39, // 50: framefleet.v1.ConnectResponse.bundle:type_name -> framefleet.v1.ResponseBundle
-	38, // 51: framefleet.v1.ResponseBundle.messages:type_name -> framefleet.v1.ConnectResponse
-	29, // 52: framefleet.v1.Assign.lease:type_name -> framefleet.v1.LeaseRef
-	3,  // 53: framefleet.v1.Assign.spec:type_name -> framefleet.v1.JobSpec
-	48, // 54: framefleet.v1.Assign.trace_context:type_name -> framefleet.v1.Assign.TraceContextEntry
-	29, // 55: framefleet.v1.Cancel.lease:type_name -> framefleet.v1.LeaseRef
-	29, // 56: framefleet.v1.Ack.lease:type_name -> framefleet.v1.LeaseRef
-	5,  // 57: framefleet.v1.JobService.SubmitJob:input_type -> framefleet.v1.SubmitJobRequest
-	7,  // 58: framefleet.v1.JobService.GetJob:input_type -> framefleet.v1.GetJobRequest
-	9,  // 59: framefleet.v1.JobService.ListJobs:input_type -> framefleet.v1.ListJobsRequest
-	11, // 60: framefleet.v1.JobService.CancelJob:input_type -> framefleet.v1.CancelJobRequest
-	13, // 61: framefleet.v1.JobService.WatchJob:input_type -> framefleet.v1.WatchJobRequest
-	15, // 62: framefleet.v1.JobService.SubmitBatch:input_type -> framefleet.v1.SubmitBatchRequest
-	23, // 63: framefleet.v1.JobService.GetBatch:input_type -> framefleet.v1.GetBatchRequest
-	25, // 64: framefleet.v1.JobService.WatchBatch:input_type -> framefleet.v1.WatchBatchRequest
-	27, // 65: framefleet.v1.JobService.CancelBatch:input_type -> framefleet.v1.CancelBatchRequest
-	30, // 66: framefleet.v1.AgentService.Connect:input_type -> framefleet.v1.ConnectRequest
-	6,  // 67: framefleet.v1.JobService.SubmitJob:output_type -> framefleet.v1.SubmitJobResponse
-	8,  // 68: framefleet.v1.JobService.GetJob:output_type -> framefleet.v1.GetJobResponse
-	10, // 69: framefleet.v1.JobService.ListJobs:output_type -> framefleet.v1.ListJobsResponse
-	12, // 70: framefleet.v1.JobService.CancelJob:output_type -> framefleet.v1.CancelJobResponse
-	14, // 71: framefleet.v1.JobService.WatchJob:output_type -> framefleet.v1.WatchJobResponse
-	19, // 72: framefleet.v1.JobService.SubmitBatch:output_type -> framefleet.v1.SubmitBatchResponse
-	24, // 73: framefleet.v1.JobService.GetBatch:output_type -> framefleet.v1.GetBatchResponse
-	26, // 74: framefleet.v1.JobService.WatchBatch:output_type -> framefleet.v1.WatchBatchResponse
-	28, // 75: framefleet.v1.JobService.CancelBatch:output_type -> framefleet.v1.CancelBatchResponse
-	38, // 76: framefleet.v1.AgentService.Connect:output_type -> framefleet.v1.ConnectResponse
-	67, // [67:77] is the sub-list for method output_type
-	57, // [57:67] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	47, // 0: framefleet.v1.Template.assets:type_name -> framefleet.v1.Template.AssetsEntry
+	2,  // 1: framefleet.v1.JobSpec.template:type_name -> framefleet.v1.Template
+	51, // 2: framefleet.v1.JobSpec.params:type_name -> google.protobuf.Struct
+	3,  // 3: framefleet.v1.JobSpec.output:type_name -> framefleet.v1.OutputSettings
+	48, // 4: framefleet.v1.JobSpec.labels:type_name -> framefleet.v1.JobSpec.LabelsEntry
+	0,  // 5: framefleet.v1.ErrorDetail.error_class:type_name -> framefleet.v1.ErrorClass
+	4,  // 6: framefleet.v1.Job.spec:type_name -> framefleet.v1.JobSpec
+	1,  // 7: framefleet.v1.Job.state:type_name -> framefleet.v1.JobState
+	52, // 8: framefleet.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	52, // 9: framefleet.v1.Job.started_at:type_name -> google.protobuf.Timestamp
+	52, // 10: framefleet.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 11: framefleet.v1.Job.error:type_name -> framefleet.v1.ErrorClass
+	4,  // 12: framefleet.v1.SubmitJobRequest.spec:type_name -> framefleet.v1.JobSpec
+	6,  // 13: framefleet.v1.SubmitJobResponse.job:type_name -> framefleet.v1.Job
+	6,  // 14: framefleet.v1.GetJobResponse.job:type_name -> framefleet.v1.Job
+	1,  // 15: framefleet.v1.ListJobsRequest.states:type_name -> framefleet.v1.JobState
+	6,  // 16: framefleet.v1.ListJobsResponse.jobs:type_name -> framefleet.v1.Job
+	6,  // 17: framefleet.v1.CancelJobResponse.job:type_name -> framefleet.v1.Job
+	6,  // 18: framefleet.v1.WatchJobResponse.job:type_name -> framefleet.v1.Job
+	19, // 19: framefleet.v1.SubmitBatchRequest.header:type_name -> framefleet.v1.BatchHeader
+	18, // 20: framefleet.v1.SubmitBatchRequest.rows:type_name -> framefleet.v1.BatchRows
+	20, // 21: framefleet.v1.BatchRows.rows:type_name -> framefleet.v1.BatchRow
+	4,  // 22: framefleet.v1.BatchHeader.spec:type_name -> framefleet.v1.JobSpec
+	51, // 23: framefleet.v1.BatchRow.params:type_name -> google.protobuf.Struct
+	22, // 24: framefleet.v1.SubmitBatchResponse.batch:type_name -> framefleet.v1.Batch
+	52, // 25: framefleet.v1.Batch.created_at:type_name -> google.protobuf.Timestamp
+	52, // 26: framefleet.v1.Batch.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 27: framefleet.v1.Batch.digest:type_name -> framefleet.v1.BatchDigest
+	24, // 28: framefleet.v1.BatchDigest.failures:type_name -> framefleet.v1.FailureGroup
+	0,  // 29: framefleet.v1.FailureGroup.error:type_name -> framefleet.v1.ErrorClass
+	22, // 30: framefleet.v1.GetBatchResponse.batch:type_name -> framefleet.v1.Batch
+	22, // 31: framefleet.v1.WatchBatchResponse.batch:type_name -> framefleet.v1.Batch
+	22, // 32: framefleet.v1.CancelBatchResponse.batch:type_name -> framefleet.v1.Batch
+	34, // 33: framefleet.v1.ConnectRequest.hello:type_name -> framefleet.v1.Hello
+	35, // 34: framefleet.v1.ConnectRequest.heartbeat:type_name -> framefleet.v1.Heartbeat
+	36, // 35: framefleet.v1.ConnectRequest.progress:type_name -> framefleet.v1.Progress
+	37, // 36: framefleet.v1.ConnectRequest.completed:type_name -> framefleet.v1.Completed
+	38, // 37: framefleet.v1.ConnectRequest.failed:type_name -> framefleet.v1.Failed
+	39, // 38: framefleet.v1.ConnectRequest.released:type_name -> framefleet.v1.Released
+	33, // 39: framefleet.v1.ConnectRequest.bundle:type_name -> framefleet.v1.RequestBundle
+	32, // 40: framefleet.v1.RequestBundle.messages:type_name -> framefleet.v1.ConnectRequest
+	49, // 41: framefleet.v1.Hello.labels:type_name -> framefleet.v1.Hello.LabelsEntry
+	31, // 42: framefleet.v1.Hello.leases:type_name -> framefleet.v1.LeaseRef
+	31, // 43: framefleet.v1.Heartbeat.leases:type_name -> framefleet.v1.LeaseRef
+	31, // 44: framefleet.v1.Progress.lease:type_name -> framefleet.v1.LeaseRef
+	31, // 45: framefleet.v1.Completed.lease:type_name -> framefleet.v1.LeaseRef
+	31, // 46: framefleet.v1.Failed.lease:type_name -> framefleet.v1.LeaseRef
+	0,  // 47: framefleet.v1.Failed.error:type_name -> framefleet.v1.ErrorClass
+	31, // 48: framefleet.v1.Released.lease:type_name -> framefleet.v1.LeaseRef
+	42, // 49: framefleet.v1.ConnectResponse.welcome:type_name -> framefleet.v1.Welcome
+	43, // 50: framefleet.v1.ConnectResponse.assign:type_name -> framefleet.v1.Assign
+	44, // 51: framefleet.v1.ConnectResponse.cancel:type_name -> framefleet.v1.Cancel
+	45, // 52: framefleet.v1.ConnectResponse.drain:type_name -> framefleet.v1.Drain
+	46, // 53: framefleet.v1.ConnectResponse.ack:type_name -> framefleet.v1.Ack
+	41, // 54: framefleet.v1.ConnectResponse.bundle:type_name -> framefleet.v1.ResponseBundle
+	40, // 55: framefleet.v1.ResponseBundle.messages:type_name -> framefleet.v1.ConnectResponse
+	31, // 56: framefleet.v1.Assign.lease:type_name -> framefleet.v1.LeaseRef
+	4,  // 57: framefleet.v1.Assign.spec:type_name -> framefleet.v1.JobSpec
+	50, // 58: framefleet.v1.Assign.trace_context:type_name -> framefleet.v1.Assign.TraceContextEntry
+	31, // 59: framefleet.v1.Cancel.lease:type_name -> framefleet.v1.LeaseRef
+	31, // 60: framefleet.v1.Ack.lease:type_name -> framefleet.v1.LeaseRef
+	7,  // 61: framefleet.v1.JobService.SubmitJob:input_type -> framefleet.v1.SubmitJobRequest
+	9,  // 62: framefleet.v1.JobService.GetJob:input_type -> framefleet.v1.GetJobRequest
+	11, // 63: framefleet.v1.JobService.ListJobs:input_type -> framefleet.v1.ListJobsRequest
+	13, // 64: framefleet.v1.JobService.CancelJob:input_type -> framefleet.v1.CancelJobRequest
+	15, // 65: framefleet.v1.JobService.WatchJob:input_type -> framefleet.v1.WatchJobRequest
+	17, // 66: framefleet.v1.JobService.SubmitBatch:input_type -> framefleet.v1.SubmitBatchRequest
+	25, // 67: framefleet.v1.JobService.GetBatch:input_type -> framefleet.v1.GetBatchRequest
+	27, // 68: framefleet.v1.JobService.WatchBatch:input_type -> framefleet.v1.WatchBatchRequest
+	29, // 69: framefleet.v1.JobService.CancelBatch:input_type -> framefleet.v1.CancelBatchRequest
+	32, // 70: framefleet.v1.AgentService.Connect:input_type -> framefleet.v1.ConnectRequest
+	8,  // 71: framefleet.v1.JobService.SubmitJob:output_type -> framefleet.v1.SubmitJobResponse
+	10, // 72: framefleet.v1.JobService.GetJob:output_type -> framefleet.v1.GetJobResponse
+	12, // 73: framefleet.v1.JobService.ListJobs:output_type -> framefleet.v1.ListJobsResponse
+	14, // 74: framefleet.v1.JobService.CancelJob:output_type -> framefleet.v1.CancelJobResponse
+	16, // 75: framefleet.v1.JobService.WatchJob:output_type -> framefleet.v1.WatchJobResponse
+	21, // 76: framefleet.v1.JobService.SubmitBatch:output_type -> framefleet.v1.SubmitBatchResponse
+	26, // 77: framefleet.v1.JobService.GetBatch:output_type -> framefleet.v1.GetBatchResponse
+	28, // 78: framefleet.v1.JobService.WatchBatch:output_type -> framefleet.v1.WatchBatchResponse
+	30, // 79: framefleet.v1.JobService.CancelBatch:output_type -> framefleet.v1.CancelBatchResponse
+	40, // 80: framefleet.v1.AgentService.Connect:output_type -> framefleet.v1.ConnectResponse
+	71, // [71:81] is the sub-list for method output_type
+	61, // [61:71] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_framefleet_v1_framefleet_proto_init() }
@@ -3507,11 +3726,11 @@ func file_framefleet_v1_framefleet_proto_init() {
 		(*JobSpec_Template)(nil),
 		(*JobSpec_VideoJson)(nil),
 	}
-	file_framefleet_v1_framefleet_proto_msgTypes[14].OneofWrappers = []any{
+	file_framefleet_v1_framefleet_proto_msgTypes[15].OneofWrappers = []any{
 		(*SubmitBatchRequest_Header)(nil),
 		(*SubmitBatchRequest_Rows)(nil),
 	}
-	file_framefleet_v1_framefleet_proto_msgTypes[29].OneofWrappers = []any{
+	file_framefleet_v1_framefleet_proto_msgTypes[30].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 		(*ConnectRequest_Progress)(nil),
@@ -3520,7 +3739,7 @@ func file_framefleet_v1_framefleet_proto_init() {
 		(*ConnectRequest_Released)(nil),
 		(*ConnectRequest_Bundle)(nil),
 	}
-	file_framefleet_v1_framefleet_proto_msgTypes[37].OneofWrappers = []any{
+	file_framefleet_v1_framefleet_proto_msgTypes[38].OneofWrappers = []any{
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Assign)(nil),
 		(*ConnectResponse_Cancel)(nil),
@@ -3533,8 +3752,8 @@ func file_framefleet_v1_framefleet_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_framefleet_v1_framefleet_proto_rawDesc), len(file_framefleet_v1_framefleet_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   48,
+			NumEnums:      2,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -13,7 +13,8 @@ from opentelemetry.trace import SpanKind
 
 from framefleet.core import telemetry
 from framefleet.core.channel import TOKEN_ENV, Tls, bearer, open_channel
-from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError, from_wire
+from framefleet.core.rpc_errors import from_rpc_error
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
@@ -29,23 +30,17 @@ class JobFailed(FramefleetError):
 
     def __init__(self, job: pb.Job) -> None:
         state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
-        error_class = job.error_class or ("CANCELLED" if state == "cancelled" else "INTERNAL")
+        error_class = from_wire(job.error, job.error_class)
+        what = error_class or ("CANCELLED" if state == "cancelled" else ErrorClass.INTERNAL)
         super().__init__(
-            ErrorClass(error_class)
-            if error_class in ErrorClass.__members__
-            else ErrorClass.INTERNAL,
-            f"job {job.id} {state}: {job.error_message or error_class}",
+            error_class or ErrorClass.INTERNAL, f"job {job.id} {state}: {job.error_message or what}"
         )
         self.job = job
 
 
 def _translate(error: aio.AioRpcError) -> Exception:
-    """Server refusals carry 'ERROR_CLASS: message'; turn them back into FramefleetError."""
-    details = error.details() or ""
-    prefix, _, message = details.partition(": ")
-    if prefix in ErrorClass.__members__:
-        return FramefleetError(ErrorClass(prefix), message)
-    return error
+    """A refusal's error class is in the status details; other errors stay as they are."""
+    return from_rpc_error(error) or error
 
 
 class AsyncClient:

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
+use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 
 /// The generated messages and the JobService client stub.
@@ -27,8 +28,8 @@ pub mod v1 {
 
 use v1::job_service_client::JobServiceClient;
 use v1::{
-    CancelJobRequest, GetJobRequest, Job, JobSpec, JobState, OutputSettings, SubmitJobRequest,
-    Template, WatchJobRequest, WatchJobResponse,
+    CancelJobRequest, ErrorClass, ErrorDetail, GetJobRequest, Job, JobSpec, JobState,
+    OutputSettings, SubmitJobRequest, Template, WatchJobRequest, WatchJobResponse,
 };
 
 /// The largest gRPC message sent or received: a job carries its whole template bundle.
@@ -173,9 +174,10 @@ pub fn state_name(state: JobState) -> String {
 pub enum Error {
     /// The coordinator could not be reached.
     Transport(tonic::transport::Error),
-    /// The coordinator refused the call with an error class, e.g. `INVALID_JOB`.
+    /// The coordinator refused the call with an error class, e.g. `INVALID_JOB` (read from the
+    /// status details, see [`ErrorDetail`]).
     Refused {
-        class: String,
+        class: ErrorClass,
         message: String,
         status: Box<tonic::Status>,
     },
@@ -191,7 +193,11 @@ impl Error {
     /// The error class: the refusal's, the failed job's, `TEMPLATE_NOT_FOUND`, or `None`.
     pub fn class(&self) -> Option<&str> {
         match self {
-            Error::Refused { class, .. } => Some(class),
+            Error::Refused { class, .. } => Some(class_name(*class)),
+            Error::JobFailed(job) if job.error != 0 => Some(class_name(
+                ErrorClass::try_from(job.error).unwrap_or(ErrorClass::Internal),
+            )),
+            // From a coordinator that predates the enum: the name alone.
             Error::JobFailed(job) if !job.error_class.is_empty() => Some(&job.error_class),
             Error::JobFailed(job) if job.state() == JobState::Cancelled => Some("CANCELLED"),
             Error::Template { .. } => Some("TEMPLATE_NOT_FOUND"),
@@ -204,7 +210,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Transport(e) => write!(f, "coordinator unreachable: {e}"),
-            Error::Refused { class, message, .. } => write!(f, "{class}: {message}"),
+            Error::Refused { class, message, .. } => {
+                write!(f, "{}: {message}", class_name(*class))
+            }
             Error::Status(s) => write!(f, "{}: {}", s.code(), s.message()),
             Error::JobFailed(job) => write!(
                 f,
@@ -230,19 +238,43 @@ impl std::error::Error for Error {
     }
 }
 
-/// Refusals carry "ERROR_CLASS: message"; anything else stays a status.
+/// An error class without its prefix: `INVALID_JOB`.
+pub fn class_name(class: ErrorClass) -> &'static str {
+    class.as_str_name().trim_start_matches("ERROR_CLASS_")
+}
+
+/// `google.rpc.Status`: the rich status a server puts in the `grpc-status-details-bin`
+/// trailer, which tonic hands over as `Status::details()`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/framefleet.v1.ErrorDetail";
+
+/// A refusal carries an [`ErrorDetail`] in its status details; anything else stays a status.
 fn translate(status: tonic::Status) -> Error {
-    if let Some((class, message)) = status.message().split_once(": ")
-        && !class.is_empty()
-        && class.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-    {
-        return Error::Refused {
-            class: class.to_string(),
-            message: message.to_string(),
+    let detail = RpcStatus::decode(status.details())
+        .ok()
+        .and_then(|rich| {
+            rich.details
+                .into_iter()
+                .find(|d| d.type_url == ERROR_DETAIL_TYPE)
+        })
+        .and_then(|any| ErrorDetail::decode(any.value.as_slice()).ok());
+    match detail {
+        Some(detail) => Error::Refused {
+            class: ErrorClass::try_from(detail.error_class).unwrap_or(ErrorClass::Internal),
+            message: detail.message,
             status: Box::new(status),
-        };
+        },
+        None => Error::Status(Box::new(status)),
     }
-    Error::Status(Box::new(status))
 }
 
 fn missing_job() -> Error {
@@ -502,13 +534,52 @@ mod tests {
     }
 
     #[test]
-    fn refusals_keep_their_error_class() {
+    fn refusals_read_their_error_class_from_the_details() {
+        let detail = ErrorDetail {
+            error_class: ErrorClass::OutputError as i32,
+            message: "no disk".into(),
+        };
+        let rich = RpcStatus {
+            code: tonic::Code::FailedPrecondition as i32,
+            message: "OUTPUT_ERROR: no disk".into(),
+            details: vec![prost_types::Any {
+                type_url: ERROR_DETAIL_TYPE.into(),
+                value: detail.encode_to_vec(),
+            }],
+        };
+        let e = translate(tonic::Status::with_details(
+            tonic::Code::FailedPrecondition,
+            "OUTPUT_ERROR: no disk",
+            rich.encode_to_vec().into(),
+        ));
+        assert_eq!(e.class(), Some("OUTPUT_ERROR"));
+        assert_eq!(e.to_string(), "OUTPUT_ERROR: no disk");
+        // The message text alone is never parsed.
         let e = translate(tonic::Status::invalid_argument(
             "INVALID_JOB: width 63 is odd",
         ));
-        assert_eq!(e.class(), Some("INVALID_JOB"));
-        assert_eq!(e.to_string(), "INVALID_JOB: width 63 is odd");
-        let e = translate(tonic::Status::not_found("no job 'x'"));
         assert!(matches!(e, Error::Status(_)));
+    }
+
+    #[test]
+    fn failed_jobs_have_their_class() {
+        let job = Job {
+            state: JobState::Failed as i32,
+            error: ErrorClass::TemplateScriptError as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            Error::JobFailed(Box::new(job)).class(),
+            Some("TEMPLATE_SCRIPT_ERROR")
+        );
+        let legacy = Job {
+            state: JobState::Failed as i32,
+            error_class: "OUTPUT_ERROR".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            Error::JobFailed(Box::new(legacy)).class(),
+            Some("OUTPUT_ERROR")
+        );
     }
 }

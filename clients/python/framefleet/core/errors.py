@@ -1,6 +1,9 @@
 """Error classes: the one vocabulary for failures, shared by SDK, coordinator and agent."""
 
 from enum import StrEnum
+from typing import cast
+
+from framefleet.v1 import framefleet_pb2 as pb
 
 
 class ErrorClass(StrEnum):
@@ -58,3 +61,28 @@ class FramefleetError(Exception):
 
     def __str__(self) -> str:
         return f"{self.error_class}: {self.args[0]}"
+
+
+# --- on the wire: the proto's ErrorClass enum (ERROR_CLASS_ + the name) ----------------------
+
+WIRE_PREFIX = "ERROR_CLASS_"
+
+
+def to_wire(error_class: ErrorClass | str | None) -> pb.ErrorClass:
+    """The enum for a class (or a stored class name); UNSPECIFIED for none."""
+    if not error_class:
+        return pb.ERROR_CLASS_UNSPECIFIED
+    name = error_class if error_class in ErrorClass.__members__ else ErrorClass.INTERNAL
+    return cast(pb.ErrorClass, pb.ErrorClass.Value(WIRE_PREFIX + name))
+
+
+def from_wire(value: int, name: str = "") -> ErrorClass | None:
+    """The class of a wire message: its enum, else (from a peer that predates the enum) its
+    ``error_class`` name; None when neither is set. A class this build does not know is
+    INTERNAL."""
+    if value:
+        wire = pb.ErrorClass.Name(value) if value in pb.ErrorClass.values() else ""
+        return ErrorClass.__members__.get(wire.removeprefix(WIRE_PREFIX), ErrorClass.INTERNAL)
+    if name:
+        return ErrorClass.__members__.get(name, ErrorClass.INTERNAL)
+    return None

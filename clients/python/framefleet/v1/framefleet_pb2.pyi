@@ -11,6 +11,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ErrorClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_CLASS_UNSPECIFIED: _ClassVar[ErrorClass]
+    ERROR_CLASS_INVALID_JOB: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_NOT_FOUND: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_LOAD_ERROR: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_SCRIPT_ERROR: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_READY_TIMEOUT: _ClassVar[ErrorClass]
+    ERROR_CLASS_CAPTURE_TIMEOUT: _ClassVar[ErrorClass]
+    ERROR_CLASS_BROWSER_CRASHED: _ClassVar[ErrorClass]
+    ERROR_CLASS_ENCODE_ERROR: _ClassVar[ErrorClass]
+    ERROR_CLASS_OUTPUT_ERROR: _ClassVar[ErrorClass]
+    ERROR_CLASS_LEASE_EXPIRED: _ClassVar[ErrorClass]
+    ERROR_CLASS_AGENT_LOST: _ClassVar[ErrorClass]
+    ERROR_CLASS_INTERRUPTED: _ClassVar[ErrorClass]
+    ERROR_CLASS_INTERNAL: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_FORBIDDEN: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT: _ClassVar[ErrorClass]
+
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
@@ -19,6 +39,23 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+ERROR_CLASS_UNSPECIFIED: ErrorClass
+ERROR_CLASS_INVALID_JOB: ErrorClass
+ERROR_CLASS_TEMPLATE_NOT_FOUND: ErrorClass
+ERROR_CLASS_TEMPLATE_LOAD_ERROR: ErrorClass
+ERROR_CLASS_TEMPLATE_SCRIPT_ERROR: ErrorClass
+ERROR_CLASS_TEMPLATE_READY_TIMEOUT: ErrorClass
+ERROR_CLASS_CAPTURE_TIMEOUT: ErrorClass
+ERROR_CLASS_BROWSER_CRASHED: ErrorClass
+ERROR_CLASS_ENCODE_ERROR: ErrorClass
+ERROR_CLASS_OUTPUT_ERROR: ErrorClass
+ERROR_CLASS_LEASE_EXPIRED: ErrorClass
+ERROR_CLASS_AGENT_LOST: ErrorClass
+ERROR_CLASS_INTERRUPTED: ErrorClass
+ERROR_CLASS_INTERNAL: ErrorClass
+ERROR_CLASS_TEMPLATE_FORBIDDEN: ErrorClass
+ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT: ErrorClass
+ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT: ErrorClass
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_LEASED: JobState
@@ -92,8 +129,16 @@ class JobSpec(_message.Message):
     output_name: str
     def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ..., video_json: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[OutputSettings, _Mapping]] = ..., destination: _Optional[str] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ..., output_name: _Optional[str] = ...) -> None: ...
 
+class ErrorDetail(_message.Message):
+    __slots__ = ("error_class", "message")
+    ERROR_CLASS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    error_class: ErrorClass
+    message: str
+    def __init__(self, error_class: _Optional[_Union[ErrorClass, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit", "batch_id", "row_key", "interruptions", "named_url")
+    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit", "batch_id", "row_key", "interruptions", "named_url", "error")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +159,7 @@ class Job(_message.Message):
     ROW_KEY_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     NAMED_URL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -134,7 +180,8 @@ class Job(_message.Message):
     row_key: str
     interruptions: int
     named_url: str
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., batch_id: _Optional[str] = ..., row_key: _Optional[str] = ..., interruptions: _Optional[int] = ..., named_url: _Optional[str] = ...) -> None: ...
+    error: ErrorClass
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., batch_id: _Optional[str] = ..., row_key: _Optional[str] = ..., interruptions: _Optional[int] = ..., named_url: _Optional[str] = ..., error: _Optional[_Union[ErrorClass, str]] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec",)
@@ -287,16 +334,18 @@ class BatchDigest(_message.Message):
     def __init__(self, wall_seconds: _Optional[float] = ..., render_p50_seconds: _Optional[float] = ..., render_p95_seconds: _Optional[float] = ..., failures: _Optional[_Iterable[_Union[FailureGroup, _Mapping]]] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class FailureGroup(_message.Message):
-    __slots__ = ("error_class", "count", "example_message", "example_row_key")
+    __slots__ = ("error_class", "count", "example_message", "example_row_key", "error")
     ERROR_CLASS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     EXAMPLE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     EXAMPLE_ROW_KEY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     error_class: str
     count: int
     example_message: str
     example_row_key: str
-    def __init__(self, error_class: _Optional[str] = ..., count: _Optional[int] = ..., example_message: _Optional[str] = ..., example_row_key: _Optional[str] = ...) -> None: ...
+    error: ErrorClass
+    def __init__(self, error_class: _Optional[str] = ..., count: _Optional[int] = ..., example_message: _Optional[str] = ..., example_row_key: _Optional[str] = ..., error: _Optional[_Union[ErrorClass, str]] = ...) -> None: ...
 
 class GetBatchRequest(_message.Message):
     __slots__ = ("batch_id",)
@@ -422,16 +471,18 @@ class Completed(_message.Message):
     def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., output_url: _Optional[str] = ..., output_bytes: _Optional[int] = ..., frames: _Optional[int] = ..., render_seconds: _Optional[float] = ...) -> None: ...
 
 class Failed(_message.Message):
-    __slots__ = ("lease", "error_class", "message", "retryable")
+    __slots__ = ("lease", "error_class", "message", "retryable", "error")
     LEASE_FIELD_NUMBER: _ClassVar[int]
     ERROR_CLASS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     lease: LeaseRef
     error_class: str
     message: str
     retryable: bool
-    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., error_class: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+    error: ErrorClass
+    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., error_class: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., error: _Optional[_Union[ErrorClass, str]] = ...) -> None: ...
 
 class Released(_message.Message):
     __slots__ = ("lease", "reason")
