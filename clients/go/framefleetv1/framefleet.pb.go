@@ -54,6 +54,8 @@ const (
 	ErrorClass_ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT ErrorClass = 15
 	// A frame never returned while its renderer kept busy (an endless loop).
 	ErrorClass_ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT ErrorClass = 16
+	// The template relies on something the agent cannot drive (e.g. an animation runtime).
+	ErrorClass_ERROR_CLASS_TEMPLATE_UNSUPPORTED ErrorClass = 17
 )
 
 // Enum value maps for ErrorClass.
@@ -76,6 +78,7 @@ var (
 		14: "ERROR_CLASS_TEMPLATE_FORBIDDEN",
 		15: "ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT",
 		16: "ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT",
+		17: "ERROR_CLASS_TEMPLATE_UNSUPPORTED",
 	}
 	ErrorClass_value = map[string]int32{
 		"ERROR_CLASS_UNSPECIFIED":             0,
@@ -95,6 +98,7 @@ var (
 		"ERROR_CLASS_TEMPLATE_FORBIDDEN":      14,
 		"ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT": 15,
 		"ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT":  16,
+		"ERROR_CLASS_TEMPLATE_UNSUPPORTED":    17,
 	}
 )
 
@@ -3515,7 +3519,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x05Drain\"P\n" +
 	"\x03Ack\x12-\n" +
 	"\x05lease\x18\x01 \x01(\v2\x17.framefleet.v1.LeaseRefR\x05lease\x12\x1a\n" +
-	"\baccepted\x18\x02 \x01(\bR\baccepted*\xc3\x04\n" +
+	"\baccepted\x18\x02 \x01(\bR\baccepted*\xe9\x04\n" +
 	"\n" +
 	"ErrorClass\x12\x1b\n" +
 	"\x17ERROR_CLASS_UNSPECIFIED\x10\x00\x12\x1b\n" +
@@ -3535,7 +3539,8 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x14ERROR_CLASS_INTERNAL\x10\r\x12\"\n" +
 	"\x1eERROR_CLASS_TEMPLATE_FORBIDDEN\x10\x0e\x12'\n" +
 	"#ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT\x10\x0f\x12&\n" +
-	"\"ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT\x10\x10*\x99\x01\n" +
+	"\"ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT\x10\x10\x12$\n" +
+	" ERROR_CLASS_TEMPLATE_UNSUPPORTED\x10\x11*\x99\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x14\n" +

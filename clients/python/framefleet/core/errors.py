@@ -7,6 +7,8 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 
 class ErrorClass(StrEnum):
+    # Each class is also ERROR_CLASS_<name> in the proto's ErrorClass enum, which is how it
+    # travels (tests/test_error_classes.py fails until both have it).
     # Refused at submit: the job can never render.
     INVALID_JOB = "INVALID_JOB"
     TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"

@@ -30,6 +30,7 @@ class ErrorClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CLASS_TEMPLATE_FORBIDDEN: _ClassVar[ErrorClass]
     ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT: _ClassVar[ErrorClass]
     ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT: _ClassVar[ErrorClass]
+    ERROR_CLASS_TEMPLATE_UNSUPPORTED: _ClassVar[ErrorClass]
 
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ ERROR_CLASS_INTERNAL: ErrorClass
 ERROR_CLASS_TEMPLATE_FORBIDDEN: ErrorClass
 ERROR_CLASS_TEMPLATE_RESOURCE_LIMIT: ErrorClass
 ERROR_CLASS_TEMPLATE_FRAME_TIMEOUT: ErrorClass
+ERROR_CLASS_TEMPLATE_UNSUPPORTED: ErrorClass
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_LEASED: JobState
