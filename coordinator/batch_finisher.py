@@ -61,12 +61,3 @@ async def finish_once(farm: Farm) -> list[str]:
             )
             finished.append(batch_id)
     return finished
-
-
-async def run_batch_finisher(farm: Farm) -> None:
-    while True:
-        await asyncio.sleep(INTERVAL_SECONDS)
-        try:
-            await finish_once(farm)
-        except Exception:
-            log.exception("batch finisher failed")

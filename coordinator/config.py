@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coordinator.supervisor import RESTART
+from framefleet.core.backoff import Backoff
+
 Clock = Callable[[], float]
 
 
@@ -39,6 +42,10 @@ class CoordinatorConfig:
     tokens: Path | None = None
     # Slots (and so leases) one agent stream may hold, whatever its Hello says.
     max_slots_per_agent: int = 64
+    # Background services (coordinator/supervisor.py): the backoff between restarts of a
+    # failing one, and after how many failures in a row the coordinator reports not ready.
+    restart_backoff: Backoff = RESTART
+    unready_after: int = 3
     clock: Clock = field(default=time.time)
 
     @property

@@ -56,12 +56,11 @@ async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Ass
     )
 
 
-async def run_dispatcher(farm: Farm) -> None:
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(farm.work_available.wait(), TICK_SECONDS)
-        # Let a burst of completions land first: then one claim fills several slots and the
-        # assignments leave in one bundle.
-        await asyncio.sleep(COALESCE_SECONDS)
-        farm.work_available.clear()
-        await dispatch_once(farm)
+async def wait_for_work(farm: Farm) -> None:
+    """Until there may be work to hand out (or a tick passes, for retries now due)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(farm.work_available.wait(), TICK_SECONDS)
+    # Let a burst of completions land first: then one claim fills several slots and the
+    # assignments leave in one bundle.
+    await asyncio.sleep(COALESCE_SECONDS)
+    farm.work_available.clear()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from coordinator.farm import Farm
 
 
@@ -15,9 +13,3 @@ async def reap_once(farm: Farm) -> int:
             session.silent = True
             session.cancel(record.id, record.fencing_token, "lease expired")
     return len(expired)
-
-
-async def run_reaper(farm: Farm) -> None:
-    while True:
-        await asyncio.sleep(farm.config.reap_interval)
-        await reap_once(farm)

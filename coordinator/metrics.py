@@ -3,14 +3,9 @@ render time, failure rate by class) plus queue depth, lease expiries and cache h
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from prometheus_client import Counter, Gauge, Histogram
 
 from coordinator.store import JobState, JobStore
-
-log = logging.getLogger("framefleet.coordinator")
 
 JOBS = Gauge("framefleet_jobs", "Jobs in the table by state", ["state"])
 QUEUE_DEPTH = Gauge("framefleet_queue_depth", "Jobs queued and waiting for an agent")
@@ -36,15 +31,12 @@ RENDER_FPS = Histogram(
 AGENTS = Gauge("framefleet_agents_connected", "Agents with an open stream")
 
 
-async def sample_store(store: JobStore, interval: float = 2.0) -> None:
-    """Keeps the job-state gauges current (one grouped count per interval)."""
-    while True:
-        try:
-            counts = await store.count_by_state()
-        except Exception:
-            log.exception("counting jobs for metrics failed")
-        else:
-            for state in JobState:
-                JOBS.labels(state.value).set(counts.get(state, 0))
-            QUEUE_DEPTH.set(counts.get(JobState.QUEUED, 0))
-        await asyncio.sleep(interval)
+SAMPLE_SECONDS = 2.0
+
+
+async def sample_store(store: JobStore) -> None:
+    """Brings the job-state gauges up to date (one grouped count)."""
+    counts = await store.count_by_state()
+    for state in JobState:
+        JOBS.labels(state.value).set(counts.get(state, 0))
+    QUEUE_DEPTH.set(counts.get(JobState.QUEUED, 0))

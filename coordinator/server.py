@@ -15,16 +15,16 @@ import grpc.aio as aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from coordinator import batch_finisher, metrics
 from coordinator.agent_service import AgentService
 from coordinator.auth import Authenticator, Gate
-from coordinator.batch_finisher import run_batch_finisher
 from coordinator.config import CoordinatorConfig
-from coordinator.dispatcher import run_dispatcher
+from coordinator.dispatcher import dispatch_once, wait_for_work
 from coordinator.farm import Farm
 from coordinator.job_service import JobService
-from coordinator.lease_reaper import run_reaper
-from coordinator.metrics import sample_store
+from coordinator.lease_reaper import reap_once
 from coordinator.store import open_store
+from coordinator.supervisor import Supervisor
 from coordinator.tokens import TokenFile
 from framefleet.core.channel import GRPC_OPTIONS
 from framefleet.v1 import framefleet_pb2 as pb
@@ -41,16 +41,16 @@ class RunningCoordinator:
     farm: Farm
     server: aio.Server
     address: str
-    background: list[asyncio.Task[None]]
+    supervisor: Supervisor
     # Where agents connect with their certificates (--agent-listen); else ``address``.
     agent_address: str
     tokens: TokenFile | None
 
     async def ready(self) -> str | None:
         """None when the store answers and every background service runs, else why not."""
-        for task in self.background:
-            if task.done():
-                return f"background service {task.get_name()} stopped"
+        problem = self.supervisor.problem()
+        if problem is not None:
+            return problem
         try:
             async with asyncio.timeout(READY_TIMEOUT):
                 await self.farm.store.get("")
@@ -105,6 +105,31 @@ def _add_ports(server: aio.Server, config: CoordinatorConfig) -> tuple[int, int]
     return port, server.add_secure_port(config.agent_listen, agents)
 
 
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def start_services(farm: Farm, supervisor: Supervisor) -> None:
+    """The background services, each a round of work and what it waits for in between."""
+
+    async def every(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    supervisor.start("dispatcher", lambda: dispatch_once(farm), lambda: wait_for_work(farm))
+    supervisor.start(
+        "lease_reaper", lambda: reap_once(farm), lambda: every(farm.config.reap_interval)
+    )
+    supervisor.start(
+        "batch_finisher",
+        lambda: batch_finisher.finish_once(farm),
+        lambda: every(batch_finisher.INTERVAL_SECONDS),
+    )
+    supervisor.start(
+        "store_sampler",
+        lambda: metrics.sample_store(farm.store),
+        lambda: every(metrics.SAMPLE_SECONDS),
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[RunningCoordinator]:
     """Starts a coordinator and stops it on exit; ``address`` is the bound host:port."""
@@ -128,12 +153,16 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     )
     host, _, _ = config.listen.rpartition(":")
     port, agent_port = _add_ports(server, config)
-    for name in ["", *services]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def serving(healthy: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if healthy else NOT_SERVING
+        for name in ["", *services]:
+            await health_servicer.set(name, status)
+
+    await serving(True)
     await server.start()
-    background = (run_dispatcher, run_reaper, run_batch_finisher)
-    tasks = [asyncio.create_task(s(farm), name=s.__name__) for s in background]
-    tasks.append(asyncio.create_task(sample_store(store), name="sample_store"))
+    supervisor = Supervisor(config.restart_backoff, config.unready_after, serving)
+    start_services(farm, supervisor)
     address = f"{host}:{port}"
     agent_address = (
         f"{config.agent_listen.rpartition(':')[0]}:{agent_port}" if agent_port else address
@@ -149,9 +178,8 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
         },
     )
     try:
-        yield RunningCoordinator(farm, server, address, tasks, agent_address, tokens)
+        yield RunningCoordinator(farm, server, address, supervisor, agent_address, tokens)
     finally:
-        for task in tasks:
-            task.cancel()
+        await supervisor.stop()
         await server.stop(grace=1.0)
         await store.close()
