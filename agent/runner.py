@@ -30,6 +30,7 @@ from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.core.outbox import take_ready
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
+from outputs.roots import within
 
 log = logging.getLogger("framefleet.agent")
 
@@ -64,6 +65,8 @@ class AgentConfig:
     # Chromium's sandbox (off anyway as root): off only where the kernel has no unprivileged
     # user namespaces.
     chromium_sandbox: bool = True
+    # Where this agent may write (URL or directory prefixes); empty: wherever it is told.
+    output_roots: list[str] = field(default_factory=list)
     # TLS to the coordinator; its certificate (cert, key) is the agent's identity.
     tls: Tls | None = None
     # Test and benchmark mode: complete every job at once without rendering, to measure the
@@ -112,6 +115,8 @@ class Agent:
         return None
 
     async def run(self) -> None:
+        if not self.config.output_roots:
+            log.warning("no --output-root: this agent writes wherever its coordinator says")
         try:
             if not self.config.noop:
                 await self.pages.start()
@@ -271,6 +276,17 @@ class Agent:
                 error=to_wire(ErrorClass.INTERNAL),
                 message=f"source {assign.source_key} was never sent to this agent",
                 retryable=True,
+            )
+            self._finish(job, pb.ConnectRequest(failed=failed))
+            return
+        roots = self.config.output_roots
+        if roots and not within(assign.output_url, roots):
+            # A coordinator (or something posing as one) aiming this agent at a file.
+            log.warning("refused an output outside --output-root", extra={"url": assign.output_url})
+            failed = pb.Failed(
+                lease=assign.lease,
+                error_class=ErrorClass.OUTPUT_ERROR,
+                message=f"{assign.output_url} is outside this agent's --output-root",
             )
             self._finish(job, pb.ConnectRequest(failed=failed))
             return

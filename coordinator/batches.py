@@ -21,10 +21,26 @@ from framefleet.v1 import framefleet_pb2 as pb
 MAX_ROWS = 100_000
 
 
+MAX_ROW_KEY = 128
+
+
 def row_key(row: pb.BatchRow) -> str:
-    """The row's own key, or a hash of its parameters: stable across resubmits."""
+    """The row's own key, or a hash of its parameters: stable across resubmits. A key may
+    name a file or an object one day (manifests, readable names), so it is one plain path
+    segment: no separators, no control characters, not '.' or '..'."""
     if row.row_key:
-        return row.row_key
+        key = row.row_key
+        if (
+            len(key) > MAX_ROW_KEY
+            or key in (".", "..")
+            or any(c in "/\\" or not c.isprintable() for c in key)
+        ):
+            raise FramefleetError(
+                ErrorClass.INVALID_JOB,
+                f"row key {key[:40]!r}: at most {MAX_ROW_KEY} printable characters,"
+                " no '/' or '\\', not '.' or '..'",
+            )
+        return key
     blob = json.dumps(jobspec.params_dict(row.params), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -78,7 +94,7 @@ async def submit_batch(
         raise FramefleetError(ErrorClass.INVALID_JOB, "the batch has no rows")
     cached: dict[str, int] = {}
     if not header.spec.force:
-        done = await farm.store.find_outputs([j.output_url for j in jobs])
+        done = await farm.intact(await farm.store.find_outputs([j.output_url for j in jobs]))
         cached = {j.id: done[j.output_url] for j in jobs if j.output_url in done}
     await farm.store.insert_batch(batch, jobs, cached)
     farm.work_available.set()

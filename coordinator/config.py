@@ -40,6 +40,8 @@ class CoordinatorConfig:
     agent_listen: str = ""
     # Client tokens (coordinator/tokens.py); None: every caller is trusted (loopback only).
     tokens: Path | None = None
+    # Destinations clients may name (URL or directory prefixes); empty: only default_destination.
+    allowed_outputs: list[str] = field(default_factory=list)
     # Slots (and so leases) one agent stream may hold, whatever its Hello says.
     max_slots_per_agent: int = 64
     # Background services (coordinator/supervisor.py): the backoff between restarts of a

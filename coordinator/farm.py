@@ -23,10 +23,13 @@ from framefleet.core import jobspec, naming, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, from_wire
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs import abort_upload
+from outputs.roots import normalised, within
 
 log = logging.getLogger("framefleet.coordinator")
 
 SOURCE_CACHE = 64
+# Output checks (stat, S3 HeadObject) at once when a submit finds recorded results.
+OUTPUT_CHECKS = 32
 
 
 class Farm:
@@ -79,6 +82,13 @@ class Farm:
         destination = spec.destination or self.config.default_destination
         if not destination:
             raise FramefleetError(ErrorClass.INVALID_JOB, "the job names no destination")
+        roots = self.config.allowed_outputs or [self.config.default_destination]
+        if not within(normalised(destination), roots):
+            raise FramefleetError(
+                ErrorClass.INVALID_JOB,
+                f"destination {destination!r} is outside this coordinator's allowed outputs"
+                f" ({', '.join(normalised(r) for r in roots)}; --allow-output adds more)",
+            )
         if not outputs.supports(jobspec.destination_url(destination)):
             known = ", ".join(sorted(outputs.schemes()))
             raise FramefleetError(
@@ -151,7 +161,7 @@ class Farm:
         job = self.new_job(spec, output, source, destination, tenant=tenant)
         # Result cache: the same content at the same destination is already there.
         done = None if spec.force else await self.store.find_output(job.output_url)
-        if done is not None:
+        if done is not None and await self.intact({job.output_url: done.output_bytes}):
             record = await self.store.insert_cached(job, done.output_bytes)
             metrics.CACHE_HITS.inc()
             await name_outputs([record])
@@ -160,6 +170,23 @@ class Farm:
         record = await self.store.insert(job)
         self.work_available.set()
         return record
+
+    async def intact(self, recorded: dict[str, int]) -> dict[str, int]:
+        """Of the outputs the store says exist (URL -> size), the ones that really do, with
+        that size: a cache hit is served only then. A deleted object, or a record some agent
+        got wrong, renders again instead."""
+        checks = asyncio.Semaphore(OUTPUT_CHECKS)
+
+        async def check(url: str, size: int) -> bool:
+            async with checks:
+                try:
+                    return await outputs.size(url) == size
+                except FramefleetError:
+                    return False  # cannot look: render rather than serve what may be missing
+
+        urls = list(recorded)
+        found = await asyncio.gather(*(check(url, recorded[url]) for url in urls))
+        return {url: recorded[url] for url, ok in zip(urls, found, strict=True) if ok}
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         before = await self.store.cancel(job_id, self.clock())
@@ -219,10 +246,7 @@ class Farm:
     async def complete(self, agent_id: str, reports: list[pb.Completed]) -> list[JobRecord]:
         """Records agent_id's successes (one store call for all); returns the accepted ones."""
         now = self.clock()
-        done = [
-            Done(r.lease.job_id, r.lease.fencing_token, r.output_url, r.output_bytes)
-            for r in reports
-        ]
+        done = [Done(r.lease.job_id, r.lease.fencing_token, r.output_bytes) for r in reports]
         records = await self.store.complete(agent_id, done, now)
         # Named before anyone hears it succeeded: a client that sees "succeeded" finds the file.
         await name_outputs(records)

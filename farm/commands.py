@@ -129,6 +129,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     trust.add_argument("--tls-cert", type=Path, help="serve over TLS with this certificate")
     trust.add_argument("--tls-key", type=Path, help="the key of --tls-cert")
     trust.add_argument("--tokens", type=Path, help="client tokens (framefleet token add)")
+    trust.add_argument(
+        "--allow-output",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a destination prefix clients may name (repeatable; default: only --out)",
+    )
     trust.add_argument("--agent-ca", type=Path, help="agents need a certificate from this CA")
     trust.add_argument("--agent-listen", default="", help="host:port for agents (mutual TLS)")
     trust.add_argument(
@@ -168,6 +175,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument("--agent-id", default="", help="default: --tls-cert's name, or host-pid")
     agent.add_argument("--tls-cert", type=Path, help="the agent's certificate (its identity)")
     agent.add_argument("--tls-key", type=Path, help="the key of --tls-cert")
+    agent.add_argument(
+        "--output-root",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="write only under this prefix (repeatable; default: anywhere the coordinator says)",
+    )
     agent.add_argument("--slots", type=int, default=None, help="pages at once (default: sized)")
     agent.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
     agent.add_argument("--frame-timeout", type=float, default=10.0, help="seconds")

@@ -24,7 +24,9 @@ from framefleet.v1 import framefleet_pb2 as pb
 from outputs.local import local_path
 
 
-def _agent_command(coordinator: str, agent_id: str, slots: int | None) -> list[str]:
+def _agent_command(
+    coordinator: str, agent_id: str, slots: int | None, destination: str
+) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -41,6 +43,9 @@ def _agent_command(coordinator: str, agent_id: str, slots: int | None) -> list[s
         "2",
         "--spot-notice-url",
         "off",
+        # It writes this run's destination and nothing else.
+        "--output-root",
+        destination,
     ]
     return command + (["--slots", str(slots)] if slots else [])
 
@@ -76,7 +81,7 @@ async def local_farm(
         # lands in the progress bar.
         processes = [
             subprocess.Popen(  # noqa: ASYNC220 (a vfork: quick, and see above)
-                _agent_command(coordinator.address, f"{host}-local-{i}", slots),
+                _agent_command(coordinator.address, f"{host}-local-{i}", slots, destination),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=(logs / f"agent-{i}.log").open("w"),

@@ -50,6 +50,17 @@ async def _http(address: str | None, app: web.Application, service: str) -> Asyn
         yield
 
 
+def _roots(flags: list[str] | str) -> list[str]:
+    """A repeatable URL option: its flags, or its FRAMEFLEET_ variable, space-separated."""
+    return flags.split() if isinstance(flags, str) else flags
+
+
+def _allowed_outputs(allowed: list[str] | str, out: str) -> list[str]:
+    """--allow-output (with --out, always allowed); empty: --out alone."""
+    roots = _roots(allowed)
+    return [*roots, out] if roots else []
+
+
 async def cmd_coordinator(args: argparse.Namespace) -> int:
     """Runs until SIGTERM or SIGINT. State lives in the store, so a stop (or a crash) loses
     nothing: agents reconnect to the next coordinator and report the leases they hold."""
@@ -72,6 +83,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         agent_ca=args.agent_ca,
         agent_listen=args.agent_listen,
         max_slots_per_agent=args.max_slots_per_agent,
+        allowed_outputs=_allowed_outputs(args.allow_output, args.out),
     )
     problems = exposure_problems(config)
     if problems and not args.insecure:
@@ -146,6 +158,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             page_heap_bytes=args.page_heap_mb * 2**20,
             page_memory_bytes=args.page_memory_mb * 2**20,
             chromium_sandbox=not args.no_chromium_sandbox,
+            output_roots=_roots(args.output_root),
             noop=args.noop,
             tls=tls,
         )

@@ -2,7 +2,7 @@
 
 Both the agent (writing renders) and the coordinator (writing batch manifests, aborting the
 uploads of lost agents) use this layer; it depends only on the shared core. A new sink is one
-module with ``open_upload``, ``abort_upload``, ``check`` and ``copy`` plus a line in
+module with ``open_upload``, ``abort_upload``, ``check``, ``size`` and ``copy`` plus a line in
 ``outputs.registry``.
 """
 
@@ -14,6 +14,7 @@ from outputs.registry import (
     open_upload,
     register,
     schemes,
+    size,
     supports,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "open_upload",
     "register",
     "schemes",
+    "size",
     "supports",
 ]

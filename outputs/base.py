@@ -39,6 +39,11 @@ class Sink(Protocol):
         (no such bucket, no credentials, a read-only directory): asked before rendering."""
         ...
 
+    async def size(self, url: str) -> int | None:
+        """The size in bytes of the finished output at ``url``; None when there is none (so a
+        recorded result whose object was deleted, or never written, is not served)."""
+        ...
+
     async def copy(self, source: str, target: str) -> None:
         """Makes ``target`` hold the bytes of ``source``, a finished output at the same kind of
         destination, without moving them through this process (a readable name for a

@@ -64,6 +64,12 @@ class LocalSink:
         if not os.access(directory, os.W_OK):
             raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write to {directory}")
 
+    async def size(self, url: str) -> int | None:
+        try:
+            return local_path(url).stat().st_size
+        except OSError:
+            return None
+
     async def copy(self, source: str, target: str) -> None:
         await asyncio.to_thread(_link_or_copy, local_path(source), local_path(target))
 

@@ -51,6 +51,11 @@ async def check(url: str) -> None:
     await sink_for(url).check(url)
 
 
+async def size(url: str) -> int | None:
+    """The size of the finished output at ``url``, None when there is none."""
+    return await sink_for(url).size(url)
+
+
 async def copy(source: str, target: str) -> None:
     """``target`` gets the bytes of the finished output ``source`` (same kind of destination)."""
     if urlparse(source).scheme != urlparse(target).scheme:

@@ -684,6 +684,19 @@ async def check(url: str) -> None:
         raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write to {url}: {e}") from e
 
 
+async def size(url: str) -> int | None:
+    """The object's ContentLength (HeadObject); None when it does not exist."""
+    bucket, key = parse_s3_url(url)
+    client = await shared_client(S3Settings.from_env()).get()
+    try:
+        head = await client.head_object(Bucket=bucket, Key=key)
+    except ClientError as e:
+        if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot look at {url}: {e}") from e
+    return int(head["ContentLength"])
+
+
 async def copy(source: str, target: str) -> None:
     """A server-side copy (CopyObject: S3 moves the bytes, up to 5 GB), retried like a part."""
     source_bucket, source_key = parse_s3_url(source)
@@ -722,6 +735,9 @@ class S3Sink:
 
     async def check(self, url: str) -> None:
         await check(url)
+
+    async def size(self, url: str) -> int | None:
+        return await size(url)
 
     async def copy(self, source: str, target: str) -> None:
         await copy(source, target)

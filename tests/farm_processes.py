@@ -7,6 +7,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 READY_TIMEOUT = 30.0
+CLIENT_SETTINGS = ("FRAMEFLEET_TLS_CA", "FRAMEFLEET_TOKEN")
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Trust:
 
     def client_env(self, token: str | None = None) -> dict[str, str]:
         """How a client reaches this farm: what a user puts in the environment."""
-        return {"FRAMEFLEET_TLS_CA": str(self.ca), "FRAMEFLEET_TOKEN": token or self.token}
+        return dict(zip(CLIENT_SETTINGS, (str(self.ca), token or self.token), strict=True))
 
 
 def framefleet(*args: str) -> list[str]:
@@ -140,6 +142,13 @@ class Farm:
                 self._saved_env.setdefault(key, os.environ.get(key))
                 os.environ[key] = value
 
+    def _environment(self) -> dict[str, str]:
+        """This process's environment, less another farm's client settings when this one is
+        plaintext."""
+        if self.trust is not None:
+            return dict(os.environ)
+        return {k: v for k, v in os.environ.items() if k not in CLIENT_SETTINGS}
+
     def _spawn(
         self,
         name: str,
@@ -154,7 +163,7 @@ class Farm:
             stdout=stdout,
             stderr=log.open("a"),
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**self._environment(), "PYTHONUNBUFFERED": "1", **(env or {})},
             user=user,
         )
         process = Process(name, popen, log)
@@ -169,6 +178,8 @@ class Farm:
         listen: str = "127.0.0.1:0",
         env: dict[str, str] | None = None,
     ) -> Process:
+        # Tests name destinations under their own tmp_path (and S3 tests add their bucket).
+        extra = ("--allow-output", tempfile.gettempdir(), *extra)
         if self.trust is not None:
             # A restart keeps the agents' address too, so they reconnect.
             extra = (*self.trust.coordinator_args(self.agent_address or "127.0.0.1:0"), *extra)

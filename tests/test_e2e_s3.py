@@ -64,6 +64,8 @@ def s3_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Farm]:
         farm.start_coordinator(
             f"sqlite:///{root}/jobs.db",
             root / "out",
+            "--allow-output",
+            f"s3://{BUCKET}",
             "--lease-ttl",
             "6",
             "--heartbeat-interval",
@@ -240,6 +242,8 @@ async def test_a_killed_agents_upload_is_aborted_by_the_coordinator(tmp_path: Pa
         farm.start_coordinator(
             f"sqlite:///{tmp_path}/jobs.db",
             tmp_path / "out",
+            "--allow-output",
+            f"s3://{BUCKET}",
             "--lease-ttl",
             "3",
             "--heartbeat-interval",

@@ -10,7 +10,7 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from framefleet.client import AsyncClient
 from framefleet.core.channel import Tls, bearer, open_channel
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -314,3 +315,136 @@ async def test_tenants_see_and_cancel_only_their_own(trusted: Farm) -> None:
         assert (await admin.cancel_batch(batch.id)).id == batch.id
         final = await acme.get(job.id)
         assert final.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_LEASED, pb.JOB_STATE_QUEUED)
+
+
+# --- forged results ------------------------------------------------------------------------
+
+
+def _file_size(url: str) -> int | None:
+    path = Path(url.removeprefix("file://"))
+    return path.stat().st_size if path.exists() else None
+
+
+async def _next_assign(
+    call: aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse],
+) -> pb.Assign:
+    while True:
+        message = await call.read()
+        assert isinstance(message, pb.ConnectResponse), "stream ended before an Assign"
+        inner = message.bundle.messages if message.HasField("bundle") else [message]
+        for m in inner:
+            if m.HasField("assign"):
+                return m.assign
+
+
+async def test_a_forged_completion_neither_moves_the_output_nor_poisons_the_cache(
+    tmp_path: Path,
+) -> None:
+    """An agent (with a valid certificate) reports Completed for its lease, with an output URL
+    of its choosing and a size, but renders nothing: the job keeps the coordinator's URL, and
+    a resubmit is not served from the cache because the object is not there; it renders."""
+    farm = Farm(tmp_path)
+    try:
+        farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
+        trust = _trust(farm)
+        cert, key = trust.agent_cert("liar")
+        channel, call = await _hello(farm, Tls(trust.ca, cert, key), farm.agent_address, "")
+        async with channel, AsyncClient(farm.address) as client:
+            job = await client.submit(small_job(victim=True))
+            assign = await _next_assign(call)
+            assert assign.lease.job_id == job.id
+            forged = pb.Completed(
+                lease=assign.lease, output_url="file:///tmp/elsewhere.mp4", output_bytes=4242
+            )
+            await call.write(pb.ConnectRequest(completed=forged))
+            done = await client.wait(job.id)
+            out = (tmp_path / "out").as_uri()
+            assert done.output_url.startswith(out) and done.output_bytes == 4242
+            assert _file_size(done.output_url) is None  # the liar wrote nothing
+
+            again = await client.submit(small_job(victim=True))
+            assert not again.cache_hit and again.state == pb.JOB_STATE_QUEUED
+            call.cancel()
+        farm.start_agent("honest", "--slots", "1", "--ready-timeout", "10")
+        async with AsyncClient(farm.address) as client:
+            rendered = await client.wait(again.id)
+        assert rendered.output_url == done.output_url and not rendered.cache_hit
+        assert _file_size(rendered.output_url) == rendered.output_bytes > 0
+    finally:
+        farm.close()
+
+
+class FakeCoordinator(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
+    """Something posing as a coordinator: it welcomes an agent and aims its first job at a file
+    of its choosing, then records what the agent answers."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.answers: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
+
+    async def Connect(
+        self, requests: AsyncIterator[pb.ConnectRequest], context: object
+    ) -> AsyncIterator[pb.ConnectResponse]:
+        hello = await anext(aiter(requests))
+        assert hello.HasField("hello")
+        yield pb.ConnectResponse(
+            welcome=pb.Welcome(heartbeat_interval_ms=1000, lease_ttl_ms=20000, session_epoch=1)
+        )
+        yield pb.ConnectResponse(
+            assign=pb.Assign(
+                lease=pb.LeaseRef(job_id="bait", fencing_token=1),
+                attempt=1,
+                spec=small_job(),
+                source_key="s",
+                output_url=self.target,
+            )
+        )
+        async for request in requests:
+            inner = request.bundle.messages if request.HasField("bundle") else [request]
+            for message in inner:
+                if message.WhichOneof("message") in ("failed", "completed"):
+                    await self.answers.put(message)
+
+
+async def test_a_fake_coordinator_cannot_aim_an_agent_at_a_file(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    fake = FakeCoordinator(victim.as_uri())
+    server = aio.server()
+    pb_grpc.add_AgentServiceServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    farm = Farm(tmp_path / "farm", secure=False)
+    try:
+        farm.agent_address = f"127.0.0.1:{port}"
+        farm.start_agent("aimed", "--slots", "1", "--output-root", str(tmp_path / "out"))
+        answer = await asyncio.wait_for(fake.answers.get(), 120)
+        assert answer.WhichOneof("message") == "failed", answer
+        assert answer.failed.error_class == "OUTPUT_ERROR"
+        assert "--output-root" in answer.failed.message
+        assert victim.read_text() == "precious\n"
+    finally:
+        farm.close()
+        await server.stop(0)
+
+
+@pytest.mark.parametrize(
+    "destination", ["~/videos", "../../tmp/x", "/etc", "s3://someone-elses-bucket/x"]
+)
+async def test_destinations_outside_the_allowed_roots_are_refused_at_submit(
+    trusted: Farm, destination: str
+) -> None:
+    spec = small_job()
+    spec.destination = destination
+    async with AsyncClient(trusted.address) as client:
+        with pytest.raises(FramefleetError) as refused:
+            await client.submit(spec)
+    assert refused.value.error_class == ErrorClass.INVALID_JOB
+
+
+@pytest.mark.parametrize("key", ["../../etc/passwd", "a/b", "x\\y", "..", "bell\x07", "k" * 129])
+async def test_row_keys_that_could_name_a_path_are_refused(trusted: Farm, key: str) -> None:
+    async with AsyncClient(trusted.address) as client:
+        with pytest.raises(FramefleetError) as refused:
+            await client.submit_batch(small_job(), [("fine", {"n": 1}), (key, {"n": 2})])
+    assert refused.value.error_class == ErrorClass.INVALID_JOB

@@ -41,9 +41,7 @@ async def test_jobs_and_leases_survive_a_restart(tmp_path: Path) -> None:
         assert lease.id == "leased"
         done = await must_claim(store, "agent", T0)
         assert done.id == "done"
-        completed = await complete_one(
-            store, "done", done.fencing_token, "file:///d.mp4", 7, T0 + 1
-        )
+        completed = await complete_one(store, "done", done.fencing_token, 7, T0 + 1)
         assert completed is not None
         before = {r.id: r for r in await store.list_jobs([], 10)}
     finally:

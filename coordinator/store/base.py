@@ -84,7 +84,8 @@ class Done:
 
     job_id: str
     token: int
-    output_url: str
+    # The output is where the coordinator said (the job's output_url): an agent cannot
+    # report another place.
     output_bytes: int
 
 

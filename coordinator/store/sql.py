@@ -396,12 +396,12 @@ class SqlStore:
         async with self.transaction() as db:
             for chunk in chunks(done):
                 values, args = typed_values(
-                    [(d.job_id, d.token, d.output_url, d.output_bytes) for d in chunk],
-                    ("TEXT", "BIGINT", "TEXT", "BIGINT"),
+                    [(d.job_id, d.token, d.output_bytes) for d in chunk],
+                    ("TEXT", "BIGINT", "BIGINT"),
                 )
                 rows = await db.fetch(
-                    "UPDATE jobs SET state = 'succeeded', output_url = d.column3,"
-                    " output_bytes = d.column4, frames_done = frames_total, finished_at = ?,"
+                    "UPDATE jobs SET state = 'succeeded',"
+                    " output_bytes = d.column3, frames_done = frames_total, finished_at = ?,"
                     " lease_expires_at = NULL, error_class = NULL, error_message = NULL"
                     f" FROM ({values}) AS d WHERE jobs.state = 'leased' AND jobs.lease_owner = ?"
                     " AND jobs.id = d.column1 AND jobs.fencing_token = d.column2"

@@ -40,12 +40,12 @@ class BatchTests:
         assert await store.ended_batches() == []
 
         leased = await must_claim(store, "agent", T0 + 1)
-        await complete_one(store, leased.id, leased.fencing_token, leased.output_url, 7, T0 + 2)
+        await complete_one(store, leased.id, leased.fencing_token, 7, T0 + 2)
         running = await must_claim(store, "agent", T0 + 3)
         cancelled = await store.cancel_batch("b", T0 + 4)
         assert {r.id for r in cancelled} == {running.id, "b2"}
         assert any(r.state == JobState.LEASED and r.lease_owner == "agent" for r in cancelled)
-        assert await complete_one(store, running.id, running.fencing_token, "x", 1, T0 + 5) is None
+        assert await complete_one(store, running.id, running.fencing_token, 1, T0 + 5) is None
 
         assert await store.ended_batches() == ["b"]
         assert await store.finish_batch("b", T0 + 6, '{"ok": 1}', "file:///m.json")

@@ -20,7 +20,7 @@ class CacheTests:
         await store.insert(new_job("first", output="x"))
         assert await store.find_output("file:///out/x.mp4") is None, "not finished yet"
         lease = await must_claim(store, "agent", T0)
-        await complete_one(store, "first", lease.fencing_token, "file:///out/x.mp4", 99, T0 + 1)
+        await complete_one(store, "first", lease.fencing_token, 99, T0 + 1)
         found = await store.find_output("file:///out/x.mp4")
         assert found is not None and found.id == "first" and not found.cache_hit
 
@@ -42,7 +42,7 @@ class CacheTests:
         assert (await must_claim(store, "agent-2", T0 + 3)).id == "other"
         assert await store.claim("agent-3", T0 + 3, TTL, 1) == []
 
-        await complete_one(store, "a", lease.fencing_token, "file:///out/same.mp4", 5, T0 + 4)
+        await complete_one(store, "a", lease.fencing_token, 5, T0 + 4)
         waiting = await store.complete_waiting({"file:///out/same.mp4": 5}, T0 + 4)
         assert [r.id for r in waiting] == ["b"]
         b = await must_get(store, "b")
@@ -62,7 +62,7 @@ class CacheTests:
         await store.insert(new_job("a"))
         await store.insert(new_job("b"))
         lease = await must_claim(store, "agent", T0)
-        await complete_one(store, lease.id, lease.fencing_token, lease.output_url, 11, T0 + 1)
+        await complete_one(store, lease.id, lease.fencing_token, 11, T0 + 1)
         found = await store.find_outputs(["file:///out/a.mp4", "file:///out/b.mp4", "nope"])
         assert found == {"file:///out/a.mp4": 11}
 

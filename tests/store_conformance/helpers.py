@@ -51,10 +51,10 @@ async def holder(store: JobStore, job_id: str) -> str:
 
 
 async def complete_one(
-    store: JobStore, job_id: str, token: int, output_url: str, output_bytes: int, now: float
+    store: JobStore, job_id: str, token: int, output_bytes: int, now: float
 ) -> JobRecord | None:
     """Reports one success; the record if it was accepted."""
-    done = [Done(job_id, token, output_url, output_bytes)]
+    done = [Done(job_id, token, output_bytes)]
     records = await store.complete(await holder(store, job_id), done, now)
     assert len(records) <= 1
     return records[0] if records else None

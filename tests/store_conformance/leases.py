@@ -42,7 +42,7 @@ class LeaseTests:
         b = await must_claim(store, "agent-1", T0)
         c = await must_claim(store, "agent-2", T0)
         d = await must_claim(store, "agent-1", T0)
-        done = await complete_one(store, "d", d.fencing_token, "file:///d.mp4", 1, T0 + 1)
+        done = await complete_one(store, "d", d.fencing_token, 1, T0 + 1)
         assert done is not None
 
         renewed = await store.renew(
@@ -75,14 +75,14 @@ class LeaseTests:
         lease = await must_claim(store, "agent", T0)
         for stale in (lease.fencing_token - 1, lease.fencing_token + 1):
             assert await progress(store, "a", stale, 5) is False
-            assert await complete_one(store, "a", stale, "file:///x.mp4", 9, T0 + 1) is None
+            assert await complete_one(store, "a", stale, 9, T0 + 1) is None
             assert await fail(store, "a", stale, "INTERNAL", "boom", T0 + 2, T0 + 1) is None
             assert await fail(store, "a", stale, "INTERNAL", "boom", None, T0 + 1) is None
             assert await release(store, "a", stale, T0 + 1) is None
         assert await must_get(store, "a") == lease
         # Unknown jobs are refused the same way.
         assert await progress(store, "missing", 1, 5) is False
-        assert await complete_one(store, "missing", 1, "file:///x.mp4", 9, T0 + 1) is None
+        assert await complete_one(store, "missing", 1, 9, T0 + 1) is None
         assert await fail(store, "missing", 1, "INTERNAL", "boom", None, T0 + 1) is None
         assert await release(store, "missing", 1, T0 + 1) is None
 
@@ -91,16 +91,13 @@ class LeaseTests:
         zombie = await must_claim(store, "zombie", T0)
         await expire(store, T0 + TTL + 1, T0 + TTL + 1)
         winner = await must_claim(store, "winner", T0 + TTL + 1)
-        assert (
-            await complete_one(store, "a", zombie.fencing_token, "file:///z.mp4", 1, T0 + 30)
-            is None
-        )
+        assert await complete_one(store, "a", zombie.fencing_token, 1, T0 + 30) is None
         assert await progress(store, "a", zombie.fencing_token, 9) is False
         assert await store.renew("zombie", [("a", zombie.fencing_token)], T0 + 30, TTL) == set()
         assert await must_get(store, "a") == winner
-        done = await complete_one(store, "a", winner.fencing_token, "file:///w.mp4", 2, T0 + 31)
+        done = await complete_one(store, "a", winner.fencing_token, 2, T0 + 31)
         assert done is not None
-        assert done.output_url == "file:///w.mp4"
+        assert done.output_url == "file:///out/a.mp4"
         assert done.lease_owner == "winner"
 
     async def test_progress_records_frames_done(self, store: JobStore) -> None:
@@ -113,17 +110,17 @@ class LeaseTests:
         await store.insert(new_job("a", frames_total=10))
         lease = await must_claim(store, "agent", T0)
         assert await progress(store, "a", lease.fencing_token, 3)
-        done = await complete_one(store, "a", lease.fencing_token, "s3://b/a.mp4", 12345, T0 + 7)
+        done = await complete_one(store, "a", lease.fencing_token, 12345, T0 + 7)
         assert done is not None
         assert done.state == JobState.SUCCEEDED
-        assert done.output_url == "s3://b/a.mp4"
+        assert done.output_url == "file:///out/a.mp4"  # the job's, not the agent's
         assert done.output_bytes == 12345
         assert done.finished_at == T0 + 7
         assert done.frames_done == 10
         assert done.lease_expires_at is None
         assert await must_get(store, "a") == done
         # At most once: the same token again, or any later call, changes nothing.
-        again = await complete_one(store, "a", lease.fencing_token, "s3://b/other.mp4", 1, T0 + 8)
+        again = await complete_one(store, "a", lease.fencing_token, 1, T0 + 8)
         assert again is None
         assert await fail(store, "a", lease.fencing_token, "INTERNAL", "x", None, T0 + 8) is None
         assert await release(store, "a", lease.fencing_token, T0 + 8) is None
@@ -136,10 +133,7 @@ class LeaseTests:
         await store.insert(new_job("a"))
         lease = await must_claim(store, "agent", T0)
         results = await asyncio.gather(
-            *(
-                complete_one(store, "a", lease.fencing_token, f"file:///{i}.mp4", i, T0 + 1)
-                for i in range(10)
-            )
+            *(complete_one(store, "a", lease.fencing_token, i, T0 + 1) for i in range(10))
         )
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
@@ -274,9 +268,7 @@ class LeaseTests:
         assert after.fencing_token > lease.fencing_token
         assert after.finished_at == T0 + 2
         # The old token can no longer act on the job.
-        assert (
-            await complete_one(store, "a", lease.fencing_token, "file:///a.mp4", 1, T0 + 3) is None
-        )
+        assert await complete_one(store, "a", lease.fencing_token, 1, T0 + 3) is None
         assert await fail(store, "a", lease.fencing_token, "INTERNAL", "x", T0 + 4, T0 + 3) is None
         assert await release(store, "a", lease.fencing_token, T0 + 3) is None
         assert await store.renew("agent", [("a", lease.fencing_token)], T0 + 3, TTL) == set()
@@ -287,7 +279,7 @@ class LeaseTests:
     async def test_cancel_finished_job_changes_nothing(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
         lease = await must_claim(store, "agent", T0)
-        done = await complete_one(store, "a", lease.fencing_token, "file:///a.mp4", 1, T0 + 1)
+        done = await complete_one(store, "a", lease.fencing_token, 1, T0 + 1)
         assert done is not None
         result = await store.cancel("a", T0 + 2)
         assert result is not None
@@ -316,7 +308,7 @@ class LeaseTests:
         assert await store.leases_of("agent-3") == []
         assert all(r.state == JobState.LEASED for r in await store.leases_of("agent-1"))
 
-        await complete_one(store, "a", a.fencing_token, "file:///a.mp4", 1, T0 + 1)
+        await complete_one(store, "a", a.fencing_token, 1, T0 + 1)
         await release(store, "c", c.fencing_token, T0 + 1)
         assert await store.leases_of("agent-1") == []
 
@@ -338,11 +330,12 @@ class LeaseTests:
             await store.insert(new_job(f"j{n}", created_at=T0 + n))
         leases = await store.claim("agent", T0 + 5, TTL, 3)
         tokens = {r.id: r.fencing_token for r in leases}
-        done = [Done(f"j{n}", tokens[f"j{n}"], f"file:///j{n}.mp4", n + 10) for n in range(3)]
-        stale = Done("j0", tokens["j0"] + 7, "file:///stale.mp4", 1)
+        done = [Done(f"j{n}", tokens[f"j{n}"], n + 10) for n in range(3)]
+        stale = Done("j0", tokens["j0"] + 7, 1)
         records = await store.complete("agent", [*done[:2], stale, done[2]], T0 + 6)
+        # The output is where the coordinator said (new_job's), not anywhere an agent says.
         assert sorted((r.id, r.output_url, r.output_bytes) for r in records) == [
-            (f"j{n}", f"file:///j{n}.mp4", n + 10) for n in range(3)
+            (f"j{n}", f"file:///out/j{n}.mp4", n + 10) for n in range(3)
         ]
         assert all(r.state == JobState.SUCCEEDED and r.finished_at == T0 + 6 for r in records)
         assert await store.complete("agent", done, T0 + 7) == [], "a job completes at most once"
@@ -392,7 +385,7 @@ class LeaseTests:
         lease = await must_claim(store, "owner", T0)
         token = lease.fencing_token
         stolen = Lease("a", "intruder", token)
-        done = Done("a", token, "file:///forged.mp4", 1)
+        done = Done("a", token, 1)
         assert await store.complete("intruder", [done], T0 + 1) == []
         assert await store.progress(stolen, 5, "forged-upload") is False
         requeue = Transition(JobState.QUEUED, T0 + 1, "INTERNAL", "forged")
