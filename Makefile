@@ -47,8 +47,11 @@ test-go: setup
 	cd clients/go && $(GO) vet ./...
 	cd clients/go && $(CLIENT_TEST_ENV) $(GO) test -count=1 ./...
 
+# `cargo package` builds the crate from its packaged files alone (vendored proto included),
+# as it builds outside this repository.
 test-rust: setup
 	cd clients/rust && $(CLIENT_TEST_ENV) $(CARGO) test --locked
+	cd clients/rust && $(CARGO) package --locked --allow-dirty --quiet
 
 lint: setup
 	$(VENV)/bin/ruff check .

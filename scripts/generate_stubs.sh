@@ -4,7 +4,9 @@
 #   clients/python/framefleet/v1  Python (grpcio-tools' protoc and plugins)
 #   clients/go/framefleetv1       Go (the same protoc, with protoc-gen-go and protoc-gen-go-grpc
 #                                 from .tools/bin: scripts/install_tools.sh)
-# The Rust client generates its stubs at build time (clients/rust/build.rs): nothing committed.
+#   clients/rust/proto            the proto itself, vendored into the Rust crate, which generates
+#                                 its stubs at build time (clients/rust/build.rs) from its own copy
+#                                 so it builds outside this repository (cargo package, git deps)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo}
@@ -33,3 +35,7 @@ rm -f "$go_out"/framefleetv1/*.pb.go
   --go_out="$go_out" --go_opt=module="$go_module" \
   --go-grpc_out="$go_out" --go-grpc_opt=module="$go_module" \
   "$proto"
+
+rust_proto="$out/clients/rust/proto/framefleet/v1"
+mkdir -p "$rust_proto"
+cp "$proto" "$rust_proto/framefleet.proto"

@@ -22,8 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 TOOLS = REPO / ".tools" / "bin"
-# Every committed stub directory scripts/generate_stubs.sh writes (Rust generates at build time).
-STUB_DIRS = ("clients/python/framefleet/v1", "clients/go/framefleetv1")
+# Every committed stub directory scripts/generate_stubs.sh writes (Rust generates at build time,
+# from the copy of the proto vendored into its crate).
+STUB_DIRS = (
+    "clients/python/framefleet/v1",
+    "clients/go/framefleetv1",
+    "clients/rust/proto/framefleet/v1",
+)
 
 
 def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:

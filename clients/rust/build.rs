@@ -1,4 +1,6 @@
-//! Generates the tonic client stubs from proto/ at build time (nothing generated is committed).
+//! Generates the tonic client stubs at build time (nothing generated is committed) from the
+//! crate's own copy of the proto (`proto/`, copied from the repository's by `make stubs`; a test
+//! fails on drift), so the crate builds outside the repository too.
 //!
 //! protoc: $PROTOC when set, else `protoc` on PATH, else Debian's /usr/bin/protoc: the
 //! `protobuf-compiler` and `libprotobuf-dev` packages (the latter has the well-known .proto
@@ -7,8 +9,8 @@
 use std::env;
 use std::path::{Path, PathBuf};
 
-const PROTO_ROOT: &str = "../../proto";
-const PROTO: &str = "../../proto/framefleet/v1/framefleet.proto";
+const PROTO_ROOT: &str = "proto";
+const PROTO: &str = "proto/framefleet/v1/framefleet.proto";
 
 fn find_protoc() -> Option<PathBuf> {
     if let Some(path) = env::var_os("PROTOC") {
@@ -31,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          (scripts/install_tools.sh, which `make setup` runs), or set PROTOC",
     )?;
     if !Path::new(PROTO).is_file() {
-        return Err(format!("{PROTO} is missing: build this crate inside the repository").into());
+        return Err(format!("{PROTO} is missing from the crate: run `make stubs`").into());
     }
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
