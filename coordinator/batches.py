@@ -67,6 +67,7 @@ async def submit_batch(
         if len(jobs) >= MAX_ROWS:
             raise FramefleetError(ErrorClass.INVALID_JOB, f"a batch holds at most {MAX_ROWS} rows")
         keys.add(key)
+        jobspec.check_params(row.params)
         spec = pb.JobSpec()
         spec.CopyFrom(shared)
         for name, value in row.params.fields.items():  # the row's values win

@@ -448,3 +448,92 @@ async def test_row_keys_that_could_name_a_path_are_refused(trusted: Farm, key: s
         with pytest.raises(FramefleetError) as refused:
             await client.submit_batch(small_job(), [("fine", {"n": 1}), (key, {"n": 2})])
     assert refused.value.error_class == ErrorClass.INVALID_JOB
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+def _spec_with(**changes: object) -> pb.JobSpec:
+    spec = small_job()
+    for name, value in changes.items():
+        if name == "labels":
+            spec.labels.update(value)  # type: ignore[call-overload]
+        elif name == "params":
+            spec.params.update(value)  # type: ignore[arg-type]
+        else:
+            setattr(spec, name, value)
+    return spec
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"params": {"blob": "x" * 70_000}}, "parameters are"),
+        ({"params": {"deep": _nested(40)}}, "nested more than"),
+        ({"labels": {f"k{n}": "v" for n in range(40)}}, "labels"),
+        ({"labels": {"k": "v" * 300}}, "label"),
+        ({"priority": 2**31 - 1}, "priority"),
+        ({"max_attempts": 2**32 - 1}, "max_attempts"),
+    ],
+)
+async def test_oversized_input_is_refused_by_name_at_the_coordinator(
+    trusted: Farm, changes: dict[str, object], named: str
+) -> None:
+    """Sent straight over gRPC (no SDK-side checks): INVALID_ARGUMENT naming the limit."""
+    channel, stub = await _stub(trusted)
+    async with channel:
+        request = pb.SubmitJobRequest(spec=_spec_with(**changes))
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.SubmitJob(request, metadata=bearer(_trust(trusted).token))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "INVALID_JOB" in (refused.value.details() or "")
+    assert named in (refused.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--width", "-2"],
+        ["--fps", str(2**32)],
+        ["--priority", str(2**32)],
+        ["--param", "x=" + "[" * 5000 + "]" * 5000],
+    ],
+)
+def test_bad_numbers_and_nesting_exit_2_without_a_traceback(args: list[str]) -> None:
+    result = subprocess.run(
+        framefleet("submit", str(TEMPLATE), "--coordinator", "127.0.0.1:1", *args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "INVALID_JOB" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_non_utf8_parameters_and_documents_exit_2(tmp_path: Path) -> None:
+    params = tmp_path / "p.json"
+    params.write_bytes(b'{"name": "\xff\xfe"}')
+    document = tmp_path / "doc.json"
+    document.write_bytes(b'{"width": 64, "name": "\xff"}')
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' + "[" * 5000 + "]" * 5000 + "}")
+    for args in (
+        [str(TEMPLATE), "--params", str(params)],
+        [str(document)],
+        [str(deep)],
+    ):
+        result = subprocess.run(
+            framefleet("submit", *args, "--coordinator", "127.0.0.1:1"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "INVALID_JOB" in result.stderr and "Traceback" not in result.stderr

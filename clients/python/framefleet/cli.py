@@ -23,7 +23,7 @@ from framefleet.client import FINAL_STATES, AsyncClient, JobFailed
 from framefleet.core import hyperframes
 from framefleet.core.channel import TLS_CA_ENV, TOKEN_ENV, Tls
 from framefleet.core.errors import ErrorClass, FramefleetError
-from framefleet.core.jobspec import template_job, validate, video_json_job
+from framefleet.core.jobspec import PRIORITY_RANGE, template_job, validate, video_json_job
 from framefleet.core.logs import setup_logging
 from framefleet.core.telemetry import setup_tracing
 from framefleet.core.variants import read_rows
@@ -49,6 +49,32 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+    except RecursionError:
+        raise FramefleetError(
+            ErrorClass.INVALID_JOB, "a --param value is nested too deeply"
+        ) from None
+
+
+def count(text: str) -> int:
+    """A whole number for a size, rate or count: refused here rather than by protobuf."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"INVALID_JOB: {text!r} is not a whole number >= 0")
+    return value
+
+
+def priority(text: str) -> int:
+    low, high = PRIORITY_RANGE
+    try:
+        value = int(text)
+    except ValueError:
+        value = high + 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"INVALID_JOB: {text!r} is not in {low}..{high}")
+    return value
 
 
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,8 +86,8 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
                 ErrorClass.INVALID_JOB, f"--params takes a .json file of one object, not {path}"
             )
         try:
-            loaded = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise FramefleetError(ErrorClass.INVALID_JOB, f"cannot read {path}: {e}") from None
         if not isinstance(loaded, dict):
             raise FramefleetError(ErrorClass.INVALID_JOB, f"{path} must hold a JSON object")
@@ -102,14 +128,14 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter")
     parser.add_argument("--params", metavar="FILE.json", help="parameters from a JSON object")
-    parser.add_argument("--width", type=int, help="default 1280, or the document's/project's")
-    parser.add_argument("--height", type=int, help="default 720, or the document's/project's")
-    parser.add_argument("--fps", type=int, help="default 30, or the document's/project's")
+    parser.add_argument("--width", type=count, help="default 1280, or the document's/project's")
+    parser.add_argument("--height", type=count, help="default 720, or the document's/project's")
+    parser.add_argument("--fps", type=count, help="default 30, or the document's/project's")
     parser.add_argument(
         "--duration", type=float, default=0.0, help="seconds (default 12, or the source's)"
     )
-    parser.add_argument("--frames", type=int, default=0, help="frame count (overrides duration)")
-    parser.add_argument("--crf", type=int, default=None, help="x264 CRF 0-51 (default 23)")
+    parser.add_argument("--frames", type=count, default=0, help="frame count (overrides duration)")
+    parser.add_argument("--crf", type=count, default=None, help="x264 CRF 0-51 (default 23)")
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
     parser.add_argument(
         "--name",
@@ -118,7 +144,7 @@ def job_options(parser: argparse.ArgumentParser) -> None:
         help="readable output name, e.g. '{row_key}.mp4' or '{batch}/{name}.mp4' (fields: "
         "row_key, batch, batch_id, key, or a parameter)",
     )
-    parser.add_argument("--priority", type=int, default=0)
+    parser.add_argument("--priority", type=priority, default=0, help="-1000..1000 (higher first)")
     parser.add_argument("--json", action="store_true", help="print the final job as JSON")
 
 

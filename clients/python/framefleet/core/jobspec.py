@@ -44,6 +44,12 @@ ASSET_SUFFIXES = frozenset(
     " .mp4 .webm .mov .m4a .aac .mp3 .wav .ogg .opus .flac".split()
 )
 DEFAULT_MAX_ATTEMPTS = 3
+# Limits on what a job carries besides its source (network input: each is refused by name).
+MAX_PARAMS_BYTES = 64 * 1024
+MAX_PARAMS_DEPTH = 32
+MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 32, 63, 256
+PRIORITY_RANGE = (-1000, 1000)
+MAX_ATTEMPTS_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,46 @@ def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
     """Everything a job must satisfy before it is queued. ``variants``: the spec is shared by
     rows that bring their own parameters (a batch), so a VideoJSON placeholder may still lack
     its parameter here."""
+    check_limits(spec)
     sources.source_for(spec).validate(spec, variants=variants)
     naming.fields(spec.output_name)
     return resolve_output(spec.output)
+
+
+def check_limits(spec: pb.JobSpec) -> None:
+    """The caps on parameters, labels, priority and attempts (before anything reads them)."""
+    check_params(spec.params)
+    if len(spec.labels) > MAX_LABELS:
+        raise invalid(f"{len(spec.labels)} labels: at most {MAX_LABELS}")
+    for key, value in spec.labels.items():
+        if not key or len(key) > MAX_LABEL_KEY or len(value) > MAX_LABEL_VALUE:
+            raise invalid(
+                f"label {key[:20]!r}: keys are 1..{MAX_LABEL_KEY} characters,"
+                f" values at most {MAX_LABEL_VALUE}"
+            )
+    low, high = PRIORITY_RANGE
+    if not low <= spec.priority <= high:
+        raise invalid(f"priority {spec.priority} is outside {low}..{high}")
+    if spec.max_attempts > MAX_ATTEMPTS_LIMIT:
+        raise invalid(f"max_attempts {spec.max_attempts} is above {MAX_ATTEMPTS_LIMIT}")
+
+
+def check_params(params: struct_pb2.Struct) -> None:
+    """Parameters: at most MAX_PARAMS_BYTES serialized, nested at most MAX_PARAMS_DEPTH deep."""
+    size = params.ByteSize()
+    if size > MAX_PARAMS_BYTES:
+        raise invalid(f"parameters are {size} bytes: at most {MAX_PARAMS_BYTES}")
+    # Iterative, so a hostile nesting cannot exhaust the stack.
+    pending: list[tuple[struct_pb2.Value, int]] = [(value, 1) for value in params.fields.values()]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_PARAMS_DEPTH:
+            raise invalid(f"parameters are nested more than {MAX_PARAMS_DEPTH} deep")
+        kind = value.WhichOneof("kind")
+        if kind == "struct_value":
+            pending += [(v, depth + 1) for v in value.struct_value.fields.values()]
+        elif kind == "list_value":
+            pending += [(v, depth + 1) for v in value.list_value.values]
 
 
 def params_dict(params: struct_pb2.Struct) -> dict[str, Any]:

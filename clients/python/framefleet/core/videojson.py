@@ -58,6 +58,10 @@ def _path(parts: Iterator[str | int] | list[str | int]) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
+# Deeper than any real document; bounds the validator's recursion.
+MAX_DEPTH = 64
+
+
 def parse(text: str) -> dict[str, Json]:
     """The document as JSON; refuses text that is not one JSON object."""
     if len(text.encode()) > MAX_DOCUMENT_BYTES:
@@ -68,8 +72,20 @@ def parse(text: str) -> dict[str, Json]:
         raise invalid(
             f"VideoJSON $: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})"
         ) from None
+    except RecursionError:
+        raise invalid(f"VideoJSON $: nested more than {MAX_DEPTH} deep") from None
     if not isinstance(document, dict):
         raise invalid("VideoJSON $: the document must be a JSON object")
+    # Checked without recursion before the schema validator (which recurses) sees it.
+    pending: list[tuple[Json, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise invalid(f"VideoJSON $: nested more than {MAX_DEPTH} deep")
+        if isinstance(value, dict):
+            pending += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            pending += [(v, depth + 1) for v in value]
     return document
 
 
