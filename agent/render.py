@@ -13,6 +13,7 @@ from agent import soundtrack
 from agent.encoder import H264Encoder
 from agent.sources import page_input
 from agent.template_page import TemplatePage
+from agent.video_clips import VideoClips
 from framefleet.core import jobspec
 from framefleet.core.telemetry import tracer
 from framefleet.v1 import framefleet_pb2 as pb
@@ -78,6 +79,7 @@ async def render(
             seconds = output.frames / output.fps
             sound = await asyncio.to_thread(soundtrack.mix, clips, template.assets, seconds)
         lap("load")
+    videos = await VideoClips.attach(page, template)  # after the sound: they lose their src
     upload = open_upload(assign.output_url)
     encoder = H264Encoder(output, upload.write, soundtrack=sound)
     try:
@@ -85,6 +87,7 @@ async def render(
         with tracer.start_as_current_span("capture_encode") as span:
             capture_started = time.perf_counter()
             for n in range(output.frames):
+                await videos.draw(n / output.fps)
                 image = await page.frame(n * 1000.0 / output.fps, limits.frame_timeout)
                 lap("capture")
                 await encoder.put(image)
@@ -109,11 +112,13 @@ async def render(
             span.set_attribute("framefleet.output.bytes", size)
         lap("finish")
     except BaseException:
+        videos.close()
         try:
             await encoder.abort()
         finally:
             # Even if this task is cancelled again meanwhile: nothing half-written may remain.
             await upload.abort()
         raise
+    videos.close()
     seconds = time.perf_counter() - started
     return RenderResult(assign.output_url, size, output.frames, seconds, stages, page.frames_reused)

@@ -252,6 +252,9 @@ class TemplatePage:
             self.raise_if_broken()
             raise template_error(e) from e
 
+    # For the agent's own page runtime calls (timecontrol.js) that may reach template code.
+    run_runtime = _run_template
+
     async def _seek_never_settles(self, grace: float) -> bool:
         """True when the page still waits on an onSeek promise ``grace`` seconds on: one that
         settles meanwhile was slow (the machine's trouble), not never settling."""

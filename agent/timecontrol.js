@@ -80,6 +80,8 @@
     }
   });
 
+  const drawnVideos = []; // <video> elements whose pictures the agent draws
+
   window.__framefleet = {
     fail,
     // What a page runtime (agent/hyperframes.js) adds: awaited in ready() after the page's
@@ -99,7 +101,7 @@
       for (const media of document.querySelectorAll("video, audio")) {
         const declared = media.getAttribute("data-has-audio") === "true";
         if (media.muted && !(media.tagName === "VIDEO" && declared)) continue;
-        const src = media.currentSrc || media.src;
+        const src = media.__ffSrc || media.currentSrc || media.src;
         if (!src) continue;
         const volume = parseFloat(media.getAttribute("data-volume"));
         clips.push({
@@ -109,6 +111,46 @@
         });
       }
       return clips;
+    },
+    // Hands every <video> to the agent, which draws its pictures (agent/video_clips.py): the
+    // element keeps its box and styles, loses its src, and shows the picture given to
+    // drawVideo as its background. Returns where each plays, as soundClips does.
+    takeVideos() {
+      for (const video of document.querySelectorAll("video")) {
+        const src = video.currentSrc || video.src;
+        if (video.__ffSrc || !src) continue;
+        const style = getComputedStyle(video);
+        video.style.width = `${video.offsetWidth}px`;
+        video.style.height = `${video.offsetHeight}px`;
+        video.style.backgroundSize = { fill: "100% 100%", cover: "cover", none: "auto" }[style.objectFit] || "contain";
+        video.style.backgroundPosition = style.objectPosition;
+        video.style.backgroundRepeat = "no-repeat";
+        video.__ffSrc = src;
+        video.pause();
+        video.removeAttribute("src");
+        for (const source of video.querySelectorAll("source")) source.remove();
+        video.load();
+        drawnVideos.push(video);
+      }
+      return drawnVideos.map((video, index) => {
+        const rate = parseFloat(video.getAttribute("data-playback-rate"));
+        return {
+          index,
+          path: decodeURIComponent(new URL(video.__ffSrc, document.baseURI).pathname.slice(1)),
+          ...this.clipTiming(video),
+          rate: Number.isFinite(rate) ? rate : 1,
+        };
+      });
+    },
+    async drawVideo(index, dataUrl) {
+      const video = drawnVideos[index];
+      const url = URL.createObjectURL(await (await fetch(dataUrl)).blob());
+      const image = new Image();
+      image.src = url;
+      await image.decode();
+      if (video.__ffPicture) URL.revokeObjectURL(video.__ffPicture);
+      video.__ffPicture = url;
+      video.style.backgroundImage = `url("${url}")`;
     },
     // Set while the frame waits on onSeek promises: the agent reads it after a timeout.
     waitingOnSeek: false,
@@ -162,6 +204,7 @@
       }
       const seeks = [];
       for (const media of document.querySelectorAll("video, audio")) {
+        if (media.__ffSrc) continue; // drawn by the agent
         media.pause();
         const t = this.mediaTime(media, ms / 1000);
         if (t !== null && Math.abs(media.currentTime - t) > 0.0005) {

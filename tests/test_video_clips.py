@@ -1,0 +1,149 @@
+"""<video> pictures drawn frame-exact at t (decoded by the agent with PyAV: Chromium's own
+seeking kept showing the first frame), in plain templates and HyperFrames clips, H.264 and VP9;
+and a video's own sound in the soundtrack. Test media is generated here with PyAV: frame i of a
+video is a flat colour whose red channel is 8 * i, so a captured pixel says which frame shows."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
+
+import av
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from agent.browser import Chromium
+from agent.template_page import TemplatePage
+from agent.video_clips import VideoClips
+from framefleet import AsyncClient
+from framefleet.core import jobspec
+from tests.farm_processes import Farm
+from tests.test_soundtrack import bursts, decode_audio
+from tests.video import decode, path_of
+
+pytestmark = pytest.mark.e2e
+
+RATE = 20  # the videos' frame rate
+FRAMES = 32
+
+
+def write_video(path: Path, codec: str, with_tone_at: float | None = None) -> None:
+    with av.open(str(path), "w") as container:
+        video = cast(av.VideoStream, container.add_stream(codec, rate=RATE))
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = None
+        if with_tone_at is not None:
+            audio = container.add_stream("aac", rate=48_000)
+            audio.layout = "stereo"
+        for i in range(FRAMES):
+            picture = np.zeros((120, 160, 3), np.uint8)
+            picture[:, :] = (8 * i, 0, 255 - 8 * i)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if audio is not None and with_tone_at is not None:
+            t = np.arange(FRAMES * 48_000 // RATE) / 48_000
+            tone = np.where((t >= with_tone_at) & (t < with_tone_at + 0.2), 0.5, 0.0)
+            wave = (tone * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+            for at in range(0, len(wave), 1024):
+                chunk = np.tile(wave[at : at + 1024], (2, 1))
+                sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                sound.sample_rate, sound.pts = 48_000, at
+                container.mux(audio.encode(sound))
+            container.mux(audio.encode(None))
+
+
+def shown(image: bytes, x: int = 80, y: int = 60) -> int | None:
+    """Which video frame a captured pixel shows; None for black (no picture)."""
+    with av.open(io.BytesIO(image), mode="r") as container:
+        pixel = next(container.decode(video=0)).to_ndarray(format="rgb24")[y, x].astype(int)
+    if pixel.sum() < 30:
+        return None
+    return int(pixel[0] + 4) // 8
+
+
+@pytest_asyncio.fixture
+async def page() -> AsyncIterator[TemplatePage]:
+    chromium = await Chromium.launch()
+    try:
+        yield await TemplatePage.open(await chromium.browser.new_context())
+    finally:
+        await chromium.close()
+
+
+async def frames_shown(
+    page: TemplatePage, html: str, folder: Path, times: list[float], x: int = 80
+) -> list[int | None]:
+    (folder / "index.html").write_text(html)
+    spec = jobspec.template_job(folder)
+    await page.load(spec.template, {}, (320, 120), 30)
+    videos = await VideoClips.attach(page, spec.template)
+    seen = []
+    for t in times:
+        await videos.draw(t)
+        seen.append(shown(await page.frame(t * 1000, 10), x))
+    videos.close()
+    return seen
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("libx264", "mp4"), ("libvpx-vp9", "webm")])
+async def test_a_video_shows_the_frame_for_t(
+    page: TemplatePage, tmp_path: Path, codec: str, suffix: str
+) -> None:
+    write_video(tmp_path / f"clip.{suffix}", codec)
+    html = f"""<!doctype html><html><body style="margin:0;background:#000">
+<video src="clip.{suffix}" muted style="width:160px;height:120px"></video></body></html>"""
+    # Forward, backward, and past the end (its last frame holds).
+    times = [0, 0.5, 1.0, 1.45, 0.25, 5.0]
+    assert await frames_shown(page, html, tmp_path, times) == [0, 10, 20, 29, 5, 31]
+
+
+async def test_a_hyperframes_video_clip_plays_its_window(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    """data-start 0.5, data-media-start 0.5, data-duration 0.8: hidden before and after, and
+    at t it shows the file at 0.5 + (t - 0.5)."""
+    write_video(tmp_path / "clip.mp4", "libx264")
+    html = """<!doctype html><html><body style="margin:0;background:#000">
+<div id="root" data-composition-id="main" data-start="0" data-duration="2" data-width="320"
+     data-height="120" style="position:relative;width:320px;height:120px">
+  <video id="intro" src="clip.mp4" muted data-start="0.5" data-media-start="0.5"
+         data-duration="0.8" data-track-index="1"
+         style="position:absolute;left:0;top:0;width:160px;height:120px"></video>
+</div></body></html>"""
+    times = [0.25, 0.5, 0.75, 1.25, 1.35]
+    assert await frames_shown(page, html, tmp_path, times) == [None, 10, 15, 25, None]
+
+
+async def test_a_videos_pictures_and_sound_reach_the_mp4(farm: Farm, tmp_path: Path) -> None:
+    """Through the farm: the MP4 shows the video's frames in order and carries its sound,
+    declared with data-has-audio, at the time its tone plays in the clip."""
+    write_video(tmp_path / "talk.mp4", "libx264", with_tone_at=0.5)
+    (tmp_path / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:#000">
+<div id="root" data-composition-id="main" data-start="0" data-duration="1.5" data-width="160"
+     data-height="120" style="position:relative;width:160px;height:120px">
+  <video id="talk" src="talk.mp4" muted data-has-audio="true" data-start="0.25"
+         data-track-index="1" style="width:160px;height:120px"></video>
+</div></body></html>"""
+    )
+    spec = jobspec.template_job(tmp_path, fps=RATE, crf=12)
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    output = path_of(done.output_url)
+    frames = decode(output)
+    assert len(frames) == 30
+    # Two lossy encodes away from the source, a frame's red is within a few levels of 8 * i:
+    # one frame early or late would be 8 off, and a repeated frame would not increase.
+    assert all(f[60, 80].sum() < 30 for f in frames[:5]), "black before the clip starts"
+    red = [int(f[60, 80, 0]) for f in frames[5:]]
+    assert all(b > a for a, b in itertools.pairwise(red)), red
+    assert all(abs(r - 8 * i) <= 7 for i, r in enumerate(red)), red
+    samples, rate = decode_audio(output)
+    ((start, _, _),) = bursts(samples, rate)
+    assert start == pytest.approx(0.75, abs=0.01)
