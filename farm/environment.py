@@ -1,5 +1,6 @@
 """Configuration by environment: every option of a server command also reads
-``FRAMEFLEET_<OPTION>`` (``--lease-ttl`` -> ``FRAMEFLEET_LEASE_TTL``); the command line wins.
+``FRAMEFLEET_<OPTION>`` (``--lease-ttl`` -> ``FRAMEFLEET_LEASE_TTL``); the command line wins,
+except that a repeatable option's flags add to the variable's space-separated values.
 Containers and units set variables; nothing reads the environment per flag."""
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def from_environment(
         if action.nargs == 0:  # a switch: store_true and friends
             if value.strip().lower() not in FALSE:
                 action.default = action.const
+        elif isinstance(action, argparse._AppendAction):  # repeatable: space-separated values
+            convert = action.type if callable(action.type) else str
+            action.default = [convert(item) for item in value.split()]
         else:
             # argparse converts a string default with the option's type when the flag is absent.
             action.default = value

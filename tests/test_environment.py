@@ -47,6 +47,20 @@ def test_variables_set_defaults_and_flags_win() -> None:
     assert not from_environment(sample(), {**environ, "FRAMEFLEET_NOOP": "0"}).parse_args([]).noop
 
 
+def test_a_repeatable_option_takes_space_separated_values() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--allow-output", action="append", default=[])
+    environ = {"FRAMEFLEET_ALLOW_OUTPUT": "s3://a/x  s3://b/y"}
+    parser = from_environment(parser, environ)
+    assert parser.parse_args([]).allow_output == ["s3://a/x", "s3://b/y"]
+    assert parser.parse_args(["--allow-output", "/srv"]).allow_output == [
+        "s3://a/x",
+        "s3://b/y",
+        "/srv",
+    ]
+    assert parser.parse_args([]).allow_output == ["s3://a/x", "s3://b/y"]  # not mutated
+
+
 def test_a_bad_value_is_refused_like_a_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
     parser = from_environment(sample(), {"FRAMEFLEET_LEASE_TTL": "soon", "FRAMEFLEET_STORE": "x"})
     with pytest.raises(SystemExit) as exit:
