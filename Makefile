@@ -59,6 +59,8 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy clients/python/examples
 	.tools/bin/buf lint
+	.tools/bin/helm lint --strict --quiet deploy/helm/framefleet
+	.tools/bin/helm lint --strict --quiet deploy/helm/framefleet -f deploy/helm/framefleet/values-spot.yaml
 
 stubs: setup
 	PYTHON=$(PY) scripts/generate_stubs.sh

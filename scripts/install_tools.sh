@@ -3,9 +3,11 @@
 #   .tools/bin/protoc-gen-go, protoc-gen-go-grpc  Go stubs (scripts/generate_stubs.sh)
 #   .tools/bin/grpcurl                            tests/test_grpcurl.py
 #   .tools/bin/buf                                `make buf-lint` (buf.yaml)
+#   .tools/bin/helm                               `make lint`, tests/test_helm.py (deploy/helm)
 #   protoc + well-known .proto files (Debian)     the Rust client's build.rs (tonic-prost-build)
 # The Python and Go stubs use grpcio-tools' protoc (pinned in pyproject.toml): one protoc for
-# every committed stub. Go tools come from the Go module proxy, buf from the npm registry
+# every committed stub. Go tools (helm too, built from its module) come from the Go module proxy,
+# buf from the npm registry
 # (its package carries the binary); nothing is downloaded from anywhere else. Idempotent: a tool
 # already at its pinned version is left alone. `make setup` runs this.
 set -euo pipefail
@@ -16,6 +18,7 @@ bin="$tools/bin"
 PROTOC_GEN_GO=google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC=google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 GRPCURL=github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+HELM=helm.sh/helm/v3/cmd/helm@v3.19.0
 BUF_VERSION=1.75.0
 APT_PACKAGES=(protobuf-compiler libprotobuf-dev)
 
@@ -43,6 +46,7 @@ go_tool() {
 go_tool "$PROTOC_GEN_GO"
 go_tool "$PROTOC_GEN_GO_GRPC"
 go_tool "$GRPCURL"
+go_tool "$HELM"
 
 if ! "$bin/buf" --version 2>/dev/null | grep -qx "$BUF_VERSION"; then
   echo "install_tools: @bufbuild/buf@$BUF_VERSION"
