@@ -18,7 +18,7 @@ import av
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent.soundtrack import AacTrack, Samples
+from agent.soundtrack import Samples, SoundTrack
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
@@ -51,7 +51,7 @@ class H264Encoder:
     ) -> None:
         self._output = output
         self._soundtrack = soundtrack
-        self._audio: AacTrack | None = None
+        self._audio: SoundTrack | None = None
         self._writer = _Writer(write)
         self._image_codec = image_codec
         self._window = window
@@ -69,19 +69,17 @@ class H264Encoder:
 
     def _open(self) -> None:
         o = self._output
-        container = av.open(
-            self._writer,
-            mode="w",
-            format="mp4",
+        webm = o.format == "webm"
+        if webm:
+            # Matroska written straight through (no seeking back for cues or duration).
+            options = {"fflags": "+bitexact", "live": "1"}
+        else:
             # With a soundtrack the video's first frame must be at 0 as the sound's is: its
             # B-frame delay goes into negative composition offsets instead of a later start.
-            options={
-                "movflags": MOVFLAGS
-                + ("+negative_cts_offsets" if self._soundtrack is not None else ""),
-                "fflags": "+bitexact",
-            },
-        )
-        stream = container.add_stream("libx264", rate=o.fps)
+            late = "+negative_cts_offsets" if self._soundtrack is not None else ""
+            options = {"movflags": MOVFLAGS + late, "fflags": "+bitexact"}
+        container = av.open(self._writer, mode="w", format=o.format, options=options)
+        stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=o.fps)
         stream.width, stream.height, stream.pix_fmt = o.width, o.height, "yuv420p"
         ctx = stream.codec_context
         ctx.gop_size = 2 * o.fps
@@ -90,12 +88,20 @@ class H264Encoder:
         ctx.colorspace = Colorspace.ITU709
         ctx.color_primaries = 1  # BT.709
         ctx.color_trc = 1  # BT.709
-        ctx.options = {"crf": str(o.crf), "preset": o.preset}
+        if webm:
+            # Constant quality (b=0), fast single pass; row-mt for speed; no look-ahead so
+            # frames leave the encoder as they come.
+            ctx.options = {
+                "crf": str(o.crf), "b": "0", "deadline": "realtime", "cpu-used": "8",
+                "row-mt": "1", "lag-in-frames": "0",
+            }  # fmt: skip
+        else:
+            ctx.options = {"crf": str(o.crf), "preset": o.preset}
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
         self._stream = stream
         self._container = container
         if self._soundtrack is not None:
-            self._audio = AacTrack(container, self._soundtrack)
+            self._audio = SoundTrack(container, self._soundtrack, "libopus" if webm else "aac")
 
     def _encode(self, image: bytes) -> None:
         if self._container is None:

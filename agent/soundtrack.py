@@ -1,6 +1,7 @@
 """The soundtrack: every audible <audio> and <video> of the page, decoded from the job's bundle
 with PyAV, placed at its clip's start (from its media offset, for its duration, at its volume),
-mixed into one stereo track and encoded as AAC beside the video, in step with its frames.
+mixed into one stereo track and encoded (AAC in MP4, Opus in WebM) beside the video, in step
+with its frames.
 
 The page says which media play when (agent/timecontrol.js ``soundClips``, refined by the
 HyperFrames runtime's clip windows); nothing is played in the browser, so the mix is exact to
@@ -12,7 +13,7 @@ import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -23,8 +24,9 @@ from framefleet.core.errors import ErrorClass, FramefleetError
 SAMPLE_RATE = 48_000
 CHANNELS = 2
 AAC_FRAME = 1024  # samples per AAC frame
-AAC_BIT_RATE = 192_000
-PRIMING = 1024  # samples of silence FFmpeg's AAC encoder puts first
+OPUS_FRAME = 960  # 20 ms, Opus's usual frame
+BIT_RATE = 192_000
+AAC_PRIMING = 1024  # samples of silence FFmpeg's AAC encoder puts first
 
 Samples = npt.NDArray[np.float32]  # (channels, samples), planar float
 
@@ -106,29 +108,34 @@ def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> 
     return result
 
 
-class AacTrack:
-    """The soundtrack's AAC stream in the output container, written in step with the video:
-    ``until(seconds)`` encodes the samples up to that time."""
+class SoundTrack:
+    """The soundtrack's stream in the output container (AAC for MP4, Opus for WebM), written
+    in step with the video: ``until(seconds)`` encodes the samples up to that time."""
 
-    def __init__(self, container: av.container.OutputContainer, samples: Samples) -> None:
+    def __init__(
+        self, container: av.container.OutputContainer, samples: Samples, codec: str = "aac"
+    ) -> None:
         self._container = container
         self._samples = samples
-        self._stream = container.add_stream("aac", rate=SAMPLE_RATE)
+        self._stream = cast(av.AudioStream, container.add_stream(codec, rate=SAMPLE_RATE))
         self._stream.layout = "stereo"
-        self._stream.bit_rate = AAC_BIT_RATE
+        self._stream.bit_rate = BIT_RATE
+        self._frame = AAC_FRAME if codec == "aac" else OPUS_FRAME
         # AAC decoders play the encoder's priming samples first, and a fragmented MP4 has no
         # edit list to skip them: start that much into the mix, so sound lands on its frame.
-        self._done = PRIMING
+        # (WebM signals Opus's pre-skip itself.)
+        self._priming = AAC_PRIMING if codec == "aac" else 0
+        self._done = self._priming
 
     def until(self, seconds: float) -> None:
-        end = min(self._samples.shape[1], round(seconds * SAMPLE_RATE) + PRIMING)
-        while self._done + AAC_FRAME <= end:
-            self._encode(self._samples[:, self._done : self._done + AAC_FRAME])
+        end = min(self._samples.shape[1], round(seconds * SAMPLE_RATE) + self._priming)
+        while self._done + self._frame <= end:
+            self._encode(self._samples[:, self._done : self._done + self._frame])
 
     def finish(self) -> None:
         while self._done < self._samples.shape[1]:
-            piece = self._samples[:, self._done : self._done + AAC_FRAME]
-            pad = AAC_FRAME - piece.shape[1]
+            piece = self._samples[:, self._done : self._done + self._frame]
+            pad = self._frame - piece.shape[1]
             self._encode(np.pad(piece, ((0, 0), (0, pad))) if pad else piece)
         self._container.mux(self._stream.encode(None))
 
@@ -137,6 +144,6 @@ class AacTrack:
             np.ascontiguousarray(piece), format="fltp", layout="stereo"
         )
         frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._done - PRIMING
-        self._done += AAC_FRAME
+        frame.pts = self._done - self._priming
+        self._done += self._frame
         self._container.mux(self._stream.encode(frame))

@@ -139,13 +139,13 @@ class Farm:
                 "batch_id": fields.get("batch_id") or "",
                 "key": key,
             }
-            rest.output_name = naming.expand(rest.output_name, values)
+            rest.output_name = naming.expand(rest.output_name, values, f".{output.format}")
         fields.setdefault("trace_context", telemetry.to_text(telemetry.inject()))
         return NewJob(
             id=uuid.uuid4().hex,
             spec=rest.SerializeToString(),
             content_key=key,
-            output_url=jobspec.output_url(destination, key),
+            output_url=jobspec.output_url(destination, key, output.format),
             frames_total=output.frames,
             priority=spec.priority,
             max_attempts=spec.max_attempts or jobspec.DEFAULT_MAX_ATTEMPTS,

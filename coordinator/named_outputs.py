@@ -11,7 +11,6 @@ from collections.abc import Iterable
 import outputs
 from coordinator import metrics
 from coordinator.store import JobRecord, JobState
-from framefleet.core.jobspec import output_key
 from framefleet.v1 import framefleet_pb2 as pb
 
 log = logging.getLogger("framefleet.coordinator")
@@ -20,7 +19,8 @@ COPIES_AT_ONCE = 8
 
 def destination_of(record: JobRecord) -> str:
     """The destination URL prefix (ending in "/") a job's outputs go under."""
-    return record.output_url.removesuffix(output_key(record.content_key))
+    # The URL ends in output_key's three parts ("ab/cd/KEY.mp4"; the format's suffix).
+    return record.output_url.rsplit("/", 3)[0] + "/"
 
 
 def named_url(record: JobRecord) -> str:

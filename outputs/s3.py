@@ -30,6 +30,7 @@ import contextlib
 import contextvars
 import io
 import logging
+import mimetypes
 import os
 import re
 import threading
@@ -59,7 +60,13 @@ T = TypeVar("T")
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000  # S3's maximum part number
-CONTENT_TYPE = "video/mp4"
+CONTENT_TYPE = "video/mp4"  # unless the key's suffix says otherwise (.webm)
+
+
+def content_type(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or CONTENT_TYPE
+
+
 # Outputs are named by content key: the bytes behind a name never change.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 
@@ -465,7 +472,7 @@ class S3Upload:
             response = await client.create_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
-                ContentType=CONTENT_TYPE,
+                ContentType=content_type(self.key),
                 CacheControl=CACHE_CONTROL,
                 **extra,
             )
@@ -590,7 +597,7 @@ class S3Upload:
                 Bucket=self.bucket,
                 Key=self.key,
                 Body=body,
-                ContentType=CONTENT_TYPE,
+                ContentType=content_type(self.key),
                 CacheControl=CACHE_CONTROL,
             )
 

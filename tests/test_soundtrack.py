@@ -37,11 +37,11 @@ def write_tone(path: Path, rate: int = 44_100, seconds: float = 2.0) -> None:
         container.mux(stream.encode(None))
 
 
-def decode_audio(path: Path) -> tuple[npt.NDArray[np.float32], int]:
+def decode_audio(path: Path, codec: str = "aac") -> tuple[npt.NDArray[np.float32], int]:
     """The first channel from t = 0, by the stream's own timestamps (as a player plays it)."""
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
-        assert stream.codec_context.name == "aac"
+        assert stream.codec_context.name == codec
         frames = list(container.decode(audio=0))
         rate = stream.codec_context.sample_rate
         lead = np.zeros(round((frames[0].time or 0.0) * rate), np.float32)

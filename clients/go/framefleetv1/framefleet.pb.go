@@ -256,7 +256,10 @@ type OutputSettings struct {
 	// x264 constant rate factor, 0-51. Unset means 23.
 	Crf *uint32 `protobuf:"varint,7,opt,name=crf,proto3,oneof" json:"crf,omitempty"`
 	// x264 preset name (ultrafast ... veryslow). Empty means "veryfast".
-	Preset        string `protobuf:"bytes,8,opt,name=preset,proto3" json:"preset,omitempty"`
+	Preset string `protobuf:"bytes,8,opt,name=preset,proto3" json:"preset,omitempty"`
+	// Container: "mp4" (H.264 + AAC, fragmented; the default when empty) or "webm" (VP9 +
+	// Opus). The codec follows from it: set codec to "h264" or "vp9", or leave it empty.
+	Format        string `protobuf:"bytes,9,opt,name=format,proto3" json:"format,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +346,13 @@ func (x *OutputSettings) GetCrf() uint32 {
 func (x *OutputSettings) GetPreset() string {
 	if x != nil {
 		return x.Preset
+	}
+	return ""
+}
+
+func (x *OutputSettings) GetFormat() string {
+	if x != nil {
+		return x.Format
 	}
 	return ""
 }
@@ -3288,7 +3298,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x06assets\x18\x02 \x03(\v2#.framefleet.v1.Template.AssetsEntryR\x06assets\x1a9\n" +
 	"\vAssetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xe0\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xf8\x01\n" +
 	"\x0eOutputSettings\x12\x14\n" +
 	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\x02 \x01(\rR\x06height\x12\x10\n" +
@@ -3297,7 +3307,8 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x06frames\x18\x05 \x01(\rR\x06frames\x12\x14\n" +
 	"\x05codec\x18\x06 \x01(\tR\x05codec\x12\x15\n" +
 	"\x03crf\x18\a \x01(\rH\x00R\x03crf\x88\x01\x01\x12\x16\n" +
-	"\x06preset\x18\b \x01(\tR\x06presetB\x06\n" +
+	"\x06preset\x18\b \x01(\tR\x06preset\x12\x16\n" +
+	"\x06format\x18\t \x01(\tR\x06formatB\x06\n" +
 	"\x04_crf\"\xe2\x03\n" +
 	"\aJobSpec\x125\n" +
 	"\btemplate\x18\x01 \x01(\v2\x17.framefleet.v1.TemplateH\x00R\btemplate\x12\x1f\n" +

@@ -112,6 +112,7 @@ def spec_from_args(args: argparse.Namespace, destination: str) -> pb.JobSpec:
         frames=args.frames,
         crf=args.crf,
         preset=args.preset,
+        format=getattr(args, "format", ""),
         destination=destination,
         priority=args.priority,
         name=args.name,
@@ -137,6 +138,12 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=count, default=0, help="frame count (overrides duration)")
     parser.add_argument("--crf", type=count, default=None, help="x264 CRF 0-51 (default 23)")
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
+    parser.add_argument(
+        "--format",
+        choices=("mp4", "webm"),
+        default="",
+        help="mp4 (H.264 + AAC, the default) or webm (VP9 + Opus; CRF 0-63, default 32)",
+    )
     parser.add_argument(
         "--name",
         default="",

@@ -50,6 +50,9 @@ MAX_PARAMS_DEPTH = 32
 MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE = 32, 63, 256
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 10
+# Output formats: container -> (video codec, default CRF, highest CRF). Sound goes with them:
+# AAC in MP4, Opus in WebM (agent/encoder.py).
+FORMATS = {"mp4": ("h264", 23, 51), "webm": ("vp9", 32, 63)}
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Output:
     codec: str
     crf: int
     preset: str
+    format: str = "mp4"
 
 
 def invalid(message: str) -> FramefleetError:
@@ -91,16 +95,19 @@ def resolve_output(o: pb.OutputSettings) -> Output:
         frames = round(o.duration_seconds * fps)
     if not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps:
         raise invalid(f"{frames} frames is outside 1..{min(MAX_FRAMES, MAX_SECONDS * fps)}")
-    codec = o.codec or "h264"
-    if codec != "h264":
-        raise invalid(f"codec {codec!r} is not supported (only h264)")
-    crf = o.crf if o.HasField("crf") else 23
-    if not 0 <= crf <= 51:
-        raise invalid(f"crf {crf} is outside 0..51")
+    container = o.format or "mp4"
+    if container not in FORMATS:
+        raise invalid(f"format {container!r} is not one of {', '.join(FORMATS)}")
+    codec, default_crf, max_crf = FORMATS[container]
+    if (o.codec or codec) != codec:
+        raise invalid(f"codec {o.codec!r} does not go in {container} (it takes {codec})")
+    crf = o.crf if o.HasField("crf") else default_crf
+    if not 0 <= crf <= max_crf:
+        raise invalid(f"crf {crf} is outside 0..{max_crf} ({codec})")
     preset = o.preset or "veryfast"
     if preset not in X264_PRESETS:
         raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
-    return Output(width, height, fps, frames, codec, crf, preset)
+    return Output(width, height, fps, frames, codec, crf, preset, container)
 
 
 def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
@@ -189,14 +196,14 @@ def content_key(spec: pb.JobSpec, source: str | None = None, output: Output | No
     return hashlib.sha256(blob).hexdigest()
 
 
-def output_key(key: str) -> str:
+def output_key(key: str, container: str = "mp4") -> str:
     """Object name for a content key, spread over hashed prefixes (no hot prefix)."""
-    return f"{key[:2]}/{key[2:4]}/{key}.mp4"
+    return f"{key[:2]}/{key[2:4]}/{key}.{container}"
 
 
-def output_url(destination: str, key: str) -> str:
+def output_url(destination: str, key: str, container: str = "mp4") -> str:
     """Full output URL: a file:// URL for local directories, else destination/key."""
-    return destination_url(destination) + output_key(key)
+    return destination_url(destination) + output_key(key, container)
 
 
 @functools.lru_cache(maxsize=256)
@@ -252,6 +259,7 @@ def template_job(
     frames: int = 0,
     crf: int | None = None,
     preset: str = "",
+    format: str = "",
     destination: str = "",
     priority: int = 0,
     max_attempts: int = 0,
@@ -270,7 +278,7 @@ def template_job(
         fps=fps or round(own.get("fps", 0)),
         duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
         frames=frames,
-        codec="h264",
+        format=format,
         crf=crf,
         preset=preset,
     )
@@ -304,6 +312,7 @@ def video_json_job(
     frames: int = 0,
     crf: int | None = None,
     preset: str = "",
+    format: str = "",
     destination: str = "",
     priority: int = 0,
     max_attempts: int = 0,
@@ -324,7 +333,7 @@ def video_json_job(
         fps=fps or own.get("fps", 0),
         duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
         frames=frames,
-        codec="h264",
+        format=format,
         crf=crf,
         preset=preset,
     )

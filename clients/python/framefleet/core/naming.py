@@ -54,10 +54,10 @@ def sanitise(value: Any) -> str:
     return text or "_"
 
 
-def expand(template: str, values: Mapping[str, Any]) -> str:
+def expand(template: str, values: Mapping[str, Any], suffix: str = ".mp4") -> str:
     """The name for one job; ``values`` holds FIELDS and the job's parameters. Each value is
     reduced to letters, digits and ``._-`` (so ``../x`` or ``a/b`` stay inside one path part);
-    the name ends in ``.mp4``."""
+    the name ends in ``suffix`` (the output format's)."""
     out = {}
     for name in fields(template):
         value = values.get(name)
@@ -68,4 +68,4 @@ def expand(template: str, values: Mapping[str, Any]) -> str:
             )
         out[name] = sanitise(value)
     name = template.format_map(out)
-    return name if name.endswith(".mp4") else name + ".mp4"
+    return name if name.endswith(suffix) else name + suffix

@@ -81,7 +81,7 @@ class Template(_message.Message):
     def __init__(self, html: _Optional[str] = ..., assets: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class OutputSettings(_message.Message):
-    __slots__ = ("width", "height", "fps", "duration_seconds", "frames", "codec", "crf", "preset")
+    __slots__ = ("width", "height", "fps", "duration_seconds", "frames", "codec", "crf", "preset", "format")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class OutputSettings(_message.Message):
     CODEC_FIELD_NUMBER: _ClassVar[int]
     CRF_FIELD_NUMBER: _ClassVar[int]
     PRESET_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     fps: int
@@ -98,7 +99,8 @@ class OutputSettings(_message.Message):
     codec: str
     crf: int
     preset: str
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., frames: _Optional[int] = ..., codec: _Optional[str] = ..., crf: _Optional[int] = ..., preset: _Optional[str] = ...) -> None: ...
+    format: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., frames: _Optional[int] = ..., codec: _Optional[str] = ..., crf: _Optional[int] = ..., preset: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("template", "video_json", "params", "output", "destination", "priority", "max_attempts", "labels", "force", "output_name")

@@ -1,0 +1,71 @@
+"""Output formats: MP4 (H.264 + AAC, the default) and WebM (VP9 + Opus), chosen per job,
+named by their suffix, streamed to the sink like MP4, and decoded back here as a user would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.core import jobspec
+from framefleet.v1 import framefleet_pb2 as pb
+from outputs.s3 import content_type
+from tests.conftest import TEMPLATES
+from tests.farm_processes import Farm
+from tests.test_soundtrack import bursts, decode_audio, write_tone
+from tests.video import decode, is_colour, path_of
+
+
+def test_format_rules() -> None:
+    webm = jobspec.resolve_output(pb.OutputSettings(frames=1, format="webm"))
+    assert (webm.format, webm.codec, webm.crf) == ("webm", "vp9", 32)
+    assert jobspec.resolve_output(pb.OutputSettings(frames=1)).format == "mp4"
+    for settings, message in [
+        (pb.OutputSettings(frames=1, format="gif"), "format 'gif' is not one of mp4, webm"),
+        (pb.OutputSettings(frames=1, format="webm", codec="h264"), "does not go in webm"),
+        (pb.OutputSettings(frames=1, format="webm", crf=64), "crf 64 is outside 0..63"),
+        (pb.OutputSettings(frames=1, crf=52), "crf 52 is outside 0..51"),
+    ]:
+        with pytest.raises(FramefleetError) as refused:
+            jobspec.resolve_output(settings)
+        assert refused.value.error_class == ErrorClass.INVALID_JOB
+        assert message in str(refused.value)
+    assert jobspec.output_key("abcdef", "webm") == "ab/cd/abcdef.webm"
+    assert content_type("p/ab/cd/k.webm") == "video/webm"
+    assert content_type("p/ab/cd/k.mp4") == "video/mp4"
+
+
+@pytest.mark.e2e
+async def test_webm_job_renders_vp9_with_opus_sound(farm: Farm, tmp_path: Path) -> None:
+    folder = tmp_path / "sound"
+    folder.mkdir()
+    write_tone(folder / "tone.wav")  # a tone 1.0 s into the file
+    (folder / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:rgb(0,0,255)">
+<audio src="tone.wav" data-start="0"></audio></body></html>"""
+    )
+    spec = jobspec.template_job(folder, width=160, height=120, fps=20, duration=2, format="webm")
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    output = path_of(done.output_url)
+    assert output.suffix == ".webm"
+    with av.open(str(output)) as container:
+        assert container.format.name.startswith("matroska")
+        assert [s.codec_context.name for s in container.streams] == ["vp9", "opus"]
+    frames = decode(output)
+    assert len(frames) == 40 and is_colour(frames[20][60, 80], (0, 0, 255))
+    samples, rate = decode_audio(output, "opus")
+    ((start, _, _),) = bursts(samples, rate)
+    assert start == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.e2e
+async def test_the_default_stays_mp4(farm: Farm) -> None:
+    spec = jobspec.template_job(TEMPLATES / "solid.html", width=64, height=64, fps=10, frames=3)
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    assert done.output_url.endswith(".mp4")
+    with av.open(str(path_of(done.output_url))) as container:
+        assert [s.codec_context.name for s in container.streams] == ["h264"]
