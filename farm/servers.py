@@ -145,6 +145,14 @@ async def cmd_agent(args: argparse.Namespace) -> int:
         args.agent_id or _certificate_name(args.tls_cert) or f"{socket.gethostname()}-{os.getpid()}"
     )
     print(f"framefleet agent {agent_id}: {capacity.describe()}", file=sys.stderr, flush=True)
+    spot_notice = notice_url(args.spot_notice_url)
+    # Say whether a spot notice can drain this agent: `auto` off EC2 polls nothing.
+    watching = f"polling {spot_notice}" if spot_notice else f"off ({args.spot_notice_url})"
+    print(
+        f"framefleet agent {agent_id}: spot notice {watching}, drain grace {args.drain_grace:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
     agent = Agent(
         AgentConfig(
             coordinator=args.coordinator,
@@ -152,7 +160,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             slots=capacity.slots,
             limits=RenderLimits(args.ready_timeout, args.frame_timeout),
             drain_grace=args.drain_grace,
-            spot_notice_url=notice_url(args.spot_notice_url),
+            spot_notice_url=spot_notice,
             spot_poll_interval=args.spot_poll_interval,
             page_renders=args.page_renders,
             page_heap_bytes=args.page_heap_mb * 2**20,

@@ -107,6 +107,9 @@ def test_the_services_are_what_the_farm_needs() -> None:
         "./grafana-dashboard.json:/var/lib/grafana/dashboards/framefleet.json:ro"
         in (SERVICES["grafana"]["volumes"])
     )
+    # The collector's config reads its backend from variables the service sets.
+    wanted = set(re.findall(r"\$\{env:(\w+)\}", (DEPLOY / "otel-collector.yaml").read_text()))
+    assert wanted and wanted <= SERVICES["otel-collector"]["environment"].keys()
 
 
 @pytest.mark.parametrize("name", sorted(FRAMEFLEET))
