@@ -80,3 +80,9 @@ capabilities:
   value: "true"
 {{- end }}
 {{- end -}}
+
+{{/* Work for agents: queued plus running jobs in this namespace (0 when a series is absent). */}}
+{{- define "framefleet.workQuery" -}}
+{{- $ns := printf "{namespace=%q}" .Release.Namespace -}}
+(sum(framefleet_queue_depth{{ $ns }}) or vector(0)) + (sum(framefleet_agent_slots_busy{{ $ns }}) or vector(0))
+{{- end -}}
