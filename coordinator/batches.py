@@ -54,7 +54,11 @@ async def submit_batch(
     output = jobspec.validate(header.spec, variants=True)
     destination = farm.destination(header.spec)
     source = await farm.store_source(header.spec)
-    batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock(), tenant)
+    if header.request_id:
+        first = await farm.store.find_batch_request(tenant, header.request_id)
+        if first is not None and (record := await farm.store.get_batch(first)) is not None:
+            return record  # a retried submit: the rows were stored the first time
+    batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock(), tenant, header.request_id)
     shared = sources.without_source(header.spec)  # rows differ only in their params
     trace_context = telemetry.to_text(telemetry.inject())
     jobs: list[NewJob] = []
@@ -93,6 +97,7 @@ async def submit_batch(
         jobs.append(job)
     if not jobs:
         raise FramefleetError(ErrorClass.INVALID_JOB, "the batch has no rows")
+    await farm.check_quota(tenant, len(jobs))
     cached: dict[str, int] = {}
     if not header.spec.force:
         done = await farm.intact(await farm.store.find_outputs([j.output_url for j in jobs]))

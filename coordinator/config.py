@@ -42,6 +42,8 @@ class CoordinatorConfig:
     tokens: Path | None = None
     # Destinations clients may name (URL or directory prefixes); empty: only default_destination.
     allowed_outputs: list[str] = field(default_factory=list)
+    # Queued or running jobs one tenant may have (0: no cap); a batch counts all its rows.
+    max_unfinished_per_tenant: int = 100_000
     # Slots (and so leases) one agent stream may hold, whatever its Hello says.
     max_slots_per_agent: int = 64
     # Background services (coordinator/supervisor.py): the backoff between restarts of a

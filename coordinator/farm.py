@@ -28,6 +28,12 @@ from outputs.roots import normalised, within
 log = logging.getLogger("framefleet.coordinator")
 
 SOURCE_CACHE = 64
+
+
+class QuotaExceeded(FramefleetError):
+    """A submit that would pass the tenant's cap on unfinished jobs (RESOURCE_EXHAUSTED)."""
+
+
 # Output checks (stat, S3 HeadObject) at once when a submit finds recorded results.
 OUTPUT_CHECKS = 32
 
@@ -154,11 +160,15 @@ class Farm:
             **fields,
         )
 
-    async def submit(self, spec: pb.JobSpec, tenant: str = "") -> JobRecord:
+    async def submit(self, spec: pb.JobSpec, tenant: str = "", request_id: str = "") -> JobRecord:
+        """A new job, or the one this tenant's request id already made (a retried submit)."""
+        if request_id and (first := await self.store.find_request(tenant, request_id)):
+            return first
         output = jobspec.validate(spec)
         destination = self.destination(spec)
+        await self.check_quota(tenant, 1)
         source = await self.store_source(spec)
-        job = self.new_job(spec, output, source, destination, tenant=tenant)
+        job = self.new_job(spec, output, source, destination, tenant=tenant, request_id=request_id)
         # Result cache: the same content at the same destination is already there.
         done = None if spec.force else await self.store.find_output(job.output_url)
         if done is not None and await self.intact({job.output_url: done.output_bytes}):
@@ -167,9 +177,25 @@ class Farm:
             await name_outputs([record])
             self.publish(record)
             return record
-        record = await self.store.insert(job)
+        try:
+            record = await self.store.insert(job)
+        except Exception:
+            # The same request id, inserted meanwhile by a concurrent retry (unique index).
+            if request_id and (first := await self.store.find_request(tenant, request_id)):
+                return first
+            raise
         self.work_available.set()
         return record
+
+    async def check_quota(self, tenant: str, adding: int) -> None:
+        """Refuses work that would put a tenant over --max-queued-per-tenant unfinished jobs."""
+        cap = self.config.max_unfinished_per_tenant
+        if cap and (unfinished := await self.store.count_unfinished(tenant)) + adding > cap:
+            raise QuotaExceeded(
+                ErrorClass.INVALID_JOB,
+                f"tenant {tenant!r} has {unfinished} queued or running jobs; {adding} more would"
+                f" pass its limit of {cap} (--max-queued-per-tenant)",
+            )
 
     async def intact(self, recorded: dict[str, int]) -> dict[str, int]:
         """Of the outputs the store says exist (URL -> size), the ones that really do, with

@@ -15,7 +15,7 @@ from opentelemetry.trace import Span, SpanKind
 from coordinator.auth import Authenticator
 from coordinator.batches import batch_message, cancel_batch, submit_batch
 from coordinator.convert import STORE_STATE, job_message
-from coordinator.farm import Farm
+from coordinator.farm import Farm, QuotaExceeded
 from coordinator.store import JobRecord
 from coordinator.tokens import Principal
 from framefleet.core import telemetry
@@ -30,6 +30,7 @@ Context = aio.ServicerContext[Any, Any]
 # coordinator sharing the table.
 WATCH_POLL_SECONDS = 1.0
 BATCH_POLL_SECONDS = 0.5
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
 class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
@@ -64,10 +65,10 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         caller = await self._caller(context, writes=True)
         with _server_span("SubmitJob", context) as span:
             try:
-                record = await self.farm.submit(request.spec, caller.name)
+                record = await self.farm.submit(request.spec, caller.name, request.request_id)
             except FramefleetError as e:
                 span.set_attribute("framefleet.error.class", e.error_class)
-                await context.abort_with_status(status(grpc.StatusCode.INVALID_ARGUMENT, e))
+                await context.abort_with_status(status(_refusal(e), e))
             span.set_attributes(
                 {"framefleet.job.id": record.id, "framefleet.cache_hit": record.cache_hit}
             )
@@ -82,9 +83,22 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
         caller = await self._caller(context)
+        if request.limit > MAX_PAGE:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{ErrorClass.INVALID_JOB}: limit {request.limit}: a page holds at most"
+                f" {MAX_PAGE} jobs (follow next_page_token for more)",
+            )
+        limit = request.limit or DEFAULT_PAGE
         states = [STORE_STATE[s] for s in request.states if s in STORE_STATE]
-        records = await self.farm.store.list_jobs(states, request.limit or 100, caller.scope)
-        return pb.ListJobsResponse(jobs=[job_message(r, with_spec=False) for r in records])
+        records = await self.farm.store.list_jobs(
+            states, limit, caller.scope, before=request.page_token
+        )
+        # The token is the page's last job id: the next page starts below it.
+        token = records[-1].id if len(records) == limit else ""
+        return pb.ListJobsResponse(
+            jobs=[job_message(r, with_spec=False) for r in records], next_page_token=token
+        )
 
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: Context
@@ -151,7 +165,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
                 record = await submit_batch(self.farm, first.header, rows(), caller.name)
             except FramefleetError as e:
                 span.set_attribute("framefleet.error.class", e.error_class)
-                await context.abort_with_status(status(grpc.StatusCode.INVALID_ARGUMENT, e))
+                await context.abort_with_status(status(_refusal(e), e))
             span.set_attributes({"framefleet.batch.id": record.id, "framefleet.rows": record.total})
         return pb.SubmitBatchResponse(batch=batch_message(record, self.farm.clock()))
 
@@ -189,6 +203,14 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             if batch.HasField("finished_at"):
                 return
             await asyncio.sleep(BATCH_POLL_SECONDS)
+
+
+def _refusal(error: FramefleetError) -> grpc.StatusCode:
+    return (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+        if isinstance(error, QuotaExceeded)
+        else grpc.StatusCode.INVALID_ARGUMENT
+    )
 
 
 def _server_span(name: str, context: Context) -> AbstractContextManager[Span]:

@@ -139,6 +139,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     trust.add_argument("--agent-ca", type=Path, help="agents need a certificate from this CA")
     trust.add_argument("--agent-listen", default="", help="host:port for agents (mutual TLS)")
     trust.add_argument(
+        "--max-queued-per-tenant",
+        type=int,
+        default=100_000,
+        help="queued or running jobs per tenant (0: no cap)",
+    )
+    trust.add_argument(
         "--max-slots-per-agent", type=int, default=64, help="slots and leases per agent stream"
     )
     trust.add_argument(

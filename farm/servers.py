@@ -83,6 +83,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         agent_ca=args.agent_ca,
         agent_listen=args.agent_listen,
         max_slots_per_agent=args.max_slots_per_agent,
+        max_unfinished_per_tenant=args.max_queued_per_tenant,
         allowed_outputs=_allowed_outputs(args.allow_output, args.out),
     )
     problems = exposure_problems(config)

@@ -537,3 +537,75 @@ def test_non_utf8_parameters_and_documents_exit_2(tmp_path: Path) -> None:
         )
         assert result.returncode == 2, result.stderr
         assert "INVALID_JOB" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- idempotent submits, pages, quotas -----------------------------------------------------
+
+
+async def test_a_retried_submit_returns_the_first_job_or_batch(trusted: Farm) -> None:
+    trust = _trust(trusted)
+    bolt_token = trust.add_token("bolt-retry", "submit")
+    async with (
+        AsyncClient(trusted.address) as client,
+        AsyncClient(trusted.address, Tls(trust.ca), bolt_token) as bolt,
+    ):
+        first = await client.submit(small_job(retry=1), request_id="retry-1")
+        again = await client.submit(small_job(retry=1), request_id="retry-1")
+        assert again.id == first.id
+        assert (await client.submit(small_job(retry=1))).id != first.id  # a new id each call
+        # Request ids are per tenant: another tenant's same id is its own job.
+        assert (await bolt.submit(small_job(retry=1), request_id="retry-1")).id != first.id
+
+        rows = [("a", {"n": 1}), ("b", {"n": 2})]
+        batch = await client.submit_batch(small_job(), rows, "retry", request_id="batch-1")
+        retried = await client.submit_batch(small_job(), rows, "retry", request_id="batch-1")
+        assert retried.id == batch.id and retried.total == 2
+        rows_of_batch = [j for j in await client.list([], 1000) if j.batch_id == batch.id]
+        assert len(rows_of_batch) == 2
+
+
+async def test_list_jobs_pages_and_caps_its_page_size(trusted: Farm) -> None:
+    channel, stub = await _stub(trusted)
+    metadata = bearer(_trust(trusted).token)
+    async with channel, AsyncClient(trusted.address) as client:
+        for n in range(5):
+            await client.submit(small_job(page=n))
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.ListJobs(pb.ListJobsRequest(limit=5000), metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 1000" in (refused.value.details() or "")
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = await stub.ListJobs(
+                pb.ListJobsRequest(limit=2, page_token=token), metadata=metadata
+            )
+            seen += [j.id for j in page.jobs]
+            token = page.next_page_token
+            if not token:
+                break
+        assert len(seen) == len(set(seen)) == len(await client.list([], 10_000))
+
+
+async def test_a_tenant_cannot_queue_past_its_cap(tmp_path: Path) -> None:
+    farm = Farm(tmp_path)  # no agent: everything stays queued
+    try:
+        farm.start_coordinator(
+            f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out", "--max-queued-per-tenant", "3"
+        )
+        trust = _trust(farm)
+        greedy = AsyncClient(farm.address, Tls(trust.ca), trust.add_token("greedy", "submit"))
+        modest = AsyncClient(farm.address, Tls(trust.ca), trust.add_token("modest", "submit"))
+        async with greedy, modest:
+            for n in range(3):
+                await greedy.submit(small_job(n=n))
+            for attempt in (
+                greedy.submit(small_job(n=4)),
+                greedy.submit_batch(small_job(), [("x", {"n": 5})]),
+            ):
+                with pytest.raises(FramefleetError) as refused:
+                    await attempt
+                assert "--max-queued-per-tenant" in str(refused.value)
+            await modest.submit(small_job(n=1))  # other tenants are not held back
+    finally:
+        farm.close()

@@ -71,3 +71,30 @@ async def test_a_store_made_before_tenants_gains_the_column(tmp_path: Path) -> N
         assert batch is not None and batch.tenant == ""
     finally:
         await store.close()
+
+
+async def test_request_ids_pages_and_unfinished_counts(store: JobStore) -> None:
+    for n in range(5):
+        await store.insert(
+            dataclasses.replace(
+                new_job(f"j{n}", created_at=T0 + n), tenant="acme", request_id=f"req-{n}"
+            )
+        )
+    await store.insert(dataclasses.replace(new_job("other"), tenant="bolt", request_id="req-0"))
+    found = await store.find_request("acme", "req-3")
+    assert found is not None and found.id == "j3"
+    other = await store.find_request("bolt", "req-0")
+    assert other is not None and other.id == "other"
+    assert await store.find_request("acme", "req-9") is None
+    await store.insert_batch(NewBatch("b", "rows", T0, "acme", "req-b"), [new_job("r")], {})
+    assert await store.find_batch_request("acme", "req-b") == "b"
+    assert await store.find_batch_request("bolt", "req-b") is None
+
+    first = await store.list_jobs([], 2, "acme")
+    second = await store.list_jobs([], 2, "acme", before=first[-1].id)
+    rest = await store.list_jobs([], 10, "acme", before=second[-1].id)
+    assert [r.id for r in first + second + rest] == ["j4", "j3", "j2", "j1", "j0"]
+
+    assert await store.count_unfinished("acme") == 5
+    await store.cancel("j0", T0 + 10)
+    assert await store.count_unfinished("acme") == 4

@@ -53,6 +53,8 @@ class NewJob:
     trace_context: str = ""
     # The client token's name that submitted it; only that tenant (or an admin) sees it.
     tenant: str = ""
+    # The client's request id (idempotent submit): one job alone per (tenant, request_id).
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class NewBatch:
     name: str
     created_at: float
     tenant: str = ""
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class JobRecord:
     upload_id: str | None = None
     interruptions: int = 0
     tenant: str = ""
+    request_id: str = ""
 
 
 class JobStore(Protocol):
@@ -158,9 +162,22 @@ class JobStore(Protocol):
         ...
 
     async def list_jobs(
-        self, states: list[JobState], limit: int, tenant: str | None = None
+        self, states: list[JobState], limit: int, tenant: str | None = None, before: str = ""
     ) -> list[JobRecord]:
-        """Newest first; empty states means every state; ``tenant``: only that tenant's."""
+        """Newest first; empty states means every state; ``tenant``: only that tenant's;
+        ``before``: only jobs submitted before that job (the previous page's last)."""
+        ...
+
+    async def find_request(self, tenant: str, request_id: str) -> JobRecord | None:
+        """The job (submitted alone) that this tenant's request id made, if any."""
+        ...
+
+    async def find_batch_request(self, tenant: str, request_id: str) -> str | None:
+        """The id of the batch that this tenant's request id made, if any."""
+        ...
+
+    async def count_unfinished(self, tenant: str) -> int:
+        """The tenant's jobs that are queued or leased."""
         ...
 
     async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:

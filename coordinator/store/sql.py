@@ -32,7 +32,7 @@ COLUMNS = ", ".join(f.name for f in fields(JobRecord))
 INSERT_COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts,"
     " created_at, available_at, source_key, batch_id, row_key, fair_rank, frames_done,"
-    " output_bytes, finished_at, cache_hit, trace_context, tenant"
+    " output_bytes, finished_at, cache_hit, trace_context, tenant, request_id"
 )
 INSERT = (
     f"INSERT INTO jobs ({INSERT_COLUMNS})"
@@ -51,7 +51,7 @@ def insert_values(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ..
         job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
         job.source_key, job.batch_id, job.row_key, job.fair_rank,
         job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
-        cached, job.trace_context, job.tenant,
+        cached, job.trace_context, job.tenant, job.request_id,
     )  # fmt: skip
 
 
@@ -183,9 +183,12 @@ class SqlStore:
         return {JobState(state): count for state, count in rows}
 
     async def list_jobs(
-        self, states: list[JobState], limit: int, tenant: str | None = None
+        self, states: list[JobState], limit: int, tenant: str | None = None, before: str = ""
     ) -> list[JobRecord]:
         where, args = [], []
+        if before:
+            where.append("seq < (SELECT seq FROM jobs WHERE id = ?)")
+            args.append(before)
         if tenant is not None:
             where.append("tenant = ?")
             args.append(tenant)
@@ -196,6 +199,25 @@ class SqlStore:
         return await self._all(
             f"SELECT {COLUMNS} FROM jobs {condition} ORDER BY seq DESC LIMIT ?", *args, limit
         )
+
+    async def find_request(self, tenant: str, request_id: str) -> JobRecord | None:
+        return await self._one(
+            f"SELECT {COLUMNS} FROM jobs WHERE tenant = ? AND request_id = ? AND batch_id IS NULL",
+            tenant,
+            request_id,
+        )
+
+    async def find_batch_request(self, tenant: str, request_id: str) -> str | None:
+        rows = await self._db.fetch(
+            "SELECT id FROM batches WHERE tenant = ? AND request_id = ?", tenant, request_id
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def count_unfinished(self, tenant: str) -> int:
+        rows = await self._db.fetch(
+            f"SELECT COUNT(*) FROM jobs WHERE tenant = ? AND {UNFINISHED}", tenant
+        )
+        return int(rows[0][0])
 
     async def put_source(self, key: str, source: bytes) -> None:
         await self._db.execute(
@@ -249,11 +271,13 @@ class SqlStore:
     ) -> None:
         async with self.transaction() as db:
             await db.execute(
-                "INSERT INTO batches (id, name, created_at, tenant) VALUES (?, ?, ?, ?)",
+                "INSERT INTO batches (id, name, created_at, tenant, request_id)"
+                " VALUES (?, ?, ?, ?, ?)",
                 batch.id,
                 batch.name,
                 batch.created_at,
                 batch.tenant,
+                batch.request_id,
             )
             await db.executemany(INSERT, [insert_values(j, cached.get(j.id)) for j in jobs])
 

@@ -11,12 +11,15 @@ package framefleet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -51,6 +54,38 @@ func Dial(target string, opts ...grpc.DialOption) (*Client, error) {
 	return &Client{conn: conn, jobs: pb.NewJobServiceClient(conn)}, nil
 }
 
+// WithTLS is the dial option for a coordinator that serves TLS (--tls-cert) with a certificate
+// signed by the CA in caFile (framefleet certs ca; FRAMEFLEET_TLS_CA for the Python client).
+func WithTLS(caFile string) (grpc.DialOption, error) {
+	creds, err := credentials.NewClientTLSFromFile(caFile, "")
+	if err != nil {
+		return nil, fmt.Errorf("TLS CA %s: %w", caFile, err)
+	}
+	return grpc.WithTransportCredentials(creds), nil
+}
+
+// WithToken sends a client token (framefleet token add) with every call, as
+// "authorization: Bearer TOKEN". Use it with WithTLS: a token on a plaintext connection is
+// readable by anyone on the way (only a loopback coordinator should see that).
+func WithToken(token string) grpc.DialOption {
+	return grpc.WithPerRPCCredentials(bearer(token))
+}
+
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// newRequestID is a random id for an idempotent submit.
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
@@ -58,9 +93,16 @@ func (c *Client) Close() error { return c.conn.Close() }
 func (c *Client) Jobs() pb.JobServiceClient { return c.jobs }
 
 // Submit queues a job and returns its record (state queued, or succeeded at once when the
-// same output already exists). A refused job returns an *Error with class INVALID_JOB.
+// same output already exists). A refused job returns an *Error with class INVALID_JOB. Each
+// call carries a new request id; SubmitRetry resends one.
 func (c *Client) Submit(ctx context.Context, spec *pb.JobSpec) (*pb.Job, error) {
-	resp, err := c.jobs.SubmitJob(ctx, &pb.SubmitJobRequest{Spec: spec})
+	return c.SubmitRetry(ctx, spec, newRequestID())
+}
+
+// SubmitRetry queues a job under requestID: calling it again with the same id (after a
+// timeout, from another process) returns the first job instead of queuing a second one.
+func (c *Client) SubmitRetry(ctx context.Context, spec *pb.JobSpec, requestID string) (*pb.Job, error) {
+	resp, err := c.jobs.SubmitJob(ctx, &pb.SubmitJobRequest{Spec: spec, RequestId: requestID})
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/framefleet/framefleet/clients/go/framefleet"
 	pb "github.com/framefleet/framefleet/clients/go/framefleetv1"
 	"github.com/framefleet/framefleet/clients/go/internal/farmtest"
@@ -28,15 +31,53 @@ const cardHTML = `<!doctype html>
 // Everything against one live coordinator and agent, started as separate processes.
 func TestInterop(t *testing.T) {
 	farm := farmtest.Start(t)
-	client, err := framefleet.Dial(farm.Address)
+	tls, err := framefleet.WithTLS(farm.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := framefleet.Dial(farm.Address, tls, framefleet.WithToken(farm.Token))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	anonymous, err := framefleet.Dial(farm.Address, tls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anonymous.Close()
+
+	t.Run("NoTokenIsUnauthenticated", func(t *testing.T) {
+		_, err := anonymous.Get(context.Background(), "x")
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("a call without a token: %v, want Unauthenticated", err)
+		}
+	})
+	t.Run("RetryReturnsTheFirstJob", func(t *testing.T) { retryReturnsTheFirstJob(t, client) })
 
 	t.Run("SubmitWatchSucceeds", func(t *testing.T) { submitWatchSucceeds(t, client) })
 	t.Run("RefusedWithErrorClass", func(t *testing.T) { refusedWithErrorClass(t, client) })
 	t.Run("Cancel", func(t *testing.T) { cancel(t, client) })
+}
+
+func retryReturnsTheFirstJob(t *testing.T, client *framefleet.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec, err := framefleet.NewJob(&pb.Template{Html: cardHTML}, map[string]any{"name": "retry"},
+		framefleet.Options{Width: 64, Height: 64, FPS: 10, Frames: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := client.SubmitRetry(ctx, spec, "go-retry-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := client.SubmitRetry(ctx, spec, "go-retry-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.GetId() != first.GetId() {
+		t.Fatalf("a retry made a second job: %s, then %s", first.GetId(), again.GetId())
+	}
 }
 
 func submitWatchSucceeds(t *testing.T, client *framefleet.Client) {

@@ -790,8 +790,11 @@ func (x *Job) GetError() ErrorClass {
 }
 
 type SubmitJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Idempotency: a retry with the same request id (per tenant) returns the job the first
+	// request made instead of a second one. The SDKs set a random one per submit.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +834,13 @@ func (x *SubmitJobRequest) GetSpec() *JobSpec {
 		return x.Spec
 	}
 	return nil
+}
+
+func (x *SubmitJobRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 type SubmitJobResponse struct {
@@ -969,8 +979,10 @@ type ListJobsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty means every state.
 	States []JobState `protobuf:"varint,1,rep,packed,name=states,proto3,enum=framefleet.v1.JobState" json:"states,omitempty"`
-	// 0 means 100.
-	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Page size: 0 means 100; at most 1000.
+	Limit uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The next_page_token of the previous page; empty for the first (newest) page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1019,9 +1031,18 @@ func (x *ListJobsRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *ListJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListJobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Set when there may be more (older) jobs: pass it as page_token.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1061,6 +1082,13 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 		return x.Jobs
 	}
 	return nil
+}
+
+func (x *ListJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type CancelJobRequest struct {
@@ -1378,9 +1406,11 @@ func (x *BatchRows) GetRows() []*BatchRow {
 // What every row shares: template, output settings, destination, priority. The spec's
 // params are defaults that each row's params override.
 type BatchHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency, as SubmitJobRequest.request_id: a retry returns the first batch.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1425,6 +1455,13 @@ func (x *BatchHeader) GetSpec() *JobSpec {
 func (x *BatchHeader) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *BatchHeader) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -3360,20 +3397,25 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\arow_key\x18\x12 \x01(\tR\x06rowKey\x12$\n" +
 	"\rinterruptions\x18\x13 \x01(\rR\rinterruptions\x12\x1b\n" +
 	"\tnamed_url\x18\x19 \x01(\tR\bnamedUrl\x12/\n" +
-	"\x05error\x18\x1e \x01(\x0e2\x19.framefleet.v1.ErrorClassR\x05error\">\n" +
+	"\x05error\x18\x1e \x01(\x0e2\x19.framefleet.v1.ErrorClassR\x05error\"]\n" +
 	"\x10SubmitJobRequest\x12*\n" +
-	"\x04spec\x18\x01 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\"9\n" +
+	"\x04spec\x18\x01 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"9\n" +
 	"\x11SubmitJobResponse\x12$\n" +
 	"\x03job\x18\x01 \x01(\v2\x12.framefleet.v1.JobR\x03job\"&\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"6\n" +
 	"\x0eGetJobResponse\x12$\n" +
-	"\x03job\x18\x01 \x01(\v2\x12.framefleet.v1.JobR\x03job\"X\n" +
+	"\x03job\x18\x01 \x01(\v2\x12.framefleet.v1.JobR\x03job\"w\n" +
 	"\x0fListJobsRequest\x12/\n" +
 	"\x06states\x18\x01 \x03(\x0e2\x17.framefleet.v1.JobStateR\x06states\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\":\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"b\n" +
 	"\x10ListJobsResponse\x12&\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x12.framefleet.v1.JobR\x04jobs\")\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x12.framefleet.v1.JobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"9\n" +
 	"\x11CancelJobResponse\x12$\n" +
@@ -3388,10 +3430,12 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x04rows\x18\x02 \x01(\v2\x18.framefleet.v1.BatchRowsH\x00R\x04rowsB\t\n" +
 	"\amessage\"8\n" +
 	"\tBatchRows\x12+\n" +
-	"\x04rows\x18\x01 \x03(\v2\x17.framefleet.v1.BatchRowR\x04rows\"M\n" +
+	"\x04rows\x18\x01 \x03(\v2\x17.framefleet.v1.BatchRowR\x04rows\"l\n" +
 	"\vBatchHeader\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"T\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"T\n" +
 	"\bBatchRow\x12\x17\n" +
 	"\arow_key\x18\x01 \x01(\tR\x06rowKey\x12/\n" +
 	"\x06params\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06params\"A\n" +

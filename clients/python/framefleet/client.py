@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +23,7 @@ T = TypeVar("T")
 # AsyncClient's default: TLS from $FRAMEFLEET_TLS_CA when it is set.
 FROM_ENV: Literal["env"] = "env"
 ROWS_PER_MESSAGE = 500
+PAGE = 1000  # the coordinator's largest ListJobs page
 FINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
 
 
@@ -75,11 +77,12 @@ class AsyncClient:
         except aio.AioRpcError as e:
             raise _translate(e) from e
 
-    async def submit(self, spec: pb.JobSpec) -> pb.Job:
+    async def submit(self, spec: pb.JobSpec, request_id: str = "") -> pb.Job:
+        """Queues a job. ``request_id`` (default: a new random one) makes a retry of this call
+        return the first job instead of submitting it twice."""
+        request = pb.SubmitJobRequest(spec=spec, request_id=request_id or uuid.uuid4().hex)
         with telemetry.tracer.start_as_current_span("framefleet.submit", kind=SpanKind.CLIENT):
-            response: pb.SubmitJobResponse = await self._call(
-                "SubmitJob", pb.SubmitJobRequest(spec=spec)
-            )
+            response: pb.SubmitJobResponse = await self._call("SubmitJob", request)
         return response.job
 
     async def get(self, job_id: str) -> pb.Job:
@@ -87,10 +90,19 @@ class AsyncClient:
         return response.job
 
     async def list(self, states: list[pb.JobState] | None = None, limit: int = 100) -> list[pb.Job]:
-        response: pb.ListJobsResponse = await self._call(
-            "ListJobs", pb.ListJobsRequest(states=states or [], limit=limit)
-        )
-        return list(response.jobs)
+        """Up to ``limit`` jobs, newest first, fetched a page (at most 1000) at a time."""
+        jobs: list[pb.Job] = []
+        token = ""
+        while len(jobs) < limit:
+            request = pb.ListJobsRequest(
+                states=states or [], limit=min(limit - len(jobs), PAGE), page_token=token
+            )
+            response: pb.ListJobsResponse = await self._call("ListJobs", request)
+            jobs += response.jobs
+            token = response.next_page_token
+            if not token:
+                break
+        return jobs
 
     async def cancel(self, job_id: str) -> pb.Job:
         response: pb.CancelJobResponse = await self._call(
@@ -114,12 +126,16 @@ class AsyncClient:
         spec: pb.JobSpec,
         rows: Iterable[tuple[str, Mapping[str, Any]]],
         name: str = "",
+        request_id: str = "",
     ) -> pb.Batch:
         """One template (spec), many rows of (row key, parameters); an empty row key means a
-        hash of the row. Rows stream to the coordinator: memory stays flat for big batches."""
+        hash of the row. Rows stream to the coordinator: memory stays flat for big batches.
+        ``request_id`` (default: a new random one): a retry returns the first batch."""
+        batch_request = uuid.uuid4().hex
 
         def requests() -> Iterator[pb.SubmitBatchRequest]:
-            yield pb.SubmitBatchRequest(header=pb.BatchHeader(spec=spec, name=name))
+            header = pb.BatchHeader(spec=spec, name=name, request_id=request_id or batch_request)
+            yield pb.SubmitBatchRequest(header=header)
             chunk = pb.BatchRows()
             for key, params in rows:
                 row = chunk.rows.add(row_key=key)

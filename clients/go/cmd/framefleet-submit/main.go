@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -56,6 +57,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	flags.SetOutput(stderr)
 	coordinator := flags.String("coordinator", envOr("FRAMEFLEET_COORDINATOR", "127.0.0.1:7070"),
 		"coordinator address (default $FRAMEFLEET_COORDINATOR)")
+	tlsCA := flags.String("tls-ca", os.Getenv("FRAMEFLEET_TLS_CA"),
+		"CA of the coordinator's certificate: connect over TLS (default $FRAMEFLEET_TLS_CA)")
+	token := flags.String("token", os.Getenv("FRAMEFLEET_TOKEN"),
+		"client token (default $FRAMEFLEET_TOKEN)")
 	values := params{}
 	flags.Var(values, "param", "template parameter KEY=VALUE (repeatable)")
 	var opts framefleet.Options
@@ -88,7 +93,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
 	}
-	client, err := framefleet.Dial(*coordinator)
+	var dial []grpc.DialOption
+	if *tlsCA != "" {
+		tls, err := framefleet.WithTLS(*tlsCA)
+		if err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 2
+		}
+		dial = append(dial, tls)
+	}
+	if *token != "" {
+		dial = append(dial, framefleet.WithToken(*token))
+	}
+	client, err := framefleet.Dial(*coordinator, dial...)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 3

@@ -33,8 +33,9 @@ framefleet.onParams(p => { document.getElementById("name").textContent = p.name 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"-coordinator", farm.Address, "-param", "name=Ada", "-param", "count=12",
-		"-width", "64", "-height", "64", "-fps", "10", "-frames", "5", filepath.Join(dir, "card.html")},
+	trust := []string{"-tls-ca", farm.CA, "-token", farm.Token}
+	code := run(ctx, append(trust, "-coordinator", farm.Address, "-param", "name=Ada", "-param", "count=12",
+		"-width", "64", "-height", "64", "-fps", "10", "-frames", "5", filepath.Join(dir, "card.html")),
 		&stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -55,8 +56,8 @@ framefleet.onParams(p => { document.getElementById("name").textContent = p.name 
 	}
 
 	// Bad input is refused before anything runs.
-	code = run(ctx, []string{"-coordinator", farm.Address, "-width", "63", "-frames", "5",
-		filepath.Join(dir, "card.html")}, &stdout, &stderr)
+	code = run(ctx, append(trust, "-coordinator", farm.Address, "-width", "63", "-frames", "5",
+		filepath.Join(dir, "card.html")), &stdout, &stderr)
 	if code != 2 || !strings.Contains(stderr.String(), "INVALID_JOB") {
 		t.Fatalf("odd width: exit %d, stderr %q", code, stderr.String())
 	}

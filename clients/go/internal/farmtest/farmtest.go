@@ -4,6 +4,7 @@ package farmtest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,12 +19,30 @@ import (
 // ReadyTimeout bounds how long the coordinator may take to print its address.
 const ReadyTimeout = 30 * time.Second
 
-// Farm is a running coordinator (at Address) with one agent; outputs go under Out.
+// Farm is a running coordinator (at Address, over TLS with client tokens, as on a network)
+// with one agent that has a certificate; outputs go under Out. Clients trust CA and send
+// Token (a submit token of tenant "go").
 type Farm struct {
 	Address string
 	Out     string
 	Root    string
+	CA      string
+	Token   string
 	procs   []*process
+}
+
+// framefleet runs a short framefleet command and returns its stdout.
+func framefleet(t testing.TB, python string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(python, append([]string{"-m", "framefleet"}, args...)...).Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			t.Fatalf("framefleet %v: %v\n%s", args, err, exit.Stderr)
+		}
+		t.Fatalf("framefleet %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 type process struct {
@@ -84,32 +103,49 @@ func Start(t testing.TB) *Farm {
 		}
 	})
 
+	certs := filepath.Join(root, "certs")
+	framefleet(t, python, "certs", "ca", "--dir", certs)
+	framefleet(t, python, "certs", "server", "coordinator", "--host", "127.0.0.1", "--dir", certs)
+	framefleet(t, python, "certs", "agent", "go-interop-agent", "--dir", certs)
+	tokens := filepath.Join(root, "tokens.json")
+	f.Token = framefleet(t, python, "token", "add", "go", "--role", "submit", "--tokens", tokens)
+	f.CA = filepath.Join(certs, "ca.pem")
+
 	coordinator, stdout := f.spawn(t, "coordinator", true, python, "-m", "framefleet", "coordinator",
 		"--listen", "127.0.0.1:0", "--store", "sqlite:///"+filepath.Join(root, "jobs.db"),
-		"--out", f.Out)
-	lines := make(chan string, 1)
+		"--out", f.Out, "--tls-cert", filepath.Join(certs, "coordinator.pem"),
+		"--tls-key", filepath.Join(certs, "coordinator.key"), "--tokens", tokens,
+		"--agent-ca", f.CA, "--agent-listen", "127.0.0.1:0")
+	lines := make(chan string, 2)
 	go func() {
 		reader := bufio.NewReader(stdout)
-		line, _ := reader.ReadString('\n')
-		lines <- line
+		for range 2 {
+			line, _ := reader.ReadString('\n')
+			lines <- line
+		}
 		_, _ = io.Copy(io.Discard, reader) // never let a full pipe block the coordinator
 	}()
-	select {
-	case line := <-lines:
-		const marker = "listening on "
-		i := strings.Index(line, marker)
-		if i < 0 {
-			t.Fatalf("coordinator did not start: %q\n%s", line, f.Logs())
+	address := func(marker string) string {
+		select {
+		case line := <-lines:
+			i := strings.Index(line, marker)
+			if i < 0 {
+				t.Fatalf("coordinator did not start: %q\n%s", line, f.Logs())
+			}
+			return strings.TrimSpace(line[i+len(marker):])
+		case <-coordinator.done:
+			t.Fatalf("coordinator exited before listening\n%s", f.Logs())
+		case <-time.After(ReadyTimeout):
+			t.Fatalf("coordinator printed no address in %s\n%s", ReadyTimeout, f.Logs())
 		}
-		f.Address = strings.TrimSpace(line[i+len(marker):])
-	case <-coordinator.done:
-		t.Fatalf("coordinator exited before listening\n%s", f.Logs())
-	case <-time.After(ReadyTimeout):
-		t.Fatalf("coordinator printed no address in %s\n%s", ReadyTimeout, f.Logs())
+		return ""
 	}
+	f.Address = address("listening on ")
+	agents := address("agents on ")
 
-	f.spawn(t, "agent", false, python, "-m", "framefleet", "agent",
-		"--coordinator", f.Address, "--agent-id", "go-interop-agent", "--slots", "1")
+	f.spawn(t, "agent", false, python, "-m", "framefleet", "agent", "--coordinator", agents,
+		"--tls-ca", f.CA, "--tls-cert", filepath.Join(certs, "go-interop-agent.pem"),
+		"--tls-key", filepath.Join(certs, "go-interop-agent.key"), "--slots", "1")
 	return f
 }
 
