@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from farm.http import split_address
@@ -44,6 +45,17 @@ def agent_http(farm: Farm, name: str) -> str:
 
     wait_until(printed, BOOT, f"{name} to print its http address")
     return found[0]
+
+
+def is_browser(process: psutil.Process) -> bool:
+    """Chromium's browser process (not a renderer or another helper of it)."""
+    try:
+        command = process.cmdline()
+        return process.exe().endswith("/chromium-headless-shell") and not any(
+            arg.startswith("--type=") for arg in command
+        )
+    except psutil.Error:  # gone meanwhile
+        return False
 
 
 @pytest.fixture
@@ -88,6 +100,16 @@ def test_agent_ready_only_while_connected_with_a_browser(tmp_path: Path) -> None
         wait_until(lambda: status(http, "/readyz") == 200, BOOT, "the agent to be ready")
         code, metrics = get(http, "/metrics")
         assert code == 200 and "framefleet_agent_slots_busy" in metrics
+
+        # Chromium gone: alive, connected, but it cannot render until a job relaunches it.
+        browsers = [
+            p for p in psutil.Process(agent.popen.pid).children(recursive=True) if is_browser(p)
+        ]
+        assert browsers, "the agent runs no Chromium"
+        for browser in browsers:
+            browser.kill()
+        wait_until(lambda: status(http, "/readyz") == 503, 30, "/readyz to see the browser gone")
+        assert "browser not running" in get(http, "/readyz")[1]
 
         coordinator.stop()
         wait_until(lambda: status(http, "/readyz") == 503, 30, "/readyz to fail")
