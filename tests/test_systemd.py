@@ -10,6 +10,8 @@ import pytest
 
 from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
+from coordinator.config import CoordinatorConfig
+from coordinator.server import exposure_problems
 from farm.environment import options, variable
 from framefleet.cli import build_parser
 
@@ -50,3 +52,25 @@ def test_a_stopped_agent_drains_before_it_is_killed() -> None:
     assert unit["KillMode"] == "mixed"  # SIGTERM to the agent, not to its Chromium first
     # Chromium's sandbox needs user namespaces.
     assert "RestrictNamespaces" not in unit and "PrivateUsers" not in unit
+
+
+def test_the_coordinator_would_start_with_its_settings() -> None:
+    """The coordinator's own rule: beyond loopback only with TLS, tokens and agent certificates."""
+    env = settings(SYSTEMD / "coordinator.env")
+
+    def path(name: str) -> Path | None:
+        return Path(env[name]) if name in env else None
+
+    config = CoordinatorConfig(
+        listen=env["FRAMEFLEET_LISTEN"],
+        tls_cert=path("FRAMEFLEET_TLS_CERT"),
+        tls_key=path("FRAMEFLEET_TLS_KEY"),
+        tokens=path("FRAMEFLEET_TOKENS"),
+        agent_ca=path("FRAMEFLEET_AGENT_CA"),
+        agent_listen=env.get("FRAMEFLEET_AGENT_LISTEN", ""),
+    )
+    assert exposure_problems(config) == [] and "FRAMEFLEET_INSECURE" not in env
+    agent = settings(SYSTEMD / "agent.env")
+    port = env["FRAMEFLEET_AGENT_LISTEN"].rsplit(":", 1)[1]
+    assert agent["FRAMEFLEET_COORDINATOR"].rsplit(":", 1)[1] == port  # agents use their port
+    assert {"FRAMEFLEET_TLS_CA", "FRAMEFLEET_TLS_CERT", "FRAMEFLEET_TLS_KEY"} <= agent.keys()
