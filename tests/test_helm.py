@@ -5,7 +5,6 @@ from the slot rules, PDB, autoscaling on queue depth, Secrets, ServiceMonitor)."
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from coordinator.config import CoordinatorConfig
 from coordinator.server import exposure_problems
-from farm.environment import options, variable
-from framefleet.cli import build_parser
+from tests.deploy_settings import check_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "framefleet"
@@ -211,13 +209,14 @@ def test_agents_scale_on_queue_depth_with_keda_or_cpu_without(spot: Manifests) -
     assert not any(kind == "ScaledObject" for kind, _ in fallback)
 
 
-def test_every_variable_is_one_the_command_reads(default: Manifests, spot: Manifests) -> None:
-    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    readme = (ROOT / "README.md").read_text()
-    for manifests in (default, spot):
+def test_the_commands_accept_their_settings(default: Manifests, spot: Manifests) -> None:
+    for which, manifests in (("default", default), ("spot", spot)):
         for name in ("coordinator", "agent"):
             c = container(manifests, name)
-            known = {variable(a) for a in options(commands.choices[c["args"][0]])}
-            for key in env(c):
-                if key.startswith("FRAMEFLEET_"):
-                    assert key in known or f"`{key}`" in readme, f"{name}: {key} is read by nothing"
+            args = check_settings(f"{which} {name}", c["args"][0], env(c))
+            if name == "agent":
+                assert args.drain_grace == DRAIN_GRACE and args.slots >= 1
+        (migrate,) = manifests[("Job", "farm-framefleet-migrate")]["spec"]["template"]["spec"][
+            "containers"
+        ]
+        check_settings(f"{which} migrate", "migrate", env(migrate))

@@ -3,7 +3,6 @@ a draining agent its grace before systemd kills it."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,7 @@ from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from coordinator.config import CoordinatorConfig
 from coordinator.server import exposure_problems
-from farm.environment import options, variable
-from framefleet.cli import build_parser
+from tests.deploy_settings import check_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -27,23 +25,13 @@ def settings(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def command(name: str) -> argparse.ArgumentParser:
-    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    parser: argparse.ArgumentParser = commands.choices[name]
-    return parser
-
-
 @pytest.mark.parametrize("service", sorted(UNITS))
 def test_units_run_framefleet_configured_by_their_environment_file(service: str) -> None:
     unit = settings(SYSTEMD / UNITS[service])
     assert unit["ExecStart"] == f"/opt/framefleet/bin/framefleet {service}"
     assert unit["User"] == "framefleet" and unit["NoNewPrivileges"] == "yes"
-    environment_file = unit["EnvironmentFile"]
-    assert environment_file == f"/etc/framefleet/{service}.env"
-    known = {variable(action) for action in options(command(service))}
-    readme = (ROOT / "README.md").read_text()
-    for key in settings(SYSTEMD / f"{service}.env"):
-        assert key in known or f"`{key}`" in readme, f"{service}.env: {key} is read by nothing"
+    assert unit["EnvironmentFile"] == f"/etc/framefleet/{service}.env"
+    check_settings(f"{service}.env", service, settings(SYSTEMD / f"{service}.env"))
 
 
 def test_a_stopped_agent_drains_before_it_is_killed() -> None:

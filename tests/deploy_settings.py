@@ -1,0 +1,40 @@
+"""Deployment files (compose, Helm, systemd) configure framefleet by environment. One check for
+all of them: the command reads every FRAMEFLEET_* variable a file sets, and accepts its value."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+from farm.environment import from_environment, options, variable
+from framefleet.cli import build_parser
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+FROM_ELSEWHERE = "set-elsewhere"  # stands in for a value from a Secret or the pod's name
+
+
+def command(name: str) -> argparse.ArgumentParser:
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser: argparse.ArgumentParser = commands.choices[name]
+    return parser
+
+
+def check_settings(where: str, name: str, environ: Mapping[str, object]) -> argparse.Namespace:
+    """``framefleet NAME`` as configured by ``environ``; fails on a variable nothing reads (a
+    misspelt or removed option would be ignored silently) or a value the option refuses."""
+    parser = command(name)
+    known = {variable(action) for action in options(parser)}
+    documented = README.read_text()
+    for key in environ:
+        if key.startswith("FRAMEFLEET_"):
+            assert key in known or f"`{key}`" in documented, f"{where}: {key} is read by nothing"
+    values = {k: v if isinstance(v, str) else FROM_ELSEWHERE for k, v in environ.items()}
+    try:
+        return from_environment(parser, {k: v for k, v in values.items() if k in known}).parse_args(
+            []
+        )
+    except SystemExit:
+        raise AssertionError(
+            f"{where}: framefleet {name} refuses its settings (see stderr)"
+        ) from None
