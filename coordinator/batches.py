@@ -19,6 +19,8 @@ from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.v1 import framefleet_pb2 as pb
 
 MAX_ROWS = 100_000
+# Rows stored per write while a batch streams in.
+ROWS_PER_WRITE = 2000
 
 
 MAX_ROW_KEY = 128
@@ -61,48 +63,69 @@ async def submit_batch(
     batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock(), tenant, header.request_id)
     shared = sources.without_source(header.spec)  # rows differ only in their params
     trace_context = telemetry.to_text(telemetry.inject())
-    jobs: list[NewJob] = []
     keys: set[str] = set()
     names: dict[str, str] = {}
-    async for row in rows:
-        key = row_key(row)
-        if key in keys:
-            raise FramefleetError(ErrorClass.INVALID_JOB, f"row key {key!r} appears twice")
-        if len(jobs) >= MAX_ROWS:
-            raise FramefleetError(ErrorClass.INVALID_JOB, f"a batch holds at most {MAX_ROWS} rows")
-        keys.add(key)
-        jobspec.check_params(row.params)
-        spec = pb.JobSpec()
-        spec.CopyFrom(shared)
-        for name, value in row.params.fields.items():  # the row's values win
-            spec.params.fields[name].CopyFrom(value)
-        job = farm.new_job(
-            spec,
-            output,
-            source,
-            destination,
-            batch_name=header.name,
-            batch_id=batch.id,
-            row_key=key,
-            fair_rank=len(jobs),
-            trace_context=trace_context,
-            tenant=tenant,
-        )
-        if header.spec.output_name:
-            name = pb.JobSpec.FromString(job.spec).output_name
-            if (other := names.setdefault(name, key)) != key:
+    chunk: list[NewJob] = []
+    written = 0
+
+    async def write() -> None:
+        """Stores a chunk, hidden until the batch opens: memory holds one chunk, not the batch."""
+        nonlocal chunk, written
+        await farm.check_quota(tenant, len(chunk))
+        cached: dict[str, int] = {}
+        if not header.spec.force:
+            urls = [j.output_url for j in chunk]
+            done = await farm.intact(await farm.store.find_outputs(urls))
+            cached = {j.id: done[j.output_url] for j in chunk if j.output_url in done}
+        await farm.store.insert_rows(chunk, cached)
+        written += len(chunk)
+        chunk = []
+
+    try:
+        async for row in rows:
+            key = row_key(row)
+            if key in keys:
+                raise FramefleetError(ErrorClass.INVALID_JOB, f"row key {key!r} appears twice")
+            if written + len(chunk) >= MAX_ROWS:
                 raise FramefleetError(
-                    ErrorClass.INVALID_JOB, f"rows {other!r} and {key!r} are both named {name!r}"
+                    ErrorClass.INVALID_JOB, f"a batch holds at most {MAX_ROWS} rows"
                 )
-        jobs.append(job)
-    if not jobs:
-        raise FramefleetError(ErrorClass.INVALID_JOB, "the batch has no rows")
-    await farm.check_quota(tenant, len(jobs))
-    cached: dict[str, int] = {}
-    if not header.spec.force:
-        done = await farm.intact(await farm.store.find_outputs([j.output_url for j in jobs]))
-        cached = {j.id: done[j.output_url] for j in jobs if j.output_url in done}
-    await farm.store.insert_batch(batch, jobs, cached)
+            keys.add(key)
+            jobspec.check_params(row.params)
+            spec = pb.JobSpec()
+            spec.CopyFrom(shared)
+            for name, value in row.params.fields.items():  # the row's values win
+                spec.params.fields[name].CopyFrom(value)
+            job = farm.new_job(
+                spec,
+                output,
+                source,
+                destination,
+                batch_name=header.name,
+                batch_id=batch.id,
+                row_key=key,
+                fair_rank=written + len(chunk),
+                trace_context=trace_context,
+                tenant=tenant,
+            )
+            if header.spec.output_name:
+                name = pb.JobSpec.FromString(job.spec).output_name
+                if (other := names.setdefault(name, key)) != key:
+                    raise FramefleetError(
+                        ErrorClass.INVALID_JOB,
+                        f"rows {other!r} and {key!r} are both named {name!r}",
+                    )
+            chunk.append(job)
+            if len(chunk) == ROWS_PER_WRITE:
+                await write()
+        if chunk:
+            await write()
+        if not written:
+            raise FramefleetError(ErrorClass.INVALID_JOB, "the batch has no rows")
+        await farm.store.open_batch(batch)
+    except BaseException:
+        await farm.store.discard_rows(batch.id)  # nothing of a refused batch stays
+        raise
     farm.work_available.set()
     record = await farm.store.get_batch(batch.id)
     assert record is not None

@@ -609,3 +609,16 @@ async def test_a_tenant_cannot_queue_past_its_cap(tmp_path: Path) -> None:
             await modest.submit(small_job(n=1))  # other tenants are not held back
     finally:
         farm.close()
+
+
+async def test_a_batch_refused_midway_leaves_no_rows_behind(trusted: Farm) -> None:
+    """Rows are stored in chunks as they stream in (memory stays bounded); a refusal after
+    several chunks removes them, and none was ever claimable."""
+    trust = _trust(trusted)
+    token = trust.add_token("midway", "submit")
+    rows = [(f"r{n}", {"n": n}) for n in range(4500)] + [("r7", {"n": 7})]  # a duplicate key
+    async with AsyncClient(trusted.address, Tls(trust.ca), token) as client:
+        with pytest.raises(FramefleetError) as refused:
+            await client.submit_batch(small_job(), rows)
+        assert "appears twice" in str(refused.value)
+        assert await client.list([], 10_000) == []

@@ -205,6 +205,19 @@ class JobStore(Protocol):
         inserted as finished cache hits with that output size."""
         ...
 
+    async def insert_rows(self, jobs: list[NewJob], cached: dict[str, int]) -> None:
+        """Inserts one chunk of a batch that is still arriving, hidden from claims (rows in
+        ``cached`` as finished cache hits). The batch itself does not exist yet."""
+        ...
+
+    async def open_batch(self, batch: NewBatch) -> None:
+        """Creates the batch whose rows insert_rows stored, and makes them claimable, at once."""
+        ...
+
+    async def discard_rows(self, batch_id: str) -> None:
+        """Deletes the rows of a batch that never opened (its stream failed midway)."""
+        ...
+
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
         """The batch with its rows counted by state."""
         ...

@@ -43,12 +43,19 @@ UNFINISHED = "state IN ('queued', 'leased')"
 CHUNK = 200
 
 
-def insert_values(job: NewJob, cached_bytes: int | None = None) -> tuple[Any, ...]:
+# available_at of batch rows still arriving: no claim takes them until open_batch.
+HIDDEN = 1e18
+
+
+def insert_values(
+    job: NewJob, cached_bytes: int | None = None, hidden: bool = False
+) -> tuple[Any, ...]:
     """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given."""
     cached = cached_bytes is not None
+    available_at = HIDDEN if hidden else job.created_at
     return (
         job.id, "succeeded" if cached else "queued", job.spec, job.content_key, job.output_url,
-        job.frames_total, job.priority, job.max_attempts, job.created_at, job.created_at,
+        job.frames_total, job.priority, job.max_attempts, job.created_at, available_at,
         job.source_key, job.batch_id, job.row_key, job.fair_rank,
         job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
         cached, job.trace_context, job.tenant, job.request_id,
@@ -280,6 +287,37 @@ class SqlStore:
                 batch.request_id,
             )
             await db.executemany(INSERT, [insert_values(j, cached.get(j.id)) for j in jobs])
+
+    async def insert_rows(self, jobs: list[NewJob], cached: dict[str, int]) -> None:
+        async with self.transaction() as db:
+            await db.executemany(
+                INSERT, [insert_values(j, cached.get(j.id), hidden=True) for j in jobs]
+            )
+
+    async def open_batch(self, batch: NewBatch) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO batches (id, name, created_at, tenant, request_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                batch.id,
+                batch.name,
+                batch.created_at,
+                batch.tenant,
+                batch.request_id,
+            )
+            await db.execute(
+                "UPDATE jobs SET available_at = created_at WHERE batch_id = ? AND available_at = ?",
+                batch.id,
+                HIDDEN,
+            )
+
+    async def discard_rows(self, batch_id: str) -> None:
+        await self._db.execute(
+            "DELETE FROM jobs WHERE batch_id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM batches WHERE id = ?)",
+            batch_id,
+            batch_id,
+        )
 
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
         heads = await self._db.fetch(
