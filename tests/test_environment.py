@@ -82,7 +82,9 @@ def test_every_option_is_listed_in_help_and_readme(service: str) -> None:
     readme = (ROOT / "README.md").read_text()
     for name in names:
         assert name in re.sub(r"\s+", "", shown), f"{service} --help does not name {name}"
-        assert f"`{name}`" in readme, f"README does not list {name}"
+        assert f"`{name}`" in readme, (
+            f"README does not list {name}: add it to the table under Configuration by environment"
+        )
 
 
 def test_a_coordinator_configured_only_by_environment(tmp_path: Path) -> None:
