@@ -1,9 +1,12 @@
 """Deployment files (compose, Helm, systemd) configure framefleet by environment. One check for
-all of them: the command reads every FRAMEFLEET_* variable a file sets, and accepts its value."""
+all of them: the command reads every FRAMEFLEET_* variable a file sets, and accepts its value;
+and the probe their services answer."""
 
 from __future__ import annotations
 
 import argparse
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,3 +41,13 @@ def check_settings(where: str, name: str, environ: Mapping[str, object]) -> argp
         raise AssertionError(
             f"{where}: framefleet {name} refuses its settings (see stderr)"
         ) from None
+
+
+def ready(address: str) -> bool:
+    """Whether the service on this --http address says it is ready (/readyz)."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/readyz", timeout=5) as response:
+            status: int = response.status
+            return status == 200
+    except (urllib.error.URLError, OSError):
+        return False

@@ -11,8 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import yaml
 from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from tests.conftest import TEMPLATES
-from tests.deploy_settings import check_settings
+from tests.deploy_settings import check_settings, ready
 from tests.farm_processes import Farm, wait_until
 from tests.moto_server import MotoServer, object_keys, read_object, s3_client
 from tests.otlp_receiver import OtlpReceiver
@@ -148,15 +146,6 @@ def stack(tmp_path: Path, postgres: PostgresServer) -> Iterator[tuple[Stack, Mot
     finally:
         otlp.stop()
         moto.stop()
-
-
-def ready(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{address}/readyz", timeout=5) as response:
-            status: int = response.status
-            return status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 async def create_bucket(endpoint: str, bucket: str) -> None:

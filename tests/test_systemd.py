@@ -3,6 +3,12 @@ a draining agent its grace before systemd kills it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +17,11 @@ from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from coordinator.config import CoordinatorConfig
 from coordinator.server import exposure_problems
-from tests.deploy_settings import check_settings
+from tests.conftest import TEMPLATES
+from tests.deploy_settings import check_settings, ready
+from tests.farm_processes import Farm, Trust, wait_until
+from tests.postgres_server import PostgresServer
+from tests.video import decode, is_colour, path_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -62,3 +72,61 @@ def test_the_coordinator_would_start_with_its_settings() -> None:
     port = env["FRAMEFLEET_AGENT_LISTEN"].rsplit(":", 1)[1]
     assert agent["FRAMEFLEET_COORDINATOR"].rsplit(":", 1)[1] == port  # agents use their port
     assert {"FRAMEFLEET_TLS_CA", "FRAMEFLEET_TLS_CERT", "FRAMEFLEET_TLS_KEY"} <= agent.keys()
+
+
+@pytest.mark.e2e
+def test_the_units_run_a_farm_that_renders(tmp_path: Path, postgres: PostgresServer) -> None:
+    """The units' commands with their environment files, as on the VM of deploy/README.md:
+    migrate, then a coordinator with TLS, tokens and agent certificates, and an agent with a
+    certificate of its own. Only paths, ports and the database are this test's."""
+    trust = Trust(tmp_path / "certs")
+    cert, key = trust.agent_cert("vm-agent")
+    (trust.root / "agent.pem").symlink_to(cert.name)  # as the README's `ln -s` does
+    (trust.root / "agent.key").symlink_to(key.name)
+    store = asyncio.run(postgres.create_database(migrated=False))
+    videos = tmp_path / "videos"
+    farm = Farm(tmp_path / "farm", secure=False)
+
+    def here(environ: dict[str, str]) -> dict[str, str]:
+        result = {}
+        for name, value in environ.items():
+            value = value.replace("/etc/framefleet/certs/", f"{trust.root}/")
+            value = value.replace("/etc/framefleet/tokens.json", str(trust.tokens))
+            value = value.replace("/srv/videos", str(videos))
+            value = value.replace("coordinator.example.com:7071", farm.agent_address)
+            value = re.sub(r"^0\.0\.0\.0:\d+$", "127.0.0.1:0", value)
+            result[name] = store if name == "FRAMEFLEET_STORE" else value
+        assert not [v for v in result.values() if "/etc/framefleet" in v], result
+        return result
+
+    try:
+        coordinator_env = here(settings(SYSTEMD / "coordinator.env"))
+        unit = settings(SYSTEMD / UNITS["coordinator"])
+        pre = unit["ExecStartPre"].removeprefix("/opt/framefleet/bin/framefleet ").split()
+        migrate = [re.sub(r"\$\{(\w+)\}", lambda m: coordinator_env[m[1]], a) for a in pre]
+        migrated = farm.run_service(migrate, coordinator_env)
+        assert migrated.returncode == 0, migrated.stderr
+        farm.start_service("coordinator", ["coordinator"], coordinator_env)
+        agent = farm.start_service("agent", ["agent"], here(settings(SYSTEMD / "agent.env")))
+
+        def serving() -> bool:
+            return " http on " in agent.log.read_text()
+
+        wait_until(serving, 90, "the agent's http address")
+        http = agent.log.read_text().split(" http on ", 1)[1].split()[0]
+        wait_until(lambda: ready(http), 90, "the agent to be ready")
+
+        submitted = subprocess.run(
+            [sys.executable, "-m", "framefleet", "submit", str(TEMPLATES / "solid.html"),
+             "--param", "color=teal", "--width", "64", "--height", "64", "--fps", "10",
+             "--frames", "4", "--coordinator", farm.address, "--wait", "--json"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, **trust.client_env()},
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr + farm.logs()
+        job = json.loads(submitted.stdout.strip().splitlines()[-1])
+        video = path_of(job["output_url"])
+        assert video.is_relative_to(videos)
+        frames = decode(video)
+        assert len(frames) == 4 and is_colour(frames[-1][32, 32], (0, 128, 128))
+    finally:
+        farm.close()
