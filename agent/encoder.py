@@ -16,8 +16,10 @@ from typing import cast
 
 import av
 from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
+from agent import hls
 from agent.soundtrack import Samples, SoundTrack
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
@@ -74,15 +76,14 @@ class H264Encoder:
             # Matroska written straight through (no seeking back for cues or duration).
             options = {"fflags": "+bitexact", "live": "1"}
         else:
-            # With a soundtrack the video's first frame must be at 0 as the sound's is: its
-            # B-frame delay goes into negative composition offsets instead of a later start.
-            late = "+negative_cts_offsets" if self._soundtrack is not None else ""
-            options = {"movflags": MOVFLAGS + late, "fflags": "+bitexact"}
-        container = av.open(self._writer, mode="w", format=o.format, options=options)
+            options = {"movflags": MOVFLAGS, "fflags": "+bitexact"}
+        # HLS is a fragmented MP4 indexed by a playlist (agent/hls.py).
+        muxer = "webm" if webm else "mp4"
+        container = av.open(self._writer, mode="w", format=muxer, options=options)
         stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=o.fps)
         stream.width, stream.height, stream.pix_fmt = o.width, o.height, "yuv420p"
         ctx = stream.codec_context
-        ctx.gop_size = 2 * o.fps
+        ctx.gop_size = hls.SEGMENT_SECONDS * o.fps
         ctx.thread_count = X264_THREADS
         ctx.color_range = ColorRange.MPEG
         ctx.colorspace = Colorspace.ITU709
@@ -96,7 +97,16 @@ class H264Encoder:
                 "row-mt": "1", "lag-in-frames": "0",
             }  # fmt: skip
         else:
+            params = []
+            if o.format == "hls":  # every fragment a segment of exactly one GOP
+                params.append("scenecut=0")
+            if self._soundtrack is not None:
+                # B-frames would start the video a few frames after 0 in a fragmented MP4
+                # (no edit list), out of step with its sound, which starts at 0.
+                params.append("bframes=0")
             ctx.options = {"crf": str(o.crf), "preset": o.preset}
+            if params:
+                ctx.options = {**ctx.options, "x264-params": ":".join(params)}
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
         self._stream = stream
         self._container = container
@@ -122,7 +132,7 @@ class H264Encoder:
         frames = self._decoder.decode(av.Packet(image))
         if len(frames) != 1:
             raise FramefleetError(ErrorClass.ENCODE_ERROR, "a captured frame did not decode")
-        return frames[0].reformat(
+        frame = frames[0].reformat(
             width=self._output.width,
             height=self._output.height,
             format="yuv420p",
@@ -131,6 +141,10 @@ class H264Encoder:
             dst_colorspace=Colorspace.ITU709,
             dst_color_range=ColorRange.MPEG,
         )
+        # A decoded JPEG is an intra picture, and libx264 makes every frame marked I a
+        # keyframe: unmarked, keyframes fall on the GOP (and HLS segments on whole GOPs).
+        frame.pict_type = PictureType.NONE
+        return frame
 
     def _close(self, flush: bool) -> None:
         if self._container is None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent import soundtrack
+from agent import hls, soundtrack
 from agent.encoder import H264Encoder
 from agent.sources import page_input
 from agent.template_page import TemplatePage
@@ -80,8 +80,17 @@ async def render(
             sound = await asyncio.to_thread(soundtrack.mix, clips, template.assets, seconds)
         lap("load")
     videos = await VideoClips.attach(page, template)  # after the sound: they lose their src
-    upload = open_upload(assign.output_url)
-    encoder = H264Encoder(output, upload.write, soundtrack=sound)
+    # HLS: the fMP4 beside the playlist (the job's output), indexed as it streams past.
+    fragments = hls.FragmentIndex() if output.format == "hls" else None
+    media_url = hls.media_url(assign.output_url) if fragments else assign.output_url
+    upload = open_upload(media_url)
+
+    def write(data: bytes) -> None:
+        if fragments is not None:
+            fragments.feed(data)
+        upload.write(data)
+
+    encoder = H264Encoder(output, write, soundtrack=sound)
     try:
         # One span for all frames (not one per frame), with the count and rate.
         with tracer.start_as_current_span("capture_encode") as span:
@@ -109,6 +118,16 @@ async def render(
         with tracer.start_as_current_span("complete_output") as span:
             size = await encoder.finish()
             await upload.complete()
+            if fragments is not None:
+                name = media_url.rsplit("/", 1)[-1]
+                text = hls.playlist(fragments, name, output.frames, output.fps).encode()
+                index = open_upload(assign.output_url)
+                try:
+                    index.write(text)
+                    await index.complete()
+                except BaseException:
+                    await index.abort()
+                    raise
             span.set_attribute("framefleet.output.bytes", size)
         lap("finish")
     except BaseException:

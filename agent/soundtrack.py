@@ -144,6 +144,8 @@ class SoundTrack:
             np.ascontiguousarray(piece), format="fltp", layout="stereo"
         )
         frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._done - self._priming
+        # The encoder stamps its output priming samples earlier: from here its first packet
+        # is at 0, so the muxer never shifts the streams against each other.
+        frame.pts = self._done
         self._done += self._frame
         self._container.mux(self._stream.encode(frame))

@@ -145,7 +145,8 @@ class Farm:
                 "batch_id": fields.get("batch_id") or "",
                 "key": key,
             }
-            rest.output_name = naming.expand(rest.output_name, values, f".{output.format}")
+            suffix = f".{jobspec.SUFFIXES[output.format]}"
+            rest.output_name = naming.expand(rest.output_name, values, suffix)
         fields.setdefault("trace_context", telemetry.to_text(telemetry.inject()))
         return NewJob(
             id=uuid.uuid4().hex,

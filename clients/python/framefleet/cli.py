@@ -140,9 +140,10 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
     parser.add_argument(
         "--format",
-        choices=("mp4", "webm"),
+        choices=("mp4", "webm", "hls"),
         default="",
-        help="mp4 (H.264 + AAC, the default) or webm (VP9 + Opus; CRF 0-63, default 32)",
+        help="mp4 (H.264 + AAC, the default), webm (VP9 + Opus; CRF 0-63, default 32) or hls "
+        "(a VOD playlist over the fragmented MP4 beside it)",
     )
     parser.add_argument(
         "--name",

@@ -18,7 +18,7 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 # Bump when a change to the agent's rendering or encoding changes output bytes:
 # it is part of every content key, so old cached outputs are not reused.
-RENDERER_VERSION = "3"
+RENDERER_VERSION = "4"
 # The VideoFlow browser runtime VideoJSON jobs render with (agent/videoflow/package.json).
 VIDEOFLOW_RUNTIME = "@videoflow/renderer-browser@1.2.2"
 
@@ -52,7 +52,9 @@ PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 10
 # Output formats: container -> (video codec, default CRF, highest CRF). Sound goes with them:
 # AAC in MP4, Opus in WebM (agent/encoder.py).
-FORMATS = {"mp4": ("h264", 23, 51), "webm": ("vp9", 32, 63)}
+# HLS: a fragmented MP4 and a VOD playlist of byte ranges of it (the output is the playlist).
+FORMATS = {"mp4": ("h264", 23, 51), "webm": ("vp9", 32, 63), "hls": ("h264", 23, 51)}
+SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8"}
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def content_key(spec: pb.JobSpec, source: str | None = None, output: Output | No
 
 def output_key(key: str, container: str = "mp4") -> str:
     """Object name for a content key, spread over hashed prefixes (no hot prefix)."""
-    return f"{key[:2]}/{key[2:4]}/{key}.{container}"
+    return f"{key[:2]}/{key[2:4]}/{key}.{SUFFIXES[container]}"
 
 
 def output_url(destination: str, key: str, container: str = "mp4") -> str:
