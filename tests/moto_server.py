@@ -118,3 +118,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float, what:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def create_bucket(endpoint: str, bucket: str) -> None:
+    """What a deployment's bucket step does (compose's create-bucket, `aws s3 mb`)."""
+    async with s3_client(endpoint) as s3:
+        await s3.create_bucket(Bucket=bucket)
+
+
+async def only_object(endpoint: str, bucket: str) -> tuple[list[str], bytes | None]:
+    """Every key in the bucket, and the first object's bytes."""
+    async with s3_client(endpoint) as s3:
+        keys = await object_keys(s3, bucket)
+        return keys, await read_object(s3, bucket, keys[0]) if keys else None

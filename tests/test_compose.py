@@ -23,7 +23,7 @@ from agent.spot_notice import DRAIN_GRACE
 from tests.conftest import TEMPLATES
 from tests.deploy_settings import check_settings, ready
 from tests.farm_processes import Farm, wait_until
-from tests.moto_server import MotoServer, object_keys, read_object, s3_client
+from tests.moto_server import MotoServer, create_bucket, only_object
 from tests.otlp_receiver import OtlpReceiver
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour
@@ -146,17 +146,6 @@ def stack(tmp_path: Path, postgres: PostgresServer) -> Iterator[tuple[Stack, Mot
     finally:
         otlp.stop()
         moto.stop()
-
-
-async def create_bucket(endpoint: str, bucket: str) -> None:
-    async with s3_client(endpoint) as s3:
-        await s3.create_bucket(Bucket=bucket)
-
-
-async def only_object(endpoint: str, bucket: str) -> tuple[list[str], bytes | None]:
-    async with s3_client(endpoint) as s3:
-        keys = await object_keys(s3, bucket)
-        return keys, await read_object(s3, bucket, keys[0]) if keys else None
 
 
 def test_the_stack_renders_into_the_bucket(tmp_path: Path, stack: tuple[Stack, MotoServer]) -> None:

@@ -5,7 +5,11 @@ from the slot rules, PDB, autoscaling on queue depth, Secrets, ServiceMonitor)."
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,12 @@ from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from coordinator.config import CoordinatorConfig
 from coordinator.server import exposure_problems
-from tests.deploy_settings import check_settings
+from tests.conftest import TEMPLATES
+from tests.deploy_settings import check_settings, ready
+from tests.farm_processes import Farm, Trust, wait_until
+from tests.moto_server import CREDENTIALS, MotoServer, create_bucket, only_object
+from tests.postgres_server import PostgresServer
+from tests.video import decode, is_colour
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "framefleet"
@@ -220,3 +229,109 @@ def test_the_commands_accept_their_settings(default: Manifests, spot: Manifests)
             "containers"
         ]
         check_settings(f"{which} migrate", "migrate", env(migrate))
+
+
+POD = "farm-framefleet-agent-5d8f7-x2k9q"  # the agent pod's name: its id and certificate name
+
+
+@pytest.mark.e2e
+def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer) -> None:
+    """The rendered spot manifests run as processes: the migrations Job, the coordinator and an
+    agent with the env, Secrets and mounted files their pod specs name (TLS, tokens, the agent CA,
+    the agent's own certificate from the CSI driver), then a submit lands a video in S3. Only
+    addresses, the database and the S3 endpoint (IRSA's part) are this test's."""
+    bucket = "my-renders"
+    moto = MotoServer.start(tmp_path / "moto.log")
+    asyncio.run(create_bucket(moto.url, bucket))
+    trust = Trust(tmp_path / "certs")
+    cert, key = trust.agent_cert(POD)
+    manifests = render(
+        "-f", SPOT, "--set", "agent.slots=1", "--set", f"s3.destination=s3://{bucket}/videos"
+    )
+    secrets: dict[str, dict[str, str | Path]] = {
+        "framefleet-store": {"store-url": asyncio.run(postgres.create_database(migrated=False))},
+        "framefleet-tls": {
+            "tls.crt": trust.root / "coordinator.pem",
+            "tls.key": trust.root / "coordinator.key",
+            "ca.crt": trust.ca,
+        },
+        "framefleet-tokens": {"tokens": trust.tokens},
+        "framefleet-agent-ca": {"tls.crt": trust.ca, "tls.key": trust.root / "ca.key"},
+    }
+    # What IRSA and the region give a pod on EKS.
+    aws = {**CREDENTIALS, "FRAMEFLEET_S3_ENDPOINT": moto.url}
+    farm = Farm(tmp_path / "farm", secure=False)
+
+    def mounted(spec: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
+        """Container path -> this test's file, for every Secret or certificate it mounts."""
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        files: dict[str, str] = {}
+        for mount in c.get("volumeMounts", []):
+            volume, at = volumes[mount["name"]], mount["mountPath"]
+            if "csi" in volume:
+                files |= {f"{at}/tls.crt": str(cert), f"{at}/tls.key": str(key)}
+            elif "secret" in volume:
+                keys = secrets[volume["secret"]["secretName"]]
+                items = volume["secret"].get("items") or [{"key": k, "path": k} for k in keys]
+                files |= {f"{at}/{item['path']}": str(keys[item["key"]]) for item in items}
+        return files
+
+    def environment(spec: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
+        files = mounted(spec, c)
+        result = dict(aws)
+        for name, value in env(c).items():
+            if name.startswith("OTEL_EXPORTER"):
+                continue  # no collector here
+            if isinstance(value, dict) and "secretKeyRef" in value:
+                value = str(secrets[value["secretKeyRef"]["name"]][value["secretKeyRef"]["key"]])
+            elif isinstance(value, dict):
+                assert value == {"fieldRef": {"fieldPath": "metadata.name"}}, value
+                value = POD
+            if value.startswith("/etc/framefleet/"):
+                assert value in files, f"{name}={value}: the pod mounts no such file"
+                value = files[value]
+            value = re.sub(r"^0\.0\.0\.0:\d+$", "127.0.0.1:0", value)
+            if value.startswith("farm-framefleet-coordinator:"):
+                value = farm.agent_address  # agents' port: the one with agent certificates
+            result[name] = value
+        return result
+
+    try:
+        job = manifests[("Job", "farm-framefleet-migrate")]["spec"]["template"]["spec"]
+        (migrate,) = job["containers"]
+        migrate_env = environment(job, migrate)
+        args = [re.sub(r"\$\((\w+)\)", lambda m: migrate_env[m[1]], a) for a in migrate["args"]]
+        done = farm.run_service(args, migrate_env)
+        assert done.returncode == 0, done.stderr
+        for name in ("coordinator", "agent"):
+            spec = pod_spec(manifests, name)
+            farm.start_service(
+                name,
+                container(manifests, name)["args"],
+                environment(spec, container(manifests, name)),
+            )
+        agent_log = farm.processes[-1].log
+
+        def serving() -> bool:
+            return " http on " in agent_log.read_text()
+
+        wait_until(serving, 90, "the agent's http address")
+        http = agent_log.read_text().split(" http on ", 1)[1].split()[0]
+        wait_until(lambda: ready(http), 90, "the agent to be ready")
+
+        submitted = subprocess.run(
+            [sys.executable, "-m", "framefleet", "submit", str(TEMPLATES / "solid.html"),
+             "--param", "color=teal", "--width", "64", "--height", "64", "--fps", "10",
+             "--frames", "4", "--coordinator", farm.address, "--wait", "--json"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, **trust.client_env()},
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr + farm.logs()
+        keys, data = asyncio.run(only_object(moto.url, bucket))
+        assert len(keys) == 1 and keys[0].startswith("videos/") and data
+        video = tmp_path / "video.mp4"
+        video.write_bytes(data)
+        frames = decode(video)
+        assert len(frames) == 4 and is_colour(frames[-1][32, 32], (0, 128, 128))
+    finally:
+        farm.close()
+        moto.stop()
