@@ -56,6 +56,9 @@ class H264Encoder:
         self._audio: SoundTrack | None = None
         self._writer = _Writer(write)
         self._image_codec = image_codec
+        # PNG captures carry alpha: VP9 keeps it (yuva420p); H.264 has none.
+        alpha = image_codec == "png" and output.format == "webm"
+        self._pix_fmt = "yuva420p" if alpha else "yuv420p"
         self._window = window
         self._pending: deque[asyncio.Future[None]] = deque()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
@@ -81,7 +84,7 @@ class H264Encoder:
         muxer = "webm" if webm else "mp4"
         container = av.open(self._writer, mode="w", format=muxer, options=options)
         stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=o.fps)
-        stream.width, stream.height, stream.pix_fmt = o.width, o.height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = o.width, o.height, self._pix_fmt
         ctx = stream.codec_context
         ctx.gop_size = hls.SEGMENT_SECONDS * o.fps
         ctx.thread_count = X264_THREADS
@@ -135,7 +138,7 @@ class H264Encoder:
         frame = frames[0].reformat(
             width=self._output.width,
             height=self._output.height,
-            format="yuv420p",
+            format=self._pix_fmt,
             src_colorspace=Colorspace.ITU601,
             src_color_range=ColorRange.JPEG,
             dst_colorspace=Colorspace.ITU709,

@@ -60,6 +60,7 @@ async def render(
         stages[stage] += now - mark
         mark = now
 
+    await page.set_alpha(output.format == "webm")  # WebM keeps a transparent background
     template, params = page_input(spec)  # e.g. a VideoJSON job: a shell page
     with tracer.start_as_current_span("load_template") as span:
         swapped = await page.load(
@@ -90,7 +91,7 @@ async def render(
             fragments.feed(data)
         upload.write(data)
 
-    encoder = H264Encoder(output, write, soundtrack=sound)
+    encoder = H264Encoder(output, write, page.image_codec, soundtrack=sound)
     try:
         # One span for all frames (not one per frame), with the count and rate.
         with tracer.start_as_current_span("capture_encode") as span:

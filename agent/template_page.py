@@ -45,6 +45,7 @@ SEEK_SETTLED = """() => new Promise((settled) => {
   check();
 })"""
 JPEG = {"format": "jpeg", "quality": 92, "optimizeForSpeed": True}
+PNG = {"format": "png", "optimizeForSpeed": True}  # with alpha, for transparent outputs
 # BeginFrame timestamps only have to increase: templates see the runtime's virtual time instead.
 TICK_MS = 1000 / 60
 
@@ -104,6 +105,8 @@ class TemplatePage:
         self._last: bytes | None = None
         self._moving = True
         self.frames_reused = 0  # frames of this load that repeat the previous picture
+        # Capture with alpha (PNG, over no default background) for formats that keep it.
+        self._alpha = False
         page.on("pageerror", lambda error: self._errors.append(str(error)))
         page.on("crash", self._on_crash)
         page.on("framenavigated", self._check_navigation)
@@ -331,8 +334,21 @@ class TemplatePage:
         self._last = image
         return image
 
+    @property
+    def image_codec(self) -> str:
+        """How the captured pictures are coded (for the encoder's decoder)."""
+        return "png" if self._alpha else "mjpeg"
+
+    async def set_alpha(self, alpha: bool) -> None:
+        """Transparent pictures (PNG, where the page paints no background, alpha 0) or opaque
+        ones (JPEG over Chromium's white default)."""
+        if alpha != self._alpha:
+            transparent = {"color": {"r": 0, "g": 0, "b": 0, "a": 0}} if alpha else {}
+            await self._cdp.send("Emulation.setDefaultBackgroundColorOverride", transparent)
+            self._alpha, self._last = alpha, None
+
     async def _screenshot(self) -> bytes:
-        shot = await self._cdp.send("Page.captureScreenshot", JPEG)
+        shot = await self._cdp.send("Page.captureScreenshot", PNG if self._alpha else JPEG)
         return base64.b64decode(shot["data"])
 
     async def _draw(self) -> bytes:
@@ -352,6 +368,6 @@ class TemplatePage:
         self._ticks += TICK_MS
         params: dict[str, Any] = {"frameTimeTicks": self._ticks, "interval": TICK_MS}
         if screenshot:
-            params["screenshot"] = JPEG
+            params["screenshot"] = PNG if self._alpha else JPEG
         result: dict[str, Any] = await self._cdp.send("HeadlessExperimental.beginFrame", params)
         return result

@@ -98,3 +98,26 @@ async def test_hls_is_a_vod_playlist_over_the_fragmented_mp4(farm: Farm, tmp_pat
     samples, rate = decode_audio(playlist)
     ((start, _, _),) = bursts(samples, rate)
     assert start == pytest.approx(1.0, abs=0.01)  # 1.0 s into the file, played from 0
+
+
+@pytest.mark.e2e
+async def test_webm_keeps_a_transparent_background(farm: Farm, tmp_path: Path) -> None:
+    """A page that paints no background renders to VP9 with alpha: transparent around an
+    opaque red box (read back with libvpx's decoder, which reads VP9's alpha)."""
+    (tmp_path / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0">
+<div style="position:absolute;left:0;top:0;width:80px;height:120px;background:rgb(255,0,0)">
+</div></body></html>"""
+    )
+    spec = jobspec.template_job(tmp_path, width=160, height=120, fps=10, frames=5, format="webm")
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    with av.open(str(path_of(done.output_url))) as container:
+        decoder = av.CodecContext.create("libvpx-vp9", "r")
+        pictures = [
+            f.to_ndarray(format="rgba") for p in container.demux(video=0) for f in decoder.decode(p)
+        ]
+    assert len(pictures) == 5
+    red, clear = pictures[2][60, 40].tolist(), pictures[2][60, 120].tolist()
+    assert red[3] > 250 and red[0] > 230 and red[1] < 25 and red[2] < 25, red
+    assert clear[3] < 5, clear
