@@ -13,7 +13,7 @@ CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 VIDEOFLOW := agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
 
-.PHONY: setup example test test-clients test-go test-rust lint stubs bench clean
+.PHONY: setup example test test-fast test-clients test-go test-rust lint stubs golden bench clean
 
 setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
 
@@ -64,6 +64,11 @@ lint: setup
 
 stubs: setup
 	PYTHON=$(PY) scripts/generate_stubs.sh
+
+# Re-render the golden templates' key frames (tests/golden/frames/) after an intended change of
+# output; look at them before committing (tests/test_golden_renders.py compares by PSNR).
+golden: setup
+	$(PY) -m tests.golden_renders
 
 bench: setup
 	$(PY) bench/pipeline_fps.py

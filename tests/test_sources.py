@@ -168,7 +168,7 @@ async def test_a_registered_sink_receives_uploads_and_aborts(
 async def test_the_coordinator_refuses_a_destination_no_sink_can_write(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 'jobs.db'}", migrate=True)
     try:
-        farm = Farm(store, CoordinatorConfig())
+        farm = Farm(store, CoordinatorConfig(allowed_outputs=["ftp://host/"]))
         spec = template_spec()
         spec.destination = "ftp://host/dir"
         with pytest.raises(FramefleetError) as error:
