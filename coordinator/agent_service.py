@@ -81,6 +81,12 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
                     await self._handle(session, message)
                 except Exception:
                     log.exception("bad agent message", extra={"agent_id": session.agent_id})
+        except asyncio.CancelledError:
+            if session.replaced:  # tell the old stream's agent, rather than leave it hanging
+                await context.abort(
+                    grpc.StatusCode.ABORTED, "a newer stream of this agent replaced this one"
+                )
+            raise
         finally:
             metrics.AGENTS.dec()
             writer.cancel()

@@ -23,6 +23,8 @@ class Session:
     # Sources already sent on this stream; the agent keeps them for later jobs.
     sources_sent: set[str] = field(default_factory=set)
     handler: asyncio.Task[object] | None = None
+    # Closed because a newer stream of the same agent took over.
+    replaced: bool = False
 
     @property
     def free_slots(self) -> int:
@@ -51,6 +53,7 @@ class Sessions:
         while (old := self._by_agent.get(agent_id)) is not None:
             if old.handler is None or old.handler is asyncio.current_task():
                 return
+            old.replaced = True
             old.handler.cancel()
             await asyncio.wait([old.handler])
             if self._by_agent.get(agent_id) is old:  # it ended without unregistering

@@ -320,6 +320,10 @@ async def test_tenants_see_and_cancel_only_their_own(trusted: Farm) -> None:
 # --- forged results ------------------------------------------------------------------------
 
 
+def _is_welcome(message: object) -> bool:
+    return isinstance(message, pb.ConnectResponse) and message.HasField("welcome")
+
+
 def _file_size(url: str) -> int | None:
     path = Path(url.removeprefix("file://"))
     return path.stat().st_size if path.exists() else None
@@ -622,3 +626,34 @@ async def test_a_batch_refused_midway_leaves_no_rows_behind(trusted: Farm) -> No
             await client.submit_batch(small_job(), rows)
         assert "appears twice" in str(refused.value)
         assert await client.list([], 10_000) == []
+
+
+async def test_a_second_stream_for_one_identity_replaces_the_first_and_reconciles(
+    tmp_path: Path,
+) -> None:
+    """The same certificate connects again (a restarted agent): the old stream is closed, and
+    the lease it held, which the new Hello does not report, goes back to the queue at once and
+    comes to the new stream with a new token."""
+    farm = Farm(tmp_path)
+    try:
+        farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
+        trust = _trust(farm)
+        cert, key = trust.agent_cert("twin")
+        tls = Tls(trust.ca, cert, key)
+        old_channel, old = await _hello(farm, tls, farm.agent_address, "")
+        async with old_channel, AsyncClient(farm.address) as client:
+            assert _is_welcome(await old.read())
+            job = await client.submit(small_job(twin=True))
+            first = await _next_assign(old)
+            new_channel, new = await _hello(farm, tls, farm.agent_address, "")
+            async with new_channel:
+                assert _is_welcome(await new.read())
+                with pytest.raises(aio.AioRpcError) as ended:
+                    await asyncio.wait_for(_next_assign(old), 60)  # the old stream ends instead
+                assert ended.value.code() == grpc.StatusCode.ABORTED
+                second = await asyncio.wait_for(_next_assign(new), 60)
+                assert second.lease.job_id == job.id
+                assert second.lease.fencing_token > first.lease.fencing_token
+                new.cancel()
+    finally:
+        farm.close()
