@@ -40,6 +40,10 @@ test: lint
 	$(PY) -m pytest -q
 	$(MAKE) test-clients
 
+# The unit tests only (no farm processes, browser, PostgreSQL, moto or package builds): seconds.
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e" -p no:cacheprovider
+
 # The Go and Rust clients (debug builds), each against a live coordinator and agent.
 test-clients: test-go test-rust
 

@@ -10,6 +10,21 @@ from tests.postgres_server import PostgresServer, start_postgres
 
 TEMPLATES = Path(__file__).parent / "templates"
 
+# `make test-fast` runs `pytest -m "not e2e"`: the unit tests, in seconds. A test is e2e when it
+# starts real parts: farm processes, Chromium, PostgreSQL, moto's S3 server, a package build or
+# install. Modules say so with `pytestmark = pytest.mark.e2e`; a test that uses one of these
+# fixtures (directly, through another fixture, or as a "postgres" parameter) is marked here.
+E2E_FIXTURES = frozenset({"farm", "postgres", "moto"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        parameters = set(map(str, callspec.params.values())) if callspec is not None else set()
+        if fixtures & E2E_FIXTURES or "postgres" in parameters:
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:

@@ -18,6 +18,8 @@ from framefleet.core import jobspec
 from tests.conftest import TEMPLATES
 from tests.video import Frame, is_colour
 
+pytestmark = pytest.mark.e2e
+
 RED, GREEN, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 0)
 W, H, FPS, FRAMES = 320, 240, 30, 30
 

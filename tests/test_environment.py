@@ -87,6 +87,7 @@ def test_every_option_is_listed_in_help_and_readme(service: str) -> None:
         )
 
 
+@pytest.mark.e2e
 def test_a_coordinator_configured_only_by_environment(tmp_path: Path) -> None:
     environ = {
         **os.environ,

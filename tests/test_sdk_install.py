@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_DISTRIBUTIONS = {"playwright", "av", "asyncpg", "aiosqlite", "aiobotocore", "uvloop"}
 # What the README promises for the SDK and its dependencies (pip and setuptools not counted).

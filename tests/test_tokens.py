@@ -13,6 +13,8 @@ from cryptography.x509.oid import NameOID
 from coordinator.tokens import Role, TokenFile
 from tests.farm_processes import framefleet
 
+pytestmark = pytest.mark.e2e
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(framefleet(*args), capture_output=True, text=True, timeout=60)
