@@ -69,8 +69,9 @@ def is_loopback(listen: str) -> bool:
         return False  # a name or an empty host: it may be reachable from elsewhere
 
 
-def exposure_problems(config: CoordinatorConfig) -> list[str]:
-    """What makes this coordinator unsafe to expose beyond loopback (empty: nothing)."""
+def exposure_problems(config: CoordinatorConfig, *others: str) -> list[str]:
+    """What makes this coordinator unsafe to expose beyond loopback (empty: nothing);
+    ``others``: more addresses it listens on (its --http)."""
     problems = []
     if config.tls_cert is None:
         problems.append("no TLS (--tls-cert, --tls-key)")
@@ -78,7 +79,8 @@ def exposure_problems(config: CoordinatorConfig) -> list[str]:
         problems.append("no client tokens (--tokens)")
     if config.agent_ca is None:
         problems.append("no agent certificates (--agent-ca, --agent-listen)")
-    exposed = [a for a in (config.listen, config.agent_listen) if a and not is_loopback(a)]
+    addresses = (config.listen, config.agent_listen, *others)
+    exposed = [a for a in addresses if a and not is_loopback(a)]
     return problems if exposed else []
 
 

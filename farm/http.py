@@ -6,6 +6,7 @@ coordinator's console) before it starts."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -46,14 +47,16 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application, address: str) -> AsyncIterator[str]:
-    """Serves ``app`` on ``address`` until exit; yields the bound ``host:port`` (port 0 picks
-    a free one)."""
+async def serving(
+    app: web.Application, address: str, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Serves ``app`` on ``address`` until exit (HTTPS with ``tls``); yields the bound
+    ``host:port`` (port 0 picks a free one)."""
     host, port = split_address(address)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
         bound = runner.addresses[0]
         yield f"{host}:{bound[1]}"

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,17 +38,28 @@ def _certificate_name(path: Path | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _http(address: str | None, app: web.Application, service: str) -> AsyncIterator[None]:
-    """Serves ``app`` on ``address`` (if one is given)."""
+async def _http(
+    address: str | None, app: web.Application, service: str, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[None]:
+    """Serves ``app`` on ``address`` (if one is given), over HTTPS with ``tls``."""
     if not address:
         yield
         return
-    async with serving(app, address) as bound:
+    async with serving(app, address, tls) as bound:
         # Tests read the bound address from this line (stdout for the coordinator, whose
         # first lines they read; the agent's stdout is free for the operator).
         stream = sys.stdout if service == "coordinator" else sys.stderr
         print(f"framefleet {service} http on {bound}", file=stream, flush=True)
         yield
+
+
+def _server_tls(config: CoordinatorConfig) -> ssl.SSLContext | None:
+    """The coordinator's certificate for its --http address too (probes, scrapers)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
 
 
 def _roots(flags: list[str] | str) -> list[str]:
@@ -86,7 +98,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         max_unfinished_per_tenant=args.max_queued_per_tenant,
         allowed_outputs=_allowed_outputs(args.allow_output, args.out),
     )
-    problems = exposure_problems(config)
+    problems = exposure_problems(config, args.http or "")
     if problems and not args.insecure:
         print(
             f"error: {args.listen} is reachable beyond this machine, but there is "
@@ -124,7 +136,7 @@ async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyn
             loop.add_signal_handler(signal.SIGHUP, coordinator.tokens.reload)
         # /healthz, /readyz, /metrics; other HTTP routes are added to this app.
         app = http_app(coordinator.ready)
-        async with _http(args.http, app, "coordinator"):
+        async with _http(args.http, app, "coordinator", _server_tls(config)):
             # Tests and the local mode read the bound addresses from these lines.
             print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
             if coordinator.agent_address != coordinator.address:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,16 +23,20 @@ pytestmark = pytest.mark.e2e
 BOOT = 60.0  # seconds: a browser starting on a busy machine
 
 
-def get(address: str, path: str) -> tuple[int, str]:
+def get(address: str, path: str, ca: Path | None = None) -> tuple[int, str]:
+    """GET over HTTP, or HTTPS trusting ``ca`` (a coordinator with --tls-cert serves both its
+    gRPC and its --http address over TLS)."""
+    context = ssl.create_default_context(cafile=ca) if ca else None
+    url = f"{'https' if ca else 'http'}://{address}{path}"
     try:
-        with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
 
 
-def status(address: str, path: str) -> int:
-    return get(address, path)[0]
+def status(address: str, path: str, ca: Path | None = None) -> int:
+    return get(address, path, ca)[0]
 
 
 def agent_http(farm: Farm, name: str) -> str:
@@ -76,17 +81,21 @@ def test_coordinator_ready_only_while_its_store_answers(
     try:
         farm.start_coordinator(store, tmp_path / "out", "--http", "127.0.0.1:0")
         assert farm.http, "the coordinator printed no http address"
-        assert get(farm.http, "/healthz") == (200, "ok\n")
-        assert get(farm.http, "/readyz") == (200, "ready\n")
-        code, metrics = get(farm.http, "/metrics")
+        assert farm.trust is not None
+        ca = farm.trust.ca
+        with pytest.raises(OSError):  # URLError or a dropped connection
+            get(farm.http, "/healthz")  # plaintext gets nothing: it serves HTTPS
+        assert get(farm.http, "/healthz", ca) == (200, "ok\n")
+        assert get(farm.http, "/readyz", ca) == (200, "ready\n")
+        code, metrics = get(farm.http, "/metrics", ca)
         assert code == 200 and "framefleet_queue_depth" in metrics
-        assert status(farm.http, "/nothing") == 404
+        assert status(farm.http, "/nothing", ca) == 404
 
         own_postgres.stop()
-        wait_until(lambda: status(farm.http, "/readyz") == 503, 30, "/readyz to fail")
-        code, body = get(farm.http, "/readyz")
+        wait_until(lambda: status(farm.http, "/readyz", ca) == 503, 30, "/readyz to fail")
+        code, body = get(farm.http, "/readyz", ca)
         assert "store unreachable" in body
-        assert status(farm.http, "/healthz") == 200  # alive: a restart would not help
+        assert status(farm.http, "/healthz", ca) == 200  # alive: a restart would not help
     finally:
         farm.close()
 
