@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -11,7 +15,9 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from coordinator.tokens import Role, TokenFile
-from tests.farm_processes import framefleet
+from framefleet.client import AsyncClient
+from framefleet.core.channel import Tls
+from tests.farm_processes import Farm, framefleet, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -73,3 +79,39 @@ def test_certs_make_a_ca_a_server_and_agents(tmp_path: Path) -> None:
 def test_token_names_are_plain(tmp_path: Path, bad: str) -> None:
     result = run("token", "add", bad, "--tokens", str(tmp_path / "t.json"))
     assert result.returncode == 2 and "token name" in result.stderr, result.stderr
+
+
+def test_sighup_reloads_what_change_detection_cannot_see(tmp_path: Path) -> None:
+    """A file rewritten in place with the same size and modification time (a restore from a
+    backup, a clock set back) is only noticed on SIGHUP; the coordinator reloads then."""
+    farm = Farm(tmp_path)
+    try:
+        coordinator = farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
+        trust = farm.trust
+        assert trust is not None
+        tokens = trust.tokens
+        before = os.stat(tokens)
+        old = trust.token
+        new = old[:-4] + ("aaaa" if not old.endswith("aaaa") else "bbbb")  # same length
+        text = tokens.read_text().replace(
+            hashlib.sha256(old.encode()).hexdigest(), hashlib.sha256(new.encode()).hexdigest()
+        )
+        with open(tokens, "r+") as f:  # same inode, same size
+            f.write(text)
+        os.utime(tokens, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+        async def works(token: str) -> bool:
+            async with AsyncClient(farm.address, Tls(trust.ca), token) as client:
+                try:
+                    await client.list()
+                except Exception:
+                    return False
+                return True
+
+        assert asyncio.run(works(old)) and not asyncio.run(works(new))
+        coordinator.signal(signal.SIGHUP)
+        wait_until(lambda: asyncio.run(works(new)), 30, "SIGHUP to reload the tokens")
+        assert not asyncio.run(works(old))
+        assert coordinator.alive()
+    finally:
+        farm.close()
