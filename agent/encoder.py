@@ -2,7 +2,7 @@
 
 Captured images go to one encoder thread in capture order; the capture loop keeps a small
 window of frames in flight, so encoding overlaps capture and memory stays bounded. The MP4 is
-fragmented (empty moov, a fragment per keyframe), so its bytes are final as they are written
+fragmented (empty moov, a fragment every 0.25 s), so its bytes are final as they are written
 and can stream straight into a sink with no seeking.
 """
 
@@ -26,7 +26,11 @@ from framefleet.core.jobspec import Output
 
 # x264's thread count is written into the stream; fixing it keeps bytes identical across hosts.
 X264_THREADS = 2
-MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+MOVFLAGS = "empty_moov+default_base_moof"
+# A fragment every quarter second, so bytes reach the sink while frames are captured, not once
+# per GOP; HLS fragments at keyframes instead, so that every fragment is a segment (agent/hls.py).
+FRAGMENT = {"movflags": MOVFLAGS, "frag_duration": "250000"}
+HLS_FRAGMENT = {"movflags": "frag_keyframe+" + MOVFLAGS}
 
 
 class _Writer:
@@ -79,7 +83,7 @@ class H264Encoder:
             # Matroska written straight through (no seeking back for cues or duration).
             options = {"fflags": "+bitexact", "live": "1"}
         else:
-            options = {"movflags": MOVFLAGS, "fflags": "+bitexact"}
+            options = {**(HLS_FRAGMENT if o.format == "hls" else FRAGMENT), "fflags": "+bitexact"}
         # HLS is a fragmented MP4 indexed by a playlist (agent/hls.py).
         muxer = "webm" if webm else "mp4"
         container = av.open(self._writer, mode="w", format=muxer, options=options)

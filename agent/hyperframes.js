@@ -36,8 +36,10 @@
   const hyperframes = Object.freeze({
     getVariables() { return { ...(scoped ?? topVariables()) }; },
   });
-  Object.defineProperty(window, "__hyperframes", { value: hyperframes, configurable: false });
-  Object.defineProperty(window, "__hfVariables", { get: () => window.framefleet.params });
+  // Read-only, but assigning to them (a page setting its own defaults) is not an error.
+  const ignore = () => {};
+  Object.defineProperty(window, "__hyperframes", { get: () => hyperframes, set: ignore });
+  Object.defineProperty(window, "__hfVariables", { get: () => window.framefleet.params, set: ignore });
 
   const variablesFor = (el) => {
     const host = el.closest("[data-composition-src]");
