@@ -19,12 +19,26 @@ from agent.page_pool import PagePool
 from agent.render import RenderLimits
 from agent.spot_notice import DRAIN_GRACE, POLL_INTERVAL, watch_spot_notice
 from framefleet.core.channel import Tls, open_channel
+from framefleet.core.jobspec import RENDERER_VERSION
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
 log = logging.getLogger("framefleet.agent")
 
 ACK_WAIT = 5.0  # seconds a draining agent waits for its last results to be acknowledged
+
+
+def _version() -> str:
+    """Sent in Hello's labels, for the console: the package and the renderer version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{version('framefleet-farm')} (renderer {RENDERER_VERSION})"
+    except PackageNotFoundError:
+        return f"renderer {RENDERER_VERSION}"
+
+
+VERSION = _version()
 
 
 @dataclass
@@ -75,7 +89,11 @@ class Agent:
         self.executor = JobExecutor(
             renderer, self._send, self._drain_requested, config.agent_id, config.output_roots
         )
-        hello = pb.Hello(agent_id=config.agent_id, slots=config.slots, labels=config.labels)
+        hello = pb.Hello(
+            agent_id=config.agent_id,
+            slots=config.slots,
+            labels={"version": VERSION, **config.labels},
+        )
         self.link = StreamLink(self._connect, hello, self.executor)
         self._done = asyncio.Event()
 

@@ -58,6 +58,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         slots = min(max(1, hello.slots), config.max_slots_per_agent)
         await self.farm.sessions.close_previous(agent_id)
         session = self.farm.sessions.register(agent_id, slots)
+        session.labels, session.last_seen = dict(hello.labels), self.farm.clock()
         session.send(
             pb.ConnectResponse(
                 welcome=pb.Welcome(
@@ -137,6 +138,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             await self.farm.agent_lost(record)
 
     async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:
+        session.last_seen = self.farm.clock()
         if session.silent:
             session.silent = False
             self.farm.work_available.set()

@@ -132,6 +132,14 @@ async def submit_batch(
     return record
 
 
+async def retry_failed_rows(farm: Farm, batch_id: str) -> int:
+    """The failed rows of a batch run again, in the same batch (the console's button)."""
+    count = await farm.store.retry_failed_rows(batch_id, farm.clock())
+    if count:
+        farm.work_available.set()
+    return count
+
+
 async def cancel_batch(farm: Farm, batch_id: str) -> BatchRecord | None:
     for before in await farm.store.cancel_batch(batch_id, farm.clock()):
         farm.fence(before, "batch cancelled by a client")

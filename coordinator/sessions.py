@@ -25,6 +25,9 @@ class Session:
     handler: asyncio.Task[object] | None = None
     # Closed because a newer stream of the same agent took over.
     replaced: bool = False
+    # What the console shows: the labels of its Hello (version), when it last spoke.
+    labels: dict[str, str] = field(default_factory=dict)
+    last_seen: float = 0.0
 
     @property
     def free_slots(self) -> int:

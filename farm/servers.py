@@ -128,6 +128,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyncio.Event) -> int:
+    from coordinator.console import add_console
     from coordinator.server import running_coordinator
 
     loop = asyncio.get_running_loop()
@@ -136,6 +137,7 @@ async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyn
             loop.add_signal_handler(signal.SIGHUP, coordinator.tokens.reload)
         # /healthz, /readyz, /metrics; other HTTP routes are added to this app.
         app = http_app(coordinator.ready)
+        add_console(app, coordinator.farm, coordinator.tokens)  # the web console, /console/
         async with _http(args.http, app, "coordinator", _server_tls(config)):
             # Tests and the local mode read the bound addresses from these lines.
             print(f"framefleet coordinator listening on {coordinator.address}", flush=True)

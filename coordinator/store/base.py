@@ -236,6 +236,11 @@ class JobStore(Protocol):
         """Marks a batch finished, once: False if it already was (another coordinator)."""
         ...
 
+    async def retry_failed_rows(self, batch_id: str, now: float) -> int:
+        """Queues a batch's failed rows again with fresh attempts, and reopens the batch (its
+        digest and manifest are made again when they end); returns how many."""
+        ...
+
     async def cancel_batch(self, batch_id: str, now: float) -> list[JobRecord]:
         """Cancels every row that has not ended; returns those rows as they were before."""
         ...

@@ -373,6 +373,24 @@ class SqlStore:
         )
         return changed == 1
 
+    async def retry_failed_rows(self, batch_id: str, now: float) -> int:
+        async with self.transaction() as db:
+            count = await db.execute(
+                "UPDATE jobs SET state = 'queued', attempt = 0, interruptions = 0,"
+                " available_at = ?, lease_owner = NULL, lease_expires_at = NULL, frames_done = 0,"
+                " error_class = NULL, error_message = NULL, started_at = NULL,"
+                " finished_at = NULL, upload_id = NULL WHERE batch_id = ? AND state = 'failed'",
+                now,
+                batch_id,
+            )
+            if count:  # running again: a new digest and manifest when these rows end
+                await db.execute(
+                    "UPDATE batches SET finished_at = NULL, digest = NULL, manifest_url = NULL"
+                    " WHERE id = ?",
+                    batch_id,
+                )
+        return count
+
     async def cancel_batch(self, batch_id: str, now: float) -> list[JobRecord]:
         async with self.transaction() as db:
             before = await db.fetch(
