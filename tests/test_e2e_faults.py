@@ -150,8 +150,9 @@ async def test_sigterm_drains_and_hands_back_at_once(fresh_farm: Farm, client: A
     draining = fresh_farm.start_agent("draining", "--slots", "1", "--drain-grace", "0.5")
     long = await client.submit(job("rgb(255,255,0)", frames=600))
     await leased_to(client, long.id)
-    fresh_farm.start_agent("other", "--slots", "1")
-    await asyncio.sleep(1.0)  # the other agent is connected and idle
+    other = fresh_farm.start_agent("other", "--slots", "1")
+    connected = '"msg": "connected"'
+    wait_until(lambda: connected in other.log.read_text(), 30, "the other agent to connect")
     draining.signal(signal.SIGTERM)
     signalled = time.monotonic()
     async for update in client.watch(long.id):

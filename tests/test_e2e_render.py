@@ -138,11 +138,13 @@ async def test_bad_output_settings_are_refused_at_submit(
     spec = box_job()
     spec.output.CopyFrom(output)
     async with AsyncClient(farm.address) as client:
+        before = {job.id for job in await client.list()}
         with pytest.raises(FramefleetError) as refused:
             await client.submit(spec)
         assert reason in str(refused.value)
         assert refused.value.error_class == ErrorClass.INVALID_JOB
-        assert not [j for j in await client.list() if j.frames_total == 0]
+        # Nothing was queued: the newest jobs are the ones there were before.
+        assert {job.id for job in await client.list()} == before
 
 
 async def test_cancel_stops_a_render(farm: Farm) -> None:

@@ -161,7 +161,13 @@ async def test_metrics_on_coordinator_and_agent(
         broken = template_job(TEMPLATES / "throws.html", width=64, height=64, fps=10, frames=3)
         with pytest.raises(FramefleetError):
             await client.wait((await client.submit(broken)).id)
-    await asyncio.sleep(2.5)  # the job-state gauges are sampled every 2 s
+    # The job-state gauges are sampled every 2 s: wait until a sample shows the failed job.
+    await asyncio.to_thread(
+        wait_until,
+        lambda: scrape(coordinator_port).get('framefleet_jobs{state="failed"}', 0) >= 1,
+        30,
+        "the job-state gauges to be sampled",
+    )
     after = scrape(coordinator_port)
 
     def delta(name: str) -> float:
@@ -176,7 +182,7 @@ async def test_metrics_on_coordinator_and_agent(
     assert after['framefleet_jobs{state="failed"}'] >= 1
     assert after["framefleet_queue_depth"] == 0
     assert after["framefleet_agents_connected"] == 1
-    assert "framefleet_lease_expiries_total" in after
+    assert delta("framefleet_lease_expiries_total") == 0  # every lease ended as it should
 
     agent = scrape(agent_port)
     assert agent['framefleet_agent_renders_total{outcome="succeeded"}'] >= 1
