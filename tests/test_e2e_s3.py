@@ -5,7 +5,9 @@ destination; the objects are downloaded and decoded as a user would."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from framefleet import AsyncClient, ErrorClass, FramefleetError, template_job
 from framefleet.core.jobspec import output_key
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm
+from tests.farm_processes import Farm, wait_until
 from tests.moto_server import (
     CREDENTIALS,
     MotoServer,
@@ -253,10 +255,17 @@ async def test_a_killed_agents_upload_is_aborted_by_the_coordinator(tmp_path: Pa
         doomed = farm.start_agent("doomed", "--slots", "1", env=s3_env)
         async with AsyncClient(farm.address) as client:
             job = await client.submit(noise_job(unique_colour(), 240))
-            async for update in client.watch(job.id):
-                if update.job.frames_done >= 40:  # parts are up and the upload id reported
-                    break
-            await asyncio.sleep(0.6)
+
+            # The precondition: the agent has told the coordinator the upload id.
+            def upload_id_recorded() -> bool:
+                database = f"file:{tmp_path}/jobs.db?mode=ro"
+                with contextlib.closing(sqlite3.connect(database, uri=True)) as db:
+                    row = db.execute(
+                        "SELECT upload_id FROM jobs WHERE id = ?", (job.id,)
+                    ).fetchone()
+                return bool(row and row[0])
+
+            await asyncio.to_thread(wait_until, upload_id_recorded, 60, "the upload id")
             async with s3_client(moto.url) as s3:
                 assert len(await open_uploads(s3, BUCKET)) == 1
             doomed.signal(signal.SIGKILL)
