@@ -76,7 +76,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         metrics.AGENTS.inc()
         try:
             await self._reconcile(session, hello.leases)
-            self.farm.work_available.set()
+            self.farm.leases.wake()
             async for message in requests:
                 try:
                     await self._handle(session, message)
@@ -124,24 +124,22 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         """Keeps the leases both sides agree on, cancels the agent's stale ones, and fails at
         once (retryable, an attempt spent) the ones the agent no longer has: it restarted,
         and a job that keeps killing its agent must run out of attempts."""
+        book = self.farm.leases
         ours = {r.id: r for r in await self.farm.store.leases_of(session.agent_id)}
-        now = self.farm.clock()
         for lease in reported:
             record = ours.pop(lease.job_id, None)
             if record is not None and record.fencing_token == lease.fencing_token:
-                session.held[lease.job_id] = (lease.fencing_token, now)
+                book.keep(session, lease.job_id, lease.fencing_token)
             else:
-                session.cancel(lease.job_id, lease.fencing_token, STALE)
-        if session.held:
-            await self.farm.renew(session.agent_id, [(j, t) for j, (t, _) in session.held.items()])
+                book.cancel(session, lease.job_id, lease.fencing_token, STALE)
+        if kept := book.held(session):
+            await self.farm.renew(session.agent_id, list(kept.items()))
         for record in ours.values():
             await self.farm.agent_lost(record)
 
     async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:
         session.last_seen = self.farm.clock()
-        if session.silent:
-            session.silent = False
-            self.farm.work_available.set()
+        self.farm.leases.heard_from(session)
         kind = message.WhichOneof("message")
         if kind == "bundle":
             # In order; each run of consecutive Completed messages is one store call.
@@ -158,35 +156,28 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         elif kind == "progress":
             progress = message.progress
             if not await self.farm.progress(session.agent_id, progress):
-                session.cancel(progress.lease.job_id, progress.lease.fencing_token, STALE)
+                lease = progress.lease
+                self.farm.leases.cancel(session, lease.job_id, lease.fencing_token, STALE)
         elif kind == "completed":
             await self._complete(session, [message.completed])
         elif kind == "failed":
             lease = message.failed.lease
             accepted = await self.farm.fail(session.agent_id, message.failed) is not None
-            self._settle(session, lease, accepted)
+            self.farm.leases.settle(session, lease, accepted)
         elif kind == "released":
             lease = message.released.lease
             released = await self.farm.release(
                 session.agent_id, lease.job_id, lease.fencing_token, interrupted=True
             )
             accepted = released is not None
-            self._settle(session, lease, accepted)
+            self.farm.leases.settle(session, lease, accepted)
         else:
             log.warning("unexpected agent message %s", kind, extra={"agent_id": session.agent_id})
 
     async def _complete(self, session: Session, reports: list[pb.Completed]) -> None:
         accepted = {r.id for r in await self.farm.complete(session.agent_id, reports)}
         for report in reports:
-            self._settle(session, report.lease, report.lease.job_id in accepted)
-
-    def _settle(self, session: Session, lease: pb.LeaseRef, accepted: bool) -> None:
-        """The agent is done with a lease: free the slot and acknowledge."""
-        held = session.held.get(lease.job_id)
-        if held is not None and held[0] == lease.fencing_token:
-            del session.held[lease.job_id]
-        session.send(pb.ConnectResponse(ack=pb.Ack(lease=lease, accepted=accepted)))
-        self.farm.work_available.set()
+            self.farm.leases.settle(session, report.lease, report.lease.job_id in accepted)
 
     async def _heartbeat(self, session: Session, heartbeat: pb.Heartbeat) -> None:
         session.draining = heartbeat.draining
@@ -194,11 +185,9 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         renewed = await self.farm.renew(session.agent_id, list(reported.items()))
         for job_id, token in reported.items():
             if job_id not in renewed:
-                session.cancel(job_id, token, STALE)
+                self.farm.leases.cancel(session, job_id, token, STALE)
         # Leases we granted that the agent does not report, given time for the Assign to
         # arrive, were lost on the way: requeue them now rather than after the TTL.
-        cutoff = self.farm.clock() - 2 * self.farm.config.heartbeat_interval
-        for job_id, (token, assigned_at) in list(session.held.items()):
-            if job_id not in reported and assigned_at < cutoff:
-                del session.held[job_id]
-                await self.farm.release(session.agent_id, job_id, token)
+        grace = 2 * self.farm.config.heartbeat_interval
+        for job_id, token in self.farm.leases.lost_in_transit(session, reported, grace):
+            await self.farm.release(session.agent_id, job_id, token)

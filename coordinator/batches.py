@@ -126,7 +126,7 @@ async def submit_batch(
     except BaseException:
         await farm.store.discard_rows(batch.id)  # nothing of a refused batch stays
         raise
-    farm.work_available.set()
+    farm.leases.wake()
     record = await farm.store.get_batch(batch.id)
     assert record is not None
     return record
@@ -136,7 +136,7 @@ async def retry_failed_rows(farm: Farm, batch_id: str) -> int:
     """The failed rows of a batch run again, in the same batch (the console's button)."""
     count = await farm.store.retry_failed_rows(batch_id, farm.clock())
     if count:
-        farm.work_available.set()
+        farm.leases.wake()
     return count
 
 

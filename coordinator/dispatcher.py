@@ -7,7 +7,6 @@ expiry, a freed slot) and on a short tick, for retries whose backoff has run out
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from coordinator.farm import Farm
 from coordinator.sessions import Session
@@ -25,11 +24,12 @@ async def dispatch_once(farm: Farm) -> int:
     session per round; returns how many leases were granted."""
     granted = 0
     while True:
-        ready = [s for s in farm.sessions.rotated() if s.free_slots > 0]
+        ready = [s for s in farm.sessions.rotated() if farm.leases.free_slots(s) > 0]
         if not ready:
             return granted
         for session in ready:
-            records = await farm.claim(session.agent_id, min(session.free_slots, CLAIM_CHUNK))
+            limit = min(farm.leases.free_slots(session), CLAIM_CHUNK)
+            records = await farm.claim(session.agent_id, limit)
             if not records:
                 return granted
             for record in records:
@@ -38,7 +38,7 @@ async def dispatch_once(farm: Farm) -> int:
 
 
 async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Assign:
-    session.held[record.id] = (record.fencing_token, farm.clock())
+    farm.leases.grant(session, record.id, record.fencing_token)
     spec = pb.JobSpec.FromString(record.spec)
     if record.source_key not in session.sources_sent:
         spec.MergeFrom(await farm.source(record.source_key))
@@ -58,9 +58,7 @@ async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Ass
 
 async def wait_for_work(farm: Farm) -> None:
     """Until there may be work to hand out (or a tick passes, for retries now due)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(farm.work_available.wait(), TICK_SECONDS)
+    await farm.leases.wait_for_work(TICK_SECONDS)
     # Let a burst of completions land first: then one claim fills several slots and the
     # assignments leave in one bundle.
     await asyncio.sleep(COALESCE_SECONDS)
-    farm.work_available.clear()

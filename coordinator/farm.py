@@ -15,6 +15,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.convert import job_message
 from coordinator.events import JobEvents
 from coordinator.job_trace import job_span
+from coordinator.lease_book import LeaseBook
 from coordinator.named_outputs import name_outputs
 from coordinator.retry_policy import RetryPolicy
 from coordinator.sessions import Sessions
@@ -48,8 +49,7 @@ class Farm:
         self.clock = config.clock
         self.events = JobEvents()
         self.sessions = Sessions()
-        # Set whenever there may be work to hand out.
-        self.work_available = asyncio.Event()
+        self.leases = LeaseBook(self.clock)
         # Recently used sources by key, so assignments need not read them back from the store.
         self._sources: dict[str, pb.JobSpec] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -185,7 +185,7 @@ class Farm:
             if request_id and (first := await self.store.find_request(tenant, request_id)):
                 return first
             raise
-        self.work_available.set()
+        self.leases.wake()
         return record
 
     async def check_quota(self, tenant: str, adding: int) -> None:
@@ -230,7 +230,7 @@ class Farm:
         """Tells the agent holding a lease that was just taken away to drop the job."""
         session = self.sessions.get(before.lease_owner)
         if session is not None and before.state == JobState.LEASED:
-            session.cancel(before.id, before.fencing_token, reason)
+            self.leases.cancel(session, before.id, before.fencing_token, reason)
 
     # --- agents ----------------------------------------------------------------------------
 
@@ -334,7 +334,7 @@ class Farm:
             error_message=transition.error_message or "",
         )
         self.publish(settled)
-        self.work_available.set()
+        self.leases.wake()
         return settled
 
     async def fail(self, agent_id: str, msg: pb.Failed) -> JobRecord | None:

@@ -10,6 +10,6 @@ async def reap_once(farm: Farm) -> int:
     for record in expired:
         session = farm.sessions.get(record.lease_owner)
         if session is not None:
-            session.silent = True
-            session.cancel(record.id, record.fencing_token, "lease expired")
+            farm.leases.mark_silent(session)
+            farm.leases.cancel(session, record.id, record.fencing_token, "lease expired")
     return len(expired)

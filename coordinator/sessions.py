@@ -1,4 +1,4 @@
-"""Connected agents: one session per agent stream, with the leases the coordinator gave it."""
+"""Connected agents: one session per agent stream (its leases are in lease_book.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ from dataclasses import dataclass, field
 from framefleet.v1 import framefleet_pb2 as pb
 
 
-@dataclass
+@dataclass(eq=False)  # one per stream, compared by identity
 class Session:
     agent_id: str
     slots: int
     epoch: int
-    # job id -> (fencing token, time assigned)
-    held: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # The agent said it is draining (a spot notice, SIGTERM): it takes no new work.
     draining: bool = False
-    # A lease of this session expired: it stopped heartbeating (frozen, partitioned). It gets
-    # no work until it speaks again.
-    silent: bool = False
     outbox: asyncio.Queue[pb.ConnectResponse] = field(default_factory=asyncio.Queue)
     # Sources already sent on this stream; the agent keeps them for later jobs.
     sources_sent: set[str] = field(default_factory=set)
@@ -29,19 +25,8 @@ class Session:
     labels: dict[str, str] = field(default_factory=dict)
     last_seen: float = 0.0
 
-    @property
-    def free_slots(self) -> int:
-        if self.draining or self.silent:
-            return 0
-        return max(0, self.slots - len(self.held))
-
     def send(self, message: pb.ConnectResponse) -> None:
         self.outbox.put_nowait(message)
-
-    def cancel(self, job_id: str, token: int, reason: str) -> None:
-        self.held.pop(job_id, None)
-        lease = pb.LeaseRef(job_id=job_id, fencing_token=token)
-        self.send(pb.ConnectResponse(cancel=pb.Cancel(lease=lease, reason=reason)))
 
 
 class Sessions:

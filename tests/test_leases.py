@@ -118,7 +118,7 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
     ids = [[x.lease.job_id for x in got] for got in (got_a, got_b, got_c)]
     assert [len(i) for i in ids] == [2, 2, 1]
     assert sorted(j for i in ids for j in i) == sorted(jobs[:5])
-    assert a.free_slots == b.free_slots == c.free_slots == 0
+    assert [farm.leases.free_slots(s) for s in (a, b, c)] == [0, 0, 0]
 
     for session, got in ((a, got_a), (b, got_b), (c, got_c)):
         # The template goes once per stream; later assignments name it by key.
@@ -135,7 +135,7 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
             assert assign.output_url == record.output_url
             expected = spec(variant=jobs.index(assign.lease.job_id))
             assert sources.without_source(assign.spec) == sources.without_source(expected)
-            assert session.held[assign.lease.job_id] == (record.fencing_token, clock.now)
+            assert farm.leases.held(session)[assign.lease.job_id] == record.fencing_token
 
     # Every slot is taken: the last two jobs wait.
     assert await dispatch_once(farm) == 0
@@ -148,7 +148,8 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
         "agent-c", [pb.Completed(lease=done.lease, output_url="file:///c.mp4")]
     )
     assert completed
-    del c.held[done.lease.job_id]
+    farm.leases.settle(c, done.lease, accepted=True)  # what the agent service does
+    assert [m.WhichOneof("message") for m in drain(c)] == ["ack"]
     assert await dispatch_once(farm) == 1
     assert [x.lease.job_id for x in assigns(c)] == [jobs[5]]
     assert assigns(a) == assigns(b) == []
@@ -164,7 +165,7 @@ async def test_dispatch_with_no_work_or_no_sessions_grants_nothing(
     assert await dispatch_once(farm) == 1
     assert [x.lease.job_id for x in assigns(a)] == [job]
     assert await dispatch_once(farm) == 0  # no more work
-    assert a.free_slots == 2
+    assert farm.leases.free_slots(a) == 2
 
 
 async def test_draining_session_gets_nothing(lease_farm: Farm, clock: FakeClock) -> None:
@@ -180,7 +181,7 @@ async def test_draining_session_gets_nothing(lease_farm: Farm, clock: FakeClock)
     healthy = farm.sessions.register("agent-healthy", slots=2)
     assert await dispatch_once(farm) == 2
     assert drain(draining) == []
-    assert draining.held == {}
+    assert farm.leases.held(draining) == {}
     assert [x.lease.job_id for x in assigns(healthy)] == jobs[:2]
     assert await farm.store.leases_of("agent-draining") == []
 
@@ -217,13 +218,13 @@ async def test_reaper_requeues_expired_lease_and_cancels_the_holder(
     assert cancel.lease.job_id == job
     assert cancel.lease.fencing_token == first.lease.fencing_token
     assert cancel.reason == "lease expired"
-    assert holder.held == {}
+    assert farm.leases.held(holder) == {}
     assert await reap_once(farm) == 0
 
     # A holder whose lease expired stopped heartbeating: no work until it speaks again.
-    assert holder.silent
+    assert farm.leases.is_silent(holder)
     assert await dispatch_once(farm) == 0
-    holder.silent = False  # what the agent service does on the holder's next message
+    farm.leases.heard_from(holder)  # what the agent service does on the holder's next message
 
     # The job goes out again, after its backoff, with a bigger token; the old holder's token
     # is stale.
@@ -286,7 +287,7 @@ async def test_retryable_failure_backs_off_before_redispatch(
 ) -> None:
     farm = lease_farm
     session = farm.sessions.register("agent-a", slots=1)
-    (job,) = await submit(farm, clock, 1)
+    await submit(farm, clock, 1)
     token = 0
     for attempt in (1, 2):
         assert await dispatch_once(farm) == 1
@@ -310,7 +311,9 @@ async def test_retryable_failure_backs_off_before_redispatch(
         assert failed.error_class == ErrorClass.BROWSER_CRASHED
         delay = RETRY_BASE * 2 ** (attempt - 1)
         assert failed_at + delay * 0.5 <= failed.available_at <= failed_at + delay
-        del session.held[job]  # what the agent service does when it acknowledges a Failed
+        # What the agent service does when it acknowledges a Failed.
+        farm.leases.settle(session, assign.lease, accepted=True)
+        drain(session)
 
         # Not before the backoff has run out...
         assert await dispatch_once(farm) == 0
@@ -335,7 +338,7 @@ async def test_retryable_failure_backs_off_before_redispatch(
 async def test_non_retryable_failure_fails_at_once(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
     session = farm.sessions.register("agent-a", slots=1)
-    (job,) = await submit(farm, clock, 1)
+    await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
     failed = await farm.fail(
@@ -351,7 +354,8 @@ async def test_non_retryable_failure_fails_at_once(lease_farm: Farm, clock: Fake
     assert failed.state == JobState.FAILED
     assert failed.finished_at == clock.now
     assert failed.error_message == "ReferenceError: x is not defined"
-    del session.held[job]
+    farm.leases.settle(session, assign.lease, accepted=True)
+    drain(session)
     clock.advance(10_000)
     assert await dispatch_once(farm) == 0
 
@@ -361,7 +365,7 @@ async def test_the_coordinator_classifies_failures_not_the_agent(
 ) -> None:
     farm = lease_farm
     session = farm.sessions.register("agent-a", slots=1)
-    (job,) = await submit(farm, clock, 1)
+    await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
     # The agent says "retry", but a broken template never renders: failed at once. The enum is
@@ -375,7 +379,8 @@ async def test_the_coordinator_classifies_failures_not_the_agent(
     failed = await farm.fail("agent-a", claims_retryable)
     assert failed is not None
     assert (failed.state, failed.error_class) == (JobState.FAILED, ErrorClass.TEMPLATE_LOAD_ERROR)
-    del session.held[job]
+    farm.leases.settle(session, assign.lease, accepted=True)
+    drain(session)
     clock.advance(10_000)
     assert await dispatch_once(farm) == 0
 
@@ -418,7 +423,7 @@ async def test_cancel_leased_job_tells_the_holder(lease_farm: Farm, clock: FakeC
     assert after.finished_at == clock.now
     (cancel,) = cancels(holder)
     assert cancel.lease == assign.lease
-    assert holder.held == {}
+    assert farm.leases.held(holder) == {}
     assert drain(bystander) == []
 
     # The holder is fenced: its result is refused and the job stays cancelled.
@@ -505,4 +510,4 @@ async def test_submit_rejects_invalid_specs(lease_farm: Farm, bad: pb.JobSpec) -
         await lease_farm.submit(bad)
     assert raised.value.error_class == ErrorClass.INVALID_JOB
     assert await lease_farm.store.list_jobs([], 10) == []
-    assert not lease_farm.work_available.is_set()
+    assert not lease_farm.leases.woken

@@ -90,9 +90,9 @@ async def snapshot(farm: Farm, query: Query, principal: Principal) -> dict[str, 
         {
             "id": s.agent_id,
             "slots": s.slots,
-            "leases": len(s.held),
+            "leases": len(farm.leases.held(s)),
             "draining": s.draining,
-            "silent": s.silent,
+            "silent": farm.leases.is_silent(s),
             "version": s.labels.get("version", ""),
             "last_seen_seconds": round(now - s.last_seen, 1),
         }
