@@ -187,3 +187,33 @@ async def test_read_token_sees_its_own_and_cannot_act(
 async def client_get(farm: Farm, job_id: str) -> pb.Job:
     async with AsyncClient(farm.address) as client:
         return await client.get(job_id)
+
+
+async def test_retry_failed_rows_runs_them_again(
+    farm: Farm, browser: Browser, tmp_path: Path
+) -> None:
+    assert farm.trust is not None
+    spec = template_job(TEMPLATES / "maybe_throws.html", {}, width=64, height=64, frames=3)
+    async with AsyncClient(farm.address) as client:
+        batch = await client.submit_batch(
+            spec, [("ok", {"color": "blue"}), ("bad", {"color": "red", "explode": True})], "mixed"
+        )
+        await client.wait_batch(batch.id)
+        bad = next(j for j in await client.list([pb.JOB_STATE_FAILED]) if j.row_key == "bad")
+        errors: list[str] = []
+        page = await open_console(browser, farm, farm.trust.token, errors)
+        await page.click("nav a[data-view=batches]")
+        card = page.locator(f"[data-batch='{batch.id}']")
+        await card.locator("li", has_text="TEMPLATE_SCRIPT_ERROR").wait_for(timeout=WAIT_MS)
+        await shoot(page, tmp_path, "batches-failed")
+        await card.locator("button", has_text="Retry failed rows").click()
+        for _ in range(600):  # the row is queued and rendered (and fails) once more
+            again = await client.get(bad.id)
+            if again.started_at.ToNanoseconds() > bad.started_at.ToNanoseconds():
+                break
+            await page.wait_for_timeout(100)
+        else:
+            raise AssertionError("the failed row did not run again")
+        ok = next(j for j in await client.list([]) if j.row_key == "ok" and j.batch_id == batch.id)
+        assert ok.state == pb.JOB_STATE_SUCCEEDED and ok.attempt == 1  # left alone
+    assert errors == []

@@ -6,7 +6,15 @@ import asyncio
 from dataclasses import replace
 
 from coordinator.store import JobState, JobStore, NewBatch
-from tests.store_conformance.helpers import T0, TTL, complete_one, must_claim, must_get, new_job
+from tests.store_conformance.helpers import (
+    T0,
+    TTL,
+    complete_one,
+    fail,
+    must_claim,
+    must_get,
+    new_job,
+)
 
 
 class BatchTests:
@@ -81,3 +89,29 @@ class BatchTests:
                 lease.fencing_token,
             )
         assert all(r.state == JobState.CANCELLED for r in await store.batch_jobs("b"))
+
+    async def test_retry_failed_rows_reopens_the_batch(self, store: JobStore) -> None:
+        rows = [
+            replace(new_job(f"f{n}"), batch_id="f", row_key=f"r{n}", fair_rank=n) for n in range(2)
+        ]
+        await store.insert_batch(NewBatch("f", "retry", T0), rows, {})
+        bad = await must_claim(store, "agent", T0 + 1)
+        await fail(store, bad.id, bad.fencing_token, "CAPTURE_TIMEOUT", "slow", None, T0 + 2)
+        good = await must_claim(store, "agent", T0 + 3)
+        await complete_one(store, good.id, good.fencing_token, 9, T0 + 4)
+        assert await store.finish_batch("f", T0 + 5, "{}", "file:///m.json")
+
+        assert await store.retry_failed_rows("f", T0 + 6) == 1
+        again = await must_get(store, bad.id)
+        assert (again.state, again.attempt, again.error_class, again.finished_at) == (
+            JobState.QUEUED,
+            0,
+            None,
+            None,
+        )
+        assert (await must_get(store, good.id)).state == JobState.SUCCEEDED
+        reopened = await store.get_batch("f")
+        assert reopened is not None and reopened.finished_at is None and not reopened.digest
+        claimed = await must_claim(store, "agent", T0 + 7)
+        assert (claimed.id, claimed.attempt) == (bad.id, 1)
+        assert await store.retry_failed_rows("f", T0 + 8) == 0  # nothing failed now

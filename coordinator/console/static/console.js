@@ -11,7 +11,9 @@ const filters = { state: "", batch: "", tenant: "", page: 0 };
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
+    if (value === null || value === undefined || value === false) continue;
+    if (value === true) node.setAttribute(key, "");
+    else if (key === "class") node.className = value;
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value);
   }
@@ -143,10 +145,9 @@ function renderBatches(view) {
       b.manifest_url ? el("div", { class: "sub" }, "manifest: ", el("span", { class: "mono" }, b.manifest_url)) : null,
       el("div", { class: "actions" },
         el("button", { onclick: () => { location.hash = "#jobs"; setFilter("batch", b.id); } }, "Rows"),
-        canWrite ? el("button", { disabled: b.failed ? null : "", onclick: () => post(`/console/api/batches/${b.id}/retry`) }, "Retry failed rows") : null,
+        canWrite ? el("button", { disabled: !b.failed, onclick: () => post(`/console/api/batches/${b.id}/retry`) }, "Retry failed rows") : null,
         canWrite && open ? el("button", { class: "danger", onclick: () => post(`/console/api/batches/${b.id}/cancel`) }, "Cancel batch") : null));
   }));
-  for (const button of document.querySelectorAll("button[disabled='']")) button.disabled = true;
   $("no-batches").hidden = view.batches.length > 0;
 }
 
