@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 import psutil
 
@@ -31,14 +32,6 @@ def renderers() -> dict[int, psutil.Process]:
             if RENDERER_FLAG in child.cmdline():
                 found[child.pid] = child
     return found
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(times.user + times.system)
 
 
 class RendererWatch:
@@ -77,15 +70,38 @@ class RendererWatch:
         return self._kills.pop(0)[1] if self._kills else None
 
 
-async def busy_renderers(seconds: float, share: float) -> dict[int, psutil.Process]:
-    """Renderers that spent at least ``share`` of the next ``seconds`` on the CPU."""
-    before = {pid: (p, _cpu_seconds(p)) for pid, p in (await asyncio.to_thread(renderers)).items()}
-    await asyncio.sleep(seconds)
-    return {
-        pid: process
-        for pid, (process, cpu) in before.items()
-        if _cpu_seconds(process) - cpu >= share * seconds
-    }
+def _main_thread_seconds(process: psutil.Process) -> tuple[float, float]:
+    """Seconds the renderer's main thread (where a template's JavaScript runs) has spent on a
+    CPU, and on a CPU or waiting in the run queue for one (from /proc/PID/schedstat)."""
+    on_cpu, waiting, _ = Path(f"/proc/{process.pid}/schedstat").read_text().split()
+    return int(on_cpu) / 1e9, (int(on_cpu) + int(waiting)) / 1e9
+
+
+async def spinning_renderers(cpu_seconds: float, within: float) -> dict[int, psutil.Process]:
+    """Renderers whose main thread spends ``cpu_seconds`` on the CPU from now on, watched for
+    as long as some renderer keeps wanting the CPU (running or runnable; a starved machine gives
+    a loop less of it, so it takes longer) and at most ``within`` seconds. A renderer that
+    sleeps (waits on a timer, the network, a promise) is not spinning."""
+    start = {}
+    for pid, process in (await asyncio.to_thread(renderers)).items():
+        with contextlib.suppress(OSError):
+            start[pid] = (process, _main_thread_seconds(process))
+    began = time.monotonic()
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        elapsed = time.monotonic() - began
+        spinning, wanting = {}, False
+        for pid, (process, (cpu0, wanted0)) in start.items():
+            try:
+                cpu, wanted = _main_thread_seconds(process)
+            except OSError:
+                continue  # it exited
+            if cpu - cpu0 >= cpu_seconds:
+                spinning[pid] = process
+            elif wanted - wanted0 >= 0.8 * elapsed:
+                wanting = True
+        if elapsed >= within or (elapsed >= 1.0 and not wanting):
+            return spinning
 
 
 async def any_exit(processes: dict[int, psutil.Process], within: float) -> bool:

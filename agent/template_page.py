@@ -20,7 +20,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, CDPSession, Frame, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
-from agent.renderers import RendererWatch, any_exit, busy_renderers
+from agent.renderers import RendererWatch, any_exit, spinning_renderers
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -33,10 +33,11 @@ INDEX = f"{ORIGIN}/index.html"
 # Virtual time, then the HyperFrames runtime on top of it.
 RUNTIME_JS = "\n".join(files("agent").joinpath(f).read_text() for f in RUNTIME_FILES)
 DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
-# A frame past its timeout is the template's (an endless loop) when its renderer keeps at least
-# this share of a core busy over the probe that follows; a starved machine gives it less.
-HANG_PROBE_SECONDS = 2.0
-HANG_CPU_SHARE = 0.25
+# A frame past its timeout is the template's (an endless loop) when its renderer's main thread
+# then spends this much more time on the CPU, watched while it keeps wanting the CPU (longer on a
+# starved machine) up to HANG_PROBE_SECONDS; a renderer that sleeps instead is not looping.
+HANG_CPU_SECONDS = 0.5
+HANG_PROBE_SECONDS = 15.0
 # After the first frame's timeout, how much longer an onSeek promise may take to settle before
 # it counts as never settling (a template error) rather than slow (a retryable timeout).
 SEEK_GRACE = 5.0
@@ -90,6 +91,7 @@ class TemplatePage:
         # What the template tried that a page may not do (a popup, a navigation away): the
         # job fails as TEMPLATE_FORBIDDEN and the context is never reused.
         self.forbidden = ""
+        self._left = asyncio.Event()  # set with ``forbidden``
         # Set when the renderer was killed for its memory (the RSS then), or burned CPU through
         # a frame that never returned: the template's failures, not the machine's.
         self._over_memory: int | None = None
@@ -136,16 +138,19 @@ class TemplatePage:
 
     def _forbid(self, what: str) -> None:
         self.forbidden = self.forbidden or what
+        self._left.set()
 
     def _check_navigation(self, frame: Frame) -> None:
         # Navigations without a request (history.back() to about:blank) pass no route.
         if frame.parent_frame is None and frame.url.split("#", 1)[0] != INDEX:
             self._forbid(f"the template navigated to {frame.url[:200]}")
 
-    def _note_navigation(self, error: PlaywrightError) -> None:
-        # Our script's page went away under it: the event saying where to may come later.
-        if "context was destroyed" in str(error.message):
-            self._forbid("the template navigated away from its page")
+    async def _note_navigation(self, error: PlaywrightError) -> None:
+        # Our script's page went away under it: the event saying where to may come just after.
+        if "context was destroyed" in str(error.message) and not self.forbidden:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._left.wait()
 
     async def _refuse_page(self, page: Page) -> None:
         self._forbid(f"the template opened another page ({page.url})")
@@ -229,7 +234,7 @@ class TemplatePage:
                 f"the template was not ready within {ready_timeout:g}s",
             ) from None
         except PlaywrightError as e:
-            self._note_navigation(e)
+            await self._note_navigation(e)
             self.raise_if_broken()
             raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"loading failed: {e}") from e
         self.raise_if_broken()
@@ -251,7 +256,7 @@ class TemplatePage:
         try:
             return await self.page.evaluate(script, arg)
         except PlaywrightError as e:
-            self._note_navigation(e)
+            await self._note_navigation(e)
             self.raise_if_broken()
             raise template_error(e) from e
 
@@ -283,14 +288,14 @@ class TemplatePage:
         return int(usage["usedSize"])
 
     async def _blame_hang(self, what: str) -> None:
-        """After a frame overran: if a renderer keeps burning CPU and is the one that goes away
-        when this page's context is closed, the frame is in an endless loop (the template's
-        fault, not retried); otherwise the machine was too slow and the failure is retryable."""
-        busy = await busy_renderers(HANG_PROBE_SECONDS, HANG_CPU_SHARE)
+        """After a frame overran: if a renderer keeps spinning on the CPU and is the one that
+        goes away when this page's context is closed, the frame is in an endless loop (the
+        template's fault, not retried); otherwise the machine or browser stalled (retryable)."""
+        busy = await spinning_renderers(HANG_CPU_SECONDS, HANG_PROBE_SECONDS)
         with contextlib.suppress(PlaywrightError):
             await self.close()
         if busy and await any_exit(busy, within=5.0):
-            self._hung = f"{what}, its renderer busy on the CPU throughout: an endless loop?"
+            self._hung = f"{what} and its renderer kept spinning on the CPU: an endless loop?"
 
     async def frame(self, ms: float, limit: float) -> bytes:
         """Seeks to virtual time ``ms`` and captures the frame as JPEG. A frame that shows the
@@ -303,6 +308,7 @@ class TemplatePage:
                     # A throw from the template's side (onSeek, a timeline) is its error.
                     if not self.page.is_closed() and self.context.browser is not None:
                         if self.context.browser.is_connected():
+                            await self._note_navigation(e)
                             self.raise_if_broken()
                             raise template_error(e) from e
                     raise
@@ -323,7 +329,7 @@ class TemplatePage:
                 ErrorClass.CAPTURE_TIMEOUT, f"frame at {ms:.0f} ms took over {limit:g}s"
             ) from None
         except PlaywrightError as e:
-            self._note_navigation(e)
+            await self._note_navigation(e)
             self.raise_if_broken()
             raise FramefleetError(ErrorClass.BROWSER_CRASHED, f"capture failed: {e}") from e
         self.raise_if_broken()

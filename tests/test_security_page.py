@@ -226,6 +226,23 @@ def renderer_status(pid: int) -> dict[str, str]:
     return status
 
 
+def readable_by(user: str, farm: Farm, folder: Path) -> list[str]:
+    """The farm's TLS options for an agent, with copies of its files that ``user`` may read
+    (the originals sit in root's own temporary folder)."""
+    if farm.trust is None:
+        return []
+    entry = pwd.getpwnam(user)
+    args = farm.trust.agent_args("sandboxed")
+    for n, arg in enumerate(args):
+        if arg.startswith("/"):
+            copy = folder / f"tls-{n}-{Path(arg).name}"
+            shutil.copyfile(arg, copy)
+            os.chown(copy, entry.pw_uid, entry.pw_gid)
+            copy.chmod(0o600)
+            args[n] = str(copy)
+    return args
+
+
 async def test_the_agent_as_a_non_root_user_renders_with_chromiums_sandbox(
     tmp_path: Path,
 ) -> None:
@@ -243,9 +260,10 @@ async def test_the_agent_as_a_non_root_user_renders_with_chromiums_sandbox(
     farm = Farm(tmp_path)
     try:
         farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", out)
+        command = [python, "-m", "framefleet", "agent", "--coordinator", farm.agent_address]
         agent = farm._spawn(
             "agent",
-            [python, "-m", "framefleet", "agent", "--coordinator", farm.address, "--slots", "1"],
+            [*command, "--slots", "1", *readable_by(user, farm, out)],
             subprocess.DEVNULL,
             {**env, "HOME": str(out)},
             user=user,
