@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -32,9 +34,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scrape(port: int) -> dict[str, float]:
-    """Metric samples by name with labels, e.g. 'framefleet_jobs{state="queued"}'."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+def scrape(port: int, ca: Path | None = None) -> dict[str, float]:
+    """Metric samples by name with labels, e.g. 'framefleet_jobs{state="queued"}'. ``ca``: the
+    address serves HTTPS (a coordinator with a certificate)."""
+    context = ssl.create_default_context(cafile=ca) if ca else None
+    url = f"{'https' if ca else 'http'}://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
         text = response.read().decode()
     samples = {}
     for line in text.splitlines():
@@ -151,7 +156,8 @@ async def test_metrics_on_coordinator_and_agent(
     traced: tuple[Farm, OtlpReceiver, int, int],
 ) -> None:
     farm, _, coordinator_port, agent_port = traced
-    before = scrape(coordinator_port)
+    ca = farm.trust.ca if farm.trust else None  # the coordinator serves HTTPS with its cert
+    before = scrape(coordinator_port, ca)
     async with AsyncClient(farm.address) as client:
         good = template_job(
             TEMPLATES / "solid.html", {"color": "navy"}, width=64, height=64, fps=10, frames=7
@@ -164,11 +170,11 @@ async def test_metrics_on_coordinator_and_agent(
     # The job-state gauges are sampled every 2 s: wait until a sample shows the failed job.
     await asyncio.to_thread(
         wait_until,
-        lambda: scrape(coordinator_port).get('framefleet_jobs{state="failed"}', 0) >= 1,
+        lambda: scrape(coordinator_port, ca).get('framefleet_jobs{state="failed"}', 0) >= 1,
         30,
         "the job-state gauges to be sampled",
     )
-    after = scrape(coordinator_port)
+    after = scrape(coordinator_port, ca)
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
