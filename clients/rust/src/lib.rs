@@ -75,7 +75,10 @@ impl Client {
     /// Queues a job and returns its record (queued, or succeeded at once when the same output
     /// already exists). A refused job is [`Error::Refused`] with class `INVALID_JOB`.
     pub async fn submit(&self, spec: JobSpec) -> Result<Job, Error> {
-        let request = SubmitJobRequest { spec: Some(spec) };
+        let request = SubmitJobRequest {
+            spec: Some(spec),
+            ..Default::default()
+        };
         let response = self
             .jobs
             .clone()
@@ -425,6 +428,7 @@ pub fn new_job<K: Into<String>>(
             codec: "h264".to_string(),
             crf: options.crf,
             preset: options.preset,
+            ..Default::default()
         }),
         destination: options.destination,
         priority: options.priority,
