@@ -28,6 +28,9 @@ type Options struct {
 	Labels      map[string]string
 	// Render even if an output for this content and destination already exists.
 	Force bool
+	// A readable output name besides the content-addressed one, e.g. "{row_key}.mp4" or
+	// "{batch}/{name}.mp4" (fields: row_key, batch, batch_id, key, or a parameter).
+	Name string
 }
 
 // assetSuffixes are the files beside a template that LoadTemplate bundles with it.
@@ -109,6 +112,7 @@ func NewJob(template *pb.Template, params map[string]any, opts Options) (*pb.Job
 		MaxAttempts: opts.MaxAttempts,
 		Labels:      opts.Labels,
 		Force:       opts.Force,
+		OutputName:  opts.Name,
 	}, nil
 }
 

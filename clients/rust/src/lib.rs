@@ -396,6 +396,9 @@ pub struct Options {
     pub labels: HashMap<String, String>,
     /// Render even if an output for this content and destination already exists.
     pub force: bool,
+    /// A readable output name besides the content-addressed one, e.g. "{row_key}.mp4" or
+    /// "{batch}/{name}.mp4" (fields: row_key, batch, batch_id, key, or a parameter).
+    pub name: String,
 }
 
 impl Options {
@@ -435,6 +438,7 @@ pub fn new_job<K: Into<String>>(
         max_attempts: options.max_attempts,
         labels: options.labels,
         force: options.force,
+        output_name: options.name,
         ..Default::default()
     }
 }
