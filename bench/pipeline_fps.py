@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.browser import Chromium
+from agent.browser import CAPTURE, CAPTURE_MODES, Chromium
 from agent.encoder import H264Encoder
 from agent.render import RenderLimits, render
 from agent.template_page import TemplatePage
@@ -213,7 +213,7 @@ async def bench(args: argparse.Namespace) -> int:
     # parameters in place between renders. --reload navigates afresh for every pass.
     key = "" if args.reload else jobspec.source_key(spec)
 
-    chromium = await Chromium.launch()
+    chromium = await Chromium.launch(capture=args.capture)
     pipeline: list[Run] = []
     capture: list[Run] = []
     encode: list[Run] = []
@@ -254,7 +254,8 @@ async def bench(args: argparse.Namespace) -> int:
     print(
         f"pipeline_fps: {Path(args.template).name} ({Path(args.params).name}), "
         f"{WIDTH}x{HEIGHT} @ {FPS} fps, {frames} frames, {args.rounds} rounds, "
-        f"{'reload' if args.reload else 'warm page (parameters swapped in place)'}"
+        f"{'reload' if args.reload else 'warm page (parameters swapped in place)'}, "
+        f"capture {args.capture}"
     )
     load_after = os.getloadavg()
     print(
@@ -289,6 +290,9 @@ def main() -> int:
     parser.add_argument("--params", default=str(PARAMS), help="JSON object of parameters")
     parser.add_argument(
         "--fixed-order", action="store_true", help="always pipeline first (default: alternate)"
+    )
+    parser.add_argument(
+        "--capture", choices=CAPTURE_MODES, default=CAPTURE, help="capture mode (beginframe)"
     )
     parser.add_argument("--no-encode-only", action="store_true", help="skip the encode-only row")
     parser.add_argument(
