@@ -305,7 +305,9 @@ class TemplatePage:
                 try:
                     await self.page.evaluate("ms => window.__framefleet.seek(ms)", ms)
                 except PlaywrightError as e:
-                    # A throw from the template's side (onSeek, a timeline) is its error.
+                    # A throw from the template's side (onSeek, a timeline) is its error,
+                    # unless it navigated away (TEMPLATE_FORBIDDEN) or the browser went.
+                    self._note_navigation(e)
                     if not self.page.is_closed() and self.context.browser is not None:
                         if self.context.browser.is_connected():
                             await self._note_navigation(e)
