@@ -307,7 +307,6 @@ class TemplatePage:
                 except PlaywrightError as e:
                     # A throw from the template's side (onSeek, a timeline) is its error,
                     # unless it navigated away (TEMPLATE_FORBIDDEN) or the browser went.
-                    self._note_navigation(e)
                     if not self.page.is_closed() and self.context.browser is not None:
                         if self.context.browser.is_connected():
                             await self._note_navigation(e)
