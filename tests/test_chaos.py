@@ -55,6 +55,20 @@ def completions(log: Path) -> dict[str, int]:
     return counts
 
 
+async def rendering_agent(address: str, names: list[str], rng: random.Random) -> str | None:
+    """One of ``names`` that holds a lease right now (waits up to a minute for one), or None
+    when no job is left to lease."""
+    async with AsyncClient(address) as client, asyncio.timeout(60):
+        while True:
+            leased = await client.list([pb.JOB_STATE_LEASED], JOBS)
+            holders = sorted({job.agent_id for job in leased} & set(names))
+            if holders:
+                return rng.choice(holders)
+            if not await client.list([pb.JOB_STATE_QUEUED], 1) and not leased:
+                return None
+            await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 async def test_chaos_loses_nothing_and_runs_nothing_twice(
     store: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -77,10 +91,14 @@ async def test_chaos_loses_nothing_and_runs_nothing_twice(
             for n in range(JOBS):
                 ids.append((await client.submit(chaos_job(n))).id)
 
-        # Kill an agent every ~1.5 s (restarting it under the same id) and the coordinator once.
+        # Eight times, kill an agent that is rendering (restarting it under the same id), after
+        # a random pause; the coordinator is killed once too. Waiting for a lease, not a clock,
+        # makes every kill land mid-job however slowly the agents start.
         for round_ in range(8):
-            await asyncio.sleep(rng.uniform(0.8, 2.0))
-            name = rng.choice(sorted(agents))
+            await asyncio.sleep(rng.uniform(0.3, 1.2))
+            name = await rendering_agent(address, sorted(agents), rng)
+            if name is None:
+                break  # everything has ended already
             agents[name].signal(signal.SIGKILL)
             agents[name].popen.wait()
             if round_ == 3:
