@@ -6,13 +6,16 @@
 //!     --width 1280 --height 720 --fps 30 --duration 12 card.html
 //! ```
 //!
+//! Against a coordinator with TLS and client tokens, `--tls-ca ca.pem` (default
+//! `$FRAMEFLEET_TLS_CA`) trusts its CA and `--token` (default `$FRAMEFLEET_TOKEN`) sends a token.
+//!
 //! `--param` values are numbers, `true`, `false` or `null` when they parse as such, otherwise
 //! strings. Exit status: 0 succeeded, 1 the job failed or was cancelled, 2 bad input,
 //! 3 coordinator unreachable.
 
 use std::io::Write;
 
-use framefleet::{Client, Error, Options, Param, state_name, template_job};
+use framefleet::{Client, ConnectOptions, Error, Options, Param, state_name, template_job};
 
 #[tokio::main]
 async fn main() {
@@ -21,11 +24,14 @@ async fn main() {
     std::process::exit(code);
 }
 
-const USAGE: &str = "usage: submit [--coordinator HOST:PORT] [--param KEY=VALUE]... [--width N] \
+const USAGE: &str = "usage: submit [--coordinator HOST:PORT] [--tls-ca CA.pem] [--token TOKEN] \
+[--param KEY=VALUE]... [--width N] \
 [--height N] [--fps N] [--duration SECONDS | --frames N] [--out DIR] TEMPLATE.html";
 
 struct Args {
     coordinator: String,
+    tls_ca: String,
+    token: String,
     params: Vec<(String, Param)>,
     options: Options,
     template: String,
@@ -35,6 +41,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
         coordinator: std::env::var("FRAMEFLEET_COORDINATOR")
             .unwrap_or_else(|_| "127.0.0.1:7070".to_string()),
+        tls_ca: std::env::var("FRAMEFLEET_TLS_CA").unwrap_or_default(),
+        token: std::env::var("FRAMEFLEET_TOKEN").unwrap_or_default(),
         params: Vec::new(),
         options: Options {
             width: 1280,
@@ -67,6 +75,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
                     .ok_or(format!("{value:?} is not KEY=VALUE"))?;
                 parsed.params.push((k.to_string(), Param::parse(v)));
             }
+            "--tls-ca" => parsed.tls_ca = value.clone(),
+            "--token" => parsed.token = value.clone(),
             "--width" => parsed.options.width = number()?,
             "--height" => parsed.options.height = number()?,
             "--fps" => parsed.options.fps = number()?,
@@ -106,7 +116,7 @@ pub async fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             match e {
-                Error::Refused { .. } | Error::Template { .. } => 2,
+                Error::Refused { .. } | Error::Template { .. } | Error::Settings(_) => 2,
                 Error::Transport(_) => 3,
                 Error::Status(s) if s.code() == tonic::Code::Unavailable => 3,
                 _ => 1,
@@ -117,7 +127,14 @@ pub async fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i
 
 async fn submit(args: Args, out: &mut dyn Write) -> Result<String, Error> {
     let spec = template_job(&args.template, args.params, args.options)?;
-    let client = Client::connect(&args.coordinator).await?;
+    let mut settings = ConnectOptions {
+        token: Some(args.token),
+        ..Default::default()
+    };
+    if !args.tls_ca.is_empty() {
+        settings = settings.ca_file(&args.tls_ca)?;
+    }
+    let client = Client::connect_with(&args.coordinator, settings).await?;
     let job = client.submit(spec).await?;
     let _ = writeln!(out, "submitted {}", job.id);
     let done = client

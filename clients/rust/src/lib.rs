@@ -10,6 +10,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Against a coordinator with TLS (`--tls-cert`) and client tokens (`--tokens`), trust its CA
+//! and send a token (`framefleet token add`):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), framefleet::Error> {
+//! let settings = framefleet::ConnectOptions {
+//!     token: Some("fft_...".into()),
+//!     ..Default::default()
+//! }
+//! .ca_file("certs/ca.pem")?;
+//! let client = framefleet::Client::connect_with("farm.example:7070", settings).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! The stubs are generated from `proto/framefleet/v1/framefleet.proto` at build time
 //! (`build.rs`) and live in [`v1`].
 
@@ -18,7 +32,10 @@ use std::fmt;
 use std::path::Path;
 
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// The generated messages and the JobService client stub.
 pub mod v1 {
@@ -35,40 +52,118 @@ use v1::{
 /// The largest gRPC message sent or received: a job carries its whole template bundle.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// The generated stub over a channel, sending the client token (if any) with every call.
+pub type Stub = JobServiceClient<InterceptedService<Channel, Bearer>>;
+
 /// A client for one coordinator. Cloning is cheap and clones share the connection.
 #[derive(Clone, Debug)]
 pub struct Client {
-    jobs: JobServiceClient<Channel>,
+    jobs: Stub,
+}
+
+/// How to reach a coordinator; the default is plaintext without a token, for a loopback
+/// coordinator without `--tls-cert` or `--tokens`.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// PEM of the CA that signed the coordinator's certificate (`framefleet certs ca`; the other
+    /// clients read its path from `FRAMEFLEET_TLS_CA`). Set: connect over TLS.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name the coordinator's certificate must carry; by default the target's host.
+    pub domain: Option<String>,
+    /// A client token (`framefleet token add`; `FRAMEFLEET_TOKEN` for the other clients), sent
+    /// as `authorization: Bearer TOKEN` with every call. Use it with TLS: over plaintext anyone
+    /// on the path can read it.
+    pub token: Option<String>,
+}
+
+impl ConnectOptions {
+    /// These options, trusting the CA in the PEM file at `path` (so connecting over TLS).
+    pub fn ca_file(mut self, path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Settings(format!("TLS CA {}: {e}", path.display())))?;
+        self.ca_pem = Some(pem);
+        Ok(self)
+    }
+}
+
+/// The interceptor that puts the client token on each call.
+#[derive(Clone, Debug, Default)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Bearer {
+    /// `authorization: Bearer TOKEN`; none for `None` or an empty token.
+    pub fn new(token: Option<&str>) -> Result<Self, Error> {
+        match token.filter(|t| !t.is_empty()) {
+            None => Ok(Bearer(None)),
+            Some(token) => MetadataValue::try_from(format!("Bearer {token}"))
+                .map(|value| Bearer(Some(value)))
+                .map_err(|_| Error::Settings("the token is not printable ASCII".to_string())),
+        }
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl Client {
     /// Connects to the coordinator at `target`: `host:port` (plaintext, like the coordinator's
     /// own listener) or a full `http://host:port` URI.
     pub async fn connect(target: impl AsRef<str>) -> Result<Self, Error> {
-        let target = target.as_ref();
-        let uri = if target.contains("://") {
-            target.to_string()
-        } else {
-            format!("http://{target}")
-        };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(Error::Transport)?
-            .connect()
-            .await
-            .map_err(Error::Transport)?;
-        Ok(Self::from_channel(channel))
+        Self::connect_with(target, ConnectOptions::default()).await
     }
 
-    /// A client over a channel made elsewhere (TLS, timeouts, a lazy connection).
+    /// Connects to the coordinator at `target` (`host:port` or a full URI) with TLS and a token
+    /// as `options` say.
+    pub async fn connect_with(
+        target: impl AsRef<str>,
+        options: ConnectOptions,
+    ) -> Result<Self, Error> {
+        let target = target.as_ref();
+        let bearer = Bearer::new(options.token.as_deref())?;
+        let uri = match (target.contains("://"), &options.ca_pem) {
+            (true, _) => target.to_string(),
+            (false, Some(_)) => format!("https://{target}"),
+            (false, None) => format!("http://{target}"),
+        };
+        let mut endpoint = Endpoint::from_shared(uri).map_err(Error::Transport)?;
+        if let Some(pem) = options.ca_pem {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            if let Some(domain) = options.domain {
+                tls = tls.domain_name(domain);
+            }
+            endpoint = endpoint.tls_config(tls).map_err(Error::Transport)?;
+        }
+        let channel = endpoint.connect().await.map_err(Error::Transport)?;
+        Ok(Self::with_bearer(channel, bearer))
+    }
+
+    /// A client over a channel made elsewhere (timeouts, a lazy connection), without a token.
     pub fn from_channel(channel: Channel) -> Self {
-        let jobs = JobServiceClient::new(channel)
+        Self::with_bearer(channel, Bearer::default())
+    }
+
+    /// A client over a channel made elsewhere, sending `bearer`'s token with every call.
+    pub fn with_bearer(channel: Channel, bearer: Bearer) -> Self {
+        let jobs = JobServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Self { jobs }
     }
 
-    /// The generated stub, for calls this client does not wrap (ListJobs).
-    pub fn stub(&self) -> JobServiceClient<Channel> {
+    /// The generated stub, for calls this client does not wrap (ListJobs); it sends the token.
+    pub fn stub(&self) -> Stub {
         self.jobs.clone()
     }
 
@@ -190,6 +285,8 @@ pub enum Error {
     JobFailed(Box<Job>),
     /// Reading a template or its assets.
     Template { path: String, error: std::io::Error },
+    /// Unusable connection settings: an unreadable CA file, a token that is not ASCII.
+    Settings(String),
 }
 
 impl Error {
@@ -226,6 +323,7 @@ impl fmt::Display for Error {
                 job.error_message
             ),
             Error::Template { path, error } => write!(f, "TEMPLATE_NOT_FOUND: {path}: {error}"),
+            Error::Settings(message) => write!(f, "{message}"),
         }
     }
 }
@@ -236,7 +334,7 @@ impl std::error::Error for Error {
             Error::Transport(e) => Some(e),
             Error::Refused { status, .. } | Error::Status(status) => Some(status.as_ref()),
             Error::Template { error, .. } => Some(error),
-            Error::JobFailed(_) => None,
+            Error::JobFailed(_) | Error::Settings(_) => None,
         }
     }
 }

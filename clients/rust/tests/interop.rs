@@ -2,6 +2,7 @@
 //! process started from the repository's Python installation ($FRAMEFLEET_PYTHON, else
 //! ../../.venv/bin/python relative to this crate). Without the default one the tests pass
 //! vacuously and print SKIPPED with the reason; a FRAMEFLEET_PYTHON that does not exist fails.
+//! The coordinator serves TLS with client tokens and certified agents, as on a network.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use framefleet::v1::{JobState, Template};
-use framefleet::{Client, Error, Options, Param, new_job};
+use framefleet::{Client, ConnectOptions, Error, Options, Param, new_job};
 
 #[allow(dead_code)]
 #[path = "../examples/submit.rs"]
@@ -33,12 +34,16 @@ const CARD_HTML: &str = r#"<!doctype html>
 struct Farm {
     address: String,
     root: PathBuf,
+    /// The CA of the coordinator's certificate, and a submit token of tenant "rust".
+    ca: PathBuf,
+    token: String,
     children: Vec<(String, Child)>,
 }
 
 impl Farm {
-    /// A coordinator on a free loopback port with SQLite in a temporary directory, and one
-    /// agent with one slot. None when there is no Python to start them with.
+    /// A coordinator on a free loopback port with SQLite in a temporary directory, TLS, client
+    /// tokens and agent certificates, and one certified agent with one slot. None when there is
+    /// no Python to start them with.
     fn start(name: &str) -> Option<Farm> {
         let python = match std::env::var_os("FRAMEFLEET_PYTHON") {
             Some(p) => {
@@ -64,8 +69,40 @@ impl Farm {
             std::env::temp_dir().join(format!("framefleet-rust-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
+        let certs = root.join("certs");
+        let tokens = root.join("tokens.json");
+        let agent_id = format!("rust-{name}");
+        let certs_arg = certs.to_str().unwrap();
+        framefleet(&python, &["certs", "ca", "--dir", certs_arg]);
+        framefleet(
+            &python,
+            &[
+                "certs",
+                "server",
+                "coordinator",
+                "--host",
+                "127.0.0.1",
+                "--dir",
+                certs_arg,
+            ],
+        );
+        framefleet(&python, &["certs", "agent", &agent_id, "--dir", certs_arg]);
+        let token = framefleet(
+            &python,
+            &[
+                "token",
+                "add",
+                "rust",
+                "--role",
+                "submit",
+                "--tokens",
+                tokens.to_str().unwrap(),
+            ],
+        );
         let mut farm = Farm {
             address: String::new(),
+            ca: certs.join("ca.pem"),
+            token,
             root,
             children: Vec::new(),
         };
@@ -79,38 +116,73 @@ impl Farm {
             "127.0.0.1:0",
             "--store",
             &store,
-            "--out",
+            "--agent-listen",
+            "127.0.0.1:0",
         ]);
-        coordinator.arg(&out).stdout(Stdio::piped());
+        coordinator
+            .arg("--out")
+            .arg(&out)
+            .arg("--tls-cert")
+            .arg(certs.join("coordinator.pem"))
+            .arg("--tls-key")
+            .arg(certs.join("coordinator.key"))
+            .arg("--tokens")
+            .arg(&tokens)
+            .arg("--agent-ca")
+            .arg(&farm.ca)
+            .stdout(Stdio::piped());
         let mut child = coordinator.spawn().expect("starting the coordinator");
         let stdout = child.stdout.take().unwrap();
         farm.children.push(("coordinator".into(), child));
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next().and_then(Result::ok).unwrap_or_default());
+            for _ in 0..2 {
+                let _ = tx.send(lines.next().and_then(Result::ok).unwrap_or_default());
+            }
             for _ in lines {} // never let a full pipe block the coordinator
         });
-        let line = rx.recv_timeout(READY_TIMEOUT).unwrap_or_default();
-        match line.split_once("listening on ") {
-            Some((_, address)) => farm.address = address.trim().to_string(),
-            None => panic!("coordinator did not start: {line:?}\n{}", farm.logs()),
-        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let address = |marker: &str| {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(wait).unwrap_or_default();
+            match line.split_once(marker) {
+                Some((_, address)) => address.trim().to_string(),
+                None => panic!("coordinator did not start: {line:?}\n{}", farm.logs()),
+            }
+        };
+        let clients = address("listening on ");
+        let agents = address("agents on ");
+        farm.address = clients;
 
-        let agent_id = format!("rust-{name}");
         let mut agent = farm.command(&python, "agent");
         agent.args([
             "agent",
             "--coordinator",
-            &farm.address,
-            "--agent-id",
-            &agent_id,
+            &agents,
             "--slots",
             "1",
+            "--tls-ca",
         ]);
+        agent
+            .arg(&farm.ca)
+            .arg("--tls-cert")
+            .arg(certs.join(format!("{agent_id}.pem")))
+            .arg("--tls-key")
+            .arg(certs.join(format!("{agent_id}.key")));
         let child = agent.spawn().expect("starting the agent");
         farm.children.push(("agent".into(), child));
         Some(farm)
+    }
+
+    /// TLS trusting the farm's CA, with its token.
+    fn settings(&self) -> ConnectOptions {
+        ConnectOptions {
+            token: Some(self.token.clone()),
+            ..Default::default()
+        }
+        .ca_file(&self.ca)
+        .expect("the farm's CA")
     }
 
     fn command(&self, python: &Path, name: &str) -> Command {
@@ -158,6 +230,23 @@ impl Drop for Farm {
     }
 }
 
+/// Runs a short framefleet command and returns its stdout, trimmed.
+fn framefleet(python: &Path, args: &[&str]) -> String {
+    let output = Command::new(python)
+        .args(["-m", "framefleet"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running framefleet");
+    assert!(
+        output.status.success(),
+        "framefleet {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 fn tiny(frames: u32, duration: f64) -> Options {
     Options {
         width: 64,
@@ -183,7 +272,9 @@ async fn submit_watch_wait_cancel() {
     let Some(farm) = Farm::start("client") else {
         return;
     };
-    let client = Client::connect(&farm.address).await.expect("connect");
+    let client = Client::connect_with(&farm.address, farm.settings())
+        .await
+        .expect("connect over TLS");
 
     // Submit, watch the progress stream, see it succeed with a file:// output.
     let mut options = tiny(5, 0.0);
@@ -281,6 +372,51 @@ async fn submit_watch_wait_cancel() {
 }
 
 #[tokio::test]
+async fn refused_without_a_valid_token() {
+    let Some(farm) = Farm::start("auth") else {
+        return;
+    };
+    let spec = || {
+        new_job(
+            Template {
+                html: CARD_HTML.into(),
+                ..Default::default()
+            },
+            [("name", Param::from("no token"))],
+            tiny(5, 0.0),
+        )
+    };
+    for token in [None, Some("fft_wrong".to_string())] {
+        let settings = ConnectOptions {
+            token: token.clone(),
+            ..farm.settings()
+        };
+        let client = Client::connect_with(&farm.address, settings)
+            .await
+            .expect("connect over TLS");
+        match client.submit(spec()).await {
+            Err(Error::Status(s)) | Err(Error::Refused { status: s, .. })
+                if s.code() == tonic::Code::Unauthenticated => {}
+            other => panic!("submit with token {token:?}: {other:?}"),
+        }
+    }
+    // Plaintext to a TLS listener never reaches the service.
+    let plain = Client::connect(&farm.address).await;
+    if let Ok(client) = plain {
+        assert!(
+            client.submit(spec()).await.is_err(),
+            "plaintext submit accepted"
+        );
+    }
+    // The same farm takes the job with the token.
+    let client = Client::connect_with(&farm.address, farm.settings())
+        .await
+        .expect("connect over TLS");
+    let job = client.submit(spec()).await.expect("submit with the token");
+    assert_eq!(client.wait(&job.id).await.expect("wait").frames_done, 5);
+}
+
+#[tokio::test]
 async fn the_submit_example() {
     let Some(farm) = Farm::start("example") else {
         return;
@@ -302,9 +438,14 @@ framefleet.onParams(p => { document.getElementById("name").textContent = p.name 
     .unwrap();
 
     let template = dir.join("card.html").display().to_string();
+    let (ca, token) = (farm.ca.display().to_string(), farm.token.clone());
     let args: Vec<String> = [
         "--coordinator",
         &farm.address,
+        "--tls-ca",
+        &ca,
+        "--token",
+        &token,
         "--param",
         "name=Ada",
         "--param",
@@ -337,6 +478,10 @@ framefleet.onParams(p => { document.getElementById("name").textContent = p.name 
     let args: Vec<String> = [
         "--coordinator",
         &farm.address,
+        "--tls-ca",
+        &ca,
+        "--token",
+        &token,
         "--width",
         "63",
         "--frames",
