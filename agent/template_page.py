@@ -297,6 +297,21 @@ class TemplatePage:
         if busy and await any_exit(busy, within=5.0):
             self._hung = f"{what} and its renderer kept spinning on the CPU: an endless loop?"
 
+    async def _capture(self) -> bytes:
+        """Draws the frame, unless the template leaves the page meanwhile: a picture of a page
+        that is going away may never come, and the navigation is the template's error."""
+        draw = asyncio.ensure_future(self._draw() if self.begin_frames else self._screenshot())
+        draw.add_done_callback(lambda task: task.cancelled() or task.exception())
+        left = asyncio.ensure_future(self._left.wait())
+        try:
+            await asyncio.wait({draw, left}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            left.cancel()
+            if not draw.done():
+                draw.cancel()
+        self.raise_if_broken()
+        return await draw
+
     async def frame(self, ms: float, limit: float) -> bytes:
         """Seeks to virtual time ``ms`` and captures the frame as JPEG. A frame that shows the
         same picture as the previous one returns that very ``bytes`` object."""
@@ -314,7 +329,7 @@ class TemplatePage:
                             raise template_error(e) from e
                     raise
                 self.raise_if_broken()
-                image = await (self._draw() if self.begin_frames else self._screenshot())
+                image = await self._capture()
         except TimeoutError:
             self.stuck = True
             if ms == 0 and await self._seek_never_settles(SEEK_GRACE):
