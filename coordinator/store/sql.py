@@ -100,6 +100,15 @@ class Executor(Protocol):
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
 
 
+INSERT_BATCH = (
+    "INSERT INTO batches (id, name, created_at, tenant, request_id) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def batch_values(batch: NewBatch) -> tuple[object, ...]:
+    return (batch.id, batch.name, batch.created_at, batch.tenant, batch.request_id)
+
+
 class SqlStore:
     """Every JobStore method, in SQL both databases run."""
 
@@ -277,15 +286,7 @@ class SqlStore:
         self, batch: NewBatch, jobs: list[NewJob], cached: dict[str, int]
     ) -> None:
         async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO batches (id, name, created_at, tenant, request_id)"
-                " VALUES (?, ?, ?, ?, ?)",
-                batch.id,
-                batch.name,
-                batch.created_at,
-                batch.tenant,
-                batch.request_id,
-            )
+            await db.execute(INSERT_BATCH, *batch_values(batch))
             await db.executemany(INSERT, [insert_values(j, cached.get(j.id)) for j in jobs])
 
     async def insert_rows(self, jobs: list[NewJob], cached: dict[str, int]) -> None:
@@ -296,15 +297,7 @@ class SqlStore:
 
     async def open_batch(self, batch: NewBatch) -> None:
         async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO batches (id, name, created_at, tenant, request_id)"
-                " VALUES (?, ?, ?, ?, ?)",
-                batch.id,
-                batch.name,
-                batch.created_at,
-                batch.tenant,
-                batch.request_id,
-            )
+            await db.execute(INSERT_BATCH, *batch_values(batch))
             await db.execute(
                 "UPDATE jobs SET available_at = created_at WHERE batch_id = ? AND available_at = ?",
                 batch.id,
