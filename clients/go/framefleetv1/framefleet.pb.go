@@ -384,7 +384,13 @@ type JobSpec struct {
 	// key) or any parameter. Values are sanitised to letters, digits and "._-"; ".mp4" is
 	// added when missing. Expanded at submit (Job.spec holds the result); the coordinator
 	// copies the finished output there server-side, cache hits included.
-	OutputName    string `protobuf:"bytes,15,opt,name=output_name,json=outputName,proto3" json:"output_name,omitempty"`
+	OutputName string `protobuf:"bytes,15,opt,name=output_name,json=outputName,proto3" json:"output_name,omitempty"`
+	// Split the video into this many chunks of whole segments, rendered at once on free slots
+	// (of one agent or many) and joined without re-encoding; the output's bytes do not depend
+	// on the split. MP4 only. 0: automatic (by length and free slots); 1: never split.
+	Chunks uint32 `protobuf:"varint,16,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	// Frames per chunk, rounded up to whole segments (two seconds); overrides chunks.
+	ChunkFrames   uint32 `protobuf:"varint,17,opt,name=chunk_frames,json=chunkFrames,proto3" json:"chunk_frames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,6 +506,20 @@ func (x *JobSpec) GetOutputName() string {
 	return ""
 }
 
+func (x *JobSpec) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *JobSpec) GetChunkFrames() uint32 {
+	if x != nil {
+		return x.ChunkFrames
+	}
+	return 0
+}
+
 type isJobSpec_Source interface {
 	isJobSpec_Source()
 }
@@ -607,7 +627,10 @@ type Job struct {
 	// Where the output was copied under JobSpec.output_name, once the job succeeded.
 	NamedUrl string `protobuf:"bytes,25,opt,name=named_url,json=namedUrl,proto3" json:"named_url,omitempty"`
 	// The error class of error_class, as the enum (UNSPECIFIED when none).
-	Error         ErrorClass `protobuf:"varint,30,opt,name=error,proto3,enum=framefleet.v1.ErrorClass" json:"error,omitempty"`
+	Error ErrorClass `protobuf:"varint,30,opt,name=error,proto3,enum=framefleet.v1.ErrorClass" json:"error,omitempty"`
+	// The chunks the job was split into (0: not split), and how many of them are complete.
+	Chunks        uint32 `protobuf:"varint,31,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	ChunksDone    uint32 `protobuf:"varint,32,opt,name=chunks_done,json=chunksDone,proto3" json:"chunks_done,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -787,6 +810,20 @@ func (x *Job) GetError() ErrorClass {
 		return x.Error
 	}
 	return ErrorClass_ERROR_CLASS_UNSPECIFIED
+}
+
+func (x *Job) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *Job) GetChunksDone() uint32 {
+	if x != nil {
+		return x.ChunksDone
+	}
+	return 0
 }
 
 type SubmitJobRequest struct {
@@ -3091,8 +3128,17 @@ type Assign struct {
 	// one batch: one template, one tenant), so a warm page swaps parameters in place. Empty: the
 	// job gets a fresh context of its own.
 	IsolationGroup string `protobuf:"bytes,8,opt,name=isolation_group,json=isolationGroup,proto3" json:"isolation_group,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A chunk of a split job: render frames [first_frame, end_frame) of spec's video into
+	// output_url, fragments only (the init segment comes with the chunk at frame 0). Both 0:
+	// the whole video.
+	FirstFrame uint32 `protobuf:"varint,9,opt,name=first_frame,json=firstFrame,proto3" json:"first_frame,omitempty"`
+	EndFrame   uint32 `protobuf:"varint,10,opt,name=end_frame,json=endFrame,proto3" json:"end_frame,omitempty"`
+	ChunkIndex uint32 `protobuf:"varint,11,opt,name=chunk_index,json=chunkIndex,proto3" json:"chunk_index,omitempty"`
+	// The assembly of a split job: no render; output_url becomes these chunks joined in order
+	// (without passing the bytes through the coordinator), then the chunks are deleted.
+	ChunkUrls     []string `protobuf:"bytes,12,rep,name=chunk_urls,json=chunkUrls,proto3" json:"chunk_urls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assign) Reset() {
@@ -3179,6 +3225,34 @@ func (x *Assign) GetIsolationGroup() string {
 		return x.IsolationGroup
 	}
 	return ""
+}
+
+func (x *Assign) GetFirstFrame() uint32 {
+	if x != nil {
+		return x.FirstFrame
+	}
+	return 0
+}
+
+func (x *Assign) GetEndFrame() uint32 {
+	if x != nil {
+		return x.EndFrame
+	}
+	return 0
+}
+
+func (x *Assign) GetChunkIndex() uint32 {
+	if x != nil {
+		return x.ChunkIndex
+	}
+	return 0
+}
+
+func (x *Assign) GetChunkUrls() []string {
+	if x != nil {
+		return x.ChunkUrls
+	}
+	return nil
 }
 
 // Stop work on a lease and discard what was made for it.
@@ -3346,7 +3420,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x03crf\x18\a \x01(\rH\x00R\x03crf\x88\x01\x01\x12\x16\n" +
 	"\x06preset\x18\b \x01(\tR\x06preset\x12\x16\n" +
 	"\x06format\x18\t \x01(\tR\x06formatB\x06\n" +
-	"\x04_crf\"\xe2\x03\n" +
+	"\x04_crf\"\x9d\x04\n" +
 	"\aJobSpec\x125\n" +
 	"\btemplate\x18\x01 \x01(\v2\x17.framefleet.v1.TemplateH\x00R\btemplate\x12\x1f\n" +
 	"\n" +
@@ -3359,7 +3433,9 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x06labels\x18\b \x03(\v2\".framefleet.v1.JobSpec.LabelsEntryR\x06labels\x12\x14\n" +
 	"\x05force\x18\t \x01(\bR\x05force\x12\x1f\n" +
 	"\voutput_name\x18\x0f \x01(\tR\n" +
-	"outputName\x1a9\n" +
+	"outputName\x12\x16\n" +
+	"\x06chunks\x18\x10 \x01(\rR\x06chunks\x12!\n" +
+	"\fchunk_frames\x18\x11 \x01(\rR\vchunkFrames\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
@@ -3367,7 +3443,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\vErrorDetail\x12:\n" +
 	"\verror_class\x18\x01 \x01(\x0e2\x19.framefleet.v1.ErrorClassR\n" +
 	"errorClass\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x8a\x06\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xc3\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x04spec\x18\x02 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\x12-\n" +
@@ -3397,7 +3473,10 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\arow_key\x18\x12 \x01(\tR\x06rowKey\x12$\n" +
 	"\rinterruptions\x18\x13 \x01(\rR\rinterruptions\x12\x1b\n" +
 	"\tnamed_url\x18\x19 \x01(\tR\bnamedUrl\x12/\n" +
-	"\x05error\x18\x1e \x01(\x0e2\x19.framefleet.v1.ErrorClassR\x05error\"]\n" +
+	"\x05error\x18\x1e \x01(\x0e2\x19.framefleet.v1.ErrorClassR\x05error\x12\x16\n" +
+	"\x06chunks\x18\x1f \x01(\rR\x06chunks\x12\x1f\n" +
+	"\vchunks_done\x18  \x01(\rR\n" +
+	"chunksDone\"]\n" +
 	"\x10SubmitJobRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.framefleet.v1.JobSpecR\x04spec\x12\x1d\n" +
 	"\n" +
@@ -3552,7 +3631,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\rR\x13heartbeatIntervalMs\x12 \n" +
 	"\flease_ttl_ms\x18\x02 \x01(\rR\n" +
 	"leaseTtlMs\x12#\n" +
-	"\rsession_epoch\x18\x03 \x01(\x04R\fsessionEpoch\"\x94\x03\n" +
+	"\rsession_epoch\x18\x03 \x01(\x04R\fsessionEpoch\"\x92\x04\n" +
 	"\x06Assign\x12-\n" +
 	"\x05lease\x18\x01 \x01(\v2\x17.framefleet.v1.LeaseRefR\x05lease\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
@@ -3564,7 +3643,15 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\n" +
 	"source_key\x18\x06 \x01(\tR\tsourceKey\x12L\n" +
 	"\rtrace_context\x18\a \x03(\v2'.framefleet.v1.Assign.TraceContextEntryR\ftraceContext\x12'\n" +
-	"\x0fisolation_group\x18\b \x01(\tR\x0eisolationGroup\x1a?\n" +
+	"\x0fisolation_group\x18\b \x01(\tR\x0eisolationGroup\x12\x1f\n" +
+	"\vfirst_frame\x18\t \x01(\rR\n" +
+	"firstFrame\x12\x1b\n" +
+	"\tend_frame\x18\n" +
+	" \x01(\rR\bendFrame\x12\x1f\n" +
+	"\vchunk_index\x18\v \x01(\rR\n" +
+	"chunkIndex\x12\x1d\n" +
+	"\n" +
+	"chunk_urls\x18\f \x03(\tR\tchunkUrls\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"O\n" +

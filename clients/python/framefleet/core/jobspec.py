@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from google.protobuf import json_format, struct_pb2
 
-from framefleet.core import hyperframes, naming, sources
+from framefleet.core import chunks, hyperframes, naming, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -119,6 +119,7 @@ def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
     check_limits(spec)
     sources.source_for(spec).validate(spec, variants=variants)
     naming.fields(spec.output_name)
+    chunks.check(spec)
     return resolve_output(spec.output)
 
 

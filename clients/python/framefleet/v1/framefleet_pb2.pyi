@@ -103,7 +103,7 @@ class OutputSettings(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., frames: _Optional[int] = ..., codec: _Optional[str] = ..., crf: _Optional[int] = ..., preset: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("template", "video_json", "params", "output", "destination", "priority", "max_attempts", "labels", "force", "output_name")
+    __slots__ = ("template", "video_json", "params", "output", "destination", "priority", "max_attempts", "labels", "force", "output_name", "chunks", "chunk_frames")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,8 @@ class JobSpec(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FRAMES_FIELD_NUMBER: _ClassVar[int]
     template: Template
     video_json: str
     params: _struct_pb2.Struct
@@ -131,7 +133,9 @@ class JobSpec(_message.Message):
     labels: _containers.ScalarMap[str, str]
     force: bool
     output_name: str
-    def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ..., video_json: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[OutputSettings, _Mapping]] = ..., destination: _Optional[str] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ..., output_name: _Optional[str] = ...) -> None: ...
+    chunks: int
+    chunk_frames: int
+    def __init__(self, template: _Optional[_Union[Template, _Mapping]] = ..., video_json: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[OutputSettings, _Mapping]] = ..., destination: _Optional[str] = ..., priority: _Optional[int] = ..., max_attempts: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., force: _Optional[bool] = ..., output_name: _Optional[str] = ..., chunks: _Optional[int] = ..., chunk_frames: _Optional[int] = ...) -> None: ...
 
 class ErrorDetail(_message.Message):
     __slots__ = ("error_class", "message")
@@ -142,7 +146,7 @@ class ErrorDetail(_message.Message):
     def __init__(self, error_class: _Optional[_Union[ErrorClass, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit", "batch_id", "row_key", "interruptions", "named_url", "error")
+    __slots__ = ("id", "spec", "state", "attempt", "content_key", "output_url", "error_class", "error_message", "frames_done", "frames_total", "agent_id", "output_bytes", "created_at", "started_at", "finished_at", "cache_hit", "batch_id", "row_key", "interruptions", "named_url", "error", "chunks", "chunks_done")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +168,8 @@ class Job(_message.Message):
     INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     NAMED_URL_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DONE_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: JobSpec
     state: JobState
@@ -185,7 +191,9 @@ class Job(_message.Message):
     interruptions: int
     named_url: str
     error: ErrorClass
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., batch_id: _Optional[str] = ..., row_key: _Optional[str] = ..., interruptions: _Optional[int] = ..., named_url: _Optional[str] = ..., error: _Optional[_Union[ErrorClass, str]] = ...) -> None: ...
+    chunks: int
+    chunks_done: int
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., agent_id: _Optional[str] = ..., output_bytes: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache_hit: _Optional[bool] = ..., batch_id: _Optional[str] = ..., row_key: _Optional[str] = ..., interruptions: _Optional[int] = ..., named_url: _Optional[str] = ..., error: _Optional[_Union[ErrorClass, str]] = ..., chunks: _Optional[int] = ..., chunks_done: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec", "request_id")
@@ -537,7 +545,7 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval_ms: _Optional[int] = ..., lease_ttl_ms: _Optional[int] = ..., session_epoch: _Optional[int] = ...) -> None: ...
 
 class Assign(_message.Message):
-    __slots__ = ("lease", "attempt", "spec", "content_key", "output_url", "source_key", "trace_context", "isolation_group")
+    __slots__ = ("lease", "attempt", "spec", "content_key", "output_url", "source_key", "trace_context", "isolation_group", "first_frame", "end_frame", "chunk_index", "chunk_urls")
     class TraceContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -553,6 +561,10 @@ class Assign(_message.Message):
     SOURCE_KEY_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_GROUP_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    END_FRAME_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_URLS_FIELD_NUMBER: _ClassVar[int]
     lease: LeaseRef
     attempt: int
     spec: JobSpec
@@ -561,7 +573,11 @@ class Assign(_message.Message):
     source_key: str
     trace_context: _containers.ScalarMap[str, str]
     isolation_group: str
-    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., source_key: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., isolation_group: _Optional[str] = ...) -> None: ...
+    first_frame: int
+    end_frame: int
+    chunk_index: int
+    chunk_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, lease: _Optional[_Union[LeaseRef, _Mapping]] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., content_key: _Optional[str] = ..., output_url: _Optional[str] = ..., source_key: _Optional[str] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., isolation_group: _Optional[str] = ..., first_frame: _Optional[int] = ..., end_frame: _Optional[int] = ..., chunk_index: _Optional[int] = ..., chunk_urls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("lease", "reason")
