@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from coordinator.config import CoordinatorConfig
 from farm.environment import from_environment, options, variable
 from framefleet.cli import build_parser
 
@@ -51,3 +52,20 @@ def ready(address: str) -> bool:
             return status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def coordinator_config(environ: Mapping[str, str]) -> CoordinatorConfig:
+    """The coordinator's listening and trust settings as a deployment file sets them, for the
+    coordinator's own exposure rule (coordinator.server.exposure_problems)."""
+
+    def path(name: str) -> Path | None:
+        return Path(environ[name]) if name in environ else None
+
+    return CoordinatorConfig(
+        listen=environ["FRAMEFLEET_LISTEN"],
+        tls_cert=path("FRAMEFLEET_TLS_CERT"),
+        tls_key=path("FRAMEFLEET_TLS_KEY"),
+        tokens=path("FRAMEFLEET_TOKENS"),
+        agent_ca=path("FRAMEFLEET_AGENT_CA"),
+        agent_listen=environ.get("FRAMEFLEET_AGENT_LISTEN", ""),
+    )

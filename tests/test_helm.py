@@ -22,10 +22,9 @@ import coordinator.metrics  # noqa: F401  (registers the coordinator's metrics)
 from agent.capacity import CORES_PER_SLOT, PAGE_MEMORY
 from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
-from coordinator.config import CoordinatorConfig
 from coordinator.server import exposure_problems
 from tests.conftest import TEMPLATES
-from tests.deploy_settings import check_settings, ready
+from tests.deploy_settings import check_settings, coordinator_config, ready
 from tests.farm_processes import Farm, Trust, wait_until
 from tests.moto_server import CREDENTIALS, MotoServer, create_bucket, only_object
 from tests.postgres_server import PostgresServer
@@ -182,18 +181,7 @@ def test_the_coordinator_starts_exposed_only_when_secured_or_insecure_on_purpose
     """The coordinator's own rule (exposure_problems) on the rendered settings: a farm that
     would refuse to start fails here instead of in a crash loop."""
     variables = env(container(request.getfixturevalue(which), "coordinator"))
-
-    def path(name: str) -> Path | None:
-        return Path(variables[name]) if name in variables else None
-
-    config = CoordinatorConfig(
-        listen=variables["FRAMEFLEET_LISTEN"],
-        tls_cert=path("FRAMEFLEET_TLS_CERT"),
-        tls_key=path("FRAMEFLEET_TLS_KEY"),
-        tokens=path("FRAMEFLEET_TOKENS"),
-        agent_ca=path("FRAMEFLEET_AGENT_CA"),
-        agent_listen=variables.get("FRAMEFLEET_AGENT_LISTEN", ""),
-    )
+    config = coordinator_config(variables)
     problems = exposure_problems(config)
     if which == "spot":
         assert problems == []

@@ -15,10 +15,9 @@ import pytest
 
 from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
-from coordinator.config import CoordinatorConfig
 from coordinator.server import exposure_problems
 from tests.conftest import TEMPLATES
-from tests.deploy_settings import check_settings, ready
+from tests.deploy_settings import check_settings, coordinator_config, ready
 from tests.farm_processes import Farm, Trust, wait_until
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour, path_of
@@ -55,18 +54,7 @@ def test_a_stopped_agent_drains_before_it_is_killed() -> None:
 def test_the_coordinator_would_start_with_its_settings() -> None:
     """The coordinator's own rule: beyond loopback only with TLS, tokens and agent certificates."""
     env = settings(SYSTEMD / "coordinator.env")
-
-    def path(name: str) -> Path | None:
-        return Path(env[name]) if name in env else None
-
-    config = CoordinatorConfig(
-        listen=env["FRAMEFLEET_LISTEN"],
-        tls_cert=path("FRAMEFLEET_TLS_CERT"),
-        tls_key=path("FRAMEFLEET_TLS_KEY"),
-        tokens=path("FRAMEFLEET_TOKENS"),
-        agent_ca=path("FRAMEFLEET_AGENT_CA"),
-        agent_listen=env.get("FRAMEFLEET_AGENT_LISTEN", ""),
-    )
+    config = coordinator_config(env)
     assert exposure_problems(config) == [] and "FRAMEFLEET_INSECURE" not in env
     agent = settings(SYSTEMD / "agent.env")
     port = env["FRAMEFLEET_AGENT_LISTEN"].rsplit(":", 1)[1]
