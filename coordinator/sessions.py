@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from framefleet.v1 import framefleet_pb2 as pb
 
+# Agents whose stream ended are remembered (newest first) so the console can show them.
+GONE_KEPT = 20
+
 
 @dataclass(eq=False)  # one per stream, compared by identity
 class Session:
@@ -34,6 +37,7 @@ class Sessions:
         self._by_agent: dict[str, Session] = {}
         self._epochs: dict[str, int] = {}
         self._turn = 0
+        self._gone: dict[str, Session] = {}  # agent id -> its last session, once it ended
 
     async def close_previous(self, agent_id: str) -> None:
         """Closes the stream an agent id already has and waits until it has ended (and
@@ -56,11 +60,21 @@ class Sessions:
         self._epochs[agent_id] = epoch
         session = Session(agent_id, slots, epoch, handler=asyncio.current_task())
         self._by_agent[agent_id] = session
+        self._gone.pop(agent_id, None)
         return session
 
     def unregister(self, session: Session) -> None:
         if self._by_agent.get(session.agent_id) is session:
             del self._by_agent[session.agent_id]
+            if not session.replaced:
+                self._gone.pop(session.agent_id, None)
+                self._gone[session.agent_id] = session
+                while len(self._gone) > GONE_KEPT:
+                    del self._gone[next(iter(self._gone))]
+
+    def gone(self) -> list[Session]:
+        """The last session of agents that disconnected and did not come back, newest first."""
+        return list(reversed(self._gone.values()))
 
     def get(self, agent_id: str | None) -> Session | None:
         return None if agent_id is None else self._by_agent.get(agent_id)

@@ -233,3 +233,25 @@ async def test_an_assignment_lost_in_transit_is_requeued(farm: Farm, connect: An
     record = await farm.store.get(job.id)
     assert record is not None and record.state == JobState.QUEUED
     assert record.attempt == 0, "the attempt is given back"
+
+
+async def test_the_console_shows_an_agent_that_went_away_until_it_returns(
+    farm: Farm, connect: Any
+) -> None:
+    from coordinator.console.views import Query, snapshot
+    from coordinator.tokens import OPEN
+
+    async def agents() -> dict[str, bool]:
+        view = await snapshot(farm, Query(), OPEN)
+        return {a["id"]: a["connected"] for a in view["agents"]}
+
+    first = await connect("agent-a")
+    await connect("agent-b")
+    assert await agents() == {"agent-a": True, "agent-b": True}
+    session = farm.sessions.get("agent-a")
+    assert session is not None and session.handler is not None
+    first.sent.put_nowait(None)  # agent-a's stream ends (a crash, a network cut)
+    await asyncio.wait([session.handler], timeout=WAIT)
+    assert await agents() == {"agent-a": False, "agent-b": True}
+    await connect("agent-a")
+    assert await agents() == {"agent-a": True, "agent-b": True}

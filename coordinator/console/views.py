@@ -1,5 +1,5 @@
-"""What the console shows, as JSON: one snapshot of jobs (filtered, paged), recent batches and
-connected agents, as the caller may see them."""
+"""What the console shows, as JSON: one snapshot of jobs (filtered, paged), recent batches,
+connected agents and those that recently disconnected, as the caller may see them."""
 
 from __future__ import annotations
 
@@ -91,12 +91,26 @@ async def snapshot(farm: Farm, query: Query, principal: Principal) -> dict[str, 
             "id": s.agent_id,
             "slots": s.slots,
             "leases": len(farm.leases.held(s)),
+            "connected": True,
             "draining": s.draining,
             "silent": farm.leases.is_silent(s),
             "version": s.labels.get("version", ""),
             "last_seen_seconds": round(now - s.last_seen, 1),
         }
         for s in sorted(farm.sessions.all(), key=lambda s: s.agent_id)
+    ]
+    agents += [
+        {
+            "id": s.agent_id,
+            "slots": s.slots,
+            "leases": 0,
+            "connected": False,
+            "draining": s.draining,
+            "silent": False,
+            "version": s.labels.get("version", ""),
+            "last_seen_seconds": round(now - s.last_seen, 1),
+        }
+        for s in farm.sessions.gone()
     ]
     counts = await store.count_by_state() if principal.scope is None else {}
     return {

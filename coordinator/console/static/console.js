@@ -157,11 +157,11 @@ function renderAgents(view) {
       el("td", { class: "mono" }, a.id),
       el("td", {}, String(a.slots)),
       el("td", {}, bar(a.leases, a.slots, false), el("span", { class: "frames" }, `${a.leases}/${a.slots}`)),
-      el("td", {}, el("span", { class: `pill ${a.draining ? "cancelled" : a.silent ? "failed" : "succeeded"}` },
-        a.draining ? "draining" : a.silent ? "silent" : "working")),
+      el("td", {}, el("span", { class: `pill ${!a.connected || a.silent ? "failed" : a.draining ? "cancelled" : "succeeded"}` },
+        !a.connected ? "disconnected" : a.draining ? "draining" : a.silent ? "silent" : "working")),
       el("td", { class: "mono" }, a.version || "–"),
       el("td", {}, `${a.last_seen_seconds.toFixed(1)} s ago`))));
-  $("no-agents").hidden = view.agents.length > 0;
+  $("no-agents").hidden = view.agents.some((a) => a.connected);
 }
 
 function play(jobId) {
