@@ -27,6 +27,8 @@ AAC_FRAME = 1024  # samples per AAC frame
 OPUS_FRAME = 960  # 20 ms, Opus's usual frame
 BIT_RATE = 192_000
 AAC_PRIMING = 1024  # samples of silence FFmpeg's AAC encoder puts first
+MAX_VOLUME = 4.0  # a gain above 1 amplifies (VideoJSON's volume); the mix is clipped to ±1
+MIN_RATE, MAX_RATE = 1 / 16, 16  # the resampler's range; faster or slower media is refused
 
 Samples = npt.NDArray[np.float32]  # (channels, samples), planar float
 
@@ -36,8 +38,12 @@ class SoundClip:
     path: str  # inside the job's bundle
     start: float  # seconds into the video
     end: float  # seconds into the video (inf: to the end of the media)
-    media_start: float  # seconds into the media file
+    media_start: float  # seconds into the media file at ``start``
     volume: float
+    # Media seconds per video second: the media plays from media_start at this rate (negative:
+    # backwards from it), resampled, so pitch follows speed as on tape (VideoFlow's `speed`,
+    # HyperFrames' data-playback-rate).
+    rate: float = 1.0
 
 
 def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
@@ -50,7 +56,8 @@ def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
                 start=max(0.0, float(item.get("start") or 0.0)),
                 end=math.inf if end is None else float(end),
                 media_start=max(0.0, float(item.get("mediaStart") or 0.0)),
-                volume=min(max(float(item.get("volume", 1.0)), 0.0), 1.0),
+                volume=min(max(float(item.get("volume", 1.0)), 0.0), MAX_VOLUME),
+                rate=float(item.get("rate") or 1.0),
             )
         )
     return clips
@@ -96,8 +103,7 @@ def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> 
             continue
         at = round(clip.start * SAMPLE_RATE)
         length = min(total, round(clip.end * SAMPLE_RATE) if clip.end < math.inf else total) - at
-        offset = round(clip.media_start * SAMPLE_RATE)
-        piece = source[:, offset : offset + max(0, length)]
+        piece = _played(clip, source, max(0, length))
         if piece.shape[1] == 0:
             continue
         track[:, at : at + piece.shape[1]] += piece * clip.volume
@@ -106,6 +112,37 @@ def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> 
         return None
     result: Samples = np.clip(track, -1.0, 1.0)
     return result
+
+
+def _played(clip: SoundClip, source: Samples, length: int) -> Samples:
+    """At most ``length`` samples of the clip as it sounds: from its media offset, at its rate."""
+    offset = round(clip.media_start * SAMPLE_RATE)
+    if clip.rate == 1:
+        return source[:, offset : offset + length]
+    speed = abs(clip.rate)
+    if not MIN_RATE <= speed <= MAX_RATE:
+        raise FramefleetError(
+            ErrorClass.TEMPLATE_UNSUPPORTED,
+            f"{clip.path} plays at rate {clip.rate:g}; sound supports {MIN_RATE:g}..{MAX_RATE:g}",
+        )
+    needed = math.ceil(length * speed) + 1
+    if clip.rate > 0:
+        media = source[:, offset : offset + needed]
+    else:  # backwards from the offset
+        media = source[:, max(0, offset - needed) : offset][:, ::-1]
+    return _resample(np.ascontiguousarray(media), speed)[:, :length]
+
+
+def _resample(samples: Samples, speed: float) -> Samples:
+    """The samples played ``speed`` times as fast: read as if recorded at SAMPLE_RATE * speed and
+    resampled (FFmpeg's filtered resampler) to SAMPLE_RATE, so pitch moves with speed."""
+    if samples.shape[1] == 0:
+        return samples
+    frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+    frame.sample_rate = round(SAMPLE_RATE * speed)
+    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+    chunks = [out.to_ndarray() for out in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(chunks, axis=1).astype(np.float32) if chunks else samples[:, :0]
 
 
 class SoundTrack:

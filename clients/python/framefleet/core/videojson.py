@@ -23,10 +23,10 @@ MAX_PIXELS = 3840 * 2160
 # The font the agent's runtime always has (bundled from npm, see agent/videoflow). VideoFlow
 # quotes fontFamily, so even "serif" names a font, not the CSS generic.
 BUNDLED_FONTS = frozenset({"noto sans"})
-UNSUPPORTED_TYPES = {
-    "video": "video layers are not supported yet",
-    "audio": "audio layers are not supported yet (outputs have no audio track)",
-}
+MEDIA_TYPES = frozenset({"video", "audio"})
+# Sound properties framefleet mixes: volume (static, 0..MAX_VOLUME; above 1 amplifies) and mute.
+MAX_VOLUME = 4.0
+UNSUPPORTED_SOUND = {"pan": 0, "pitch": 1}  # property: the only value accepted (its default)
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 # Media types for font files, which mimetypes may not know.
 _SOURCE_SUFFIXES = {
@@ -34,6 +34,10 @@ _SOURCE_SUFFIXES = {
     ".woff": "font/woff",
     ".ttf": "font/ttf",
     ".otf": "font/otf",
+    ".wav": "audio/wav",
+    ".m4a": "audio/mp4",
+    ".opus": "audio/ogg",
+    ".mov": "video/quicktime",
 }
 
 Json = Any
@@ -294,8 +298,8 @@ def check(document: Json, *, placeholders: bool = False) -> None:
     for layer, parts in _layers(document.get("layers"), ["layers"]):
         where = _path(parts)
         kind, layer_id = layer.get("type"), layer.get("id")
-        if isinstance(kind, str) and kind in UNSUPPORTED_TYPES:
-            raise invalid(f"VideoJSON {where}.type: {UNSUPPORTED_TYPES[kind]}")
+        if kind in MEDIA_TYPES:
+            _check_media(layer, parts, placeholders)
         if isinstance(layer_id, str) and not _placeholder(layer_id):
             if layer_id in seen:
                 raise invalid(
@@ -329,6 +333,51 @@ def check(document: Json, *, placeholders: bool = False) -> None:
                     f"VideoJSON {at}: font {family!r} is not bundled; renders are offline, so "
                     "add its file under $.fonts (or use Noto Sans, the default)"
                 )
+
+
+def media_data(source: str, where: str) -> bytes:
+    """The bytes of a media layer's source, a base64 data: URL (the schema has checked its
+    type prefix)."""
+    head, comma, body = source.partition(",")
+    if not comma or not head.endswith(";base64"):
+        raise invalid(f"VideoJSON {where}: a media source must be a base64 data: URL")
+    try:
+        return base64.b64decode(body, validate=True)
+    except ValueError:
+        raise invalid(f"VideoJSON {where}: the data: URL is not valid base64") from None
+
+
+def _check_media(layer: dict[str, Json], parts: list[str | int], placeholders: bool) -> None:
+    """Video and audio layers: what the agent mixes and draws (see agent/videojson.py)."""
+    where = _path(parts)
+    if "children" in parts:
+        raise invalid(
+            f"VideoJSON {where}: {layer['type']} layers inside a group are not supported yet"
+        )
+    settings, properties = layer.get("settings"), layer.get("properties")
+    source = settings.get("source") if isinstance(settings, dict) else None
+    if isinstance(source, str) and not (placeholders and _placeholder(source)):
+        media_data(source, f"{where}.settings.source")
+    if not isinstance(properties, dict):
+        return
+    volume = properties.get("volume", 1)
+    if not (placeholders and _placeholder(volume)):
+        if isinstance(volume, bool) or not isinstance(volume, (int, float)):
+            raise invalid(f"VideoJSON {where}.properties.volume: must be a number")
+        if not 0 <= volume <= MAX_VOLUME:
+            raise invalid(
+                f"VideoJSON {where}.properties.volume: {volume:g} is outside 0..{MAX_VOLUME:g}"
+            )
+    for name, default in UNSUPPORTED_SOUND.items():
+        value = properties.get(name, default)
+        if value != default and not (placeholders and _placeholder(value)):
+            raise invalid(f"VideoJSON {where}.properties.{name}: {name} is not supported yet")
+    for a, animation in enumerate(_dicts(layer.get("animations"))):
+        if animation.get("property") in {"volume", "mute", *UNSUPPORTED_SOUND}:
+            raise invalid(
+                f"VideoJSON {where}.animations[{a}].property: animated "
+                f"{animation['property']} is not supported yet (a static value is)"
+            )
 
 
 def _dicts(values: Json) -> list[dict[str, Json]]:
