@@ -17,7 +17,7 @@ from agent.video_clips import VideoClips
 from framefleet.core import jobspec
 from framefleet.core.telemetry import tracer
 from framefleet.v1 import framefleet_pb2 as pb
-from outputs import open_upload
+from outputs import Upload, open_upload
 
 log = logging.getLogger("framefleet.agent")
 
@@ -81,17 +81,13 @@ async def render(
             sound = await asyncio.to_thread(soundtrack.mix, clips, template.assets, seconds)
         lap("load")
     videos = await VideoClips.attach(page, template)  # after the sound: they lose their src
-    # HLS: the fMP4 beside the playlist (the job's output), indexed as it streams past.
-    fragments = hls.FragmentIndex() if output.format == "hls" else None
-    media_url = hls.media_url(assign.output_url) if fragments else assign.output_url
-    upload = open_upload(media_url)
-
-    def write(data: bytes) -> None:
-        if fragments is not None:
-            fragments.feed(data)
-        upload.write(data)
-
-    encoder = H264Encoder(output, write, page.image_codec, soundtrack=sound)
+    # HLS: segments under the playlist's prefix, each uploaded as it completes (agent/hls.py).
+    upload: Upload = (
+        hls.SegmentedUpload(assign.output_url, output.frames, output.fps)
+        if output.format == "hls"
+        else open_upload(assign.output_url)
+    )
+    encoder = H264Encoder(output, upload.write, page.image_codec, soundtrack=sound)
     try:
         # One span for all frames (not one per frame), with the count and rate.
         with tracer.start_as_current_span("capture_encode") as span:
@@ -119,16 +115,8 @@ async def render(
         with tracer.start_as_current_span("complete_output") as span:
             size = await encoder.finish()
             await upload.complete()
-            if fragments is not None:
-                name = media_url.rsplit("/", 1)[-1]
-                text = hls.playlist(fragments, name, output.frames, output.fps).encode()
-                index = open_upload(assign.output_url)
-                try:
-                    index.write(text)
-                    await index.complete()
-                except BaseException:
-                    await index.abort()
-                    raise
+            if isinstance(upload, hls.SegmentedUpload):
+                size = upload.size  # the whole set's, as the cache check sizes it
             span.set_attribute("framefleet.output.bytes", size)
         lap("finish")
     except BaseException:

@@ -2,8 +2,8 @@
 
 Both the agent (writing renders) and the coordinator (writing batch manifests, aborting the
 uploads of lost agents) use this layer; it depends only on the shared core. A new sink is one
-module with ``open_upload``, ``abort_upload``, ``check``, ``size`` and ``copy`` plus a line in
-``outputs.registry``.
+module with ``open_upload``, ``abort_upload``, ``check``, ``size``, ``copy``, ``read`` and
+``delete`` plus a line in ``outputs.registry``. HLS outputs are sets of objects (outputs.hls).
 """
 
 from outputs.base import Upload
@@ -11,6 +11,7 @@ from outputs.registry import (
     abort_upload,
     check,
     copy,
+    delete,
     open_upload,
     register,
     schemes,
@@ -23,6 +24,7 @@ __all__ = [
     "abort_upload",
     "check",
     "copy",
+    "delete",
     "open_upload",
     "register",
     "schemes",

@@ -49,3 +49,13 @@ class Sink(Protocol):
         destination, without moving them through this process (a readable name for a
         content-addressed output); ``target`` appears whole or not at all."""
         ...
+
+    async def read(self, url: str) -> bytes | None:
+        """The bytes of a finished (small) output, None when there is none: an HLS playlist,
+        read to copy or size its set (outputs.hls)."""
+        ...
+
+    async def delete(self, url: str) -> None:
+        """Removes a finished output (fine when there is none): the segments of an HLS set
+        whose render failed."""
+        ...

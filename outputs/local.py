@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -72,6 +73,23 @@ class LocalSink:
 
     async def copy(self, source: str, target: str) -> None:
         await asyncio.to_thread(_link_or_copy, local_path(source), local_path(target))
+
+    async def read(self, url: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(local_path(url).read_bytes)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot read {url}: {e}") from e
+
+    async def delete(self, url: str) -> None:
+        path = local_path(url)
+        try:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # an HLS set's folder, once empty
+        except OSError as e:
+            raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot delete {url}: {e}") from e
 
 
 def local_path(url: str) -> Path:

@@ -7,6 +7,7 @@ import importlib
 from urllib.parse import urlparse
 
 from framefleet.core.errors import ErrorClass, FramefleetError
+from outputs import hls
 from outputs.base import Sink, Upload
 
 # scheme -> "module:attribute" of a Sink
@@ -52,15 +53,27 @@ async def check(url: str) -> None:
 
 
 async def size(url: str) -> int | None:
-    """The size of the finished output at ``url``, None when there is none."""
+    """The size of the finished output at ``url``, None when there is none (for an HLS
+    playlist: of its whole set, None when any of it is missing)."""
+    if hls.is_playlist(url):
+        return await hls.set_size(sink_for(url), url)
     return await sink_for(url).size(url)
 
 
 async def copy(source: str, target: str) -> None:
-    """``target`` gets the bytes of the finished output ``source`` (same kind of destination)."""
+    """``target`` gets the bytes of the finished output ``source`` (same kind of destination);
+    an HLS playlist's segments are copied under the target's own prefix."""
     if urlparse(source).scheme != urlparse(target).scheme:
         raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot copy {source} to {target}")
+    if hls.is_playlist(source):
+        await hls.copy_set(sink_for(target), source, target)
+        return
     await sink_for(target).copy(source, target)
+
+
+async def delete(url: str) -> None:
+    """Removes a finished output (nothing to do when there is none)."""
+    await sink_for(url).delete(url)
 
 
 async def abort_upload(url: str, upload_id: str) -> None:

@@ -727,6 +727,36 @@ async def copy(source: str, target: str) -> None:
             await asyncio.sleep(settings.backoff(attempt))
 
 
+async def read(url: str) -> bytes | None:
+    """The object's bytes (GetObject); None when it does not exist."""
+    bucket, key = parse_s3_url(url)
+    client = await shared_client(S3Settings.from_env()).get()
+    try:
+        response = await client.get_object(Bucket=bucket, Key=key)
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+            return data
+    except ClientError as e:
+        if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot read {url}: {e}") from e
+
+
+async def delete(url: str) -> None:
+    """DeleteObject, retried like a part (deleting what is not there is fine in S3)."""
+    bucket, key = parse_s3_url(url)
+    settings = S3Settings.from_env()
+    client = await shared_client(settings).get()
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            await client.delete_object(Bucket=bucket, Key=key)
+            return
+        except Exception as e:
+            if not is_transient(e) or attempt == settings.max_attempts:
+                raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"deleting {url} failed: {e}") from e
+            await asyncio.sleep(settings.backoff(attempt))
+
+
 class S3Sink:
     """s3://bucket/key URLs, on AWS or any S3-compatible store."""
 
@@ -748,6 +778,12 @@ class S3Sink:
 
     async def copy(self, source: str, target: str) -> None:
         await copy(source, target)
+
+    async def read(self, url: str) -> bytes | None:
+        return await read(url)
+
+    async def delete(self, url: str) -> None:
+        await delete(url)
 
 
 SINK = S3Sink()

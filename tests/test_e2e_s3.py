@@ -284,3 +284,36 @@ async def test_a_killed_agents_upload_is_aborted_by_the_coordinator(tmp_path: Pa
     finally:
         farm.close()
         moto.stop()
+
+
+async def test_hls_is_a_set_of_objects_under_one_prefix(s3f: S3Farm, tmp_path: Path) -> None:
+    """`--format hls` into S3: the playlist and, under its prefix, the init segment and one
+    object per segment; downloaded as they lie, FFmpeg's HLS reader plays every frame."""
+    spec = template_job(
+        TEMPLATES / "solid.html",
+        {"color": unique_colour()},
+        width=64,
+        height=64,
+        fps=10,
+        duration=5,
+        format="hls",
+        destination=DESTINATION,
+    )
+    async with s3f.client() as client:
+        done = await client.wait((await client.submit(spec)).id)
+    playlist = f"prefix/{output_key(done.content_key, 'hls')}"
+    assert done.output_url == f"s3://{BUCKET}/{playlist}"
+    stem = playlist.removesuffix(".m3u8")
+    async with s3_client(s3f.moto.url) as s3:
+        keys = sorted(k for k in await object_keys(s3, BUCKET) if k.startswith(stem))
+        assert keys == [
+            playlist, *(f"{stem}/{name}" for name in ("init.mp4", "seg00001.m4s",
+                                                      "seg00002.m4s", "seg00003.m4s"))
+        ]  # fmt: skip
+        for key in keys:
+            data = await read_object(s3, BUCKET, key)
+            assert data is not None
+            (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / key).write_bytes(data)
+    assert done.output_bytes == sum((tmp_path / key).stat().st_size for key in keys)
+    assert len(decode(tmp_path / playlist)) == 50

@@ -1,5 +1,6 @@
 """Output formats: MP4 (H.264 + AAC, the default) and WebM (VP9 + Opus), chosen per job,
-named by their suffix, streamed to the sink like MP4, and decoded back here as a user would."""
+named by their suffix, streamed to the sink like MP4, and decoded back here as a user would
+(HLS: tests/test_hls.py)."""
 
 from __future__ import annotations
 
@@ -69,35 +70,6 @@ async def test_the_default_stays_mp4(farm: Farm) -> None:
     assert done.output_url.endswith(".mp4")
     with av.open(str(path_of(done.output_url))) as container:
         assert [s.codec_context.name for s in container.streams] == ["h264"]
-
-
-@pytest.mark.e2e
-async def test_hls_is_a_vod_playlist_over_the_fragmented_mp4(farm: Farm, tmp_path: Path) -> None:
-    """`--format hls`: the output is a playlist whose segments (2 s, each from a keyframe) are
-    byte ranges of one fMP4 beside it; ffmpeg's HLS reader plays it back whole, with sound."""
-    folder = tmp_path / "hls"
-    folder.mkdir()
-    write_tone(folder / "tone.wav")
-    (folder / "index.html").write_text(
-        """<!doctype html><html><body style="margin:0;background:rgb(0,0,255)">
-<audio src="tone.wav"></audio></body></html>"""
-    )
-    spec = jobspec.template_job(folder, width=160, height=120, fps=10, duration=5, format="hls")
-    async with AsyncClient(farm.address) as client:
-        done = await client.wait((await client.submit(spec)).id)
-    playlist = path_of(done.output_url)
-    assert playlist.suffix == ".m3u8" and playlist.with_suffix(".mp4").is_file()
-    lines = playlist.read_text().splitlines()
-    assert lines[0] == "#EXTM3U" and lines[-1] == "#EXT-X-ENDLIST"
-    assert [line for line in lines if line.startswith("#EXTINF")] == [
-        "#EXTINF:2.000000,", "#EXTINF:2.000000,", "#EXTINF:1.000000,"
-    ]  # fmt: skip
-    assert {line for line in lines if not line.startswith("#")} == {playlist.stem + ".mp4"}
-    frames = decode(playlist)
-    assert len(frames) == 50 and is_colour(frames[25][60, 80], (0, 0, 255))
-    samples, rate = decode_audio(playlist)
-    ((start, _, _),) = bursts(samples, rate)
-    assert start == pytest.approx(1.0, abs=0.01)  # 1.0 s into the file, played from 0
 
 
 @pytest.mark.e2e
