@@ -10,9 +10,11 @@ the sample and the same on every run."""
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, cast
 
 import av
@@ -41,9 +43,11 @@ class SoundClip:
     media_start: float  # seconds into the media file at ``start``
     volume: float
     # Media seconds per video second: the media plays from media_start at this rate (negative:
-    # backwards from it), resampled, so pitch follows speed as on tape (VideoFlow's `speed`,
-    # HyperFrames' data-playback-rate).
+    # backwards from it). Resampled, so pitch follows speed as on tape (VideoFlow's `speed`),
+    # or with keep_pitch time-stretched by FFmpeg's atempo, as HyperFrames' mixer does for
+    # data-playback-rate.
     rate: float = 1.0
+    keep_pitch: bool = False
 
 
 def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
@@ -58,6 +62,7 @@ def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
                 media_start=max(0.0, float(item.get("mediaStart") or 0.0)),
                 volume=min(max(float(item.get("volume", 1.0)), 0.0), MAX_VOLUME),
                 rate=float(item.get("rate") or 1.0),
+                keep_pitch=bool(item.get("keepPitch")),
             )
         )
     return clips
@@ -130,7 +135,8 @@ def _played(clip: SoundClip, source: Samples, length: int) -> Samples:
         media = source[:, offset : offset + needed]
     else:  # backwards from the offset
         media = source[:, max(0, offset - needed) : offset][:, ::-1]
-    return _resample(np.ascontiguousarray(media), speed)[:, :length]
+    stretch = _tempo if clip.keep_pitch else _resample
+    return stretch(np.ascontiguousarray(media), speed)[:, :length]
 
 
 def _resample(samples: Samples, speed: float) -> Samples:
@@ -142,6 +148,46 @@ def _resample(samples: Samples, speed: float) -> Samples:
     frame.sample_rate = round(SAMPLE_RATE * speed)
     resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
     chunks = [out.to_ndarray() for out in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(chunks, axis=1).astype(np.float32) if chunks else samples[:, :0]
+
+
+def _tempo(samples: Samples, speed: float) -> Samples:
+    """The samples played ``speed`` times as fast at the same pitch: FFmpeg's atempo filter,
+    chained for factors past its 0.5..2 sweet spot (as HyperFrames chains it)."""
+    if samples.shape[1] == 0:
+        return samples
+    stages, rest = [], speed
+    while rest > 2.0:
+        stages.append(2.0)
+        rest /= 2.0
+    while rest < 0.5:
+        stages.append(0.5)
+        rest /= 0.5
+    graph = av.filter.Graph()
+    chain = [
+        graph.add_abuffer(
+            format="fltp",
+            sample_rate=SAMPLE_RATE,
+            layout="stereo",
+            time_base=Fraction(1, SAMPLE_RATE),
+        ),
+        *(graph.add("atempo", f"{stage:.6f}") for stage in [*stages, rest]),
+        graph.add("aformat", "sample_fmts=fltp:channel_layouts=stereo"),
+        graph.add("abuffersink"),
+    ]
+    for a, b in itertools.pairwise(chain):
+        a.link_to(b)
+    graph.configure()
+    frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+    frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, 0, Fraction(1, SAMPLE_RATE)
+    graph.push(frame)
+    graph.push(None)
+    chunks = []
+    while True:
+        try:
+            chunks.append(cast(av.AudioFrame, graph.pull()).to_ndarray())
+        except (av.BlockingIOError, av.EOFError):
+            break
     return np.concatenate(chunks, axis=1).astype(np.float32) if chunks else samples[:, :0]
 
 

@@ -82,6 +82,14 @@
 
   const drawnVideos = []; // <video> elements whose pictures the agent draws
 
+  // A media element's rate as HyperFrames reads it: data-playback-rate, else the element's
+  // defaultPlaybackRate; not a positive number means 1; clamped to 0.1..5.
+  function playbackRate(media) {
+    const authored = parseFloat(media.getAttribute("data-playback-rate"));
+    const raw = Number.isFinite(authored) && authored > 0 ? authored : media.defaultPlaybackRate;
+    return Number.isFinite(raw) && raw > 0 ? Math.min(5, Math.max(0.1, raw)) : 1;
+  }
+
   window.__framefleet = {
     fail,
     // What a page runtime (agent/hyperframes.js) adds: awaited in ready() after the page's
@@ -108,6 +116,9 @@
           path: decodeURIComponent(new URL(src, document.baseURI).pathname.slice(1)),
           ...this.clipTiming(media),
           volume: Number.isFinite(volume) ? volume : media.volume,
+          // Time-stretched at the same pitch, as HyperFrames' mixer does (FFmpeg atempo).
+          rate: playbackRate(media),
+          keepPitch: true,
         });
       }
       return clips;
@@ -132,15 +143,12 @@
         video.load();
         drawnVideos.push(video);
       }
-      return drawnVideos.map((video, index) => {
-        const rate = parseFloat(video.getAttribute("data-playback-rate"));
-        return {
-          index,
-          path: decodeURIComponent(new URL(video.__ffSrc, document.baseURI).pathname.slice(1)),
-          ...this.clipTiming(video),
-          rate: Number.isFinite(rate) ? rate : 1,
-        };
-      });
+      return drawnVideos.map((video, index) => ({
+        index,
+        path: decodeURIComponent(new URL(video.__ffSrc, document.baseURI).pathname.slice(1)),
+        ...this.clipTiming(video),
+        rate: playbackRate(video),
+      }));
     },
     async drawVideo(index, dataUrl) {
       const video = drawnVideos[index];
