@@ -221,6 +221,31 @@
       el.style.visibility = visible ? el.__ffVisibility : "hidden";
     }
   });
+  // The composition's length when its root declares no data-duration, as HyperFrames takes
+  // it: its root timeline's duration (window.__timelines[root id]), or, when later, the end of
+  // its last timed clip (a nested composition or <video>/<audio> with data-start; media without
+  // data-duration end with their file, at their rate).
+  ff.compositionLength = () => {
+    const root = [...document.querySelectorAll("[data-composition-id]")].find(isRoot);
+    if (!root) return 0;
+    const declared = number(root, "data-duration", NaN);
+    if (declared > 0) return declared;
+    let length = 0;
+    const timeline = (window.__timelines || {})[root.getAttribute("data-composition-id")];
+    const own = timeline && typeof timeline.duration === "function" ? Number(timeline.duration()) : NaN;
+    if (Number.isFinite(own)) length = own;
+    for (const [el, w] of clips ?? []) {
+      const media = el.tagName === "VIDEO" || el.tagName === "AUDIO";
+      if (!media && !(el.hasAttribute("data-composition-id") && compositionOf(el) === root)) continue;
+      let end = w.end;
+      if (!Number.isFinite(end) && media && Number.isFinite(el.duration)) {
+        const offset = ["data-media-start", "data-playback-start"].map((n) => number(el, n, NaN)).find(Number.isFinite) || 0;
+        end = w.start + Math.max(0, el.duration - offset) / number(el, "data-playback-rate", 1);
+      }
+      if (Number.isFinite(end)) length = Math.max(length, end);
+    }
+    return length;
+  };
   const defaultTiming = ff.clipTiming;
   ff.clipTiming = (media) => {
     const w = clips && clips.get(media);

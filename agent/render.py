@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent import hls, soundtrack
 from agent.encoder import H264Encoder
@@ -50,7 +50,7 @@ async def render(
     on_progress: ProgressCallback,
 ) -> RenderResult:
     spec = assign.spec
-    output = jobspec.resolve_output(spec.output)
+    output = jobspec.resolve_output(spec.output, open_length=jobspec.open_length(spec))
     stages = dict.fromkeys(("load", "swap", "capture", "encode_wait", "finish"), 0.0)
     started = mark = time.perf_counter()
 
@@ -72,6 +72,8 @@ async def render(
         )
         span.set_attribute("framefleet.page.swapped", swapped)
     lap("swap" if swapped else "load")
+    if not output.frames:  # a HyperFrames composition's own length, now that it has loaded
+        output = replace(output, frames=await page.composition_frames(output.fps))
     clips = soundtrack.clips_from_page(await page.sound_clips())
     sound = None
     if clips:

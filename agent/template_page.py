@@ -21,6 +21,7 @@ from playwright.async_api import BrowserContext, CDPSession, Frame, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
 from agent.renderers import RendererWatch, any_exit, spinning_renderers
+from framefleet.core import jobspec
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -281,6 +282,22 @@ class TemplatePage:
             "() => window.__framefleet.soundClips()"
         )
         return clips
+
+    async def composition_frames(self, fps: int) -> int:
+        """A HyperFrames composition's frame count at ``fps`` when its root declares no
+        duration: HyperFrames' rule (agent/hyperframes.js compositionLength)."""
+        seconds = float(
+            await self._run_template("() => window.__framefleet.compositionLength?.() ?? 0") or 0
+        )
+        frames = round(seconds * fps)
+        if not 0 < seconds <= jobspec.MAX_SECONDS or frames < 1:
+            raise FramefleetError(
+                ErrorClass.TEMPLATE_UNSUPPORTED,
+                f"the composition's length is {seconds:g}s: its root has no data-duration and "
+                "neither its timeline nor its timed clips give it 1 frame to "
+                f"{jobspec.MAX_SECONDS}s; set data-duration or --duration",
+            )
+        return frames
 
     async def heap_bytes(self) -> int:
         """The page's JavaScript heap in use, for the recycling bound."""

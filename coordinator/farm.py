@@ -248,7 +248,8 @@ class Farm:
     async def progress(self, agent_id: str, report: pb.Progress) -> bool:
         lease = report.lease
         held = Lease(lease.job_id, agent_id, lease.fencing_token)
-        if not await self.store.progress(held, report.frames_done, report.upload_id):
+        total = report.frames_total
+        if not await self.store.progress(held, report.frames_done, report.upload_id, total):
             return False
         if self.events.watched(lease.job_id):
             record = await self.store.get(lease.job_id)

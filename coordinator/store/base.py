@@ -261,8 +261,11 @@ class JobStore(Protocol):
         """Jobs currently leased to agent_id."""
         ...
 
-    async def progress(self, lease: Lease, frames_done: int, upload_id: str = "") -> bool:
-        """Records frames done (and the attempt's upload id, once known) on a current lease."""
+    async def progress(
+        self, lease: Lease, frames_done: int, upload_id: str = "", frames_total: int = 0
+    ) -> bool:
+        """Records frames done (and the attempt's upload id, once known) on a current lease;
+        ``frames_total`` fills in a total unknown at submit (a composition's own length)."""
         ...
 
     async def complete(self, owner: str, done: list[Done], now: float) -> list[JobRecord]:

@@ -452,12 +452,16 @@ class SqlStore:
             until,
         )
 
-    async def progress(self, lease: Lease, frames_done: int, upload_id: str = "") -> bool:
+    async def progress(
+        self, lease: Lease, frames_done: int, upload_id: str = "", frames_total: int = 0
+    ) -> bool:
         changed = await self._db.execute(
-            "UPDATE jobs SET frames_done = ?, upload_id = COALESCE(NULLIF(?, ''), upload_id)"
+            "UPDATE jobs SET frames_done = ?, upload_id = COALESCE(NULLIF(?, ''), upload_id),"
+            " frames_total = CASE WHEN frames_total = 0 THEN ? ELSE frames_total END"
             " WHERE state = 'leased' AND id = ? AND lease_owner = ? AND fencing_token = ?",
             frames_done,
             upload_id,
+            frames_total,
             lease.job_id,
             lease.owner,
             lease.token,

@@ -171,15 +171,16 @@ def variant_options(parser: argparse.ArgumentParser) -> None:
 
 def fill_duration(args: argparse.Namespace) -> None:
     """12 s unless set, or the source has a length of its own (a VideoJSON document, a
-    HyperFrames composition root's data-duration)."""
+    HyperFrames composition: its root's data-duration, else its timeline's, taken when it
+    loads)."""
     if args.frames or args.duration or Path(args.template).suffix.lower() == ".json":
         return
     path = hyperframes.entry_file(args.template)
     try:
-        own = hyperframes.output_defaults(path.read_text(encoding="utf-8"))
+        html = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        own = {}  # reported by the template's loader with its error class
-    if "duration" not in own:
+        html = ""  # reported by the template's loader with its error class
+    if hyperframes.composition_root(html) is None:
         args.duration = 12.0
 
 

@@ -75,8 +75,21 @@ def invalid(message: str) -> FramefleetError:
     return FramefleetError(ErrorClass.INVALID_JOB, message)
 
 
-def resolve_output(o: pb.OutputSettings) -> Output:
-    """Fills defaults and checks bounds; raises INVALID_JOB with the reason."""
+def open_length(spec: pb.JobSpec) -> bool:
+    """A HyperFrames composition given no length (no frames, no duration): as in HyperFrames,
+    its length is its own, known once it has loaded (its root timeline, or its last timed
+    clip; agent/hyperframes.js compositionLength), so its Output has frames 0 until then."""
+    return (
+        spec.WhichOneof("source") == "template"
+        and not spec.output.frames
+        and not spec.output.duration_seconds
+        and hyperframes.composition_root(spec.template.html) is not None
+    )
+
+
+def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output:
+    """Fills defaults and checks bounds; raises INVALID_JOB with the reason. With
+    ``open_length`` (see open_length()) and no length set, frames is 0: the page's own."""
     width, height, fps = o.width or 1280, o.height or 720, o.fps or 30
     for name, side in (("width", width), ("height", height)):
         if not MIN_SIDE <= side <= MAX_SIDE:
@@ -89,13 +102,15 @@ def resolve_output(o: pb.OutputSettings) -> Output:
         raise invalid(f"fps {fps} is outside 1..{MAX_FPS}")
     if o.frames:
         frames = o.frames
+    elif open_length and not o.duration_seconds:
+        frames = 0
     else:
         if not o.duration_seconds > 0:
             raise invalid("set a duration greater than zero, or a frame count")
         if o.duration_seconds > MAX_SECONDS:
             raise invalid(f"duration {o.duration_seconds}s is longer than {MAX_SECONDS}s")
         frames = round(o.duration_seconds * fps)
-    if not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps:
+    if frames and (not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps):
         raise invalid(f"{frames} frames is outside 1..{min(MAX_FRAMES, MAX_SECONDS * fps)}")
     container = o.format or "mp4"
     if container not in FORMATS:
@@ -120,7 +135,10 @@ def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
     sources.source_for(spec).validate(spec, variants=variants)
     naming.fields(spec.output_name)
     chunks.check(spec)
-    return resolve_output(spec.output)
+    output = resolve_output(spec.output, open_length=open_length(spec))
+    if not output.frames and spec.chunks > 1:
+        raise invalid("a composition that takes its length from its timeline cannot be split")
+    return output
 
 
 def check_limits(spec: pb.JobSpec) -> None:
@@ -193,7 +211,7 @@ def content_key(spec: pb.JobSpec, source: str | None = None, output: Output | No
         "renderer": RENDERER_VERSION,
         "source": source or source_key(spec),
         "params": params_dict(spec.params),
-        "output": asdict(output or resolve_output(spec.output)),
+        "output": asdict(output or resolve_output(spec.output, open_length=open_length(spec))),
     }
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
