@@ -14,10 +14,11 @@ import contextlib
 import json
 import mimetypes
 import re
+import weakref
 from importlib.resources import files
 from typing import Any
 
-from playwright.async_api import BrowserContext, CDPSession, Frame, Page, Route
+from playwright.async_api import Browser, BrowserContext, CDPSession, Frame, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
 from agent.renderers import RendererWatch, any_exit, spinning_renderers
@@ -50,6 +51,10 @@ JPEG = {"format": "jpeg", "quality": 92, "optimizeForSpeed": True}
 PNG = {"format": "png", "optimizeForSpeed": True}  # with alpha, for transparent outputs
 # BeginFrame timestamps only have to increase: templates see the runtime's virtual time instead.
 TICK_MS = 1000 / 60
+# One BeginFrame at a time per browser: two pages of one Chromium drawing BeginFrames at once
+# get frames without pictures ("Chromium drew no picture"), so an agent's slots take turns for
+# the draw itself (seek, encode and everything else still overlap). bench/README.md, "Slots".
+_DRAWING: weakref.WeakKeyDictionary[Browser, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 def script_tag(code: str) -> str:
@@ -408,5 +413,8 @@ class TemplatePage:
         params: dict[str, Any] = {"frameTimeTicks": self._ticks, "interval": TICK_MS}
         if screenshot:
             params["screenshot"] = PNG if self._alpha else JPEG
-        result: dict[str, Any] = await self._cdp.send("HeadlessExperimental.beginFrame", params)
+        browser = self.context.browser
+        lock = _DRAWING.setdefault(browser, asyncio.Lock()) if browser else asyncio.Lock()
+        async with lock:
+            result: dict[str, Any] = await self._cdp.send("HeadlessExperimental.beginFrame", params)
         return result

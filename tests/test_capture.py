@@ -3,6 +3,7 @@ fallback), decoded and checked pixel by pixel; frames that did not change are re
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import cast
 
@@ -61,6 +62,29 @@ async def test_each_capture_mode_draws_frame_n_at_time_n(mode: str) -> None:
     for n in (0, 1, 7, 15, 25):
         check_moving_box(pixels(first[n]), n)
     assert first == again, "a rerun must give the same bytes"
+
+
+async def test_slots_of_one_chromium_draw_at_the_same_time() -> None:
+    # An agent's slots are pages of one browser: their BeginFrames must not lose pictures.
+    spec = template_job(
+        TEMPLATES / "moving_box.html", {}, width=W, height=H, fps=FPS, frames=FRAMES
+    )
+    source, params = page_input(spec)
+    chromium = await Chromium.launch(capture="beginframe")
+    try:
+        pages = [await TemplatePage.open(await chromium.browser.new_context()) for _ in range(3)]
+
+        async def render(page: TemplatePage) -> list[bytes]:
+            await page.load(source, params, (W, H), 30)
+            return [await page.frame(n * 1000 / FPS, 10) for n in range(FRAMES)]
+
+        runs = await asyncio.gather(*(render(page) for page in pages))
+    finally:
+        await chromium.close()
+    for images in runs:
+        for n in (0, 1, 7, 15, 25):
+            check_moving_box(pixels(images[n]), n)
+    assert runs[0] == runs[1] == runs[2], "the same frames as each slot alone would draw"
 
 
 def hold_still_x(n: int) -> tuple[int, int]:
