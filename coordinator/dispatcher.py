@@ -10,6 +10,7 @@ import asyncio
 
 from coordinator.farm import Farm
 from coordinator.sessions import Session
+from coordinator.splitting import chunk_urls
 from coordinator.store import JobRecord
 from framefleet.core import telemetry
 from framefleet.v1 import framefleet_pb2 as pb
@@ -43,7 +44,7 @@ async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Ass
     if record.source_key not in session.sources_sent:
         spec.MergeFrom(await farm.source(record.source_key))
         session.sources_sent.add(record.source_key)
-    return pb.Assign(
+    assign = pb.Assign(
         lease=pb.LeaseRef(job_id=record.id, fencing_token=record.fencing_token),
         attempt=record.attempt,
         spec=spec,
@@ -54,6 +55,12 @@ async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Ass
         # A batch has one template and one owner: its rows may share a page, nothing else.
         isolation_group=f"batch:{record.batch_id}" if record.batch_id else "",
     )
+    if record.parent_id is not None:  # a chunk: its frames into its own object
+        assign.first_frame, assign.end_frame = record.first_frame, record.end_frame
+        assign.chunk_index = record.chunk_index
+    elif record.chunks:  # a split job whose chunks are done: the assembly
+        assign.chunk_urls.extend(chunk_urls(record))
+    return assign
 
 
 async def wait_for_work(farm: Farm) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import outputs
@@ -19,6 +20,7 @@ from coordinator.lease_book import LeaseBook
 from coordinator.named_outputs import name_outputs
 from coordinator.retry_policy import RetryPolicy
 from coordinator.sessions import Sessions
+from coordinator.splitting import delete_chunks, plan, split
 from coordinator.store import Done, JobRecord, JobState, JobStore, Lease, NewJob, Transition
 from framefleet.core import jobspec, naming, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, from_wire
@@ -58,7 +60,8 @@ class Farm:
         if self.events.watched(record.id):
             self.events.publish(job_message(record, with_spec=False), fps)
         if record.state.final:
-            metrics.OUTCOMES.labels(record.state.value).inc()
+            if record.parent_id is None:  # a job's outcome, not its chunks'
+                metrics.OUTCOMES.labels(record.state.value).inc()
             ran = (record.finished_at or 0.0) - (record.started_at or 0.0)
             # One line per job outcome, with the ids that lead to its trace.
             log.info(
@@ -178,8 +181,13 @@ class Farm:
             await name_outputs([record])
             self.publish(record)
             return record
+        ranges = plan(spec, output, self.free_slots())
         try:
-            record = await self.store.insert(job)
+            # An identical job in flight makes this one wait for its output: not split.
+            if len(ranges) > 1 and not await self.store.in_flight(job.output_url):
+                record = await self.store.insert_split(*split(job, ranges))
+            else:
+                record = await self.store.insert(job)
         except Exception:
             # The same request id, inserted meanwhile by a concurrent retry (unique index).
             if request_id and (first := await self.store.find_request(tenant, request_id)):
@@ -187,6 +195,10 @@ class Farm:
             raise
         self.leases.wake()
         return record
+
+    def free_slots(self) -> int:
+        """Slots of the connected agents that wait for work now."""
+        return sum(self.leases.free_slots(session) for session in self.sessions.all())
 
     async def check_quota(self, tenant: str, adding: int) -> None:
         """Refuses work that would put a tenant over --max-queued-per-tenant unfinished jobs."""
@@ -216,6 +228,11 @@ class Farm:
         return {url: recorded[url] for url, ok in zip(urls, found, strict=True) if ok}
 
     async def cancel(self, job_id: str) -> JobRecord | None:
+        record = await self.store.get(job_id)
+        if record is not None and record.parent_id is not None:
+            return await self.cancel(record.parent_id)  # a chunk is cancelled as its job
+        if record is not None and record.chunks:
+            return await self.end_split(record, JobState.CANCELLED, "cancelled by a client")
         before = await self.store.cancel(job_id, self.clock())
         if before is None or before.state.final:
             return before
@@ -225,6 +242,29 @@ class Farm:
         assert after is not None
         self.publish(after)
         return after
+
+    async def end_split(
+        self,
+        parent: JobRecord,
+        state: JobState,
+        reason: str,
+        error_class: str | None = None,
+    ) -> JobRecord | None:
+        """Ends a split job (cancelled, or failed with a chunk's error) with its unfinished
+        chunks, fences their agents and removes the chunk objects. Returns the job as it is
+        now (None: no such job)."""
+        family = [parent, *await self.store.chunks_of(parent.id)]
+        message = reason if error_class else None
+        ended = await self.store.end_split(parent.id, state, self.clock(), error_class, message)
+        if ended is None:
+            return await self.store.get(parent.id)  # it had ended already
+        for before in family:
+            self.fence(before, reason)
+            self.abandon_upload(before)  # the agent aborts too, if it is alive
+        self._in_background(delete_chunks(ended))
+        self.publish(ended)
+        self.leases.wake()
+        return ended
 
     def fence(self, before: JobRecord, reason: str) -> None:
         """Tells the agent holding a lease that was just taken away to drop the job."""
@@ -261,9 +301,12 @@ class Farm:
         """The lease was lost with its agent (killed, or restarted without it): abort the
         attempt's S3 multipart upload, which nobody will complete or abort now."""
         if record.upload_id:
-            task = asyncio.create_task(self._abort_upload(record.output_url, record.upload_id))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._abort_upload(record.output_url, record.upload_id))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _abort_upload(self, url: str, upload_id: str) -> None:
         try:
@@ -276,8 +319,9 @@ class Farm:
         now = self.clock()
         done = [Done(r.lease.job_id, r.lease.fencing_token, r.output_bytes) for r in reports]
         records = await self.store.complete(agent_id, done, now)
+        jobs = [r for r in records if r.parent_id is None]
         # Named before anyone hears it succeeded: a client that sees "succeeded" finds the file.
-        await name_outputs(records)
+        await name_outputs(jobs)
         by_job = {r.lease.job_id: r for r in reports}
         for record in records:
             report = by_job[record.id]
@@ -286,9 +330,12 @@ class Farm:
                 metrics.RENDER_FPS.observe(report.frames / report.render_seconds)
             job_span(record, "attempt", record.started_at, now, outcome="succeeded")
             self.publish(record)
-        if records:
+        for parent_id in {r.parent_id for r in records if r.parent_id is not None}:
+            if parent := await self.store.get(parent_id):  # counted, or queued for assembly
+                self.publish(parent)
+        if jobs:
             # Identical jobs that waited for these renders share their outputs.
-            outputs = {r.output_url: r.output_bytes for r in records}
+            outputs = {r.output_url: r.output_bytes for r in jobs}
             waiters = await self.store.complete_waiting(outputs, now)
             await name_outputs(waiters)
             for waiting in waiters:
@@ -336,7 +383,21 @@ class Farm:
         )
         self.publish(settled)
         self.leases.wake()
+        if settled.state == JobState.FAILED:
+            await self._failed_for_good(settled)
         return settled
+
+    async def _failed_for_good(self, record: JobRecord) -> None:
+        """A chunk that failed for good fails its job (its error); a failed assembly leaves
+        chunk objects nobody will join."""
+        if record.parent_id is not None:
+            parent = await self.store.get(record.parent_id)
+            if parent is not None:
+                reason = f"chunk {record.chunk_index}: {record.error_message or 'failed'}"
+                error_class = record.error_class or ErrorClass.INTERNAL
+                await self.end_split(parent, JobState.FAILED, reason, error_class)
+        elif record.chunks:
+            self._in_background(delete_chunks(record))
 
     async def fail(self, agent_id: str, msg: pb.Failed) -> JobRecord | None:
         """The agent's failure report; the policy decides on retry by its error class."""

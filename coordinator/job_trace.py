@@ -17,12 +17,14 @@ def job_span(
     if not telemetry.active() or start is None:
         return
     parent = telemetry.extract(telemetry.from_text(record.trace_context))
+    if record.parent_id is not None:  # a chunk's spans are its job's, with its place
+        attributes = {**attributes, "chunk.index": record.chunk_index, "chunk.id": record.id}
     span = telemetry.tracer.start_span(
         name,
         context=parent,
         start_time=int(start * 1e9),
         attributes={
-            "framefleet.job.id": record.id,
+            "framefleet.job.id": record.parent_id or record.id,
             "framefleet.job.attempt": record.attempt,
             "framefleet.job.content_key": record.content_key,
             "framefleet.batch.id": record.batch_id or "",

@@ -55,6 +55,14 @@ class NewJob:
     tenant: str = ""
     # The client's request id (idempotent submit): one job alone per (tenant, request_id).
     request_id: str = ""
+    # A chunk of a split job: its parent, its place, and its frames [first_frame, end_frame).
+    parent_id: str | None = None
+    chunk_index: int = 0
+    first_frame: int = 0
+    end_frame: int = 0
+    # A split job (a parent): how many chunks it has. It is inserted leased to nobody (held)
+    # with its chunks, and queued as the assembly of their outputs when the last succeeds.
+    chunks: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,17 @@ class JobRecord:
     interruptions: int = 0
     tenant: str = ""
     request_id: str = ""
+    parent_id: str | None = None
+    chunk_index: int = 0
+    first_frame: int = 0
+    end_frame: int = 0
+    chunks: int = 0
+    chunks_done: int = 0
+
+    @property
+    def held(self) -> bool:
+        """A split job whose chunks run: leased to nobody, no lease to renew or expire."""
+        return self.chunks > 0 and self.state == JobState.LEASED and self.lease_owner is None
 
 
 class JobStore(Protocol):
@@ -158,13 +177,14 @@ class JobStore(Protocol):
     async def get(self, job_id: str) -> JobRecord | None: ...
 
     async def count_by_state(self) -> dict[JobState, int]:
-        """How many jobs are in each state (for metrics)."""
+        """How many jobs (not chunks) are in each state (for metrics)."""
         ...
 
     async def list_jobs(
         self, states: list[JobState], limit: int, tenant: str | None = None, before: str = ""
     ) -> list[JobRecord]:
-        """Newest first; empty states means every state; ``tenant``: only that tenant's;
+        """Jobs as clients submitted them (no chunks), newest first; empty states means every
+        state; ``tenant``: only that tenant's;
         ``before``: only jobs submitted before that job (the previous page's last)."""
         ...
 
@@ -177,7 +197,32 @@ class JobStore(Protocol):
         ...
 
     async def count_unfinished(self, tenant: str) -> int:
-        """The tenant's jobs that are queued or leased."""
+        """The tenant's jobs that are queued or leased (chunks are not counted)."""
+        ...
+
+    async def insert_split(self, parent: NewJob, chunks: list[NewJob]) -> JobRecord:
+        """Inserts a split job, held while its chunks (queued) run, in one transaction."""
+        ...
+
+    async def chunks_of(self, parent_id: str) -> list[JobRecord]:
+        """A split job's chunks, in order."""
+        ...
+
+    async def end_split(
+        self,
+        parent_id: str,
+        state: JobState,
+        now: float,
+        error_class: str | None = None,
+        error_message: str | None = None,
+    ) -> JobRecord | None:
+        """Ends a split job that has not ended (FAILED with that error, or CANCELLED) and
+        cancels its unfinished chunks, fencing every lease, in one transaction; returns the
+        job as it is after, or None when it had ended already."""
+        ...
+
+    async def in_flight(self, output_url: str) -> bool:
+        """Whether a queued or running job is rendering output_url."""
         ...
 
     async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:
@@ -265,12 +310,15 @@ class JobStore(Protocol):
         self, lease: Lease, frames_done: int, upload_id: str = "", frames_total: int = 0
     ) -> bool:
         """Records frames done (and the attempt's upload id, once known) on a current lease;
-        ``frames_total`` fills in a total unknown at submit (a composition's own length)."""
+        ``frames_total`` fills in a total unknown at submit (a composition's own length); a
+        chunk's parent gets the sum of its chunks' frames done."""
         ...
 
     async def complete(self, owner: str, done: list[Done], now: float) -> list[JobRecord]:
         """Records the successes whose leases ``owner`` holds with those tokens (one statement
-        for all); any other success is left out of the result and changes nothing."""
+        for all); any other success is left out of the result and changes nothing. Chunks
+        count towards their parent, which is queued for assembly when its last chunk succeeds
+        (in the same transaction)."""
         ...
 
     async def complete_waiting(self, outputs: dict[str, int], now: float) -> list[JobRecord]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
@@ -32,13 +33,16 @@ COLUMNS = ", ".join(f.name for f in fields(JobRecord))
 INSERT_COLUMNS = (
     "id, state, spec, content_key, output_url, frames_total, priority, max_attempts,"
     " created_at, available_at, source_key, batch_id, row_key, fair_rank, frames_done,"
-    " output_bytes, finished_at, cache_hit, trace_context, tenant, request_id"
+    " output_bytes, finished_at, cache_hit, trace_context, tenant, request_id, parent_id,"
+    " chunk_index, first_frame, end_frame, chunks"
 )
 INSERT = (
     f"INSERT INTO jobs ({INSERT_COLUMNS})"
     f" VALUES ({', '.join('?' * (INSERT_COLUMNS.count(',') + 1))})"
 )
 UNFINISHED = "state IN ('queued', 'leased')"
+# Jobs as clients submitted them: not the chunks a split job runs as.
+SUBMITTED = "parent_id IS NULL"
 # Rows per statement for lists of values: well under both databases' parameter limits.
 CHUNK = 200
 
@@ -50,15 +54,18 @@ HIDDEN = 1e18
 def insert_values(
     job: NewJob, cached_bytes: int | None = None, hidden: bool = False
 ) -> tuple[Any, ...]:
-    """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given."""
+    """INSERT values: queued, or already succeeded (a cache hit) when cached_bytes is given,
+    or held (leased to nobody) when it is a split job."""
     cached = cached_bytes is not None
     available_at = HIDDEN if hidden else job.created_at
+    state = "succeeded" if cached else "leased" if job.chunks else "queued"
     return (
-        job.id, "succeeded" if cached else "queued", job.spec, job.content_key, job.output_url,
+        job.id, state, job.spec, job.content_key, job.output_url,
         job.frames_total, job.priority, job.max_attempts, job.created_at, available_at,
         job.source_key, job.batch_id, job.row_key, job.fair_rank,
         job.frames_total if cached else 0, cached_bytes or 0, job.created_at if cached else None,
-        cached, job.trace_context, job.tenant, job.request_id,
+        cached, job.trace_context, job.tenant, job.request_id, job.parent_id, job.chunk_index,
+        job.first_frame, job.end_frame, job.chunks,
     )  # fmt: skip
 
 
@@ -78,6 +85,13 @@ def typed_values(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> tuple[s
     give PostgreSQL the types; to SQLite they are harmless. Columns are column1, column2, ..."""
     row = "(" + ", ".join(f"CAST(? AS {t})" for t in types) + ")"
     return "VALUES " + ", ".join([row] * len(rows)), [v for r in rows for v in r]
+
+
+# A split job's frames done: its chunks' sum (a statement's start, for UPDATE jobs).
+SUM_FRAMES = (
+    "UPDATE jobs SET frames_done ="
+    " (SELECT COALESCE(SUM(c.frames_done), 0) FROM jobs AS c WHERE c.parent_id = jobs.id)"
+)
 
 
 def chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
@@ -194,14 +208,64 @@ class SqlStore:
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._one(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", job_id)
 
+    # --- split jobs ------------------------------------------------------------------------
+
+    async def insert_split(self, parent: NewJob, chunks: list[NewJob]) -> JobRecord:
+        async with self.transaction() as db:
+            rows = await db.fetch(f"{INSERT} RETURNING {COLUMNS}", *insert_values(parent))
+            await db.executemany(INSERT, [insert_values(chunk) for chunk in chunks])
+        return record_from_row(rows[0])
+
+    async def chunks_of(self, parent_id: str) -> list[JobRecord]:
+        return await self._all(
+            f"SELECT {COLUMNS} FROM jobs WHERE parent_id = ? ORDER BY chunk_index", parent_id
+        )
+
+    async def end_split(
+        self,
+        parent_id: str,
+        state: JobState,
+        now: float,
+        error_class: str | None = None,
+        error_message: str | None = None,
+    ) -> JobRecord | None:
+        async with self.transaction() as db:
+            # Chunks before their parent: the order complete() takes its row locks in.
+            await db.execute(
+                f"UPDATE jobs SET state = 'cancelled', fencing_token = {self._next_token()},"
+                f" finished_at = ?, lease_expires_at = NULL WHERE parent_id = ? AND {UNFINISHED}",
+                now,
+                parent_id,
+            )
+            rows = await db.fetch(
+                f"UPDATE jobs SET state = ?, fencing_token = {self._next_token()},"
+                " finished_at = ?, lease_expires_at = NULL, error_class = COALESCE(?, error_class),"
+                " error_message = COALESCE(?, error_message)"
+                f" WHERE id = ? AND {UNFINISHED} RETURNING {COLUMNS}",
+                state.value,
+                now,
+                error_class,
+                error_message,
+                parent_id,
+            )
+        return record_from_row(rows[0]) if rows else None
+
+    async def in_flight(self, output_url: str) -> bool:
+        rows = await self._db.fetch(
+            f"SELECT 1 FROM jobs WHERE output_url = ? AND {UNFINISHED} LIMIT 1", output_url
+        )
+        return bool(rows)
+
     async def count_by_state(self) -> dict[JobState, int]:
-        rows = await self._db.fetch("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        rows = await self._db.fetch(
+            f"SELECT state, COUNT(*) FROM jobs WHERE {SUBMITTED} GROUP BY state"
+        )
         return {JobState(state): count for state, count in rows}
 
     async def list_jobs(
         self, states: list[JobState], limit: int, tenant: str | None = None, before: str = ""
     ) -> list[JobRecord]:
-        where, args = [], []
+        where, args = [SUBMITTED], []
         if before:
             where.append("seq < (SELECT seq FROM jobs WHERE id = ?)")
             args.append(before)
@@ -211,9 +275,10 @@ class SqlStore:
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args += [s.value for s in states]
-        condition = f"WHERE {' AND '.join(where)}" if where else ""
         return await self._all(
-            f"SELECT {COLUMNS} FROM jobs {condition} ORDER BY seq DESC LIMIT ?", *args, limit
+            f"SELECT {COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+            *args,
+            limit,
         )
 
     async def find_request(self, tenant: str, request_id: str) -> JobRecord | None:
@@ -231,7 +296,7 @@ class SqlStore:
 
     async def count_unfinished(self, tenant: str) -> int:
         rows = await self._db.fetch(
-            f"SELECT COUNT(*) FROM jobs WHERE tenant = ? AND {UNFINISHED}", tenant
+            f"SELECT COUNT(*) FROM jobs WHERE tenant = ? AND {UNFINISHED} AND {SUBMITTED}", tenant
         )
         return int(rows[0][0])
 
@@ -411,12 +476,16 @@ class SqlStore:
             f"   ORDER BY priority DESC, fair_rank, seq LIMIT ?{self.skip_locked})"
             " UPDATE jobs SET state = 'leased', lease_owner = ?,"
             f" fencing_token = {self._next_token()}, lease_expires_at = ?,"
-            " attempt = attempt + 1, started_at = ?, frames_done = 0, upload_id = NULL"
+            " attempt = attempt + 1, upload_id = NULL,"
+            # An assembly keeps the start and the frames its chunks made.
+            " started_at = CASE WHEN chunks > 0 THEN COALESCE(started_at, ?) ELSE ? END,"
+            " frames_done = CASE WHEN chunks > 0 THEN frames_done ELSE 0 END"
             f" FROM picked WHERE jobs.seq = picked.seq RETURNING {COLUMNS}",
             now,
             limit,
             agent_id,
             now + ttl,
+            now,
             now,
         )
 
@@ -455,18 +524,22 @@ class SqlStore:
     async def progress(
         self, lease: Lease, frames_done: int, upload_id: str = "", frames_total: int = 0
     ) -> bool:
-        changed = await self._db.execute(
-            "UPDATE jobs SET frames_done = ?, upload_id = COALESCE(NULLIF(?, ''), upload_id),"
-            " frames_total = CASE WHEN frames_total = 0 THEN ? ELSE frames_total END"
-            " WHERE state = 'leased' AND id = ? AND lease_owner = ? AND fencing_token = ?",
-            frames_done,
-            upload_id,
-            frames_total,
-            lease.job_id,
-            lease.owner,
-            lease.token,
-        )
-        return changed == 1
+        async with self.transaction() as db:
+            rows = await db.fetch(
+                "UPDATE jobs SET frames_done = ?, upload_id = COALESCE(NULLIF(?, ''), upload_id),"
+                " frames_total = CASE WHEN frames_total = 0 THEN ? ELSE frames_total END"
+                " WHERE state = 'leased' AND id = ? AND lease_owner = ? AND fencing_token = ?"
+                " RETURNING parent_id",
+                frames_done,
+                upload_id,
+                frames_total,
+                lease.job_id,
+                lease.owner,
+                lease.token,
+            )
+            if rows and rows[0][0] is not None:
+                await db.execute(f"{SUM_FRAMES} WHERE id = ?", rows[0][0])
+        return bool(rows)
 
     async def complete(self, owner: str, done: list[Done], now: float) -> list[JobRecord]:
         records: list[JobRecord] = []
@@ -488,6 +561,18 @@ class SqlStore:
                     owner,
                 )
                 records += [record_from_row(row) for row in rows]
+            parents = Counter(r.parent_id for r in records if r.parent_id is not None)
+            for parent_id, succeeded in parents.items():
+                # An increment, not a count: two chunks completing at once both add.
+                await db.execute(
+                    f"{SUM_FRAMES}, chunks_done = chunks_done + ?, available_at = ?,"
+                    " state = CASE WHEN chunks_done + ? >= chunks THEN 'queued' ELSE state END"
+                    " WHERE id = ? AND state = 'leased' AND lease_owner IS NULL",
+                    succeeded,
+                    now,
+                    succeeded,
+                    parent_id,
+                )
         return records
 
     async def settle(

@@ -1,5 +1,5 @@
 """The one conformance suite every job store passes (the shape of river's riverdrivertest),
-split by area: claims, leases, batches, the result cache.
+split by area: claims, leases, batches, the result cache, split jobs.
 
 A store's test module subclasses ``StoreConformance`` as ``TestXxxStore`` and provides an async
 ``store`` fixture that yields an empty, open store. Only the ``JobStore`` interface is used,
@@ -19,6 +19,7 @@ from tests.store_conformance.helpers import (
     new_job,
 )
 from tests.store_conformance.leases import LeaseTests
+from tests.store_conformance.splits import SplitTests
 
 __all__ = [
     "T0",
@@ -32,5 +33,5 @@ __all__ = [
 ]
 
 
-class StoreConformance(ClaimTests, LeaseTests, BatchTests, CacheTests):
+class StoreConformance(ClaimTests, LeaseTests, BatchTests, CacheTests, SplitTests):
     """Not collected on its own (no Test prefix); subclasses supply the ``store`` fixture."""
