@@ -30,7 +30,8 @@ OPUS_FRAME = 960  # 20 ms, Opus's usual frame
 BIT_RATE = 192_000
 AAC_PRIMING = 1024  # samples of silence FFmpeg's AAC encoder puts first
 MAX_VOLUME = 4.0  # a gain above 1 amplifies (VideoJSON's volume); the mix is clipped to ±1
-MIN_RATE, MAX_RATE = 1 / 16, 16  # the resampler's range; faster or slower media is refused
+# The resampler's range; faster or slower media is refused (VideoJSON's at submit: MIN_SPEED).
+MIN_RATE, MAX_RATE = 1 / 16, 16
 
 Samples = npt.NDArray[np.float32]  # (channels, samples), planar float
 

@@ -103,6 +103,7 @@ def test_media_layers_are_accepted() -> None:
         (lambda x: x["settings"].update(source="data:audio/wav,raw"), "base64 data: URL"),
         (lambda x: x["settings"].update(source="data:audio/wav;base64,!!"), "not valid base64"),
         (lambda x: x["properties"].update(volume=5), "volume: 5 is outside 0..4"),
+        (lambda x: x["settings"].update(speed=-20), "speed: -20; media layers play at"),
         (lambda x: x["properties"].update(pan=-1), "pan is not supported yet"),
         (lambda x: x["properties"].update(pitch=2), "pitch is not supported yet"),
         (

@@ -27,6 +27,8 @@ MEDIA_TYPES = frozenset({"video", "audio"})
 # Sound properties framefleet mixes: volume (static, 0..MAX_VOLUME; above 1 amplifies) and mute.
 MAX_VOLUME = 4.0
 UNSUPPORTED_SOUND = {"pan": 0, "pitch": 1}  # property: the only value accepted (its default)
+# The agent's resampler's range for a media layer's speed (agent/soundtrack.py MIN/MAX_RATE).
+MIN_SPEED, MAX_SPEED = 1 / 16, 16
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 # Media types for font files, which mimetypes may not know.
 _SOURCE_SUFFIXES = {
@@ -355,6 +357,12 @@ def _check_media(layer: dict[str, Json], parts: list[str | int], placeholders: b
             f"VideoJSON {where}: {layer['type']} layers inside a group are not supported yet"
         )
     settings, properties = layer.get("settings"), layer.get("properties")
+    speed = settings.get("speed", 1) if isinstance(settings, dict) else 1
+    if isinstance(speed, (int, float)) and speed and not MIN_SPEED <= abs(speed) <= MAX_SPEED:
+        raise invalid(
+            f"VideoJSON {where}.settings.speed: {speed:g}; media layers play at "
+            f"{MIN_SPEED:g} to {MAX_SPEED:g} times (either way)"
+        )
     source = settings.get("source") if isinstance(settings, dict) else None
     if isinstance(source, str) and not (placeholders and _placeholder(source)):
         media_data(source, f"{where}.settings.source")
