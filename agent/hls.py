@@ -109,6 +109,7 @@ class SegmentedUpload:
         self._written: list[str] = []  # URLs of complete objects, in order
         self.size = 0  # the set's bytes, once complete
         self._sender = self._loop.create_task(self._send())
+        self._cleaning: asyncio.Task[None] | None = None
 
     @property
     def upload_id(self) -> str:
@@ -147,7 +148,13 @@ class SegmentedUpload:
         await self._put(self.url, text.encode())
 
     async def abort(self) -> None:
-        """Stops sending and deletes every object written, so no partial set remains."""
+        """Stops sending and deletes every object written, so no partial set remains. The
+        clean-up goes on even if the caller is cancelled again meanwhile."""
+        if self._cleaning is None:  # kept here: the loop holds tasks only weakly
+            self._cleaning = self._loop.create_task(self._clean_up())
+        await asyncio.shield(self._cleaning)
+
+    async def _clean_up(self) -> None:
         self._sender.cancel()
         with contextlib.suppress(BaseException):
             await self._sender
