@@ -48,6 +48,8 @@ def job_message(record: JobRecord, with_spec: bool = True) -> pb.Job:
         batch_id=record.batch_id or "",
         row_key=record.row_key or "",
         interruptions=record.interruptions,
+        chunks=record.chunks,
+        chunks_done=record.chunks_done,
     )
     if with_spec:
         job.spec.ParseFromString(record.spec)

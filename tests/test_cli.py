@@ -63,6 +63,7 @@ def test_render_all_in_one_writes_the_mp4(tmp_path: Path) -> None:
         ([str(TEMPLATES / "moving_box.html"), "--width", "333"], "INVALID_JOB: width 333 is odd"),
         ([str(TEMPLATES / "moving_box.html"), "--duration", "-1"], "INVALID_JOB"),
         ([str(TEMPLATES / "moving_box.html"), "--duration", "100000"], "INVALID_JOB"),
+        ([str(TEMPLATES / "moving_box.html"), "--chunks", "65"], "chunks 65 is more than 64"),
     ],
 )
 def test_render_refuses_bad_input_before_starting(

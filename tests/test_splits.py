@@ -13,9 +13,11 @@ from coordinator.lease_reaper import reap_once
 from coordinator.sessions import Session
 from coordinator.store import JobState
 from coordinator.store.base import JobRecord
+from framefleet.cli import build_parser, spec_from_args
 from framefleet.core import chunks
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs.local import local_path
+from tests.conftest import TEMPLATES
 from tests.test_leases import TTL, FakeClock, assigns, clock, drain, get, lease_farm, spec
 
 __all__ = ["clock", "lease_farm"]  # fixtures
@@ -175,3 +177,17 @@ async def test_cancel_ends_chunks_and_removes_their_objects(lease_farm: Farm) ->
 async def _background(farm: Farm) -> None:
     """Until the farm's background work (removing chunk objects) is done."""
     await asyncio.gather(*farm._background)
+
+
+def test_submit_and_render_force_a_split() -> None:
+    template = str(TEMPLATES / "moving_box.html")
+    for command in ("submit", "render"):
+        args = build_parser().parse_args(
+            [command, template, "--out", "out", "--duration", "12", "--chunks", "3"]
+        )
+        assert spec_from_args(args, "out").chunks == 3
+    args = build_parser().parse_args(
+        ["submit", template, "--frames", "300", "--chunk-frames", "90"]
+    )
+    spec = spec_from_args(args, "out")
+    assert (spec.chunks, spec.chunk_frames) == (0, 90)

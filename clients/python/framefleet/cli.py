@@ -116,6 +116,8 @@ def spec_from_args(args: argparse.Namespace, destination: str) -> pb.JobSpec:
         destination=destination,
         priority=args.priority,
         name=args.name,
+        chunks=args.chunks,
+        chunk_frames=args.chunk_frames,
     )
     validate(spec)
     return spec
@@ -153,6 +155,21 @@ def job_options(parser: argparse.ArgumentParser) -> None:
         "row_key, batch, batch_id, key, or a parameter)",
     )
     parser.add_argument("--priority", type=priority, default=0, help="-1000..1000 (higher first)")
+    parser.add_argument(
+        "--chunks",
+        type=count,
+        default=0,
+        metavar="N",
+        help="split an MP4 into N chunks rendered at once on free slots and agents, joined "
+        "without re-encoding (1: never split; default: by length and free slots)",
+    )
+    parser.add_argument(
+        "--chunk-frames",
+        type=count,
+        default=0,
+        metavar="F",
+        help="split into chunks of F frames (rounded up to whole 2-second segments)",
+    )
     parser.add_argument("--json", action="store_true", help="print the final job as JSON")
 
 

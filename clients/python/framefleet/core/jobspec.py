@@ -285,12 +285,16 @@ def template_job(
     priority: int = 0,
     max_attempts: int = 0,
     name: str = "",
+    chunks: int = 0,
+    chunk_frames: int = 0,
 ) -> pb.JobSpec:
     """A job spec for an HTML template file (or a HyperFrames project folder) and its
     parameters. Output settings left at 0 come from a HyperFrames composition root's
     data-width, data-height, data-fps and data-duration, else 1280x720 at 30 fps. ``name``: a
     readable output name besides the content-addressed one, e.g. "{row_key}.mp4" (see
-    core.naming)."""
+    core.naming). ``chunks=N`` splits an MP4 into N chunks rendered at once (1: never),
+    ``chunk_frames=F`` into chunks of F frames; by default the coordinator splits a long MP4
+    by its free slots."""
     loaded = load_template(template)
     own = hyperframes.output_defaults(loaded.html)
     output = pb.OutputSettings(
@@ -304,6 +308,7 @@ def template_job(
         preset=preset,
     )
     spec = pb.JobSpec(template=loaded, output=output)
+    spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
 
 
@@ -338,6 +343,8 @@ def video_json_job(
     priority: int = 0,
     max_attempts: int = 0,
     name: str = "",
+    chunks: int = 0,
+    chunk_frames: int = 0,
 ) -> pb.JobSpec:
     """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
     inlined as data: URLs) or the document's text. Output settings left at 0 come from the
@@ -359,4 +366,5 @@ def video_json_job(
         preset=preset,
     )
     spec = pb.JobSpec(video_json=text, output=output)
+    spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
