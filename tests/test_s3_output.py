@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+import outputs
+from agent.hls import SegmentedUpload
 from framefleet.core.errors import ErrorClass, FramefleetError
 from outputs import Upload, open_upload
 from outputs.s3 import (
@@ -37,6 +39,7 @@ from tests.moto_server import (
     s3_client,
 )
 from tests.s3_fault_proxy import FaultProxy
+from tests.test_hls import fragmented_mp4
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -338,3 +341,36 @@ def test_bad_s3_urls_are_output_errors() -> None:
         with pytest.raises(FramefleetError) as failure:
             asyncio.run(open_it(url))
         assert failure.value.error_class == ErrorClass.OUTPUT_ERROR
+
+
+async def test_an_hls_set_is_sized_copied_and_cleaned_up_whole(
+    s3_env: FaultProxy, s3: S3Client, bucket: str
+) -> None:
+    """HLS in S3 (agent/hls.py, outputs/hls.py): segments as objects under the playlist's
+    prefix; size and copy take the whole set; an aborted render leaves no object."""
+    data = fragmented_mp4(45)
+    upload = SegmentedUpload(f"s3://{bucket}/ab/KEY.m3u8", 45, 10)
+    await upload_like_render(upload, data)
+    keys = ["ab/KEY.m3u8", "ab/KEY/init.mp4", *(f"ab/KEY/seg0000{n}.m4s" for n in (1, 2, 3))]
+    assert sorted(await object_keys(s3, bucket)) == sorted(keys)
+    assert await outputs.size(f"s3://{bucket}/ab/KEY.m3u8") == upload.size
+
+    await outputs.copy(f"s3://{bucket}/ab/KEY.m3u8", f"s3://{bucket}/named/clip.m3u8")
+    playlist = await read_object(s3, bucket, "named/clip.m3u8")
+    assert playlist is not None and b'URI="clip/init.mp4"' in playlist
+    for n in (1, 2, 3):
+        assert await read_object(s3, bucket, f"named/clip/seg0000{n}.m4s") == await read_object(
+            s3, bucket, f"ab/KEY/seg0000{n}.m4s"
+        )
+    await s3.delete_object(Bucket=bucket, Key="ab/KEY/seg00002.m4s")
+    assert await outputs.size(f"s3://{bucket}/ab/KEY.m3u8") is None, "not a whole set"
+
+    failed = SegmentedUpload(f"s3://{bucket}/cd/KEY.m3u8", 45, 10)
+    await asyncio.to_thread(failed.write, data[: data.rindex(b"moof") - 4])
+
+    async def segments_stored() -> bool:
+        return "cd/KEY/seg00002.m4s" in await object_keys(s3, bucket)
+
+    await eventually(segments_stored, 15, "the segments to be uploaded")
+    await failed.abort()
+    assert not [k for k in await object_keys(s3, bucket) if k.startswith("cd/")]
