@@ -1,9 +1,18 @@
-"""In-process H.264 encoding into fragmented MP4 with PyAV/libx264.
+"""In-process encoding with PyAV: H.264 into fragmented MP4 (also HLS), VP9 into WebM.
 
 Captured images go to one encoder thread in capture order; the capture loop keeps a small
 window of frames in flight, so encoding overlaps capture and memory stays bounded. The MP4 is
-fragmented (empty moov, a fragment every 0.25 s), so its bytes are final as they are written
+fragmented (empty moov, a fragment per segment), so its bytes are final as they are written
 and can stream straight into a sink with no seeking.
+
+H.264 is encoded in **segments** of ``chunks.segment_frames`` (two seconds), each by a fresh
+x264 (so it starts with a keyframe and nothing carries over: closed GOPs, no scene-cut
+keyframes, rate control restarted), and each segment is one fragment carrying its decode time
+and sequence number in the whole video. So a **chunk** of whole segments encoded alone
+(``first_frame``..``end_frame``) has exactly the bytes those segments have in the whole video,
+and the video is the chunks' bytes joined in order (only the chunk at frame 0 has the init
+segment), however it was split. The soundtrack is encoded from 0 by every chunk (cheap and
+deterministic) and each muxes only the AAC packets dated in its own time range.
 """
 
 from __future__ import annotations
@@ -12,38 +21,64 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from fractions import Fraction
+from typing import Any, cast
 
 import av
+from av.codec.context import Flags
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent import hls
-from agent.soundtrack import Samples, SoundTrack
+from agent.soundtrack import SAMPLE_RATE, Samples, SoundTrack
+from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
 # x264's thread count is written into the stream; fixing it keeps bytes identical across hosts.
 X264_THREADS = 2
-MOVFLAGS = "empty_moov+default_base_moof"
-# A fragment every quarter second, so bytes reach the sink while frames are captured, not once
-# per GOP; HLS fragments at keyframes instead, so that every fragment is a segment (agent/hls.py).
-FRAGMENT = {"movflags": MOVFLAGS, "frag_duration": "250000"}
-HLS_FRAGMENT = {"movflags": "frag_keyframe+" + MOVFLAGS}
+# A fragment per segment (at its keyframe), so a fragment's number is its segment's. frag_discont
+# with avoid_negative_ts=disabled and no edit list: fragments carry their own decode times (a
+# chunk that starts at frame 600 is not shifted to 0) and the first frame shows at 0, as the
+# sound starts; skip_trailer: no index (mfra) of only a chunk's fragments at its end.
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+skip_trailer"
+MP4_OPTIONS = {
+    "movflags": MOVFLAGS,
+    "fflags": "+bitexact",
+    "avoid_negative_ts": "disabled",
+    "use_editlist": "0",
+}
+BOX_HEADER = 8
 
 
 class _Writer:
-    """The file object PyAV muxes into: forwards every byte to the sink."""
+    """The file object PyAV muxes into: forwards every byte to the sink; a chunk after the
+    first drops the init segment (its leading ftyp and moov boxes), which the first one has."""
 
-    def __init__(self, write: Callable[[bytes], object]) -> None:
+    def __init__(self, write: Callable[[bytes], object], drop_init: bool) -> None:
         self._write = write
         self.bytes_written = 0
+        self._head: bytearray | None = bytearray() if drop_init else None
 
     def write(self, data: bytes) -> int:
-        self._write(bytes(data))
-        self.bytes_written += len(data)
-        return len(data)
+        size = len(data)
+        if self._head is not None:
+            self._head += data
+            data = self._after_init(self._head)
+        if data:
+            self._write(bytes(data))
+            self.bytes_written += len(data)
+        return size
+
+    def _after_init(self, head: bytearray) -> bytes:
+        """What follows the init segment, once it has all arrived (until then nothing)."""
+        at = 0
+        while len(head) >= at + BOX_HEADER:
+            if bytes(head[at + 4 : at + 8]) not in (b"ftyp", b"moov"):
+                self._head = None
+                return bytes(head[at:])
+            at += int.from_bytes(head[at : at + 4], "big")
+        return b""
 
 
 class H264Encoder:
@@ -54,11 +89,29 @@ class H264Encoder:
         image_codec: str = "mjpeg",
         window: int = 6,
         soundtrack: Samples | None = None,
+        first_frame: int = 0,
+        end_frame: int = 0,
     ) -> None:
+        """Encodes ``output``'s frames [first_frame, end_frame) (a chunk of whole segments;
+        end_frame 0: to the end); only a chunk at frame 0 has the init segment."""
+        self._segment = chunks.segment_frames(output.fps)
+        self._end = end_frame or output.frames
+        whole = first_frame == 0 and self._end == output.frames
+        aligned = first_frame % self._segment == 0 and (
+            self._end % self._segment == 0 or self._end == output.frames
+        )
+        if not whole and (
+            not chunks.splittable(output.format)
+            or not aligned
+            or not 0 <= first_frame < self._end <= output.frames
+        ):
+            message = f"frames [{first_frame}, {end_frame}) are not a chunk of whole segments"
+            raise FramefleetError(ErrorClass.INVALID_JOB, message)
+        self._first = first_frame
         self._output = output
         self._soundtrack = soundtrack
         self._audio: SoundTrack | None = None
-        self._writer = _Writer(write)
+        self._writer = _Writer(write, drop_init=first_frame > 0)
         self._image_codec = image_codec
         # PNG captures carry alpha: VP9 keeps it (yuva420p); H.264 has none.
         alpha = image_codec == "png" and output.format == "webm"
@@ -67,7 +120,8 @@ class H264Encoder:
         self._pending: deque[asyncio.Future[None]] = deque()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
         self._container: av.container.OutputContainer | None = None
-        self._frames = 0
+        self._x264: VideoCodecContext | None = None  # the current segment's encoder
+        self._frames = first_frame  # the next frame's number in the whole video
         # The last image and its converted frame: a repeated image (the page did not change) is
         # encoded again without decoding and converting it again.
         self._last: tuple[bytes, av.VideoFrame] | None = None
@@ -78,47 +132,88 @@ class H264Encoder:
 
     def _open(self) -> None:
         o = self._output
-        webm = o.format == "webm"
-        if webm:
-            # Matroska written straight through (no seeking back for cues or duration).
-            options = {"fflags": "+bitexact", "live": "1"}
-        else:
-            options = {**(HLS_FRAGMENT if o.format == "hls" else FRAGMENT), "fflags": "+bitexact"}
-        # HLS is a fragmented MP4 indexed by a playlist (agent/hls.py).
-        muxer = "webm" if webm else "mp4"
-        container = av.open(self._writer, mode="w", format=muxer, options=options)
-        stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=o.fps)
-        stream.width, stream.height, stream.pix_fmt = o.width, o.height, self._pix_fmt
-        ctx = stream.codec_context
-        ctx.gop_size = hls.SEGMENT_SECONDS * o.fps
+        if o.format == "webm":
+            self._open_webm()
+            return
+        # HLS is the same fragmented MP4, cut at its fragments by agent/hls.py.
+        options = {**MP4_OPTIONS, "fragment_index": str(self._first // self._segment + 1)}
+        container = av.open(self._writer, mode="w", format="mp4", options=options)
+        # The stream's own encoder only describes the stream (avcC) in the init segment; each
+        # segment's encoder, with the same settings, makes the packets.
+        stream = container.add_stream("libx264", rate=o.fps)
+        self._configure_x264(stream.codec_context)
+        self._stream = stream
+        self._container = container
+        if self._soundtrack is not None:
+            fps = Fraction(o.fps)
+            self._audio = SoundTrack(
+                container,
+                self._soundtrack,
+                "aac",
+                window=(
+                    round(self._first * SAMPLE_RATE / fps),
+                    None if self._end == o.frames else round(self._end * SAMPLE_RATE / fps),
+                ),
+            )
+        container.start_encoding()
+        self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
+
+    def _configure_x264(self, ctx: VideoCodecContext) -> None:
+        o = self._output
+        ctx.width, ctx.height, ctx.pix_fmt = o.width, o.height, self._pix_fmt
+        ctx.time_base = Fraction(1, o.fps)
+        ctx.framerate = Fraction(o.fps)
+        ctx.gop_size = self._segment
         ctx.thread_count = X264_THREADS
+        self._set_colors(ctx)
+        ctx.flags |= Flags.global_header  # parameter sets in avcC, as the mp4 muxer wants
+        params = [f"keyint={self._segment}", f"min-keyint={self._segment}", "scenecut=0"]
+        if self._soundtrack is not None:
+            # B-frames would start the video a few frames after 0 in a fragmented MP4
+            # (no edit list), out of step with its sound, which starts at 0.
+            params.append("bframes=0")
+        ctx.options = {"crf": str(o.crf), "preset": o.preset, "x264-params": ":".join(params)}
+
+    @staticmethod
+    def _set_colors(ctx: VideoCodecContext) -> None:
         ctx.color_range = ColorRange.MPEG
         ctx.colorspace = Colorspace.ITU709
         ctx.color_primaries = 1  # BT.709
         ctx.color_trc = 1  # BT.709
-        if webm:
-            # Constant quality (b=0), fast single pass; row-mt for speed; no look-ahead so
-            # frames leave the encoder as they come.
-            ctx.options = {
-                "crf": str(o.crf), "b": "0", "deadline": "realtime", "cpu-used": "8",
-                "row-mt": "1", "lag-in-frames": "0",
-            }  # fmt: skip
-        else:
-            params = []
-            if o.format == "hls":  # every fragment a segment of exactly one GOP
-                params.append("scenecut=0")
-            if self._soundtrack is not None:
-                # B-frames would start the video a few frames after 0 in a fragmented MP4
-                # (no edit list), out of step with its sound, which starts at 0.
-                params.append("bframes=0")
-            ctx.options = {"crf": str(o.crf), "preset": o.preset}
-            if params:
-                ctx.options = {**ctx.options, "x264-params": ":".join(params)}
+
+    def _open_webm(self) -> None:
+        o = self._output
+        # Matroska written straight through (no seeking back for cues or duration).
+        options = {"fflags": "+bitexact", "live": "1"}
+        container = av.open(self._writer, mode="w", format="webm", options=options)
+        stream = container.add_stream("libvpx-vp9", rate=o.fps)
+        stream.width, stream.height, stream.pix_fmt = o.width, o.height, self._pix_fmt
+        ctx = stream.codec_context
+        ctx.gop_size = self._segment
+        ctx.thread_count = X264_THREADS
+        self._set_colors(ctx)
+        # Constant quality (b=0), fast single pass; row-mt for speed; no look-ahead so
+        # frames leave the encoder as they come.
+        ctx.options = {
+            "crf": str(o.crf), "b": "0", "deadline": "realtime", "cpu-used": "8",
+            "row-mt": "1", "lag-in-frames": "0",
+        }  # fmt: skip
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
         self._stream = stream
         self._container = container
         if self._soundtrack is not None:
-            self._audio = SoundTrack(container, self._soundtrack, "libopus" if webm else "aac")
+            self._audio = SoundTrack(container, self._soundtrack, "libopus")
+
+    def _mux(self, packets: list[av.Packet[Any]]) -> None:
+        assert self._container is not None
+        for packet in packets:
+            packet.stream = self._stream
+        self._container.mux(packets)
+
+    def _end_segment(self) -> None:
+        if self._x264 is not None:
+            self._mux(self._x264.encode(None))
+            self._x264 = None
 
     def _encode(self, image: bytes) -> None:
         if self._container is None:
@@ -129,9 +224,17 @@ class H264Encoder:
             frame = self._convert(image)
             self._last = (image, frame)
         frame.pts = self._frames
+        if self._output.format == "webm":
+            self._mux(self._stream.encode(frame))
+        else:
+            if self._frames % self._segment == 0:
+                self._end_segment()
+            if self._x264 is None:
+                self._x264 = av.CodecContext.create("libx264", "w")
+                self._configure_x264(self._x264)
+            frame.time_base = self._x264.time_base
+            self._mux(self._x264.encode(frame))
         self._frames += 1
-        assert self._container is not None
-        self._container.mux(self._stream.encode(frame))
         if self._audio is not None:  # the sound up to this frame's end, interleaved
             self._audio.until(self._frames / self._output.fps)
 
@@ -157,9 +260,12 @@ class H264Encoder:
         if self._container is None:
             return
         if flush:
-            self._container.mux(self._stream.encode(None))
+            if self._output.format == "webm":
+                self._mux(self._stream.encode(None))
+            self._end_segment()
             if self._audio is not None:
                 self._audio.finish()
+        self._x264 = None
         self._container.close()
         self._container = None
 

@@ -13,13 +13,12 @@ import logging
 import math
 import struct
 
+from framefleet.core.chunks import SEGMENT_SECONDS  # the encoder's segment: one fragment each
 from framefleet.core.errors import ErrorClass, FramefleetError
 from outputs import delete, open_upload
 from outputs.hls import INIT, folder, segment_name, stem
 
 log = logging.getLogger("framefleet.agent")
-
-SEGMENT_SECONDS = 2  # the encoder's GOP: 2 s of frames per fragment
 
 
 class Segmenter:

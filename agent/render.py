@@ -82,6 +82,9 @@ async def render(
             seconds = output.frames / output.fps
             sound = await asyncio.to_thread(soundtrack.mix, clips, template.assets, seconds)
         lap("load")
+    # A chunk renders frames [first, end) of the video; the page seeks straight to the first
+    # (virtual time), and its encoder gives those frames the bytes they have in the whole video.
+    first, end = assign.first_frame, assign.end_frame or output.frames
     videos = await VideoClips.attach(page, template)  # after the sound: they lose their src
     # HLS: segments under the playlist's prefix, each uploaded as it completes (agent/hls.py).
     upload: Upload = (
@@ -89,25 +92,35 @@ async def render(
         if output.format == "hls"
         else open_upload(assign.output_url)
     )
-    encoder = H264Encoder(output, upload.write, page.image_codec, soundtrack=sound)
+    encoder = H264Encoder(
+        output,
+        upload.write,
+        page.image_codec,
+        soundtrack=sound,
+        first_frame=first,
+        end_frame=assign.end_frame,
+    )
+    frames = end - first
     try:
         # One span for all frames (not one per frame), with the count and rate.
         with tracer.start_as_current_span("capture_encode") as span:
             capture_started = time.perf_counter()
-            for n in range(output.frames):
+            for n in range(first, end):
                 await videos.draw(n / output.fps)
                 image = await page.frame(n * 1000.0 / output.fps, limits.frame_timeout)
                 lap("capture")
                 await encoder.put(image)
                 lap("encode_wait")
                 elapsed = time.perf_counter() - capture_started
-                fps = (n + 1) / elapsed if elapsed > 0 else 0.0
-                on_progress(n + 1, output.frames, fps, upload.upload_id)
+                done = n + 1 - first
+                fps = done / elapsed if elapsed > 0 else 0.0
+                on_progress(done, frames, fps, upload.upload_id)
             page.raise_if_broken()  # e.g. a popup opened while the last frame was drawn
             span.set_attributes(
                 {
-                    "framefleet.frames": output.frames,
-                    "framefleet.fps": output.frames / max(elapsed, 1e-9),
+                    "framefleet.frames": frames,
+                    "framefleet.first_frame": first,
+                    "framefleet.fps": frames / max(elapsed, 1e-9),
                     "framefleet.capture_seconds": stages["capture"],
                     "framefleet.encode_wait_seconds": stages["encode_wait"],
                     "framefleet.frames_reused": page.frames_reused,
@@ -131,4 +144,4 @@ async def render(
         raise
     videos.close()
     seconds = time.perf_counter() - started
-    return RenderResult(assign.output_url, size, output.frames, seconds, stages, page.frames_reused)
+    return RenderResult(assign.output_url, size, frames, seconds, stages, page.frames_reused)

@@ -194,10 +194,18 @@ def _tempo(samples: Samples, speed: float) -> Samples:
 
 class SoundTrack:
     """The soundtrack's stream in the output container (AAC for MP4, Opus for WebM), written
-    in step with the video: ``until(seconds)`` encodes the samples up to that time."""
+    in step with the video: ``until(seconds)`` encodes the samples up to that time.
+
+    A chunk of a video (agent/encoder.py) encodes the whole soundtrack from 0, so that its
+    packets are those of the whole video's, and muxes only those dated in its ``window``
+    [first, end) of samples (end None: to the end)."""
 
     def __init__(
-        self, container: av.container.OutputContainer, samples: Samples, codec: str = "aac"
+        self,
+        container: av.container.OutputContainer,
+        samples: Samples,
+        codec: str = "aac",
+        window: tuple[int, int | None] = (0, None),
     ) -> None:
         self._container = container
         self._samples = samples
@@ -210,18 +218,23 @@ class SoundTrack:
         # (WebM signals Opus's pre-skip itself.)
         self._priming = AAC_PRIMING if codec == "aac" else 0
         self._done = self._priming
+        self._first, self._end = window
+        self._past_end = False  # a packet at or after the window's end came out
 
     def until(self, seconds: float) -> None:
         end = min(self._samples.shape[1], round(seconds * SAMPLE_RATE) + self._priming)
-        while self._done + self._frame <= end:
+        while self._done + self._frame <= end and not self._past_end:
             self._encode(self._samples[:, self._done : self._done + self._frame])
 
     def finish(self) -> None:
-        while self._done < self._samples.shape[1]:
+        # A chunk before the last stops once its window's packets are out (packets come out
+        # in order); the whole video, or the last chunk, pads the last piece and flushes.
+        while self._done < self._samples.shape[1] and not self._past_end:
             piece = self._samples[:, self._done : self._done + self._frame]
             pad = self._frame - piece.shape[1]
             self._encode(np.pad(piece, ((0, 0), (0, pad))) if pad else piece)
-        self._container.mux(self._stream.encode(None))
+        if not self._past_end:
+            self._mux(self._stream.encode(None))
 
     def _encode(self, piece: Samples) -> None:
         frame = av.AudioFrame.from_ndarray(
@@ -232,4 +245,14 @@ class SoundTrack:
         # is at 0, so the muxer never shifts the streams against each other.
         frame.pts = self._done
         self._done += self._frame
-        self._container.mux(self._stream.encode(frame))
+        self._mux(self._stream.encode(frame))
+
+    def _mux(self, packets: list[av.Packet[Any]]) -> None:
+        for packet in packets:
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            assert stamp is not None and packet.time_base is not None
+            at = stamp * packet.time_base * SAMPLE_RATE  # in samples
+            if self._end is not None and at >= self._end:
+                self._past_end = True
+            elif at >= self._first:
+                self._container.mux(packet)

@@ -194,6 +194,11 @@
       // A clip whose media cannot load fails the job, not a render without it.
       await Promise.all([...document.querySelectorAll("video, audio")].map(mediaLoaded));
       await document.fonts.ready;
+      // Animations the page has once loaded started at t = 0, even when the first frame
+      // sought is later (a chunk of a video): they are not dated by when seek first sees them.
+      for (const animation of document.getAnimations()) {
+        if (!animationStarts.has(animation)) animationStarts.set(animation, 0);
+      }
     },
     async seek(ms) {
       nowMs = ms;

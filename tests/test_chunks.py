@@ -1,0 +1,140 @@
+"""Chunked rendering, the agent's side: a video split into chunks of whole segments, each
+encoded (or rendered) alone, is the chunks' bytes joined in order, the same bytes however it
+was split, with and without sound; chunks are assembled by the sink and then deleted."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from fractions import Fraction
+from pathlib import Path
+from typing import cast
+
+import av
+import numpy as np
+import pytest
+
+from agent.browser import Chromium
+from agent.encoder import H264Encoder
+from agent.render import RenderLimits, render
+from agent.soundtrack import SAMPLE_RATE, Samples
+from agent.template_page import TemplatePage
+from framefleet import template_job
+from framefleet.core import chunks
+from framefleet.core.errors import FramefleetError
+from framefleet.core.jobspec import Output
+from framefleet.v1 import framefleet_pb2 as pb
+from tests.conftest import TEMPLATES
+from tests.video import Frame, is_colour
+
+OUTPUT = Output(width=160, height=96, fps=10, frames=137, codec="h264", crf=23, preset="veryfast")
+
+
+def jpegs(count: int) -> list[bytes]:
+    """Synthetic captured frames: a bar that moves 3 px per frame over a gradient."""
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = OUTPUT.width, OUTPUT.height, "yuvj420p"
+    ctx.time_base = Fraction(1, OUTPUT.fps)
+    images = []
+    for n in range(count):
+        rgb = np.zeros((OUTPUT.height, OUTPUT.width, 3), np.uint8)
+        rgb[:, :, 1] = np.arange(OUTPUT.width, dtype=np.uint8)[None, :]
+        rgb[20:60, (3 * n) % 140 : (3 * n) % 140 + 12] = 255
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+        images.append(bytes(ctx.encode(frame)[0]))
+    return images
+
+
+def tone() -> Samples:
+    """The soundtrack: a 440 Hz tone whose loudness changes every 0.3 s, the video's length."""
+    t = np.arange(round(OUTPUT.frames / OUTPUT.fps * SAMPLE_RATE)) / SAMPLE_RATE
+    wave = 0.2 * (1 + (t // 0.3) % 3) * np.sin(2 * np.pi * 440 * t)
+    return np.stack([wave, wave]).astype(np.float32)
+
+
+async def encode(images: list[bytes], first: int, end: int, sound: Samples | None) -> bytes:
+    out = io.BytesIO()
+    encoder = H264Encoder(OUTPUT, out.write, soundtrack=sound, first_frame=first, end_frame=end)
+    for image in images[first:end]:
+        await encoder.put(image)
+    await encoder.finish()
+    return out.getvalue()
+
+
+def decode(data: bytes) -> list[Frame]:
+    with av.open(io.BytesIO(data), mode="r") as container:
+        return [cast(Frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("sound", [False, True], ids=["silent", "with-sound"])
+async def test_the_bytes_do_not_depend_on_the_split(sound: bool) -> None:
+    images, samples = jpegs(OUTPUT.frames), tone() if sound else None
+    videos = {}
+    for count in (1, 2, 7):
+        ranges = chunks.plan(OUTPUT.frames, OUTPUT.fps, count)
+        assert len(ranges) == count
+        parts = [await encode(images, a, b, samples) for a, b in ranges]
+        assert all(b"ftyp" not in p[:8] for p in parts[1:])  # only the first has the init
+        videos[count] = b"".join(parts)
+    assert videos[1] == videos[2] == videos[7]
+    frames = decode(videos[7])
+    assert len(frames) == OUTPUT.frames
+    segment = chunks.segment_frames(OUTPUT.fps)
+    for n in (0, segment - 1, segment, segment + 1, 5 * segment - 1, 5 * segment, 136):
+        x = (3 * n) % 140 + 6  # the bar at its place in every frame, across chunk borders
+        assert frames[n][40, x].min() > 200, f"bar at frame {n}"
+        assert frames[n][40, (x + 40) % 160].min() < 100, f"beside the bar at frame {n}"
+    if sound:
+        with av.open(io.BytesIO(videos[7]), mode="r") as container:
+            audio = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+        expected = tone()[0]
+        assert len(audio) >= len(expected)
+        # The decoded sound follows the tone's loudness steps at their times, to the end.
+        for second in (0.15, 2.05, 4.45, 9.0, 13.5):
+            at = round(second * SAMPLE_RATE)
+            got = np.abs(audio[at : at + 4800]).max()
+            want = np.abs(expected[at : at + 4800]).max()
+            assert abs(got - want) < 0.05, f"loudness at {second} s"
+
+
+async def test_a_chunk_is_whole_segments_of_an_mp4() -> None:
+    with pytest.raises(FramefleetError, match=r"\[5, 40\)"):
+        H264Encoder(OUTPUT, lambda data: None, first_frame=5, end_frame=40)
+    with pytest.raises(FramefleetError, match="whole segments"):
+        H264Encoder(OUTPUT, lambda data: None, first_frame=20, end_frame=30)
+    webm = dataclasses.replace(OUTPUT, format="webm")
+    with pytest.raises(FramefleetError, match="whole segments"):
+        H264Encoder(webm, lambda data: None, first_frame=20, end_frame=40)
+
+
+@pytest.mark.e2e
+async def test_a_template_rendered_in_chunks_is_the_whole_render(tmp_path: Path) -> None:
+    """A real page in Chromium: every chunk seeks straight to its first frame, and the chunks
+    joined are the whole render's bytes."""
+    size = {"width": 640, "height": 240, "fps": 30, "frames": 90}
+    spec = template_job(TEMPLATES / "moving_box.html", {}, **size)  # type: ignore[arg-type]
+    splits: dict[int, list[Path]] = {1: [], 2: []}
+    chromium = await Chromium.launch()
+    try:
+        page = await TemplatePage.open(await chromium.browser.new_context())
+        for count, paths in splits.items():
+            for index, (first, end) in enumerate(chunks.plan(90, 30, count)):
+                paths.append(tmp_path / f"split{count}-{index}.mp4")
+                assign = pb.Assign(spec=spec, output_url=paths[-1].as_uri())
+                if count > 1:  # a chunk; else the whole video
+                    assign.first_frame, assign.end_frame = first, end
+                progress: list[tuple[int, int]] = []
+                result = await render(
+                    assign, page, RenderLimits(), lambda d, t, *_, p=progress: p.append((d, t))
+                )
+                assert result.frames == end - first == progress[-1][0] == progress[-1][1]
+    finally:
+        await chromium.close()
+    videos = {count: b"".join(p.read_bytes() for p in paths) for count, paths in splits.items()}
+    assert videos[1] == videos[2]
+    frames = decode(videos[2])
+    assert len(frames) == 90
+    for n in (0, 59, 60, 61, 89):  # moving_box.html: the rAF box moves 6 px per frame
+        x = 6 * n
+        assert is_colour(frames[n][120, x + 20], (0, 255, 0)), f"rAF box at frame {n}"
+        assert is_colour(frames[n][120, x + 50], (0, 0, 0)), f"right of rAF box at frame {n}"
