@@ -8,6 +8,7 @@ import logging
 import math
 import uuid
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 import outputs
@@ -176,6 +177,8 @@ class Farm:
         # Result cache: the same content at the same destination is already there.
         done = None if spec.force else await self.store.find_output(job.output_url)
         if done is not None and await self.intact({job.output_url: done.output_bytes}):
+            if not job.frames_total:  # a composition's own length: the render that made it knows
+                job = replace(job, frames_total=done.frames_total)
             record = await self.store.insert_cached(job, done.output_bytes)
             metrics.CACHE_HITS.inc()
             await name_outputs([record])

@@ -73,6 +73,8 @@ async def test_the_length_comes_from_the_timeline_or_a_later_clip(
     async with AsyncClient(farm.address) as client:
         first = await client.wait((await client.submit(jobspec.template_job(by_timeline))).id)
         second = await client.wait((await client.submit(jobspec.template_job(by_clip))).id)
+        again = await client.wait((await client.submit(jobspec.template_job(by_timeline))).id)
+    assert again.cache_hit and (again.frames_done, again.frames_total) == (30, 30)
     assert first.frames_total == 30 and len(decode(path_of(first.output_url))) == 30
     assert second.frames_total == 60 and len(decode(path_of(second.output_url))) == 60
 
