@@ -13,7 +13,7 @@ from coordinator.lease_reaper import reap_once
 from coordinator.sessions import Session
 from coordinator.store import JobState
 from coordinator.store.base import JobRecord
-from framefleet.cli import build_parser, spec_from_args
+from framefleet.cli import build_parser, spec_from_args, status_rows
 from framefleet.core import chunks
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs.local import local_path
@@ -191,3 +191,9 @@ def test_submit_and_render_force_a_split() -> None:
     )
     spec = spec_from_args(args, "out")
     assert (spec.chunks, spec.chunk_frames) == (0, 90)
+
+
+def test_status_shows_a_split_jobs_chunks() -> None:
+    running = pb.Job(id="j", state=pb.JOB_STATE_LEASED, frames_total=80, chunks=4, chunks_done=1)
+    (_, row) = status_rows([running], 0.0)
+    assert row[6] == "1/4 chunks"

@@ -225,6 +225,8 @@ def _describe(job: pb.Job) -> str:
     line = f"{job.id}  {_state(job):<9}  {job.frames_done}/{job.frames_total} frames"
     if job.cache_hit:
         line += "  (cache hit)"
+    if job.chunks:
+        line += f"  ({job.chunks_done}/{job.chunks} chunks)"
     if job.output_url:
         line += f"  {readable(job.named_url or job.output_url)}"
     if job.error_class:
@@ -262,7 +264,8 @@ def status_rows(jobs: Sequence[pb.Job], now: float) -> list[tuple[str, ...]]:
                 _age(job, now),
                 job.batch_id[:8] or "-",
                 job.row_key or "-",
-                job.agent_id or "-",
+                # A split job runs on several agents: how many chunks are done.
+                job.agent_id or (f"{job.chunks_done}/{job.chunks} chunks" if job.chunks else "-"),
                 detail.strip() or "-",
             )
         )
