@@ -29,6 +29,10 @@ AAC_FRAME = 1024  # samples per AAC frame
 OPUS_FRAME = 960  # 20 ms, Opus's usual frame
 BIT_RATE = 192_000
 AAC_PRIMING = 1024  # samples of silence FFmpeg's AAC encoder puts first
+# Media decoded for one video's soundtrack (all files together): float stereo takes 384 KB a
+# second, so this bounds the mix's memory (about 700 MB; three 10-minute tracks for the
+# longest video) whatever a bundle's files hold.
+MAX_DECODED_SECONDS = 1800
 MAX_VOLUME = 4.0  # a gain above 1 amplifies (VideoJSON's volume); the mix is clipped to ±1
 # The resampler's range; faster or slower media is refused (VideoJSON's at submit: MIN_SPEED).
 MIN_RATE, MAX_RATE = 1 / 16, 16
@@ -69,17 +73,22 @@ def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
     return clips
 
 
-def _decode(path: str, data: bytes) -> Samples | None:
-    """The media's first audio stream as 48 kHz stereo float; None when it has no audio."""
+def _decode(path: str, data: bytes, until: float = math.inf) -> Samples | None:
+    """The media's first audio stream as 48 kHz stereo float, from its start to ``until``
+    seconds (what the clips play of it); None when it has no audio."""
+    limit = until * SAMPLE_RATE
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
                 return None
             resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
-            chunks = []
+            chunks, decoded = [], 0
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray())
+                    decoded += out.samples
+                if decoded > limit:
+                    break
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray())
     except (av.FFmpegError, ValueError) as e:
@@ -96,6 +105,13 @@ def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> 
     total = round(seconds * SAMPLE_RATE)
     track = np.zeros((CHANNELS, total), np.float32)
     audible = False
+    reach = _reach(clips, seconds)
+    if sum(reach.values()) > MAX_DECODED_SECONDS:
+        raise FramefleetError(
+            ErrorClass.TEMPLATE_RESOURCE_LIMIT,
+            f"the sound clips play {sum(reach.values()):.0f}s of media; at most "
+            f"{MAX_DECODED_SECONDS}s is decoded for one video",
+        )
     decoded: dict[str, Samples | None] = {}
     for clip in clips:
         if clip.path not in assets:
@@ -103,7 +119,7 @@ def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> 
                 ErrorClass.TEMPLATE_LOAD_ERROR, f"media {clip.path} is not in the job's bundle"
             )
         if clip.path not in decoded:
-            decoded[clip.path] = _decode(clip.path, assets[clip.path])
+            decoded[clip.path] = _decode(clip.path, assets[clip.path], reach.get(clip.path, 0.0))
         source = decoded[clip.path]
         if source is None or clip.volume == 0:
             continue
@@ -118,6 +134,19 @@ def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> 
         return None
     result: Samples = np.clip(track, -1.0, 1.0)
     return result
+
+
+def _reach(clips: list[SoundClip], seconds: float) -> dict[str, float]:
+    """How far into each file the clips of a video ``seconds`` long play (seconds, with a
+    margin for the resampler): only that much is decoded."""
+    reach: dict[str, float] = {}
+    for clip in clips:
+        length = min(clip.end, seconds) - clip.start
+        if length <= 0:
+            continue
+        end = clip.media_start + (length * clip.rate if clip.rate > 0 else 0.0)
+        reach[clip.path] = max(reach.get(clip.path, 0.0), end + 0.1)
+    return reach
 
 
 def _played(clip: SoundClip, source: Samples, length: int) -> Samples:

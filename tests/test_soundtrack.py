@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -14,7 +16,7 @@ import numpy.typing as npt
 import pytest
 
 from agent import soundtrack
-from framefleet import AsyncClient
+from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.core import jobspec
 from tests.conftest import TEMPLATES
 from tests.farm_processes import Farm
@@ -187,3 +189,16 @@ def test_a_rate_without_keep_pitch_resamples_like_tape() -> None:
     assert reverse is not None
     loudness = np.abs(reverse[0]).reshape(10, -1).max(1)
     assert all(a > b for a, b in itertools.pairwise(loudness)), "the ramp plays backwards"
+
+
+def test_only_what_the_clips_play_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hostile bundles cannot make the mix decode hours of sound: a clip decodes up to where
+    it plays, and a video's clips together are bounded (TEMPLATE_RESOURCE_LIMIT)."""
+    ten_seconds = wav(np.zeros((2, 10 * soundtrack.SAMPLE_RATE), np.float32))
+    part = soundtrack._decode("a", ten_seconds, until=1.0)
+    assert part is not None and part.shape[1] < 2 * soundtrack.SAMPLE_RATE
+    clip = soundtrack.SoundClip("a", 0.0, math.inf, 0.5, 1.0)
+    monkeypatch.setattr(soundtrack, "MAX_DECODED_SECONDS", 5)
+    with pytest.raises(FramefleetError) as refused:
+        soundtrack.mix([clip, replace(clip, path="b")], {"a": ten_seconds, "b": ten_seconds}, 3.0)
+    assert refused.value.error_class == ErrorClass.TEMPLATE_RESOURCE_LIMIT
