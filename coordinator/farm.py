@@ -325,6 +325,8 @@ class Farm:
         jobs = [r for r in records if r.parent_id is None]
         # Named before anyone hears it succeeded: a client that sees "succeeded" finds the file.
         await name_outputs(jobs)
+        if refused := {r.lease.job_id for r in reports} - {r.id for r in records}:
+            self._in_background(self._remove_late_chunks(refused))
         by_job = {r.lease.job_id: r for r in reports}
         for record in records:
             report = by_job[record.id]
@@ -345,6 +347,17 @@ class Farm:
                 metrics.CACHE_HITS.inc()
                 self.publish(waiting)
         return records
+
+    async def _remove_late_chunks(self, job_ids: set[str]) -> None:
+        """A chunk finished by an agent that had been told to stop (its job failed or was
+        cancelled meanwhile) wrote an object nobody will join: remove it."""
+        for job_id in job_ids:
+            record = await self.store.get(job_id)
+            if record is None or record.parent_id is None:
+                continue
+            parent = await self.store.get(record.parent_id)
+            if parent is not None and parent.state.final:
+                await delete_chunks(parent)
 
     async def _held(self, agent_id: str, lease: pb.LeaseRef) -> JobRecord | None:
         """The job if agent_id holds its lease with that token (the store checks again as it

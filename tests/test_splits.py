@@ -197,3 +197,22 @@ def test_status_shows_a_split_jobs_chunks() -> None:
     running = pb.Job(id="j", state=pb.JOB_STATE_LEASED, frames_total=80, chunks=4, chunks_done=1)
     (_, row) = status_rows([running], 0.0)
     assert row[6] == "1/4 chunks"
+
+
+async def test_a_chunk_finished_after_its_job_ended_is_removed(lease_farm: Farm) -> None:
+    farm = lease_farm
+    job = await farm.submit(long_spec(chunks=2))
+    a = farm.sessions.register("agent-a", slots=2)
+    assert await dispatch_once(farm) == 2
+    late, _ = assigns(a)
+    await farm.cancel(job.id)
+    await _background(farm)
+    # The agent finished writing before it heard of the cancel: its report is refused and
+    # the object it wrote goes.
+    path = local_path(late.output_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"late")
+    report = pb.Completed(lease=late.lease, output_bytes=4)
+    assert await farm.complete("agent-a", [report]) == []
+    await _background(farm)
+    assert not path.exists()
