@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from opentelemetry.trace import Status, StatusCode
 
 from agent import metrics
+from agent.assemble import assemble
 from agent.page_pool import PagePool
 from agent.render import ProgressCallback, RenderLimits, RenderResult, render
 from framefleet.core import sources, telemetry
@@ -81,15 +82,18 @@ class JobExecutor:
         on_drain: Callable[[], None],
         agent_id: str = "",
         output_roots: list[str] | None = None,
+        assembler: Callable[[pb.Assign], Awaitable[RenderResult]] = assemble,
     ) -> None:
         """``renderer`` None completes every job at once without rendering (the noop mode that
         measures the coordinator alone); ``on_drain`` is called when the coordinator asks the
-        agent to drain; ``output_roots`` are where it may write (empty: anywhere)."""
+        agent to drain; ``output_roots`` are where it may write (empty: anywhere);
+        ``assembler`` joins a chunked render's chunks (an Assign with ``chunk_urls``)."""
         self._renderer = renderer
         self._send = send
         self._on_drain = on_drain
         self._agent_id = agent_id
         self._output_roots = output_roots or []
+        self._assembler = assembler
         self.jobs: dict[str, LeasedJob] = {}
         self.draining = False
         # Job sources by key, as the coordinator sent them (kept for the process's life).
@@ -222,7 +226,11 @@ class JobExecutor:
             "render", context=parent, attributes=attributes
         ) as span:
             try:
-                result = await renderer(assign, progress)
+                if assign.chunk_urls:  # a chunked render's assembly: nothing to draw
+                    span.set_attribute("framefleet.job.assembly", True)
+                    result = await self._assembler(assign)
+                else:
+                    result = await renderer(assign, progress)
             except Exception as e:
                 error = e if isinstance(e, FramefleetError) else None
                 if error is None:

@@ -2,13 +2,15 @@
 
 Both the agent (writing renders) and the coordinator (writing batch manifests, aborting the
 uploads of lost agents) use this layer; it depends only on the shared core. A new sink is one
-module with ``open_upload``, ``abort_upload``, ``check``, ``size``, ``copy``, ``read`` and
-``delete`` plus a line in ``outputs.registry``. HLS outputs are sets of objects (outputs.hls).
+module with ``open_upload``, ``abort_upload``, ``check``, ``size``, ``copy``, ``read``,
+``delete`` and ``assemble`` plus a line in ``outputs.registry``. HLS outputs are sets of
+objects (outputs.hls).
 """
 
 from outputs.base import Upload
 from outputs.registry import (
     abort_upload,
+    assemble,
     check,
     copy,
     delete,
@@ -22,6 +24,7 @@ from outputs.registry import (
 __all__ = [
     "Upload",
     "abort_upload",
+    "assemble",
     "check",
     "copy",
     "delete",

@@ -59,3 +59,11 @@ class Sink(Protocol):
         """Removes a finished output (fine when there is none): the segments of an HLS set
         whose render failed."""
         ...
+
+    async def assemble(self, parts: list[str], target: str) -> int:
+        """Makes ``target`` the finished outputs ``parts`` (a chunked render's chunks, same
+        kind of destination) joined in order, without moving the bytes through the
+        coordinator; returns its size. ``target`` appears whole or not at all; when the parts
+        are gone but ``target`` is there (an assembly redone after it completed) that is the
+        answer."""
+        ...

@@ -91,6 +91,36 @@ class LocalSink:
         except OSError as e:
             raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot delete {url}: {e}") from e
 
+    async def assemble(self, parts: list[str], target: str) -> int:
+        paths = [local_path(part) for part in parts]
+        try:
+            return await asyncio.to_thread(_join, paths, local_path(target))
+        except OSError as e:
+            raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot assemble {target}: {e}") from e
+
+
+def _join(parts: list[Path], target: Path) -> int:
+    """Concatenates ``parts`` into a hidden file beside ``target`` and renames it: the target
+    appears whole or not at all."""
+    if not all(part.exists() for part in parts):
+        if target.exists():  # an assembly redone after it completed and removed its parts
+            return target.stat().st_size
+        missing = next(part for part in parts if not part.exists())
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"chunk {missing} is missing")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target.stat().st_size
+
 
 def local_path(url: str) -> Path:
     return Path(unquote(urlparse(url).path))

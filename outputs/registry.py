@@ -71,6 +71,14 @@ async def copy(source: str, target: str) -> None:
     await sink_for(target).copy(source, target)
 
 
+async def assemble(parts: list[str], target: str) -> int:
+    """``target`` becomes the finished outputs ``parts`` joined in order (a chunked render);
+    returns its size in bytes."""
+    if any(urlparse(part).scheme != urlparse(target).scheme for part in parts):
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot assemble {target} from {parts}")
+    return await sink_for(target).assemble(parts, target)
+
+
 async def delete(url: str) -> None:
     """Removes a finished output (nothing to do when there is none)."""
     await sink_for(url).delete(url)

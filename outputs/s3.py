@@ -785,5 +785,10 @@ class S3Sink:
     async def delete(self, url: str) -> None:
         await delete(url)
 
+    async def assemble(self, parts: list[str], target: str) -> int:
+        from outputs.s3_assemble import assemble  # it imports this module's helpers
+
+        return await assemble(parts, target)
+
 
 SINK = S3Sink()

@@ -200,3 +200,35 @@ async def test_an_output_outside_the_roots_is_refused_without_rendering() -> Non
     (failed,) = outbox.of("failed")
     assert failed.failed.error == pb.ERROR_CLASS_OUTPUT_ERROR
     assert "--output-root" in failed.failed.message and renderer.specs == []
+
+
+async def test_an_assembly_joins_chunks_instead_of_rendering() -> None:
+    """An Assign with chunk_urls goes to the assembler, not the renderer; its Completed carries
+    the assembled output's size."""
+    renderer, outbox, joined = FakeRenderer(), Outbox(), []
+
+    async def assembler(job: pb.Assign) -> RenderResult:
+        joined.append(list(job.chunk_urls))
+        return RenderResult(job.output_url, 9876, 0, 0.1)
+
+    run = JobExecutor(renderer, outbox, lambda: None, assembler=assembler)
+    job = assign("a")
+    job.chunk_urls.extend(["file:///out/a.mp4.a.chunk000", "file:///out/a.mp4.a.chunk001"])
+    run.handle(message(assign=job))
+    (done,) = await outbox.wait_for("completed")
+    assert joined == [list(job.chunk_urls)] and renderer.specs == []
+    assert (done.completed.output_url, done.completed.output_bytes) == ("file:///out/a.mp4", 9876)
+
+
+async def test_a_failed_assembly_is_reported_with_its_class() -> None:
+    async def assembler(job: pb.Assign) -> RenderResult:
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, "chunk x is missing")
+
+    outbox = Outbox()
+    run = JobExecutor(FakeRenderer(), outbox, lambda: None, assembler=assembler)
+    job = assign("a")
+    job.chunk_urls.append("file:///out/a.mp4.a.chunk000")
+    run.handle(message(assign=job))
+    (failure,) = await outbox.wait_for("failed")
+    assert failure.failed.error_class == ErrorClass.OUTPUT_ERROR
+    assert "chunk x is missing" in failure.failed.message

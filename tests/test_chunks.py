@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 
+from agent.assemble import assemble
 from agent.browser import Chromium
 from agent.encoder import H264Encoder
 from agent.render import RenderLimits, render
@@ -21,9 +22,11 @@ from agent.soundtrack import SAMPLE_RATE, Samples
 from agent.template_page import TemplatePage
 from framefleet import template_job
 from framefleet.core import chunks
-from framefleet.core.errors import FramefleetError
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 from framefleet.v1 import framefleet_pb2 as pb
+from outputs.local import local_path
+from outputs.s3_assemble import plan as s3_plan
 from tests.conftest import TEMPLATES
 from tests.video import Frame, is_colour
 
@@ -138,3 +141,65 @@ async def test_a_template_rendered_in_chunks_is_the_whole_render(tmp_path: Path)
         x = 6 * n
         assert is_colour(frames[n][120, x + 20], (0, 255, 0)), f"rAF box at frame {n}"
         assert is_colour(frames[n][120, x + 50], (0, 0, 0)), f"right of rAF box at frame {n}"
+
+
+# --- assembly ------------------------------------------------------------------------------
+
+
+def payload(size: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).bytes(size)
+
+
+def assembly(job: str, output_url: str, count: int) -> pb.Assign:
+    urls = [chunks.chunk_url(output_url, job, i) for i in range(count)]
+    lease = pb.LeaseRef(job_id=job, fencing_token=1)
+    return pb.Assign(lease=lease, output_url=output_url, chunk_urls=urls)
+
+
+async def test_local_assembly_joins_the_chunks_and_removes_them(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "video.mp4"
+    assign = assembly("job-1", target.as_uri(), 3)
+    data = [payload(size, seed) for seed, size in enumerate((70_000, 1, 300_001))]
+    paths = [local_path(url) for url in assign.chunk_urls]
+    for path, part in zip(paths, data, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(part)
+    result = await assemble(assign)
+    assert target.read_bytes() == b"".join(data)
+    assert result.output_bytes == len(b"".join(data)) and result.frames == 0
+    assert sorted(p.name for p in target.parent.iterdir()) == ["video.mp4"]  # chunks gone
+    # Redone after the chunks were deleted (the agent died before reporting): same answer.
+    assert (await assemble(assign)).output_bytes == result.output_bytes
+    assert target.read_bytes() == b"".join(data)
+    # With a chunk missing and no output, nothing is made up.
+    lost = assembly("job-2", (tmp_path / "lost.mp4").as_uri(), 2)
+    local_path(lost.chunk_urls[0]).write_bytes(b"x")
+    with pytest.raises(FramefleetError, match=r"chunk .* is missing") as failure:
+        await assemble(lost)
+    assert failure.value.error_class == ErrorClass.OUTPUT_ERROR
+    assert not (tmp_path / "lost.mp4").exists()
+    assert local_path(lost.chunk_urls[0]).exists()
+
+
+async def test_an_assembly_of_other_files_is_refused(tmp_path: Path) -> None:
+    """A coordinator (or something posing as one) cannot make the agent read or delete files
+    that are not the job's own chunks."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"do not touch")
+    assign = assembly("job-1", (tmp_path / "video.mp4").as_uri(), 1)
+    assign.chunk_urls[0] = secret.as_uri()
+    with pytest.raises(FramefleetError, match="not job job-1's chunks") as failure:
+        await assemble(assign)
+    assert failure.value.error_class == ErrorClass.OUTPUT_ERROR
+    assert secret.read_bytes() == b"do not touch"
+    assert not (tmp_path / "video.mp4").exists()
+
+
+def test_s3_parts_copy_big_chunks_and_gather_small_ones() -> None:
+    mib = 1024 * 1024
+    parts = s3_plan([("a", 6 * mib), ("b", 5 * mib), ("c", 1)])
+    assert [(p.chunks, p.copied) for p in parts] == [(["a"], True), (["b"], True), (["c"], False)]
+    parts = s3_plan([(c, 2 * mib) for c in "abcd"])
+    assert [(p.chunks, p.copied) for p in parts] == [(["a", "b", "c"], False), (["d"], False)]
+    parts = s3_plan([("a", 1), ("b", 9 * mib), ("c", 9 * mib)])  # a small one takes the next
+    assert [(p.chunks, p.copied) for p in parts] == [(["a", "b"], False), (["c"], True)]

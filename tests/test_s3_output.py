@@ -13,12 +13,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
 import outputs
+from agent.assemble import assemble
 from agent.hls import SegmentedUpload
 from framefleet.core.errors import ErrorClass, FramefleetError
+from framefleet.v1 import framefleet_pb2 as pb
 from outputs import Upload, open_upload
 from outputs.s3 import (
     CACHE_CONTROL,
@@ -27,6 +30,7 @@ from outputs.s3 import (
     S3Settings,
     S3Upload,
     close_shared_clients,
+    parse_s3_url,
     parse_size,
 )
 from tests.moto_server import (
@@ -39,6 +43,7 @@ from tests.moto_server import (
     s3_client,
 )
 from tests.s3_fault_proxy import FaultProxy
+from tests.test_chunks import assembly
 from tests.test_hls import fragmented_mp4
 
 if TYPE_CHECKING:
@@ -374,3 +379,60 @@ async def test_an_hls_set_is_sized_copied_and_cleaned_up_whole(
     await eventually(segments_stored, 15, "the segments to be uploaded")
     await failed.abort()
     assert not [k for k in await object_keys(s3, bucket) if k.startswith("cd/")]
+
+
+# --- assembling a chunked render (agent/assemble.py, outputs/s3_assemble.py) -----------------
+
+
+async def put_chunks(s3: S3Client, assign: pb.Assign, sizes: list[int]) -> bytes:
+    data = [payload(size, seed) for seed, size in enumerate(sizes)]
+    for url, part in zip(assign.chunk_urls, data, strict=True):
+        where, key = parse_s3_url(url)
+        await s3.put_object(Bucket=where, Key=key, Body=part)
+    return b"".join(data)
+
+
+def reads(through: FaultProxy, assign: pb.Assign) -> list[int]:
+    """Which chunks the agent read (GetObject) through the proxy."""
+    paths = [urlsplit(url.replace("s3://", "http://")).path for url in assign.chunk_urls]
+    seen = [r.path for r in through.requests() if r.method == "GET"]
+    return [i for i, path in enumerate(paths) if any(p.endswith(path) for p in seen)]
+
+
+async def test_s3_assembly_copies_big_chunks_in_s3(
+    s3_env: FaultProxy, s3: S3Client, bucket: str
+) -> None:
+    assign = assembly("job-1", f"s3://{bucket}/ab/video.mp4", 3)
+    whole = await put_chunks(s3, assign, [5 * MIB + 3, 5 * MIB + 1, 100_000])
+    result = await assemble(assign)
+    assert result.output_bytes == len(whole)
+    assert await read_object(s3, bucket, "ab/video.mp4") == whole
+    assert reads(s3_env, assign) == [2], "the big chunks were copied by S3, not read"
+    assert await object_keys(s3, bucket) == ["ab/video.mp4"]  # the chunks are gone
+    assert await open_uploads(s3, bucket) == []
+    assert (await assemble(assign)).output_bytes == len(whole)  # redone: same answer
+
+
+async def test_s3_assembly_reads_small_chunks_into_one_part(
+    s3_env: FaultProxy, s3: S3Client, bucket: str
+) -> None:
+    assign = assembly("job-1", f"s3://{bucket}/video.mp4", 4)
+    whole = await put_chunks(s3, assign, [2 * MIB, 2 * MIB + 5, 2 * MIB, 70_000])
+    assert (await assemble(assign)).output_bytes == len(whole)
+    assert await read_object(s3, bucket, "video.mp4") == whole
+    assert reads(s3_env, assign) == [0, 1, 2, 3]
+    assert await object_keys(s3, bucket) == ["video.mp4"]
+
+
+async def test_a_failed_s3_assembly_leaves_no_upload_and_keeps_the_chunks(
+    s3_env: FaultProxy, s3: S3Client, bucket: str
+) -> None:
+    assign = assembly("job-1", f"s3://{bucket}/video.mp4", 2)
+    await put_chunks(s3, assign, [5 * MIB, 5 * MIB])
+    s3_env.fail_part(2, "slowdown", times=100)
+    with pytest.raises(FramefleetError, match="UploadPartCopy 2") as failure:
+        await assemble(assign)
+    assert failure.value.error_class == ErrorClass.OUTPUT_ERROR
+    assert await open_uploads(s3, bucket) == []
+    keys = [parse_s3_url(url)[1] for url in assign.chunk_urls]
+    assert await object_keys(s3, bucket) == sorted(keys)  # a retry can still assemble them
