@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -155,13 +156,15 @@ def test_files_beside_the_document_are_inlined(tmp_path: Path) -> None:
 async def test_video_and_audio_layers_reach_the_mp4_in_step(farm: Farm, tmp_path: Path) -> None:
     """The clip plays from 0.25 s into it at 0.5 s: its flash (1.0 s in) shows at 1.25 s and
     its own tone (0.4 s in) sounds at 0.65 s. The audio layer starts 0.75 s into tone.wav
-    (whose tone is at 1.0 s) at 1.0 s, so its tone sounds at 1.25 s, with the flash."""
+    (whose tone is at 1.0 s) at 1.0 s, so its tone sounds at 1.25 s, with the flash, until the
+    layer's 0.4 s end, at its volume 0.5."""
     write_clip(tmp_path / "clip.mp4", tone_at=0.4)
     write_tone(tmp_path / "tone.wav")
     doc = document(
         layer("video", "clip", "clip.mp4", startTime=0.5, sourceStart=0.25, sourceDuration=1.2),
-        layer("audio", "tone", "tone.wav", startTime=1.0, sourceStart=0.75, sourceDuration=0.8),
+        layer("audio", "tone", "tone.wav", startTime=1.0, sourceStart=0.75, sourceDuration=0.4),
     )
+    doc["layers"][1]["properties"] = {"volume": 0.5}
     (tmp_path / "doc.json").write_text(json.dumps(doc))
     spec = jobspec.video_json_job(tmp_path / "doc.json", crf=12)
     async with AsyncClient(farm.address) as client:
@@ -180,11 +183,14 @@ async def test_video_and_audio_layers_reach_the_mp4_in_step(farm: Farm, tmp_path
         assert abs(red - 8 * (n - 5)) <= 7 and abs(blue - (255 - 8 * (n - 5))) <= 7, (n, red)
     assert all(p.sum() < 30 for p in centre[-5:]), "black after the layer ends (1.7 s)"
     samples, rate = decode_audio(output)
-    (own, _, _), (tone, tone_end, _) = bursts(samples, rate)
+    (own, _, own_rms), (tone, tone_end, tone_rms) = bursts(samples, rate)
     assert own == pytest.approx(0.65, abs=0.01)
     shown = video_times(output)[flash]
     assert abs(tone - shown) <= 1 / FPS and abs(tone - 1.25) <= 0.01, (tone, shown)
-    assert tone_end - tone == pytest.approx(0.3, abs=0.02)
+    # Trimmed: 0.4 s of tone.wav from 0.75 s keeps 0.15 s of its tone, at half volume.
+    assert tone_end - tone == pytest.approx(0.15, abs=0.02)
+    # tone.wav is mono: FFmpeg's upmix to stereo puts it 3 dB down on each side.
+    assert tone_rms / own_rms == pytest.approx(0.5 / math.sqrt(2), abs=0.05)
 
 
 @pytest.mark.e2e
