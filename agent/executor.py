@@ -226,8 +226,10 @@ class JobExecutor:
             "render", context=parent, attributes=attributes
         ) as span:
             try:
+                if assign.first_frame or assign.end_frame:  # one chunk of a split job
+                    span.set_attribute("framefleet.chunk.index", assign.chunk_index)
                 if assign.chunk_urls:  # a chunked render's assembly: nothing to draw
-                    span.set_attribute("framefleet.job.assembly", True)
+                    span.set_attribute("framefleet.chunk.assembly", True)
                     result = await self._assembler(assign)
                 else:
                     result = await renderer(assign, progress)

@@ -143,6 +143,68 @@ async def test_a_template_rendered_in_chunks_is_the_whole_render(tmp_path: Path)
         assert is_colour(frames[n][120, x + 50], (0, 0, 0)), f"right of rAF box at frame {n}"
 
 
+@pytest.mark.e2e
+async def test_a_video_clip_and_its_sound_split_across_chunks(tmp_path: Path) -> None:
+    """A HyperFrames composition whose <video> (with sound) plays across the chunk border: the
+    second chunk starts mid-clip and draws the clip's frame for its time, the tone inside the
+    second chunk is where it belongs, and the chunks joined are the whole render."""
+    rate, seconds = 20, 3
+    with av.open(str(tmp_path / "clip.mp4"), "w") as container:
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = container.add_stream("aac", rate=SAMPLE_RATE)
+        audio.layout = "stereo"
+        for i in range(rate * seconds):  # frame i is a flat colour with red 4 * i
+            picture = np.zeros((120, 160, 3), np.uint8)
+            picture[:, :] = (4 * i, 0, 255 - 4 * i)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        t = np.arange(seconds * SAMPLE_RATE) / SAMPLE_RATE
+        wave = (np.where((t >= 2.2) & (t < 2.4), 0.5, 0.0) * np.sin(2 * np.pi * 1000 * t)).astype(
+            np.float32
+        )
+        for at in range(0, len(wave), 1024):
+            sound = av.AudioFrame.from_ndarray(
+                np.tile(wave[at : at + 1024], (2, 1)), format="fltp", layout="stereo"
+            )
+            sound.sample_rate, sound.pts = SAMPLE_RATE, at
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
+    (tmp_path / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:#000">
+<div id="root" data-composition-id="main" data-start="0" data-duration="3" data-width="160"
+     data-height="120" style="position:relative;width:160px;height:120px">
+  <video id="clip" src="clip.mp4" muted data-has-audio="true" data-start="0"
+         data-track-index="1" style="width:160px;height:120px"></video>
+</div></body></html>"""
+    )
+    spec = template_job(tmp_path, fps=10, crf=12)
+    paths = [tmp_path / name for name in ("whole.mp4", "chunk0.mp4", "chunk1.mp4")]
+    assigns = [
+        pb.Assign(spec=spec, output_url=paths[0].as_uri()),
+        pb.Assign(spec=spec, output_url=paths[1].as_uri(), first_frame=0, end_frame=20),
+        pb.Assign(spec=spec, output_url=paths[2].as_uri(), first_frame=20, end_frame=30),
+    ]
+    chromium = await Chromium.launch()
+    try:
+        page = await TemplatePage.open(await chromium.browser.new_context())
+        for assign in assigns:
+            await render(assign, page, RenderLimits(), lambda *_: None)
+    finally:
+        await chromium.close()
+    whole = paths[0].read_bytes()
+    assert paths[1].read_bytes() + paths[2].read_bytes() == whole
+    frames = decode(whole)
+    for n in (19, 20, 25):  # job frame n at t = n / 10 shows clip frame 2n (red 8n)
+        assert abs(int(frames[n][60, 80, 0]) - 8 * n) <= 7, f"clip frame at job frame {n}"
+    with av.open(io.BytesIO(whole), mode="r") as container:
+        played = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    loud = np.flatnonzero(np.abs(played) > 0.25) / SAMPLE_RATE
+    assert loud.min() == pytest.approx(2.2, abs=0.01) and loud.max() == pytest.approx(2.4, abs=0.01)
+
+
 # --- assembly ------------------------------------------------------------------------------
 
 
