@@ -81,7 +81,11 @@ def _decode(path: str, data: bytes, until: float = math.inf) -> Samples | None:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
                 return None
-            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+            # Mono goes to both sides at full level, as a browser plays it and HyperFrames mixes
+            # it (FFmpeg's own mono-to-stereo rematrix would put it 3 dB down).
+            mono = container.streams.audio[0].channels == 1
+            layout = "mono" if mono else "stereo"
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
             chunks, decoded = [], 0
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
@@ -97,7 +101,8 @@ def _decode(path: str, data: bytes, until: float = math.inf) -> Samples | None:
         ) from e
     if not chunks:
         return np.zeros((CHANNELS, 0), np.float32)
-    return np.concatenate(chunks, axis=1).astype(np.float32)
+    samples = np.concatenate(chunks, axis=1).astype(np.float32)
+    return np.repeat(samples, CHANNELS, axis=0) if mono else samples
 
 
 def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> Samples | None:

@@ -202,3 +202,11 @@ def test_only_what_the_clips_play_is_decoded(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(FramefleetError) as refused:
         soundtrack.mix([clip, replace(clip, path="b")], {"a": ten_seconds, "b": ten_seconds}, 3.0)
     assert refused.value.error_class == ErrorClass.TEMPLATE_RESOURCE_LIMIT
+
+
+def test_mono_is_heard_at_full_level_on_both_sides(tmp_path: Path) -> None:
+    """As a browser plays it and HyperFrames mixes it (not FFmpeg's 3 dB down rematrix)."""
+    write_tone(tmp_path / "tone.wav")  # mono, a 0.5 peak
+    decoded = soundtrack._decode("tone.wav", (tmp_path / "tone.wav").read_bytes())
+    assert decoded is not None and decoded.shape[0] == 2
+    assert np.abs(decoded).max(axis=1) == pytest.approx([0.5, 0.5], abs=0.01)
