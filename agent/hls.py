@@ -115,8 +115,12 @@ class SegmentedUpload:
         return ""  # segments are small objects; a lost agent's are overwritten by the retry
 
     def write(self, data: bytes) -> None:
-        if self._sender.done() and not self._sender.cancelled() and self._sender.exception():
-            raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"uploading {self.url} failed")
+        if self._sender.done() and not self._sender.cancelled():
+            failure = self._sender.exception()
+            if isinstance(failure, FramefleetError):
+                raise failure  # the encoder thread learns what went wrong, and stops
+            if failure is not None:
+                raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"uploading {self.url}: {failure}")
         for piece in self._segmenter.feed(data):
             self._loop.call_soon_threadsafe(self._queue.put_nowait, piece)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from agent.hls import SegmentedUpload, Segmenter
-from framefleet import AsyncClient
+from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.client import JobFailed
 from framefleet.core import jobspec
 from tests.farm_processes import Farm
@@ -170,3 +170,20 @@ framefleet.onSeek((t) => { if (t >= 5.5) throw new Error("broken at 5.5 s"); });
     assert failed.value.job.error_class == "TEMPLATE_SCRIPT_ERROR"
     assert saw_segment, "segments were streamed before the failure"
     assert not playlist.exists() and not segments.exists(), "no half set is left"
+
+
+async def test_a_failed_segment_upload_stops_the_encoder_with_its_cause(tmp_path: Path) -> None:
+    (tmp_path / "KEY").write_text("a file where the segments' folder would go")
+    upload = SegmentedUpload((tmp_path / "KEY.m3u8").as_uri(), 45, FPS)
+    data = fragmented_mp4(45)
+    upload.write(data[: data.index(b"moof") + 4])  # the init segment is complete: sent, fails
+    with pytest.raises(FramefleetError) as failed:
+        async with asyncio.timeout(20):
+            while True:  # the encoder thread's next writes
+                await asyncio.to_thread(upload.write, b"")
+                await asyncio.sleep(0.01)
+    assert failed.value.error_class == ErrorClass.OUTPUT_ERROR and "KEY" in str(failed.value)
+    with pytest.raises(FramefleetError):
+        await upload.complete()
+    await upload.abort()
+    assert not (tmp_path / "KEY.m3u8").exists()
