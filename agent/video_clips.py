@@ -35,14 +35,22 @@ class _Decoder:
     upcoming: av.VideoFrame | None = None
     ended: bool = False
 
-    def _restart(self) -> None:
+    def _restart(self, seconds: float = 0.0) -> None:
+        """Decodes from the keyframe at or before ``seconds`` (a chunk of a render may start
+        deep into a clip), or from the start where the seek would land past it."""
         if self.container is not None:
             self.container.close()
         self.container = av.open(io.BytesIO(self.data), mode="r")
         if not self.container.streams.video:
             raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"{self.path} has no video")
-        self.frames = self.container.decode(video=0)
+        stream = self.container.streams.video[0]
+        if seconds > 0 and stream.time_base:
+            self.container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
+        self.frames = self.container.decode(stream)
         self.current, self.upcoming, self.ended = None, None, False
+        self.upcoming = self._next()
+        if seconds > 0 and self.upcoming is not None and (self.upcoming.time or 0.0) > seconds:
+            self._restart()
 
     def _next(self) -> av.VideoFrame | None:
         if self.ended:
@@ -60,7 +68,7 @@ class _Decoder:
             if self.container is None or (
                 self.current is not None and (self.current.time or 0.0) > seconds + 1e-6
             ):
-                self._restart()
+                self._restart(seconds)
             if self.upcoming is None:
                 self.upcoming = self._next()
             while self.upcoming is not None and (self.upcoming.time or 0.0) <= seconds + 1e-6:

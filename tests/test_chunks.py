@@ -152,6 +152,7 @@ async def test_a_video_clip_and_its_sound_split_across_chunks(tmp_path: Path) ->
     with av.open(str(tmp_path / "clip.mp4"), "w") as container:
         video = container.add_stream("libx264", rate=rate)
         video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        video.codec_context.gop_size = 15  # the second chunk's decoder seeks to a keyframe
         audio = container.add_stream("aac", rate=SAMPLE_RATE)
         audio.layout = "stereo"
         for i in range(rate * seconds):  # frame i is a flat colour with red 4 * i
