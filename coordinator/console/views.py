@@ -15,8 +15,6 @@ from coordinator.tokens import Principal
 
 PAGE_SIZE = 50
 RECENT_BATCHES = 10
-# Batches are found among this many newest jobs (the store has no batch listing of its own).
-BATCH_LOOKBACK = 2000
 
 
 @dataclass
@@ -57,8 +55,7 @@ async def snapshot(farm: Farm, query: Query, principal: Principal) -> dict[str, 
         rows = [r for r in rows if not query.states or r.state in query.states]
     else:
         rows = await store.list_jobs(query.states, end + 1, query.tenant)
-    recent = await store.list_jobs([], BATCH_LOOKBACK, query.tenant)
-    batch_ids = list(dict.fromkeys(r.batch_id for r in recent if r.batch_id))[:RECENT_BATCHES]
+    batch_ids = await store.recent_batches(RECENT_BATCHES, query.tenant)
     if query.batch_id and query.batch_id not in batch_ids:
         batch_ids.insert(0, query.batch_id)
     shown = []

@@ -267,6 +267,10 @@ class JobStore(Protocol):
         """The batch with its rows counted by state."""
         ...
 
+    async def recent_batches(self, limit: int, tenant: str | None = None) -> list[str]:
+        """The ids of the newest batches (of ``tenant`` only, unless None), newest first."""
+        ...
+
     async def batch_jobs(self, batch_id: str) -> list[JobRecord]:
         """Every row of a batch, in submission order."""
         ...

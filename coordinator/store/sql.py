@@ -406,6 +406,13 @@ class SqlStore:
             tenant=head[6],
         )
 
+    async def recent_batches(self, limit: int, tenant: str | None = None) -> list[str]:
+        scope, args = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
+        rows = await self._db.fetch(
+            f"SELECT id FROM batches {scope} ORDER BY created_at DESC, id LIMIT ?", *args, limit
+        )
+        return [row[0] for row in rows]
+
     async def batch_jobs(self, batch_id: str) -> list[JobRecord]:
         return await self._all(
             f"SELECT {COLUMNS} FROM jobs WHERE batch_id = ? ORDER BY seq", batch_id

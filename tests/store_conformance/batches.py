@@ -115,3 +115,15 @@ class BatchTests:
         claimed = await must_claim(store, "agent", T0 + 7)
         assert (claimed.id, claimed.attempt) == (bad.id, 1)
         assert await store.retry_failed_rows("f", T0 + 8) == 0  # nothing failed now
+
+    async def test_recent_batches_newest_first_per_tenant(self, store: JobStore) -> None:
+        for n, tenant in enumerate(["acme", "globex", "acme"]):
+            batch = NewBatch(f"batch-{n}", f"run {n}", T0 + n, tenant=tenant)
+            await store.insert_batch(batch, [replace(new_job(f"job-{n}"), batch_id=batch.id)], {})
+        # Many jobs after the batches do not hide them (the console lists batches from here).
+        for n in range(30):
+            await store.insert(new_job(f"single-{n}", created_at=T0 + 10 + n))
+        assert await store.recent_batches(10) == ["batch-2", "batch-1", "batch-0"]
+        assert await store.recent_batches(1) == ["batch-2"]
+        assert await store.recent_batches(10, "acme") == ["batch-2", "batch-0"]
+        assert await store.recent_batches(10, "initech") == []
