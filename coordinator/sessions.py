@@ -38,6 +38,7 @@ class Sessions:
         self._epochs: dict[str, int] = {}
         self._turn = 0
         self._gone: dict[str, Session] = {}  # agent id -> its last session, once it ended
+        self._joined = asyncio.Event()  # set (and replaced) whenever an agent registers
 
     async def close_previous(self, agent_id: str) -> None:
         """Closes the stream an agent id already has and waits until it has ended (and
@@ -61,7 +62,14 @@ class Sessions:
         session = Session(agent_id, slots, epoch, handler=asyncio.current_task())
         self._by_agent[agent_id] = session
         self._gone.pop(agent_id, None)
+        joined, self._joined = self._joined, asyncio.Event()
+        joined.set()
         return session
+
+    async def wait_for(self, count: int) -> None:
+        """Until at least ``count`` agents are connected."""
+        while len(self._by_agent) < count:
+            await self._joined.wait()
 
     def unregister(self, session: Session) -> None:
         if self._by_agent.get(session.agent_id) is session:

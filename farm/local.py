@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import outputs
 from framefleet.cli import fill_duration, finish, finish_batch, follow, follow_batch, spec_from_args
@@ -22,6 +23,12 @@ from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.variants import read_rows
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs.local import local_path
+
+if TYPE_CHECKING:
+    from coordinator.farm import Farm
+
+# How long `render` waits for its agents to connect before it submits (they start Chromium).
+AGENTS_CONNECT_SECONDS = 30.0
 
 
 def _agent_command(
@@ -98,6 +105,7 @@ async def local_farm(
                 leftovers = await client.list([pb.JOB_STATE_QUEUED, pb.JOB_STATE_LEASED], 10_000)
                 for job in leftovers:
                     await client.cancel(job.id)
+                await _connected(coordinator.farm, agents)
                 yield client
         except asyncio.CancelledError:
             if not watchdog.done():
@@ -114,6 +122,14 @@ async def local_farm(
             for i, process in enumerate(processes):
                 if await asyncio.to_thread(process.wait) not in (0, -signal.SIGTERM):
                     _show_log(logs / f"agent-{i}.log")
+
+
+async def _connected(farm: Farm, agents: int) -> None:
+    """Until the local agents have connected (or AGENTS_CONNECT_SECONDS passed): a long video
+    is split by the slots free at submit, and nothing renders before they connect anyway."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(AGENTS_CONNECT_SECONDS):
+            await farm.sessions.wait_for(agents)
 
 
 async def _cancel_when_all_exit(

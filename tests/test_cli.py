@@ -54,6 +54,22 @@ def test_render_all_in_one_writes_the_mp4(tmp_path: Path) -> None:
     assert rerun.stdout.rstrip().endswith(str(outputs[0]))
 
 
+def test_render_splits_a_long_video_over_its_slots(tmp_path: Path) -> None:
+    """`render` waits for its agent, so a long MP4 is split over the free slots by itself."""
+    result = run(
+        "render",
+        str(TEMPLATES / "moving_box.html"),
+        *("--width", "160", "--height", "96", "--fps", "10", "--duration", "8"),
+        *("--slots", "2", "--json", "--out", str(tmp_path)),
+    )
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    assert (job["chunks"], job["chunks_done"], job["frames_done"]) == (2, 2, 80)
+    (output,) = tmp_path.rglob("*.mp4")
+    assert len(decode(output)) == 80
+    assert not [p for p in tmp_path.rglob("*") if ".chunk" in p.name]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
