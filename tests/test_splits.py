@@ -69,9 +69,13 @@ async def test_a_forced_split_runs_as_chunks_then_one_assembly(
     owner = {x.lease.job_id: (await get(farm, x.lease.job_id)).lease_owner for x in got}
     session = {"agent-a": a, "agent-b": b}
     holder = session[owner[got[0].lease.job_id] or ""]
+    watcher = farm.events.subscribe(job.id)
     report = pb.Progress(lease=got[0].lease, frames_done=7)
     assert await farm.progress(holder.agent_id, report)
     assert (await get(farm, job.id)).frames_done == 7
+    # A watcher of the job hears its chunks' progress as the job's.
+    update = watcher.get_nowait().job
+    assert (update.id, update.frames_done, update.chunks) == (job.id, 7, 3)
 
     for assign in got:
         await complete(farm, session[owner[assign.lease.job_id] or ""], assign, b"chunk")
