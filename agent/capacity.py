@@ -1,8 +1,9 @@
 """How many pages an agent runs at once, sized from the machine it is on.
 
-Each slot is one Chromium page capturing plus its share of the x264 encoder; on small boxes too
-many pages thrash and time out, so the default is one slot per two cores and one per
-PAGE_MEMORY of available memory, whichever is fewer.
+Each slot is one Chromium page capturing plus its x264 encoder (niced, agent/encoder.py). The
+default is one slot per core and one per PAGE_MEMORY of available memory, whichever is fewer:
+on a 2-core box two slots delivered more frames per second than one (bench/slots.py; numbers
+and the rule in bench/README.md, "Slots, x264 threads and encoder priority").
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-CORES_PER_SLOT = 2
+CORES_PER_SLOT = 1
 PAGE_MEMORY = 768 * 1024 * 1024
 
 
@@ -31,7 +32,7 @@ class Capacity:
     def describe(self) -> str:
         return (
             f"{self.cores} cores, {self.memory / 2**30:.1f} GiB available -> {self.slots} slot(s)"
-            f" (1 per {CORES_PER_SLOT} cores, 1 per {PAGE_MEMORY // 2**20} MiB; --slots overrides)"
+            f" (1 per {CORES_PER_SLOT} core, 1 per {PAGE_MEMORY // 2**20} MiB; --slots overrides)"
         )
 
 

@@ -18,6 +18,9 @@ deterministic) and each muxes only the AAC packets dated in its own time range.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +40,10 @@ from framefleet.core.jobspec import Output
 
 # x264's thread count is written into the stream; fixing it keeps bytes identical across hosts.
 X264_THREADS = 2
+# How much nicer than capture the encoder thread runs (x264's own threads inherit it), so the
+# serial capture chain gets the CPU first and encoding fills the gaps; bench/slots.py measures
+# it (bench/README.md, "Slots, x264 threads and encoder priority").
+ENCODER_NICE = 10
 # A fragment per segment (at its keyframe), so a fragment's number is its segment's. frag_discont
 # with avoid_negative_ts=disabled and no edit list: fragments carry their own decode times (a
 # chunk that starts at frame 600 is not shifted to 0) and the first frame shows at 0, as the
@@ -49,6 +56,17 @@ MP4_OPTIONS = {
     "use_editlist": "0",
 }
 BOX_HEADER = 8
+
+
+def _lower_priority() -> None:
+    """ThreadPoolExecutor initializer: the encoder thread's nice value, ENCODER_NICE above the
+    process's (Linux: per thread; threads it starts inherit it)."""
+    if ENCODER_NICE:
+        tid = threading.get_native_id()
+        with contextlib.suppress(OSError):  # no per-thread priority here: run as is
+            os.setpriority(
+                os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + ENCODER_NICE
+            )
 
 
 class _Writer:
@@ -118,7 +136,9 @@ class H264Encoder:
         self._pix_fmt = "yuva420p" if alpha else "yuv420p"
         self._window = window
         self._pending: deque[asyncio.Future[None]] = deque()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self._thread = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="encoder", initializer=_lower_priority
+        )
         self._container: av.container.OutputContainer | None = None
         self._x264: VideoCodecContext | None = None  # the current segment's encoder
         self._frames = first_frame  # the next frame's number in the whole video

@@ -5,7 +5,7 @@ Renders the referral example (ada.json) with the real pipeline, ``agent.render.r
 the SAME page, a capture-only loop (``TemplatePage.load`` + ``TemplatePage.frame``: seek and
 screenshot, nothing encoded or written): the ceiling the pipeline can reach if encoding hides
 behind capture. The modes alternate for several rounds, because a small shared machine is
-noisy; the medians and the ratio of medians are what count. Target: pipeline >= 0.8 x capture.
+noisy; the medians and the ratio of medians are what count. Target: pipeline >= 0.9 x capture.
 
 An encode-only row (each round's capture-only JPEGs fed straight into
 ``H264Encoder``, bytes thrown away) shows what the encoder alone can sustain. Each row also
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "examples" / "referral" / "template" / "referral.html"
 PARAMS = ROOT / "examples" / "referral" / "ada.json"
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 30, 12
-TARGET = 0.8
+TARGET = 0.9  # issue 14: with BeginFrame capture (was 0.8 with screenshots)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -199,7 +199,25 @@ def stage_line(label: str, runs: list[Run], frames: int) -> str:
     return f"  {label} ms/frame: " + ", ".join(parts)
 
 
-async def bench(args: argparse.Namespace) -> int:
+@dataclass
+class Measured:
+    """The passes of one pipeline_fps run, and the machine's load around them."""
+
+    frames: int
+    pipeline: list[Run]
+    capture: list[Run]
+    encode: list[Run]
+    load_before: float
+    load_after: float
+
+    @property
+    def ratio(self) -> float:
+        """Pipeline over capture-only, medians of fps."""
+        return median([r.fps for r in self.pipeline]) / median([r.fps for r in self.capture])
+
+
+async def measure(args: argparse.Namespace) -> Measured:
+    """Alternating pipeline and capture-only passes (and encode-only from each capture)."""
     params = load_params(Path(args.params))
     spec = jobspec.template_job(
         args.template, params, width=WIDTH, height=HEIGHT, fps=FPS, frames=args.frames
@@ -247,9 +265,11 @@ async def bench(args: argparse.Namespace) -> int:
         await page.close()
     finally:
         await chromium.close()
+    return Measured(frames, pipeline, capture, encode, load_before[0], os.getloadavg()[0])
 
-    p, c = median([r.fps for r in pipeline]), median([r.fps for r in capture])
-    ratio = p / c
+
+def report(args: argparse.Namespace, m: Measured) -> None:
+    ratio, frames = m.ratio, m.frames
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"pipeline_fps: {Path(args.template).name} ({Path(args.params).name}), "
@@ -257,27 +277,25 @@ async def bench(args: argparse.Namespace) -> int:
         f"{'reload' if args.reload else 'warm page (parameters swapped in place)'}, "
         f"capture {args.capture}"
     )
-    load_after = os.getloadavg()
     print(
         f"{when}, {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, "
-        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        f"load average {m.load_before:.2f} before, {m.load_after:.2f} after"
     )
     print()
     rounds = "  ".join(f"{'r' + str(i + 1):>6}" for i in range(args.rounds))
     print(f"{'':<20}{'fps':>8}  {'cpu ms':>8}  {'cores':>6}   fps per round")
     print(f"{'mode':<20}{'median':>8}  {'/frame':>8}  {'busy':>6}   {rounds}")
-    print(fmt_row("pipeline (render)", pipeline))
-    print(fmt_row("capture-only", capture))
-    if encode:
-        print(fmt_row("encode-only", encode))
+    print(fmt_row("pipeline (render)", m.pipeline))
+    print(fmt_row("capture-only", m.capture))
+    if m.encode:
+        print(fmt_row("encode-only", m.encode))
     print()
-    print(stage_line("pipeline", pipeline, frames))
-    print(stage_line("capture-only", capture, frames))
+    print(stage_line("pipeline", m.pipeline, frames))
+    print(stage_line("capture-only", m.capture, frames))
     verdict = "OK" if ratio >= TARGET else "BELOW TARGET"
     print()
     print(f"ratio pipeline / capture-only (medians): {ratio:.2f}  (target >= {TARGET}: {verdict})")
-    return 0
 
 
 def main() -> int:
@@ -301,7 +319,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds < 1 or args.frames < 1:
         parser.error("--rounds and --frames must be at least 1")
-    return asyncio.run(bench(args))
+    report(args, asyncio.run(measure(args)))
+    return 0
 
 
 if __name__ == "__main__":
