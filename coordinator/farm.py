@@ -341,7 +341,7 @@ class Farm:
         for record in records:
             self._parent_of.pop(record.id, None)
             report = by_job[record.id]
-            if report.render_seconds > 0:
+            if report.render_seconds > 0 and report.frames:  # an assembly draws no frames
                 metrics.RENDER_SECONDS.observe(report.render_seconds)
                 metrics.RENDER_FPS.observe(report.frames / report.render_seconds)
             job_span(record, "attempt", record.started_at, now, outcome="succeeded")

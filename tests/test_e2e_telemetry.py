@@ -196,3 +196,46 @@ async def test_metrics_on_coordinator_and_agent(
     assert agent["framefleet_agent_frames_total"] >= 7
     assert agent["framefleet_agent_output_bytes_total"] > 0
     assert agent["framefleet_agent_slots_busy"] == 0
+
+
+async def test_a_split_jobs_chunks_join_its_trace(
+    traced: tuple[Farm, OtlpReceiver, int, int],
+) -> None:
+    """Each chunk's spans, on the coordinator and the agent, and the assembly's, are in the
+    trace of the job's submit, marked with the chunk's place."""
+    farm, receiver, _, _ = traced
+    CLIENT_SPANS.clear()
+    async with AsyncClient(farm.address) as client:
+        spec = template_job(
+            TEMPLATES / "solid.html", {"color": "olive"}, width=64, height=64, fps=10, frames=80
+        )
+        spec.chunks = 2
+        job = await client.wait((await client.submit(spec)).id)
+    assert (job.chunks, job.chunks_done) == (2, 2)
+    (submit,) = [s for s in CLIENT_SPANS.get_finished_spans() if s.name == "framefleet.submit"]
+    trace_id = format(submit.context.trace_id, "032x")
+
+    def marked() -> set[tuple[str, str, object]]:
+        return {
+            (s.service, s.name, s.attributes.get("framefleet.chunk.index", "assembly"))
+            for s in in_trace(receiver, trace_id)
+            if s.name in ("attempt", "render")
+        }
+
+    expected = {
+        ("framefleet-coordinator", "attempt", 0),
+        ("framefleet-coordinator", "attempt", 1),
+        ("framefleet-coordinator", "attempt", "assembly"),
+        ("framefleet-agent", "render", 0),
+        ("framefleet-agent", "render", 1),
+        ("framefleet-agent", "render", "assembly"),
+    }
+    wait_until(lambda: expected <= marked(), 20, f"chunk spans in trace {trace_id}")
+    coordinator = [s for s in in_trace(receiver, trace_id) if s.name == "attempt"]
+    assert {s.attributes["framefleet.job.id"] for s in coordinator} == {job.id}
+    (assembly,) = [
+        s
+        for s in in_trace(receiver, trace_id)
+        if s.name == "render" and s.attributes.get("framefleet.chunk.assembly")
+    ]
+    assert assembly.attributes["framefleet.job.id"] == job.id
