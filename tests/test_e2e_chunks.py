@@ -83,24 +83,23 @@ def s3_env(root: Path, endpoint: str) -> dict[str, str]:
     }
 
 
+def start_coordinator(farm: Farm, root: Path, env: dict[str, str], listen: str = "") -> None:
+    farm.start_coordinator(
+        f"sqlite:///{root}/jobs.db",
+        root / "out",
+        *("--allow-output", f"s3://{BUCKET}"),
+        *("--lease-ttl", "3", "--heartbeat-interval", "0.5", "--retry-base", "0.2"),
+        listen=listen or "127.0.0.1:0",
+        env=env,
+    )
+
+
 def start(root: Path, agents: tuple[str, ...]) -> ChunkFarm:
     farm = Farm(root)
     moto = MotoServer.start(root / "logs" / "moto.log")
     try:
         env = s3_env(root, moto.url)  # the coordinator deletes chunk objects too
-        farm.start_coordinator(
-            f"sqlite:///{root}/jobs.db",
-            root / "out",
-            "--allow-output",
-            f"s3://{BUCKET}",
-            "--lease-ttl",
-            "3",
-            "--heartbeat-interval",
-            "0.5",
-            "--retry-base",
-            "0.2",
-            env=env,
-        )
+        start_coordinator(farm, root, env)
         for agent in agents:
             farm.start_agent(agent, "--slots", "1", env=env)
         connected = farm.processes[0].log
@@ -256,6 +255,37 @@ async def test_a_killed_agents_chunk_runs_again_alone(tmp_path: Path) -> None:
         ]
         assert rows[killed][2] == "rescuer"
         # What SIGKILL interrupted stays as a hidden partial file, as for any job.
+        assert cf.chunk_files(partial=False) == []
+    finally:
+        cf.farm.close()
+        cf.moto.stop()
+
+
+async def test_a_coordinator_killed_mid_split_loses_nothing(tmp_path: Path) -> None:
+    """The coordinator is SIGKILLed while chunks render and restarted on its store: the
+    chunks finish, the assembly is leased, and the output is the unsplit one's bytes."""
+    cf = start(tmp_path, ("steady-1", "steady-2"))
+    try:
+        address = cf.farm.address
+        async with AsyncClient(address) as client:
+            spec = video(str(cf.out), frames=400, chunks=1)
+            reference = await output_bytes(cf, await client.wait((await client.submit(spec)).id))
+            spec.chunks, spec.force = 4, True
+            job = await client.submit(spec)
+
+        def rendering() -> bool:
+            return any(r[0] == "leased" and int(str(r[3])) > 0 for r in cf.chunks(job.id))
+
+        await asyncio.to_thread(wait_until, rendering, 60, "a chunk to render")
+        coordinator = cf.farm.processes[0]
+        coordinator.signal(signal.SIGKILL)
+        coordinator.popen.wait()
+        start_coordinator(cf.farm, tmp_path, s3_env(tmp_path, cf.moto.url), listen=address)
+        async with AsyncClient(address) as client:
+            done = await client.wait(job.id)
+        assert (done.state, done.chunks_done) == (pb.JOB_STATE_SUCCEEDED, 4)
+        assert await output_bytes(cf, done) == reference
+        assert {r[0] for r in cf.chunks(job.id)} == {"succeeded"}
         assert cf.chunk_files(partial=False) == []
     finally:
         cf.farm.close()
