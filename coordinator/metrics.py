@@ -8,7 +8,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from coordinator.store import JobState, JobStore
 
 JOBS = Gauge("framefleet_jobs", "Jobs in the table by state", ["state"])
-QUEUE_DEPTH = Gauge("framefleet_queue_depth", "Jobs queued and waiting for an agent")
+QUEUE_DEPTH = Gauge("framefleet_queue_depth", "Jobs and chunks queued and waiting for an agent")
 OUTCOMES = Counter("framefleet_job_outcomes", "Jobs that ended, by final state", ["state"])
 FAILURES = Counter(
     "framefleet_job_failures", "Failed attempts by error class (final or retried)", ["error_class"]
@@ -35,8 +35,8 @@ SAMPLE_SECONDS = 2.0
 
 
 async def sample_store(store: JobStore) -> None:
-    """Brings the job-state gauges up to date (one grouped count)."""
+    """Brings the job-state gauges up to date (one grouped count, and the queue's depth)."""
     counts = await store.count_by_state()
     for state in JobState:
         JOBS.labels(state.value).set(counts.get(state, 0))
-    QUEUE_DEPTH.set(counts.get(JobState.QUEUED, 0))
+    QUEUE_DEPTH.set(await store.queue_depth())  # a split job's queued chunks count

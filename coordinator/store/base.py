@@ -180,6 +180,10 @@ class JobStore(Protocol):
         """How many jobs (not chunks) are in each state (for metrics)."""
         ...
 
+    async def queue_depth(self) -> int:
+        """Queued work for slots: jobs and chunks (for metrics and autoscaling)."""
+        ...
+
     async def list_jobs(
         self, states: list[JobState], limit: int, tenant: str | None = None, before: str = ""
     ) -> list[JobRecord]:

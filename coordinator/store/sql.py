@@ -262,6 +262,10 @@ class SqlStore:
         )
         return {JobState(state): count for state, count in rows}
 
+    async def queue_depth(self) -> int:
+        rows = await self._db.fetch("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+        return int(rows[0][0])
+
     async def list_jobs(
         self, states: list[JobState], limit: int, tenant: str | None = None, before: str = ""
     ) -> list[JobRecord]:

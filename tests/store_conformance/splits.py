@@ -54,6 +54,7 @@ class SplitTests:
         assert [r.id for r in await store.list_jobs([], 10)] == ["p"]
         assert await store.count_unfinished("") == 1
         assert sum((await store.count_by_state()).values()) == 1
+        assert await store.queue_depth() == 0  # every chunk is leased
         assert [c.id for c in await store.chunks_of("p")] == ["p-0", "p-1", "p-2"]
 
     async def test_last_chunk_queues_the_assembly(self, store: JobStore) -> None:
@@ -82,6 +83,7 @@ class SplitTests:
 
     async def test_a_lost_chunk_lease_runs_again_alone(self, store: JobStore) -> None:
         await insert_split(store)
+        assert await store.queue_depth() == 3  # the chunks wait for slots; the job does not
         first = {r.id: r for r in await store.claim("agent-1", T0, TTL, 2)}
         other = await must_claim(store, "agent-2", T0)
         assert await complete_one(store, other.id, other.fencing_token, 5, T0 + 1)
