@@ -3,6 +3,7 @@ queued as the assembly; failure and cancel end the whole family."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from coordinator.store import JobState, JobStore, NewJob
@@ -124,3 +125,16 @@ class SplitTests:
         assert await store.in_flight("file:///out/same.mp4")
         assert await complete_one(store, "a", claimed.fencing_token, 5, T0 + 1)
         assert not await store.in_flight("file:///out/same.mp4")
+
+    async def test_chunks_completing_at_once_all_count(self, store: JobStore) -> None:
+        """Chunks reported by different agents at the same moment (concurrent transactions
+        on PostgreSQL): every one counts, and the assembly is queued once."""
+        await insert_split(store, count=6)
+        claimed = [await must_claim(store, f"agent-{i}", T0) for i in range(6)]
+        done = await asyncio.gather(
+            *(complete_one(store, c.id, c.fencing_token, 5, T0 + 1) for c in claimed)
+        )
+        assert all(done)
+        parent = await must_get(store, "p")
+        assert (parent.state, parent.chunks_done, parent.frames_done) == (JobState.QUEUED, 6, 60)
+        assert [r.id for r in await store.claim("agent-9", T0 + 2, TTL, 10)] == ["p"]
