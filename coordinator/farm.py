@@ -187,7 +187,7 @@ class Farm:
             await name_outputs([record])
             self.publish(record)
             return record
-        ranges = plan(spec, output, self.free_slots())
+        ranges = plan(spec, output, await self.spare_slots())
         try:
             # An identical job in flight makes this one wait for its output: not split.
             if len(ranges) > 1 and not await self.store.in_flight(job.output_url):
@@ -202,9 +202,11 @@ class Farm:
         self.leases.wake()
         return record
 
-    def free_slots(self) -> int:
-        """Slots of the connected agents that wait for work now."""
-        return sum(self.leases.free_slots(session) for session in self.sessions.all())
+    async def spare_slots(self) -> int:
+        """Slots of the connected agents that wait for work now, less the work already queued
+        for them: a burst of submits splits the first jobs, not every one over every slot."""
+        free = sum(self.leases.free_slots(session) for session in self.sessions.all())
+        return free - await self.store.queue_depth() if free > 1 else free
 
     async def check_quota(self, tenant: str, adding: int) -> None:
         """Refuses work that would put a tenant over --max-queued-per-tenant unfinished jobs."""

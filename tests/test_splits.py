@@ -106,6 +106,10 @@ async def test_chunks_one_never_splits_and_short_videos_stay_whole(lease_farm: F
     assert short.chunks == 0
     by_frames = await farm.submit(long_spec(seconds=9, chunk_frames=SEGMENT * 2))
     assert by_frames.chunks == 3  # 5 segments in runs of 2
+    # Free slots are counted less the work queued for them: 8 slots, 1 + 3 + 1 + 3 queued.
+    assert await farm.spare_slots() == 0
+    later = await farm.submit(long_spec(seconds=12, priority=2))
+    assert later.chunks == 0
 
 
 async def test_an_identical_job_in_flight_is_not_split(lease_farm: Farm) -> None:
