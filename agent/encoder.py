@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import threading
 from collections import deque
@@ -33,7 +34,7 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent.soundtrack import SAMPLE_RATE, Samples, SoundTrack
+from agent.soundtrack import AAC_FRAME, SAMPLE_RATE, Samples, SoundTrack
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
@@ -44,10 +45,13 @@ X264_THREADS = 2
 # serial capture chain gets the CPU first and encoding fills the gaps; bench/slots.py measures
 # it (bench/README.md, "Slots, x264 threads and encoder priority").
 ENCODER_NICE = 10
-# A fragment per segment (at its keyframe), so a fragment's number is its segment's. frag_discont
-# with avoid_negative_ts=disabled and no edit list: fragments carry their own decode times (a
-# chunk that starts at frame 600 is not shifted to 0) and the first frame shows at 0, as the
-# sound starts; skip_trailer: no index (mfra) of only a chunk's fragments at its end.
+# Fragments start at every segment's keyframe and then every fragment_frames(fps) frames (about
+# 0.25 s), so bytes reach the sink while frames are captured and every full segment has the same
+# number of fragments: a chunk knows its first fragment's number. frag_discont with
+# avoid_negative_ts=disabled and no edit list: fragments carry their own decode times (a chunk
+# that starts at frame 600 is not shifted to 0) and the first frame shows at 0, as the sound
+# starts; skip_trailer: no index (mfra) of only a chunk's fragments at its end. HLS keeps one
+# fragment per segment: each is a segment object (agent/hls.py).
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+skip_trailer"
 MP4_OPTIONS = {
     "movflags": MOVFLAGS,
@@ -55,6 +59,30 @@ MP4_OPTIONS = {
     "avoid_negative_ts": "disabled",
     "use_editlist": "0",
 }
+FRAGMENT_SECONDS = Fraction(1, 4)
+AAC_PACKET_SECONDS = Fraction(AAC_FRAME, SAMPLE_RATE)
+
+
+def fragment_frames(fps: int) -> int:
+    """Frames per fragment inside a segment: the fewest lasting FRAGMENT_SECONDS whose duration
+    (the muxer's frag_duration, whole microseconds) no run of AAC packets reaches before the
+    video does, so only video packets ever start a fragment, whatever the sound's phase."""
+    frames = math.ceil(FRAGMENT_SECONDS * fps)
+    while True:
+        limit = _frag_duration_us(fps, frames)
+        packets = math.ceil(Fraction(limit, 1_000_000) / AAC_PACKET_SECONDS)
+        # The muxer rounds a duration to microseconds before comparing it with the limit.
+        while round(packets * AAC_PACKET_SECONDS * 1_000_000) < limit:
+            packets += 1
+        if packets * AAC_PACKET_SECONDS >= Fraction(frames, fps):
+            return frames
+        frames += 1
+
+
+def _frag_duration_us(fps: int, frames: int) -> int:
+    return math.floor(Fraction(frames * 1_000_000, fps))
+
+
 BOX_HEADER = 8
 
 
@@ -156,7 +184,10 @@ class H264Encoder:
             self._open_webm()
             return
         # HLS is the same fragmented MP4, cut at its fragments by agent/hls.py.
-        options = {**MP4_OPTIONS, "fragment_index": str(self._first // self._segment + 1)}
+        options = {**MP4_OPTIONS, "fragment_index": str(self._first_fragment())}
+        if o.format == "mp4":
+            frames = fragment_frames(o.fps)
+            options["frag_duration"] = str(_frag_duration_us(o.fps, frames))
         container = av.open(self._writer, mode="w", format="mp4", options=options)
         # The stream's own encoder only describes the stream (avcC) in the init segment; each
         # segment's encoder, with the same settings, makes the packets.
@@ -177,6 +208,14 @@ class H264Encoder:
             )
         container.start_encoding()
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
+
+    def _first_fragment(self) -> int:
+        """The number of this chunk's first fragment in the whole video: every segment before
+        it has the same number of fragments."""
+        per_segment = 1
+        if self._output.format == "mp4":
+            per_segment = math.ceil(self._segment / fragment_frames(self._output.fps))
+        return self._first // self._segment * per_segment + 1
 
     def _configure_x264(self, ctx: VideoCodecContext) -> None:
         o = self._output

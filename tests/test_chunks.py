@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import cast
@@ -16,7 +17,7 @@ import pytest
 
 from agent.assemble import assemble
 from agent.browser import Chromium
-from agent.encoder import H264Encoder
+from agent.encoder import H264Encoder, fragment_frames
 from agent.render import RenderLimits, render
 from agent.soundtrack import SAMPLE_RATE, Samples
 from agent.template_page import TemplatePage
@@ -33,31 +34,33 @@ from tests.video import Frame, is_colour
 OUTPUT = Output(width=160, height=96, fps=10, frames=137, codec="h264", crf=23, preset="veryfast")
 
 
-def jpegs(count: int) -> list[bytes]:
+def jpegs(output: Output) -> list[bytes]:
     """Synthetic captured frames: a bar that moves 3 px per frame over a gradient."""
     ctx = av.CodecContext.create("mjpeg", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = OUTPUT.width, OUTPUT.height, "yuvj420p"
-    ctx.time_base = Fraction(1, OUTPUT.fps)
+    ctx.width, ctx.height, ctx.pix_fmt = output.width, output.height, "yuvj420p"
+    ctx.time_base = Fraction(1, output.fps)
     images = []
-    for n in range(count):
-        rgb = np.zeros((OUTPUT.height, OUTPUT.width, 3), np.uint8)
-        rgb[:, :, 1] = np.arange(OUTPUT.width, dtype=np.uint8)[None, :]
+    for n in range(output.frames):
+        rgb = np.zeros((output.height, output.width, 3), np.uint8)
+        rgb[:, :, 1] = np.arange(output.width, dtype=np.uint8)[None, :]
         rgb[20:60, (3 * n) % 140 : (3 * n) % 140 + 12] = 255
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
         images.append(bytes(ctx.encode(frame)[0]))
     return images
 
 
-def tone() -> Samples:
+def tone(output: Output) -> Samples:
     """The soundtrack: a 440 Hz tone whose loudness changes every 0.3 s, the video's length."""
-    t = np.arange(round(OUTPUT.frames / OUTPUT.fps * SAMPLE_RATE)) / SAMPLE_RATE
+    t = np.arange(round(output.frames / output.fps * SAMPLE_RATE)) / SAMPLE_RATE
     wave = 0.2 * (1 + (t // 0.3) % 3) * np.sin(2 * np.pi * 440 * t)
     return np.stack([wave, wave]).astype(np.float32)
 
 
-async def encode(images: list[bytes], first: int, end: int, sound: Samples | None) -> bytes:
+async def encode(
+    output: Output, images: list[bytes], first: int, end: int, sound: Samples | None
+) -> bytes:
     out = io.BytesIO()
-    encoder = H264Encoder(OUTPUT, out.write, soundtrack=sound, first_frame=first, end_frame=end)
+    encoder = H264Encoder(output, out.write, soundtrack=sound, first_frame=first, end_frame=end)
     for image in images[first:end]:
         await encoder.put(image)
     await encoder.finish()
@@ -69,28 +72,46 @@ def decode(data: bytes) -> list[Frame]:
         return [cast(Frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
 
 
-@pytest.mark.parametrize("sound", [False, True], ids=["silent", "with-sound"])
-async def test_the_bytes_do_not_depend_on_the_split(sound: bool) -> None:
-    images, samples = jpegs(OUTPUT.frames), tone() if sound else None
+def boxes(data: bytes) -> list[bytes]:
+    """The top-level MP4 boxes' types, in order."""
+    kinds, at = [], 0
+    while at < len(data):
+        kinds.append(data[at + 4 : at + 8])
+        at += int.from_bytes(data[at : at + 4], "big")
+    return kinds
+
+
+@pytest.mark.parametrize(
+    ("fps", "sound"), [(10, False), (10, True), (30, False), (30, True), (25, True)]
+)
+async def test_the_bytes_do_not_depend_on_the_split(fps: int, sound: bool) -> None:
+    """Seven segments (the last one short), split into 1, 2 and 7 chunks. The frame
+    rates give fragments of 3, 8 and 7 frames inside 2-s segments."""
+    output = dataclasses.replace(OUTPUT, fps=fps, frames=14 * fps - 3)
+    images, samples = jpegs(output), tone(output) if sound else None
     videos = {}
     for count in (1, 2, 7):
-        ranges = chunks.plan(OUTPUT.frames, OUTPUT.fps, count)
+        ranges = chunks.plan(output.frames, output.fps, count)
         assert len(ranges) == count
-        parts = [await encode(images, a, b, samples) for a, b in ranges]
-        assert all(b"ftyp" not in p[:8] for p in parts[1:])  # only the first has the init
+        parts = [await encode(output, images, a, b, samples) for a, b in ranges]
+        assert all(boxes(p)[0] == b"moof" for p in parts[1:])  # only the first has the init
         videos[count] = b"".join(parts)
     assert videos[1] == videos[2] == videos[7]
+    segment = chunks.segment_frames(fps)
+    # Fragments start at every segment and then every fragment_frames(fps) frames, so bytes
+    # stream out about every quarter second.
+    per_segment = math.ceil(segment / fragment_frames(fps))
+    assert boxes(videos[1]).count(b"moof") > 6 * per_segment > 6
     frames = decode(videos[7])
-    assert len(frames) == OUTPUT.frames
-    segment = chunks.segment_frames(OUTPUT.fps)
-    for n in (0, segment - 1, segment, segment + 1, 5 * segment - 1, 5 * segment, 136):
+    assert len(frames) == output.frames
+    for n in (0, segment - 1, segment, segment + 1, 5 * segment - 1, 5 * segment, len(frames) - 1):
         x = (3 * n) % 140 + 6  # the bar at its place in every frame, across chunk borders
         assert frames[n][40, x].min() > 200, f"bar at frame {n}"
         assert frames[n][40, (x + 40) % 160].min() < 100, f"beside the bar at frame {n}"
     if sound:
         with av.open(io.BytesIO(videos[7]), mode="r") as container:
             audio = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
-        expected = tone()[0]
+        expected = tone(output)[0]
         assert len(audio) >= len(expected)
         # The decoded sound follows the tone's loudness steps at their times, to the end.
         for second in (0.15, 2.05, 4.45, 9.0, 13.5):
