@@ -354,13 +354,13 @@ class TemplatePage:
                 image = await self._capture()
         except TimeoutError:
             self.stuck = True
-            # The first frame of this load (t=0, or a chunk's first) never drew: the
-            # template's doing, not the machine's.
-            if self._last is None and await self._seek_never_settles(SEEK_GRACE):
+            # The first frame never drew: the template's doing, not the machine's. (A chunk
+            # that starts later is retried instead; the job's chunk at t=0 fails it.)
+            if ms == 0 and await self._seek_never_settles(SEEK_GRACE):
                 raise FramefleetError(
                     ErrorClass.TEMPLATE_SCRIPT_ERROR,
-                    f"the promise framefleet.onSeek's callback returned for t={ms / 1000:g}s "
-                    f"did not settle within {limit + SEEK_GRACE:g}s",
+                    f"the promise framefleet.onSeek's callback returned for t=0 did not settle "
+                    f"within {limit + SEEK_GRACE:g}s",
                 ) from None
             await self._blame_hang(f"frame at {ms:.0f} ms took over {limit:g}s")
             self.raise_if_broken()
