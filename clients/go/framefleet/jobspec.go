@@ -31,6 +31,9 @@ type Options struct {
 	// A readable output name besides the content-addressed one, e.g. "{row_key}.mp4" or
 	// "{batch}/{name}.mp4" (fields: row_key, batch, batch_id, key, or a parameter).
 	Name string
+	// Split an MP4 into this many chunks rendered at once on free slots (1: never split; 0:
+	// the coordinator decides by length and free slots), or into chunks of ChunkFrames frames.
+	Chunks, ChunkFrames uint32
 }
 
 // assetSuffixes are the files beside a template that LoadTemplate bundles with it.
@@ -113,6 +116,8 @@ func NewJob(template *pb.Template, params map[string]any, opts Options) (*pb.Job
 		Labels:      opts.Labels,
 		Force:       opts.Force,
 		OutputName:  opts.Name,
+		Chunks:      opts.Chunks,
+		ChunkFrames: opts.ChunkFrames,
 	}, nil
 }
 

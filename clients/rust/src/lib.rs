@@ -497,6 +497,11 @@ pub struct Options {
     /// A readable output name besides the content-addressed one, e.g. "{row_key}.mp4" or
     /// "{batch}/{name}.mp4" (fields: row_key, batch, batch_id, key, or a parameter).
     pub name: String,
+    /// Split an MP4 into this many chunks rendered at once on free slots (1: never split; 0:
+    /// the coordinator decides by length and free slots).
+    pub chunks: u32,
+    /// Split into chunks of this many frames (rounded up to whole two-second segments).
+    pub chunk_frames: u32,
 }
 
 impl Options {
@@ -537,6 +542,8 @@ pub fn new_job<K: Into<String>>(
         labels: options.labels,
         force: options.force,
         output_name: options.name,
+        chunks: options.chunks,
+        chunk_frames: options.chunk_frames,
         ..Default::default()
     }
 }
