@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from botocore.exceptions import ClientError
+
 from framefleet.core.errors import ErrorClass, FramefleetError
 from outputs.s3 import (
     CACHE_CONTROL,
@@ -123,23 +125,34 @@ async def assemble(chunks: list[str], target: str) -> int:
             )
             return {"PartNumber": number, "ETag": uploaded["ETag"]}
 
-    try:
-        done_parts = await asyncio.gather(
-            *(send(number, part) for number, part in enumerate(parts, 1))
-        )
-        await call(
-            "CompleteMultipartUpload",
-            lambda c: c.complete_multipart_upload(
+    total = sum(part.size for part in parts)
+
+    async def complete(c: S3Client) -> None:
+        try:
+            await c.complete_multipart_upload(
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": list(done_parts)},
-            ),
-        )
+                MultipartUpload={"Parts": [task.result() for task in tasks]},
+            )
+        except ClientError as e:
+            # A retry after a lost reply: the first attempt may have completed it.
+            if e.response.get("Error", {}).get("Code") != "NoSuchUpload" or (
+                await size(target) != total
+            ):
+                raise
+
+    tasks = [asyncio.ensure_future(send(number, part)) for number, part in enumerate(parts, 1)]
+    try:
+        await asyncio.gather(*tasks)
+        await call("CompleteMultipartUpload", complete)
     except BaseException:
+        # No part may land after the abort: stop the others first.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.shield(_abort(settings, bucket, key, upload_id))
         raise
-    total = sum(part.size for part in parts)
     copied = sum(1 for part in parts if part.copied)
     log.info(
         "s3 chunks assembled",

@@ -15,6 +15,7 @@ import av
 import numpy as np
 import pytest
 
+import outputs
 from agent.assemble import assemble
 from agent.browser import Chromium
 from agent.encoder import H264Encoder, fragment_frames
@@ -277,6 +278,12 @@ async def test_an_assembly_of_other_files_is_refused(tmp_path: Path) -> None:
     assert failure.value.error_class == ErrorClass.OUTPUT_ERROR
     assert secret.read_bytes() == b"do not touch"
     assert not (tmp_path / "video.mp4").exists()
+
+
+async def test_chunks_and_their_output_share_one_kind_of_destination(tmp_path: Path) -> None:
+    with pytest.raises(FramefleetError, match="cannot assemble") as failure:
+        await outputs.assemble(["s3://bucket/video.mp4.job.chunk000"], tmp_path.as_uri())
+    assert failure.value.error_class == ErrorClass.OUTPUT_ERROR
 
 
 def test_s3_parts_copy_big_chunks_and_gather_small_ones() -> None:
