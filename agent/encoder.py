@@ -2,13 +2,13 @@
 
 Captured images go to one encoder thread in capture order; the capture loop keeps a small
 window of frames in flight, so encoding overlaps capture and memory stays bounded. The MP4 is
-fragmented (empty moov, a fragment per segment), so its bytes are final as they are written
-and can stream straight into a sink with no seeking.
+fragmented (empty moov, a fragment about every 0.25 s), so its bytes are final as they are
+written and can stream straight into a sink with no seeking.
 
 H.264 is encoded in **segments** of ``chunks.segment_frames`` (two seconds), each by a fresh
 x264 (so it starts with a keyframe and nothing carries over: closed GOPs, no scene-cut
-keyframes, rate control restarted), and each segment is one fragment carrying its decode time
-and sequence number in the whole video. So a **chunk** of whole segments encoded alone
+keyframes, rate control restarted); every segment has the same fragments, each carrying its
+decode time and sequence number in the whole video. So a **chunk** of whole segments encoded alone
 (``first_frame``..``end_frame``) has exactly the bytes those segments have in the whole video,
 and the video is the chunks' bytes joined in order (only the chunk at frame 0 has the init
 segment), however it was split. The soundtrack is encoded from 0 by every chunk (cheap and
