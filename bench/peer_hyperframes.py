@@ -134,6 +134,7 @@ class Result:
     cpu: float  # CPU seconds of the command and everything it waited for
     outputs: dict[str, int]  # delivered output -> frames decoded
     attempted: int
+    note: str = ""
 
     @property
     def frames(self) -> int:
@@ -199,8 +200,18 @@ def run_framefleet(kind: str, comp: Path, rows: Path, out: Path) -> Result:
         command += ["--name", "single.mp4"]
         paths = [out / "single.mp4"]
     out.mkdir(parents=True)
-    seconds, cpu = timed(command, dict(os.environ), out, out.with_suffix(".log"))
-    return Result(seconds, cpu, delivered(paths), len(paths))
+    log = out.with_suffix(".log")
+    seconds, cpu = timed(command, dict(os.environ), out, log)
+    return Result(seconds, cpu, delivered(paths), len(paths), chunks_note(log))
+
+
+def chunks_note(log: Path) -> str:
+    """How framefleet split the job, from the final job ``render --json`` printed."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                return f", {json.loads(line).get('chunks', 0) or 1} chunk(s)"
+    return ""
 
 
 def centroids(path: Path, picks: list[int]) -> dict[int, dict[str, tuple[float, float] | None]]:
@@ -267,7 +278,7 @@ def bench(args: argparse.Namespace) -> int:
                         f"round {n + 1}/{args.rounds}: {tool:<11} {kind:<6} "
                         f"{len(result.outputs)}/{result.attempted} delivered, "
                         f"{result.frames} frames in {result.seconds:.1f} s = {result.fps:.1f} fps, "
-                        f"{result.cpu_ms_per_frame:.0f} CPU ms/frame",
+                        f"{result.cpu_ms_per_frame:.0f} CPU ms/frame{result.note}",
                         flush=True,
                     )
                 # Pictures: every output both delivered in this round, against each other.
