@@ -15,7 +15,7 @@ import struct
 
 from framefleet.core.chunks import SEGMENT_SECONDS  # the encoder's segment: one fragment each
 from framefleet.core.errors import ErrorClass, FramefleetError
-from outputs import delete, open_upload
+from outputs import delete, write
 from outputs.hls import INIT, folder, segment_name, stem
 
 log = logging.getLogger("framefleet.agent")
@@ -130,13 +130,7 @@ class SegmentedUpload:
             await self._put(folder(self.url) + name, piece)
 
     async def _put(self, url: str, data: bytes) -> None:
-        upload = open_upload(url)
-        try:
-            await asyncio.to_thread(upload.write, data)
-            await upload.complete()
-        except BaseException:
-            await upload.abort()
-            raise
+        await write(url, data)
         self._written.append(url)
         self.size += len(data)
 

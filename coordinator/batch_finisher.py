@@ -3,30 +3,18 @@ the outputs, and records both once (with several coordinators, the first one win
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
+import outputs
 from coordinator.batches import digest, manifest
 from coordinator.farm import Farm
 from coordinator.named_outputs import destination_of, name_outputs
 from framefleet.core.naming import sanitise
-from outputs import open_upload
 
 log = logging.getLogger("framefleet.coordinator")
 
 INTERVAL_SECONDS = 0.5
-
-
-async def write_object(url: str, data: bytes) -> None:
-    """Writes a small object through the same sinks as the outputs (local file or S3)."""
-    upload = open_upload(url)
-    try:
-        await asyncio.to_thread(upload.write, data)
-        await upload.complete()
-    except BaseException:
-        await upload.abort()
-        raise
 
 
 async def finish_once(farm: Farm) -> list[str]:
@@ -44,9 +32,9 @@ async def finish_once(farm: Farm) -> list[str]:
         manifest_url = f"{destination}manifests/{batch_id}.json"  # next to the outputs
         try:
             document = manifest(batch, jobs, summary)
-            await write_object(manifest_url, document)
+            await outputs.write(manifest_url, document)
             if batch.name:  # and under a name that a rerun of the same rows file overwrites
-                await write_object(f"{destination}manifests/{sanitise(batch.name)}.json", document)
+                await outputs.write(f"{destination}manifests/{sanitise(batch.name)}.json", document)
         except Exception:
             log.exception("writing the manifest failed", extra={"batch_id": batch_id})
             manifest_url = ""

@@ -19,6 +19,7 @@ from outputs.registry import (
     schemes,
     size,
     supports,
+    write,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "schemes",
     "size",
     "supports",
+    "write",
 ]

@@ -3,6 +3,7 @@ aiobotocore."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from urllib.parse import urlparse
 
@@ -45,6 +46,18 @@ def sink_for(url: str) -> Sink:
 def open_upload(url: str) -> Upload:
     """The upload for an output URL; call it on the event loop."""
     return sink_for(url).open_upload(url)
+
+
+async def write(url: str, data: bytes) -> None:
+    """Writes a whole small object (a manifest, a playlist, an HLS segment) at ``url``: all of
+    it or, on failure, nothing."""
+    upload = open_upload(url)
+    try:
+        await asyncio.to_thread(upload.write, data)
+        await upload.complete()
+    except BaseException:
+        await upload.abort()
+        raise
 
 
 async def check(url: str) -> None:
