@@ -45,3 +45,13 @@ def test_too_many_chunks_is_an_invalid_job() -> None:
         jobspec.validate(spec)
     spec.chunks = 2
     jobspec.validate(spec)
+
+
+@pytest.mark.parametrize("container", ["webm", "hls"])
+def test_a_forced_split_of_a_format_rendered_whole_is_refused(container: str) -> None:
+    spec = pb.JobSpec(template=pb.Template(html="<html></html>"), chunks=2)
+    spec.output.duration_seconds, spec.output.format = 8, container
+    with pytest.raises(FramefleetError, match="only mp4"):
+        jobspec.validate(spec)
+    spec.chunks = 1  # "never split" is fine for any format
+    jobspec.validate(spec)

@@ -33,6 +33,10 @@ def check(spec: pb.JobSpec) -> None:
     if spec.chunks > MAX_CHUNKS:
         message = f"chunks {spec.chunks} is more than {MAX_CHUNKS}"
         raise FramefleetError(ErrorClass.INVALID_JOB, message)
+    container = spec.output.format or "mp4"
+    if (spec.chunks > 1 or spec.chunk_frames) and not splittable(container):
+        message = f"a {container} output is rendered whole: only mp4 is split into chunks"
+        raise FramefleetError(ErrorClass.INVALID_JOB, message)
 
 
 def plan(frames: int, fps: int, chunks: int, chunk_frames: int = 0) -> list[tuple[int, int]]:
