@@ -320,9 +320,15 @@ async def follow(client: AsyncClient, job: pb.Job, show_progress: bool) -> pb.Jo
                 if final.cache_hit:
                     # Nothing rendered: a frame rate here would be a made-up number.
                     bar.bar_format = CACHE_HIT_BAR
+                # A split job's own attempts are its assembly's: while its chunks render, say
+                # how many are done instead of "attempt 0".
+                step = (
+                    f"{final.chunks_done}/{final.chunks} chunks"
+                    if final.chunks and final.chunks_done < final.chunks
+                    else f"attempt {final.attempt}"
+                )
                 bar.set_postfix_str(
-                    f"{_state(final)} attempt {final.attempt}"
-                    + (f" {update.fps:.1f} fps" if update.fps else ""),
+                    f"{_state(final)} {step}" + (f" {update.fps:.1f} fps" if update.fps else ""),
                     refresh=False,
                 )
                 bar.refresh()
