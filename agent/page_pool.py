@@ -1,4 +1,8 @@
-"""One Chromium, and a fresh browser context (with its one page) for every job.
+"""One Chromium per slot, and a fresh browser context (with its one page) for every job.
+
+Each job's page is in a Chromium that no other running job uses: pages of one Chromium take
+turns to draw (agent/template_page.py), so slots sharing one would capture one at a time
+(bench/README.md, "One Chromium per slot").
 
 A context is reused only by the next job of the same isolation group (the rows of one batch:
 one template, one tenant), so consecutive variants keep the warm parameter swap; any other job
@@ -38,54 +42,75 @@ class PagePool:
         self._max_heap = max_heap_bytes
         # Warm pages by isolation group, oldest first; at most one per slot.
         self._warm: dict[str, TemplatePage] = {}
-        self._chromium: Chromium | None = None
-        self._launching = asyncio.Lock()
+        # One Chromium per slot (None until launched), and how many jobs each is rendering.
+        self._chromiums: list[Chromium | None] = [None] * slots
+        self._busy = [0] * slots
+        self._lanes: dict[int, int] = {}  # id(page) -> the slot whose Chromium holds it
+        self._launching = [asyncio.Lock() for _ in range(slots)]
         self.watch = RendererWatch(memory_limit_bytes)
         self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._chromium = await Chromium.launch(self._executable, sandbox=self._sandbox)
+        for lane in range(self._slots):
+            await self._browser(lane)
         self._watching = asyncio.create_task(self.watch.run())
 
     def browser_up(self) -> bool:
-        return self._chromium is not None and self._chromium.browser.is_connected()
+        return all(c is not None and c.browser.is_connected() for c in self._chromiums)
 
     async def close(self) -> None:
         if self._watching is not None:
             self._watching.cancel()
-        if self._chromium is not None:
-            with contextlib.suppress(Exception):
-                await self._chromium.close()
+        for chromium in self._chromiums:
+            if chromium is not None:
+                with contextlib.suppress(Exception):
+                    await chromium.close()
 
-    async def _browser(self) -> Chromium:
-        async with self._launching:
-            if self._chromium is None or not self._chromium.browser.is_connected():
-                if self._chromium is not None:
+    async def _browser(self, lane: int) -> Chromium:
+        async with self._launching[lane]:
+            chromium = self._chromiums[lane]
+            if chromium is None or not chromium.browser.is_connected():
+                if chromium is not None:
                     log.warning("Chromium died; relaunching")
                     metrics.BROWSER_RELAUNCHES.inc()
                     with contextlib.suppress(Exception):
-                        await self._chromium.close()
-                self._chromium = await Chromium.launch(self._executable, sandbox=self._sandbox)
-            return self._chromium
-
-    async def _open(self) -> TemplatePage:
-        chromium = await self._browser()
-        context = await chromium.browser.new_context(
-            device_scale_factor=1, service_workers="block", accept_downloads=False
-        )
-        return await TemplatePage.open(context, self.watch)
+                        await chromium.close()
+                self._chromiums[lane] = None
+                chromium = await Chromium.launch(self._executable, sandbox=self._sandbox)
+                self._chromiums[lane] = chromium
+            return chromium
 
     async def acquire(self, group: str = "") -> TemplatePage:
-        """A page for one job: the warm one of its isolation group if there is one (only a
-        non-empty group shares), else a fresh context."""
-        page = self._warm.pop(group, None) if group else None
-        if page is not None and not page.page.is_closed() and page.context.browser is not None:
-            if page.context.browser.is_connected():
-                return page
-        return await self._open()
+        """A page for one job, in a Chromium no other job is drawing in: the warm one of its
+        isolation group if its Chromium is free (only a non-empty group shares), else a fresh
+        context in the least busy Chromium."""
+        warm = self._warm.get(group) if group else None
+        if warm is not None:
+            lane = self._lanes[id(warm)]
+            browser = warm.context.browser
+            if warm.page.is_closed() or browser is None or not browser.is_connected():
+                await self._close(self._warm.pop(group))
+            elif self._busy[lane] == 0:
+                del self._warm[group]
+                self._busy[lane] += 1
+                return warm
+        lane = min(range(self._slots), key=lambda i: self._busy[i])
+        self._busy[lane] += 1
+        try:
+            chromium = await self._browser(lane)
+            context = await chromium.browser.new_context(
+                device_scale_factor=1, service_workers="block", accept_downloads=False
+            )
+            page = await TemplatePage.open(context, self.watch)
+            self._lanes[id(page)] = lane
+            return page
+        except BaseException:
+            self._busy[lane] -= 1
+            raise
 
     async def release(self, page: TemplatePage, group: str = "") -> None:
         """Takes a page back after its job: kept warm for its group, or closed."""
+        self._busy[self._lanes[id(page)]] -= 1
         page.renders += 1
         reason = "" if group else "isolated"
         try:
@@ -95,14 +120,16 @@ class PagePool:
                 if reason != "isolated":
                     log.info("recycling page", extra={"reason": reason, "renders": page.renders})
                     metrics.PAGE_RECYCLES.labels(reason.split(":")[0]).inc()
-                with contextlib.suppress(Exception):
-                    await page.close()
+                await self._close(page)
             else:
                 self._warm[group] = page
                 while len(self._warm) > self._slots:
-                    oldest = self._warm.pop(next(iter(self._warm)))
-                    with contextlib.suppress(Exception):
-                        await oldest.close()
+                    await self._close(self._warm.pop(next(iter(self._warm))))
+
+    async def _close(self, page: TemplatePage) -> None:
+        del self._lanes[id(page)]
+        with contextlib.suppress(Exception):
+            await page.close()
 
     def _recycle_reason(self, page: TemplatePage) -> str:
         if page.crashed:

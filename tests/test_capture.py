@@ -65,7 +65,8 @@ async def test_each_capture_mode_draws_frame_n_at_time_n(mode: str) -> None:
 
 
 async def test_slots_of_one_chromium_draw_at_the_same_time() -> None:
-    # An agent's slots are pages of one browser: their BeginFrames must not lose pictures.
+    # Pages of one browser drawing at once (an agent gives each slot its own Chromium; the
+    # draw lock keeps a shared one safe): their BeginFrames must not lose pictures.
     spec = template_job(
         TEMPLATES / "moving_box.html", {}, width=W, height=H, fps=FPS, frames=FRAMES
     )

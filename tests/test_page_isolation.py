@@ -198,3 +198,31 @@ async def test_a_slow_frame_that_waits_is_retried_as_the_machines_fault() -> Non
         await pool.close()
     assert failed.value.error_class == ErrorClass.CAPTURE_TIMEOUT
     assert failed.value.retryable
+
+
+async def test_slots_render_in_separate_chromiums_and_a_dead_one_is_relaunched() -> None:
+    """Two jobs at once get pages of two Chromiums (pages of one take turns to draw); a batch
+    row whose warm page's Chromium is busy gets a fresh page in the free one; and a slot whose
+    Chromium died renders its next job in a new one."""
+    pool = await started_pool()
+    try:
+        first, second = await pool.acquire("batch:a"), await pool.acquire("batch:a")
+        assert first.context.browser is not second.context.browser
+        await pool.release(first, "batch:a")
+        third = await pool.acquire("batch:a")  # first's Chromium is free: the warm page
+        assert third is first
+        await pool.release(second, "batch:a")
+        fourth = await pool.acquire("batch:b")
+        assert fourth.context.browser is second.context.browser  # the only free Chromium
+        await pool.release(third, "batch:a")
+        await pool.release(fourth, "batch:b")
+        dead = first.context.browser
+        assert dead is not None
+        await dead.close()
+        assert not pool.browser_up()
+        after = template("<script>framefleet.onSeek(() => {})</script><p>after</p>")
+        pages = await asyncio.gather(render(pool, after), render(pool, after))
+        assert all(page.context.browser is not dead for page in pages)
+        assert pool.browser_up()
+    finally:
+        await pool.close()
