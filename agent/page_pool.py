@@ -51,8 +51,8 @@ class PagePool:
         self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        for lane in range(self._slots):
-            await self._browser(lane)
+        # Launched side by side: an agent (and `framefleet render`) is ready a launch sooner.
+        await asyncio.gather(*(self._browser(lane) for lane in range(self._slots)))
         self._watching = asyncio.create_task(self.watch.run())
 
     def browser_up(self) -> bool:
