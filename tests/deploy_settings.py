@@ -5,6 +5,9 @@ and the probe their services answer."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -13,6 +16,8 @@ from pathlib import Path
 from coordinator.config import CoordinatorConfig
 from farm.environment import from_environment, options, variable
 from framefleet.cli import build_parser
+from tests.conftest import TEMPLATES
+from tests.farm_processes import wait_until
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FROM_ELSEWHERE = "set-elsewhere"  # stands in for a value from a Secret or the pod's name
@@ -69,3 +74,21 @@ def coordinator_config(environ: Mapping[str, str]) -> CoordinatorConfig:
         agent_ca=path("FRAMEFLEET_AGENT_CA"),
         agent_listen=environ.get("FRAMEFLEET_AGENT_LISTEN", ""),
     )
+
+
+def wait_for_agent_http(log: Path) -> str:
+    """The --http address an agent logged, once it answers ready."""
+    wait_until(lambda: " http on " in log.read_text(), 90, "the agent's http address")
+    http = log.read_text().split(" http on ", 1)[1].split()[0]
+    wait_until(lambda: ready(http), 90, "the agent to be ready")
+    return http
+
+
+def submit_teal(address: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`framefleet submit --wait --json` of a 4-frame 64x64 teal job, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "framefleet", "submit", str(TEMPLATES / "solid.html"),
+         "--param", "color=teal", "--width", "64", "--height", "64", "--fps", "10",
+         "--frames", "4", "--coordinator", address, "--wait", "--json"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **env},
+    )  # fmt: skip

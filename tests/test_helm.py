@@ -6,10 +6,8 @@ from the slot rules, PDB, autoscaling on queue depth, Secrets, ServiceMonitor)."
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,13 @@ from agent.capacity import CORES_PER_SLOT, PAGE_MEMORY
 from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from coordinator.server import exposure_problems
-from tests.conftest import TEMPLATES
-from tests.deploy_settings import check_settings, coordinator_config, ready
-from tests.farm_processes import Farm, Trust, wait_until
+from tests.deploy_settings import (
+    check_settings,
+    coordinator_config,
+    submit_teal,
+    wait_for_agent_http,
+)
+from tests.farm_processes import Farm, Trust
 from tests.moto_server import CREDENTIALS, MotoServer, create_bucket, only_object
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour
@@ -299,20 +301,9 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
                 environment(spec, container(manifests, name)),
             )
         agent_log = farm.processes[-1].log
+        wait_for_agent_http(agent_log)
 
-        def serving() -> bool:
-            return " http on " in agent_log.read_text()
-
-        wait_until(serving, 90, "the agent's http address")
-        http = agent_log.read_text().split(" http on ", 1)[1].split()[0]
-        wait_until(lambda: ready(http), 90, "the agent to be ready")
-
-        submitted = subprocess.run(
-            [sys.executable, "-m", "framefleet", "submit", str(TEMPLATES / "solid.html"),
-             "--param", "color=teal", "--width", "64", "--height", "64", "--fps", "10",
-             "--frames", "4", "--coordinator", farm.address, "--wait", "--json"],
-            capture_output=True, text=True, timeout=300, env={**os.environ, **trust.client_env()},
-        )  # fmt: skip
+        submitted = submit_teal(farm.address, trust.client_env())
         assert submitted.returncode == 0, submitted.stderr + farm.logs()
         keys, data = asyncio.run(only_object(moto.url, bucket))
         assert len(keys) == 1 and keys[0].startswith("videos/") and data

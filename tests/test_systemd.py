@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +13,13 @@ import pytest
 from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from coordinator.server import exposure_problems
-from tests.conftest import TEMPLATES
-from tests.deploy_settings import check_settings, coordinator_config, ready
-from tests.farm_processes import Farm, Trust, wait_until
+from tests.deploy_settings import (
+    check_settings,
+    coordinator_config,
+    submit_teal,
+    wait_for_agent_http,
+)
+from tests.farm_processes import Farm, Trust
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour, path_of
 
@@ -96,20 +97,9 @@ def test_the_units_run_a_farm_that_renders(tmp_path: Path, postgres: PostgresSer
         assert migrated.returncode == 0, migrated.stderr
         farm.start_service("coordinator", ["coordinator"], coordinator_env)
         agent = farm.start_service("agent", ["agent"], here(settings(SYSTEMD / "agent.env")))
+        wait_for_agent_http(agent.log)
 
-        def serving() -> bool:
-            return " http on " in agent.log.read_text()
-
-        wait_until(serving, 90, "the agent's http address")
-        http = agent.log.read_text().split(" http on ", 1)[1].split()[0]
-        wait_until(lambda: ready(http), 90, "the agent to be ready")
-
-        submitted = subprocess.run(
-            [sys.executable, "-m", "framefleet", "submit", str(TEMPLATES / "solid.html"),
-             "--param", "color=teal", "--width", "64", "--height", "64", "--fps", "10",
-             "--frames", "4", "--coordinator", farm.address, "--wait", "--json"],
-            capture_output=True, text=True, timeout=300, env={**os.environ, **trust.client_env()},
-        )  # fmt: skip
+        submitted = submit_teal(farm.address, trust.client_env())
         assert submitted.returncode == 0, submitted.stderr + farm.logs()
         job = json.loads(submitted.stdout.strip().splitlines()[-1])
         video = path_of(job["output_url"])
