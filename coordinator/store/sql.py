@@ -549,8 +549,15 @@ class SqlStore:
                 lease.token,
             )
             if rows and rows[0][0] is not None:
+                await self._lock_parent(db, rows[0][0])
                 await db.execute(f"{SUM_FRAMES} WHERE id = ?", rows[0][0])
         return bool(rows)
+
+    async def _lock_parent(self, db: Executor, parent_id: str) -> None:
+        """Lock a split job's row before adding up its chunks. A sum taken inside one UPDATE
+        keeps that statement's snapshot even after waiting for a sibling chunk's transaction,
+        so it would miss that chunk; once the lock is held, the next statement sees it."""
+        await db.fetch(f"SELECT id FROM jobs WHERE id = ?{self.for_update}", parent_id)
 
     async def complete(self, owner: str, done: list[Done], now: float) -> list[JobRecord]:
         records: list[JobRecord] = []
@@ -573,8 +580,8 @@ class SqlStore:
                 )
                 records += [record_from_row(row) for row in rows]
             parents = Counter(r.parent_id for r in records if r.parent_id is not None)
-            for parent_id, succeeded in parents.items():
-                # An increment, not a count: two chunks completing at once both add.
+            for parent_id, succeeded in sorted(parents.items()):
+                await self._lock_parent(db, parent_id)
                 await db.execute(
                     f"{SUM_FRAMES}, chunks_done = chunks_done + ?, available_at = ?,"
                     " state = CASE WHEN chunks_done + ? >= chunks THEN 'queued' ELSE state END"

@@ -138,3 +138,12 @@ class SplitTests:
         parent = await must_get(store, "p")
         assert (parent.state, parent.chunks_done, parent.frames_done) == (JobState.QUEUED, 6, 60)
         assert [r.id for r in await store.claim("agent-9", T0 + 2, TTL, 10)] == ["p"]
+
+    async def test_chunk_progress_at_once_all_counts(self, store: JobStore) -> None:
+        await insert_split(store, count=6)
+        claimed = [await must_claim(store, f"agent-{i}", T0) for i in range(6)]
+        reported = await asyncio.gather(
+            *(progress(store, c.id, c.fencing_token, 7) for c in claimed)
+        )
+        assert all(reported)
+        assert (await must_get(store, "p")).frames_done == 42
