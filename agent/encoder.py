@@ -39,8 +39,12 @@ from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
-# x264's thread count is written into the stream; fixing it keeps bytes identical across hosts.
-X264_THREADS = 2
+# Encoder thread counts are written into the stream; fixing them keeps bytes identical across
+# hosts. x264 runs on the encoder thread alone and swscale converts there too: on a box whose
+# cores capture keeps busy, their helper threads cost more CPU than they save (bench/README.md,
+# "Encoder threads").
+X264_THREADS = 1
+VP9_THREADS = 2
 # How much nicer than capture the encoder thread runs (x264's own threads inherit it), so the
 # serial capture chain gets the CPU first and encoding fills the gaps; bench/slots.py measures
 # it (bench/README.md, "Slots, x264 threads and encoder priority").
@@ -249,7 +253,7 @@ class H264Encoder:
         stream.width, stream.height, stream.pix_fmt = o.width, o.height, self._pix_fmt
         ctx = stream.codec_context
         ctx.gop_size = self._segment
-        ctx.thread_count = X264_THREADS
+        ctx.thread_count = VP9_THREADS
         self._set_colors(ctx)
         # Constant quality (b=0), fast single pass; row-mt for speed; no look-ahead so
         # frames leave the encoder as they come.
@@ -309,6 +313,7 @@ class H264Encoder:
             src_color_range=ColorRange.JPEG,
             dst_colorspace=Colorspace.ITU709,
             dst_color_range=ColorRange.MPEG,
+            threads=1,
         )
         # A decoded JPEG is an intra picture, and libx264 makes every frame marked I a
         # keyframe: unmarked, keyframes fall on the GOP (and HLS segments on whole GOPs).
