@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,60 +68,103 @@ async def local_farm(
     from coordinator.server import running_coordinator
 
     state = state_dir(destination)
-    state.mkdir(parents=True, exist_ok=True)
-    config = CoordinatorConfig(
-        listen="127.0.0.1:0",
-        store_url=f"sqlite:///{state}/jobs.db",
-        default_destination=destination,
-        lease_ttl=10.0,
-        heartbeat_interval=2.0,
-    )
     logs = state / "logs"
-    logs.mkdir(exist_ok=True)
-    # Private and plaintext on loopback: a TLS CA or token meant for a remote farm must not
-    # leak into the embedded one.
-    env = {k: v for k, v in os.environ.items() if k not in (TLS_CA_ENV, TOKEN_ENV)}
-    async with running_coordinator(config) as coordinator:
+    logs.mkdir(parents=True, exist_ok=True)
+    with _held_port() as port:
+        address = f"127.0.0.1:{port}"
+        # The agents start first: importing and launching Chromium takes them longer than the
+        # coordinator takes to listen, so they connect at once instead of after it.
         host = socket.gethostname()
-        # subprocess.Popen (vfork) rather than the event loop's spawn (fork): a fork while gRPC
-        # threads run makes gRPC print a warning. Agents log to files, so nothing they print
-        # lands in the progress bar.
         processes = [
-            subprocess.Popen(  # noqa: ASYNC220 (a vfork: quick, and see above)
-                _agent_command(coordinator.address, f"{host}-local-{i}", slots, destination),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=(logs / f"agent-{i}.log").open("w"),
-                env=env,
-            )
+            _start_agent(address, f"{host}-local-{i}", slots, destination, logs / f"agent-{i}.log")
             for i in range(agents)
         ]
-        task = asyncio.current_task()
-        assert task is not None
-        watchdog = asyncio.create_task(_cancel_when_all_exit(processes, task))
+        config = CoordinatorConfig(
+            listen=address,
+            store_url=f"sqlite:///{state}/jobs.db",
+            default_destination=destination,
+            lease_ttl=10.0,
+            heartbeat_interval=2.0,
+        )
+        started = False
         try:
-            async with AsyncClient(coordinator.address, tls=None, token="") as client:
-                # Work an interrupted earlier run left behind is not this run's to finish.
-                leftovers = await client.list([pb.JOB_STATE_QUEUED, pb.JOB_STATE_LEASED], 10_000)
-                for job in leftovers:
-                    await client.cancel(job.id)
-                await _connected(coordinator.farm, agents)
-                yield client
-        except asyncio.CancelledError:
-            if not watchdog.done():
-                raise
-            task.uncancel()
-            raise FramefleetError(
-                ErrorClass.INTERNAL, "the local agents exited before the work was done"
-            ) from None
+            async with running_coordinator(config) as coordinator:
+                started = True
+                try:
+                    async with (
+                        _unless_all_exit(processes),
+                        AsyncClient(address, tls=None, token="") as client,
+                    ):
+                        # Work an interrupted earlier run left behind is not this run's.
+                        leftovers = await client.list(
+                            [pb.JOB_STATE_QUEUED, pb.JOB_STATE_LEASED], 10_000
+                        )
+                        for job in leftovers:
+                            await client.cancel(job.id)
+                        await _connected(coordinator.farm, agents)
+                        yield client
+                finally:
+                    await _stop(processes, logs)  # they drain while the coordinator listens
         finally:
-            watchdog.cancel()
-            for process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for i, process in enumerate(processes):
-                if await asyncio.to_thread(process.wait) not in (0, -signal.SIGTERM):
-                    _show_log(logs / f"agent-{i}.log")
+            if not started:
+                await _stop(processes, logs)
+
+
+@contextlib.contextmanager
+def _held_port() -> Iterator[int]:
+    """A loopback port held (bound, not listening, SO_REUSEPORT as gRPC binds) until the
+    coordinator listens on it too, so the agents can be told the address before it starts
+    and nothing else takes the port meanwhile."""
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+def _start_agent(
+    address: str, agent_id: str, slots: int | None, destination: str, log: Path
+) -> subprocess.Popen[bytes]:
+    # subprocess.Popen (vfork) rather than the event loop's spawn (fork): a fork while gRPC
+    # threads run makes gRPC print a warning. An agent logs to a file, so nothing it prints
+    # lands in the progress bar. Private and plaintext on loopback: a TLS CA or token meant
+    # for a remote farm must not leak into the embedded one.
+    env = {k: v for k, v in os.environ.items() if k not in (TLS_CA_ENV, TOKEN_ENV)}
+    return subprocess.Popen(
+        _agent_command(address, agent_id, slots, destination),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        env=env,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _unless_all_exit(processes: list[subprocess.Popen[bytes]]) -> AsyncIterator[None]:
+    """Runs the body unless every agent exits first: then a clear error, not a wait."""
+    task = asyncio.current_task()
+    assert task is not None
+    watchdog = asyncio.create_task(_cancel_when_all_exit(processes, task))
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not watchdog.done():
+            raise
+        task.uncancel()
+        raise FramefleetError(
+            ErrorClass.INTERNAL, "the local agents exited before the work was done"
+        ) from None
+    finally:
+        watchdog.cancel()
+
+
+async def _stop(processes: list[subprocess.Popen[bytes]], logs: Path) -> None:
+    """SIGTERM (a drain) to the agents still running, and their logs shown if they failed."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for i, process in enumerate(processes):
+        if await asyncio.to_thread(process.wait) not in (0, -signal.SIGTERM):
+            _show_log(logs / f"agent-{i}.log")
 
 
 async def _connected(farm: Farm, agents: int) -> None:
