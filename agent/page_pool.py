@@ -61,10 +61,9 @@ class PagePool:
     async def close(self) -> None:
         if self._watching is not None:
             self._watching.cancel()
-        for chromium in self._chromiums:
-            if chromium is not None:
-                with contextlib.suppress(Exception):
-                    await chromium.close()
+        # Side by side, as they were launched: an agent stopping waits for the slowest only.
+        closing = [c.close() for c in self._chromiums if c is not None]
+        await asyncio.gather(*closing, return_exceptions=True)
 
     async def _browser(self, lane: int) -> Chromium:
         async with self._launching[lane]:
