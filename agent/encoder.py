@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 from av.codec.context import Flags
@@ -34,10 +34,13 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent.soundtrack import AAC_FRAME, SAMPLE_RATE, Samples, SoundTrack
+from agent.soundtrack import AAC_FRAME, SAMPLE_RATE, SoundTrack
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
+
+if TYPE_CHECKING:
+    from agent.soundtrack import Samples
 
 # Encoder thread counts are written into the stream; fixing them keeps bytes identical across
 # hosts. x264 runs on the encoder thread alone and swscale converts there too: on a box whose

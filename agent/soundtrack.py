@@ -15,13 +15,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import av
-import numpy as np
-import numpy.typing as npt
 
 from framefleet.core.errors import ErrorClass, FramefleetError
+
+if TYPE_CHECKING:  # numpy is imported where sound is mixed: most renders have none
+    import numpy as np
+    import numpy.typing as npt
+
+    Samples = npt.NDArray[np.float32]  # (channels, samples), planar float
 
 SAMPLE_RATE = 48_000
 CHANNELS = 2
@@ -36,8 +40,6 @@ MAX_DECODED_SECONDS = 1800
 MAX_VOLUME = 4.0  # a gain above 1 amplifies (VideoJSON's volume); the mix is clipped to ±1
 # The resampler's range; faster or slower media is refused (VideoJSON's at submit: MIN_SPEED).
 MIN_RATE, MAX_RATE = 1 / 16, 16
-
-Samples = npt.NDArray[np.float32]  # (channels, samples), planar float
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
 def _decode(path: str, data: bytes, until: float = math.inf) -> Samples | None:
     """The media's first audio stream as 48 kHz stereo float, from its start to ``until``
     seconds (what the clips play of it); None when it has no audio."""
+    import numpy as np
+
     limit = until * SAMPLE_RATE
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
@@ -107,6 +111,8 @@ def _decode(path: str, data: bytes, until: float = math.inf) -> Samples | None:
 
 def mix(clips: list[SoundClip], assets: Mapping[str, bytes], seconds: float) -> Samples | None:
     """The mixed soundtrack for a video ``seconds`` long; None when nothing is audible."""
+    import numpy as np
+
     total = round(seconds * SAMPLE_RATE)
     track = np.zeros((CHANNELS, total), np.float32)
     audible = False
@@ -156,6 +162,8 @@ def _reach(clips: list[SoundClip], seconds: float) -> dict[str, float]:
 
 def _played(clip: SoundClip, source: Samples, length: int) -> Samples:
     """At most ``length`` samples of the clip as it sounds: from its media offset, at its rate."""
+    import numpy as np
+
     offset = round(clip.media_start * SAMPLE_RATE)
     if clip.rate == 1:
         return source[:, offset : offset + length]
@@ -177,6 +185,8 @@ def _played(clip: SoundClip, source: Samples, length: int) -> Samples:
 def _resample(samples: Samples, speed: float) -> Samples:
     """The samples played ``speed`` times as fast: read as if recorded at SAMPLE_RATE * speed and
     resampled (FFmpeg's filtered resampler) to SAMPLE_RATE, so pitch moves with speed."""
+    import numpy as np
+
     if samples.shape[1] == 0:
         return samples
     frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
@@ -189,6 +199,8 @@ def _resample(samples: Samples, speed: float) -> Samples:
 def _tempo(samples: Samples, speed: float) -> Samples:
     """The samples played ``speed`` times as fast at the same pitch: FFmpeg's atempo filter,
     chained for factors past its 0.5..2 sweet spot (as HyperFrames chains it)."""
+    import numpy as np
+
     if samples.shape[1] == 0:
         return samples
     stages, rest = [], speed
@@ -261,6 +273,8 @@ class SoundTrack:
             self._encode(self._samples[:, self._done : self._done + self._frame])
 
     def finish(self) -> None:
+        import numpy as np
+
         # A chunk before the last stops once its window's packets are out (packets come out
         # in order); the whole video, or the last chunk, pads the last piece and flushes.
         while self._done < self._samples.shape[1] and not self._past_end:
@@ -271,6 +285,8 @@ class SoundTrack:
             self._mux(self._stream.encode(None))
 
     def _encode(self, piece: Samples) -> None:
+        import numpy as np
+
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(piece), format="fltp", layout="stereo"
         )

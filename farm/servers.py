@@ -11,16 +11,15 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
-from farm.http import http_app, serving
-
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from coordinator.config import CoordinatorConfig
+    from farm.http import ReadyCheck
 
 log = logging.getLogger("framefleet.coordinator")
 
@@ -39,12 +38,23 @@ def _certificate_name(path: Path | None) -> str:
 
 @contextlib.asynccontextmanager
 async def _http(
-    address: str | None, app: web.Application, service: str, tls: ssl.SSLContext | None = None
+    address: str | None,
+    ready: ReadyCheck,
+    service: str,
+    tls: ssl.SSLContext | None = None,
+    routes: Callable[[web.Application], None] | None = None,
 ) -> AsyncIterator[None]:
-    """Serves ``app`` on ``address`` (if one is given), over HTTPS with ``tls``."""
+    """Serves /healthz, /readyz and /metrics (and ``routes``) on ``address``, if one is given,
+    over HTTPS with ``tls``. aiohttp is imported only then: an agent without --http starts
+    without it (a quarter of a second)."""
     if not address:
         yield
         return
+    from farm.http import http_app, serving
+
+    app = http_app(ready)
+    if routes is not None:
+        routes(app)
     async with serving(app, address, tls) as bound:
         # Tests read the bound address from this line (stdout for the coordinator, whose
         # first lines they read; the agent's stdout is free for the operator).
@@ -135,10 +145,11 @@ async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyn
     async with running_coordinator(config) as coordinator:
         if coordinator.tokens is not None:
             loop.add_signal_handler(signal.SIGHUP, coordinator.tokens.reload)
-        # /healthz, /readyz, /metrics; other HTTP routes are added to this app.
-        app = http_app(coordinator.ready)
-        add_console(app, coordinator.farm, coordinator.tokens)  # the web console, /console/
-        async with _http(args.http, app, "coordinator", _server_tls(config)):
+
+        def console(app: web.Application) -> None:  # the web console, /console/
+            add_console(app, coordinator.farm, coordinator.tokens)
+
+        async with _http(args.http, coordinator.ready, "coordinator", _server_tls(config), console):
             # Tests and the local mode read the bound addresses from these lines.
             print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
             if coordinator.agent_address != coordinator.address:
@@ -186,6 +197,6 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             tls=tls,
         )
     )
-    async with _http(args.http, http_app(agent.ready), "agent"):
+    async with _http(args.http, agent.ready, "agent"):
         await run_agent(agent)
     return 0

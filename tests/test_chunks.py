@@ -9,7 +9,7 @@ import io
 import math
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
@@ -20,7 +20,7 @@ from agent.assemble import assemble
 from agent.browser import Chromium
 from agent.encoder import H264Encoder, fragment_frames
 from agent.render import RenderLimits, render
-from agent.soundtrack import SAMPLE_RATE, Samples
+from agent.soundtrack import SAMPLE_RATE
 from agent.template_page import TemplatePage
 from framefleet import template_job
 from framefleet.core import chunks
@@ -31,6 +31,9 @@ from outputs.local import local_path
 from outputs.s3_assemble import plan as s3_plan
 from tests.conftest import TEMPLATES
 from tests.video import Frame, is_colour
+
+if TYPE_CHECKING:
+    from agent.soundtrack import Samples
 
 OUTPUT = Output(width=160, height=96, fps=10, frames=137, codec="h264", crf=23, preset="veryfast")
 
