@@ -187,7 +187,7 @@ class Farm:
             await name_outputs([record])
             self.publish(record)
             return record
-        ranges = plan(spec, output, await self.spare_slots())
+        ranges = await plan(spec, output, self.spare_slots)
         try:
             # An identical job in flight makes this one wait for its output: not split.
             if len(ranges) > 1 and not await self.store.in_flight(job.output_url):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import outputs
@@ -17,16 +18,21 @@ from framefleet.v1 import framefleet_pb2 as pb
 log = logging.getLogger("framefleet.coordinator")
 
 
-def plan(spec: pb.JobSpec, output: jobspec.Output, free_slots: int) -> list[tuple[int, int]]:
+async def plan(
+    spec: pb.JobSpec, output: jobspec.Output, spare_slots: Callable[[], Awaitable[int]]
+) -> list[tuple[int, int]]:
     """The frame ranges a job submitted alone is split into ([] or one range: not split).
     ``chunks``/``chunk_frames`` force a split (chunks=1 forbids one); otherwise one chunk per
-    free slot of the connected agents, if the video is long enough."""
+    spare slot of the connected agents, if the video is long enough. ``spare_slots`` (a count
+    over the queue) is asked only then."""
     if spec.chunks == 1 or not chunks.splittable(output.format):
         return []
     if spec.chunks or spec.chunk_frames:
         count = spec.chunks
+    elif chunks.auto_chunks(output.frames, output.fps, chunks.MAX_CHUNKS) < 2:
+        return []  # too short to split, however many slots are spare
     else:
-        count = chunks.auto_chunks(output.frames, output.fps, free_slots)
+        count = chunks.auto_chunks(output.frames, output.fps, await spare_slots())
     return chunks.plan(output.frames, output.fps, count, spec.chunk_frames)
 
 

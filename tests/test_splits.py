@@ -6,15 +6,18 @@ objects; a lost chunk lease runs again alone."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from coordinator.dispatcher import dispatch_once
 from coordinator.farm import Farm
 from coordinator.lease_reaper import reap_once
 from coordinator.sessions import Session
+from coordinator.splitting import plan
 from coordinator.store import JobState
 from coordinator.store.base import JobRecord
+from framefleet import template_job
 from framefleet.cli import build_parser, spec_from_args, status_rows
-from framefleet.core import chunks
+from framefleet.core import chunks, jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs.local import local_path
 from tests.conftest import TEMPLATES
@@ -224,3 +227,24 @@ async def test_a_chunk_finished_after_its_job_ended_is_removed(lease_farm: Farm)
     assert await farm.complete("agent-a", [report]) == []
     await _background(farm)
     assert not path.exists()
+
+
+async def test_only_a_job_that_may_split_counts_spare_slots() -> None:
+    """Spare slots are counted over the queue: a submit that cannot split on its own (too
+    short, forced, never split, not MP4) does not ask."""
+    asked: list[int] = []
+
+    async def spare() -> int:
+        asked.append(1)
+        return 4
+
+    def job(frames: int, **options: Any) -> pb.JobSpec:
+        return template_job(TEMPLATES / "moving_box.html", fps=30, frames=frames, **options)
+
+    for quiet in (job(90), job(360, chunks=3), job(360, chunks=1), job(360, format="webm")):
+        output = jobspec.validate(quiet)
+        ranges = await plan(quiet, output, spare)
+        assert len(ranges) in (0, 3) and asked == []
+    long = job(360)
+    ranges = await plan(long, jobspec.validate(long), spare)
+    assert asked == [1] and len(ranges) == chunks.auto_chunks(360, 30, 4) > 1
