@@ -30,7 +30,7 @@ from framefleet.v1 import framefleet_pb2 as pb
 from outputs.local import local_path
 from outputs.s3_assemble import plan as s3_plan
 from tests.conftest import TEMPLATES
-from tests.video import Frame, is_colour
+from tests.video import Frame, is_colour, write_video
 
 if TYPE_CHECKING:
     from agent.soundtrack import Samples
@@ -174,30 +174,12 @@ async def test_a_video_clip_and_its_sound_split_across_chunks(tmp_path: Path) ->
     second chunk starts mid-clip and draws the clip's frame for its time, the tone inside the
     second chunk is where it belongs, and the chunks joined are the whole render."""
     rate, seconds = 20, 3
-    with av.open(str(tmp_path / "clip.mp4"), "w") as container:
-        video = container.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
-        video.codec_context.gop_size = 15  # the second chunk's decoder seeks to a keyframe
-        audio = container.add_stream("aac", rate=SAMPLE_RATE)
-        audio.layout = "stereo"
-        for i in range(rate * seconds):  # frame i is a flat colour with red 4 * i
-            picture = np.zeros((120, 160, 3), np.uint8)
-            picture[:, :] = (4 * i, 0, 255 - 4 * i)
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        t = np.arange(seconds * SAMPLE_RATE) / SAMPLE_RATE
-        wave = (np.where((t >= 2.2) & (t < 2.4), 0.5, 0.0) * np.sin(2 * np.pi * 1000 * t)).astype(
-            np.float32
-        )
-        for at in range(0, len(wave), 1024):
-            sound = av.AudioFrame.from_ndarray(
-                np.tile(wave[at : at + 1024], (2, 1)), format="fltp", layout="stereo"
-            )
-            sound.sample_rate, sound.pts = SAMPLE_RATE, at
-            container.mux(audio.encode(sound))
-        container.mux(audio.encode(None))
+    # Clip frame i is red 4 * i; a keyframe every 15 frames, so the second chunk's decoder
+    # seeks to one; a tone from 2.2 s, inside the second chunk.
+    write_video(
+        tmp_path / "clip.mp4", rate=rate, frames=rate * seconds, red_step=4, tone_at=2.2,
+        gop_size=15,
+    )  # fmt: skip
     (tmp_path / "index.html").write_text(
         """<!doctype html><html><body style="margin:0;background:#000">
 <div id="root" data-composition-id="main" data-start="0" data-duration="3" data-width="160"

@@ -9,10 +9,8 @@ import io
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import cast
 
 import av
-import numpy as np
 import pytest
 import pytest_asyncio
 
@@ -21,6 +19,7 @@ from agent.template_page import TemplatePage
 from agent.video_clips import VideoClips
 from framefleet import AsyncClient
 from framefleet.core import jobspec
+from tests import video
 from tests.farm_processes import Farm
 from tests.test_soundtrack import bursts, decode_audio
 from tests.video import decode, path_of
@@ -32,30 +31,7 @@ FRAMES = 32
 
 
 def write_video(path: Path, codec: str, with_tone_at: float | None = None) -> None:
-    with av.open(str(path), "w") as container:
-        video = cast(av.VideoStream, container.add_stream(codec, rate=RATE))
-        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
-        audio = None
-        if with_tone_at is not None:
-            audio = container.add_stream("aac", rate=48_000)
-            audio.layout = "stereo"
-        for i in range(FRAMES):
-            picture = np.zeros((120, 160, 3), np.uint8)
-            picture[:, :] = (8 * i, 0, 255 - 8 * i)
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        if audio is not None and with_tone_at is not None:
-            t = np.arange(FRAMES * 48_000 // RATE) / 48_000
-            tone = np.where((t >= with_tone_at) & (t < with_tone_at + 0.2), 0.5, 0.0)
-            wave = (tone * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
-            for at in range(0, len(wave), 1024):
-                chunk = np.tile(wave[at : at + 1024], (2, 1))
-                sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                sound.sample_rate, sound.pts = 48_000, at
-                container.mux(audio.encode(sound))
-            container.mux(audio.encode(None))
+    video.write_video(path, codec, rate=RATE, frames=FRAMES, red_step=8, tone_at=with_tone_at)
 
 
 def shown(image: bytes, x: int = 80, y: int = 60) -> int | None:
