@@ -29,6 +29,8 @@ from framefleet.v1 import framefleet_pb2 as pb
 RUNTIME_FILES = ("timecontrol.js", "hyperframes.js")
 # The runtime's own failures name their class: "framefleet:CLASS: message".
 CLASSED = re.compile(r"framefleet:([A-Z_]+): (.*)")
+# The most of a template's throw kept in a job's error message.
+THROWN_CHARS = 500
 # Templates are served from this origin by request interception; nothing else is reachable.
 ORIGIN = "http://template.framefleet.invalid"
 INDEX = f"{ORIGIN}/index.html"
@@ -70,15 +72,22 @@ def page_html(html: str, params: dict[str, Any], prelude: str = "") -> str:
     return html[:cut] + head + html[cut:]
 
 
+def first_line(thrown: str) -> str:
+    """What of a template's throw is kept: its first line, at most THROWN_CHARS (the template
+    writes it; it travels in the job's result and is stored with the job)."""
+    lines = thrown.strip().splitlines()
+    line = lines[0] if lines else "(nothing)"
+    return line if len(line) <= THROWN_CHARS else line[:THROWN_CHARS] + "…"
+
+
 def template_error(message: str) -> FramefleetError:
     """What a template's throw means: its own error class (``framefleet:CLASS: message``), or
     a script error with the throw's first line."""
-    lines = message.strip().splitlines()
-    first_line = lines[0] if lines else "(nothing)"
-    classed = CLASSED.search(first_line)
+    line = first_line(message)
+    classed = CLASSED.search(line)
     if classed and classed[1] in ErrorClass.__members__:
         return FramefleetError(ErrorClass(classed[1]), classed[2])
-    return FramefleetError(ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {first_line}")
+    return FramefleetError(ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {line}")
 
 
 class TemplatePage:
@@ -93,7 +102,7 @@ class TemplatePage:
         # (source key, width, height) of the template loaded now, for in-place swaps.
         self._loaded: tuple[str, int, int] | None = None
         self.renders = 0
-        self._errors: list[str] = []
+        self._thrown = ""  # the first error the page threw (uncaught), if any
         self.crashed = False
         # Set when a wait timed out: the renderer may still be busy, so the page is replaced.
         self.stuck = False
@@ -118,7 +127,7 @@ class TemplatePage:
         self.frames_reused = 0  # frames of this load that repeat the previous picture
         # Capture with alpha (PNG, over no default background) for formats that keep it.
         self._alpha = False
-        page.on("pageerror", lambda error: self._errors.append(str(error)))
+        page.on("pageerror", self._on_page_error)
         page.on("crash", self._on_crash)
         page.on("framenavigated", self._check_navigation)
         context.on("page", self._refuse_page)
@@ -169,6 +178,10 @@ class TemplatePage:
         with contextlib.suppress(PlaywrightError):
             await page.close()
 
+    def _on_page_error(self, error: PlaywrightError) -> None:
+        if not self._thrown:  # the first is the one reported; one throwing in a loop holds
+            self._thrown = first_line(str(error))  # no memory
+
     def _on_crash(self, _: Page) -> None:
         self.crashed = True
         self._over_memory = self._watch.take_memory_kill()
@@ -209,9 +222,9 @@ class TemplatePage:
             )
         if self.crashed:
             raise FramefleetError(ErrorClass.BROWSER_CRASHED, "the Chromium page crashed")
-        if self._errors:
+        if self._thrown:
             raise FramefleetError(
-                ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {self._errors[0]}"
+                ErrorClass.TEMPLATE_SCRIPT_ERROR, f"the template threw: {self._thrown}"
             )
 
     async def load(
@@ -225,7 +238,7 @@ class TemplatePage:
         """Makes the page show the template with these parameters at t = 0, ready to capture.
         When the same template is loaded already, the parameters are swapped in place (no
         reload); returns True when it did that."""
-        self._errors.clear()
+        self._thrown = ""
         self._last, self._moving, self.frames_reused = None, True, 0
         loaded = (source_key, *size)
         swap = bool(source_key) and self._loaded == loaded

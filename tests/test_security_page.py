@@ -163,6 +163,30 @@ async def test_a_navigation_fails_once(farm: Farm, listener: Listener, tmp_path:
     ), job
 
 
+@pytest.mark.parametrize(
+    "throws",
+    [
+        "framefleet.onSeek(() => { throw new Error('x'.repeat(8 << 20)); });",  # in a seek
+        "setInterval(() => { throw new Error('y'.repeat(1 << 20)); }, 0);",  # uncaught, often
+    ],
+)
+async def test_a_huge_throw_fails_once_with_its_first_line_cut_short(
+    farm: Farm, tmp_path: Path, throws: str
+) -> None:
+    """The template writes its error message: what the job keeps is bounded, and the agent
+    goes on serving."""
+    job = await run(farm, write(tmp_path, f"<script>{throws}</script>"), {})
+    assert (job.state, job.error_class, job.attempt) == (
+        pb.JOB_STATE_FAILED,
+        "TEMPLATE_SCRIPT_ERROR",
+        1,
+    ), job.error_message[:200]
+    assert job.error_message.startswith("the template threw: ")
+    assert len(job.error_message) < 600
+    after = await run(farm, victim(tmp_path / "after"), {"color": "rgb(0, 160, 0)"})
+    assert after.state == pb.JOB_STATE_SUCCEEDED, after
+
+
 def test_a_symlink_out_of_the_template_folder_is_refused(farm: Farm, tmp_path: Path) -> None:
     template = victim(tmp_path)
     (tmp_path / "creds.json").symlink_to("/etc/passwd")
