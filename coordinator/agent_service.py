@@ -59,22 +59,23 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         await self.farm.sessions.close_previous(agent_id)
         session = self.farm.sessions.register(agent_id, slots)
         session.labels, session.last_seen = dict(hello.labels), self.farm.clock()
-        session.send(
-            pb.ConnectResponse(
-                welcome=pb.Welcome(
-                    heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
-                    lease_ttl_ms=int(config.lease_ttl * 1000),
-                    session_epoch=session.epoch,
-                )
-            )
+        welcome = pb.Welcome(
+            heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
+            lease_ttl_ms=int(config.lease_ttl * 1000),
+            session_epoch=session.epoch,
         )
-        log.info(
-            "agent connected",
-            extra={"agent_id": session.agent_id, "slots": session.slots, "epoch": session.epoch},
-        )
-        writer = asyncio.create_task(self._write(session, context))
+        writer: asyncio.Task[None] | None = None
         metrics.AGENTS.inc()
         try:
+            # Written alone, before the writer starts: an Assign the dispatcher queues the
+            # moment the session registers would otherwise share its bundle, and an agent
+            # drops a stream whose first message is not a Welcome (with the lease).
+            await context.write(pb.ConnectResponse(welcome=welcome))
+            log.info(
+                "agent connected",
+                extra={"agent_id": agent_id, "slots": session.slots, "epoch": session.epoch},
+            )
+            writer = asyncio.create_task(self._write(session, context))
             await self._reconcile(session, hello.leases)
             self.farm.leases.wake()
             async for message in requests:
@@ -90,7 +91,8 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             raise
         finally:
             metrics.AGENTS.dec()
-            writer.cancel()
+            if writer is not None:
+                writer.cancel()
             self.farm.sessions.unregister(session)
             log.info("agent disconnected", extra={"agent_id": session.agent_id})
 

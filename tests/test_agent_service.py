@@ -159,6 +159,40 @@ async def connect(farm: Farm) -> AsyncIterator[Any]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def test_the_welcome_goes_out_alone_with_work_queued_at_once(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work queued for a session the moment it registers (the dispatcher was woken) must not
+    share the Welcome's write: an agent drops a stream whose first message is not a Welcome,
+    and the lease with it."""
+    register = farm.sessions.register
+
+    def register_and_queue(agent_id: str, slots: int) -> Session:
+        session = register(agent_id, slots)
+        session.send(pb.ConnectResponse(ack=pb.Ack()))  # as a dispatcher would, meanwhile
+        return session
+
+    monkeypatch.setattr(farm.sessions, "register", register_and_queue)
+    stream, raw = Stream(), []
+    deliver = stream.write
+
+    async def write(response: pb.ConnectResponse) -> None:
+        raw.append(response.WhichOneof("message"))
+        await deliver(response)
+
+    stream.write = write  # type: ignore[method-assign]
+    stream.say(hello=pb.Hello(agent_id="agent-a", slots=1))
+    context: Any = stream
+    task = asyncio.create_task(AgentService(farm).Connect(stream.requests(), context))
+    try:
+        await stream.next("welcome")
+        await stream.next("ack")
+        assert raw[0] == "welcome", raw
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_an_agent_gets_work_and_its_result_is_acknowledged(farm: Farm, connect: Any) -> None:
     stream = await connect("agent-a")
     job = await farm.submit(spec())
