@@ -357,7 +357,7 @@ def bench(args: argparse.Namespace) -> int:
                 options = argparse.Namespace(
                     template=str(folder), params=params.name, rounds=args.rounds,
                     frames=FPS * SINGLE_SECONDS, fixed_order=False, capture="beginframe",
-                    no_encode_only=False, reload=False,
+                    no_encode_only=False, reload=False, busy_core=True,
                 )  # fmt: skip
                 measured = asyncio.run(pipeline_fps.measure(options))
         pipeline_fps.report(options, measured)

@@ -8,7 +8,10 @@ behind capture. The modes alternate for several rounds, because a small shared m
 noisy; the medians and the ratio of medians are what count. Target: pipeline >= 0.9 x capture.
 
 An encode-only row (each round's capture-only JPEGs fed straight into
-``H264Encoder``, bytes thrown away) shows what the encoder alone can sustain. Each row also
+``H264Encoder``, bytes thrown away) shows what the encoder alone can sustain. A third row,
+capture-only beside a busy core (a Python loop at nice 19 in another process, doing none of the
+render's work), is the ceiling any encoder sharing the machine could reach; and the run first
+measures how fast one core computes while the other is busy too, against alone. Each row also
 gives the CPU time per frame of this process and everything it started (Chromium, the
 Playwright driver, the encoder threads), from /proc: on a shared box it is steadier than fps,
 and it is what bounds how many renders one machine can run at once.
@@ -24,9 +27,12 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,10 +77,51 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def tree_cpu() -> dict[int, float] | None:
-    """CPU seconds of this process and of every process under it; None where /proc is absent."""
+# Processes started to load the machine, not to render: their CPU is not the render's.
+NEIGHBOURS: set[int] = set()
+BUSY_LOOP = "import os\nos.nice(19)\nwhile True:\n    pass"
+COUNT_LOOP = (
+    "import time\nn, end = 0, time.perf_counter() + {seconds}\n"
+    "while time.perf_counter() < end:\n    n += 1\nprint(n)"
+)
+
+
+@contextmanager
+def busy_core() -> Iterator[None]:
+    """A process that keeps one core busy at the lowest priority for as long as this lasts."""
+    neighbour = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    NEIGHBOURS.add(neighbour.pid)
     try:
-        pids = [os.getpid(), *_descendants(os.getpid())]
+        yield
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+        NEIGHBOURS.discard(neighbour.pid)
+
+
+def core_speed(seconds: float = 2.0, rounds: int = 3) -> float:
+    """How fast a Python loop counts while another process keeps the other core busy, over
+    how fast it counts alone (median of alternating rounds): what any second busy core costs
+    the first on this machine, whatever it runs."""
+
+    def count() -> int:
+        code = COUNT_LOOP.format(seconds=seconds)
+        return int(subprocess.run([sys.executable, "-c", code], capture_output=True).stdout)
+
+    alone: list[float] = []
+    beside: list[float] = []
+    for _ in range(rounds):
+        alone.append(count())
+        with busy_core():
+            beside.append(count())
+    return statistics.median(beside) / statistics.median(alone)
+
+
+def tree_cpu() -> dict[int, float] | None:
+    """CPU seconds of this process and of every process under it (NEIGHBOURS aside); None
+    where /proc is absent."""
+    try:
+        pids = [os.getpid(), *(p for p in _descendants(os.getpid()) if p not in NEIGHBOURS)]
     except OSError:
         return None
     usage: dict[int, float] = {}
@@ -209,11 +256,18 @@ class Measured:
     encode: list[Run]
     load_before: float
     load_after: float
+    crowded: list[Run] = field(default_factory=list)  # capture-only beside a busy core
+    core_speed: float = float("nan")  # a core's speed while the other is busy, over alone
 
     @property
     def ratio(self) -> float:
         """Pipeline over capture-only, medians of fps."""
         return median([r.fps for r in self.pipeline]) / median([r.fps for r in self.capture])
+
+    @property
+    def crowded_ratio(self) -> float:
+        """Pipeline over capture-only beside a busy core, medians of fps."""
+        return median([r.fps for r in self.pipeline]) / median([r.fps for r in self.crowded])
 
 
 async def measure(args: argparse.Namespace) -> Measured:
@@ -231,10 +285,12 @@ async def measure(args: argparse.Namespace) -> Measured:
     # parameters in place between renders. --reload navigates afresh for every pass.
     key = "" if args.reload else jobspec.source_key(spec)
 
+    speed = core_speed() if args.busy_core else float("nan")
     chromium = await Chromium.launch(capture=args.capture)
     pipeline: list[Run] = []
     capture: list[Run] = []
     encode: list[Run] = []
+    crowded: list[Run] = []
     try:
         context = await chromium.browser.new_context()
         page = await TemplatePage.open(context)
@@ -246,26 +302,32 @@ async def measure(args: argparse.Namespace) -> Measured:
             load_before = os.getloadavg()
             for n in range(args.rounds):
                 images: list[bytes] = []
-                first, second = ("pipeline", "capture") if n % 2 == 0 or args.fixed_order else (
-                    "capture", "pipeline"
-                )  # fmt: skip
-                for mode in (first, second):
+                modes = ["pipeline", "capture"] + (["crowded"] if args.busy_core else [])
+                if n % 2 and not args.fixed_order:
+                    modes.reverse()
+                for mode in modes:
                     if mode == "pipeline":
                         pipeline.append(await timed(run_pipeline(page, spec, out_dir, n, key)))
-                    else:
+                    elif mode == "capture":
                         capture.append(await timed(run_capture(page, spec, key, images)))
+                    else:
+                        with busy_core():
+                            crowded.append(await timed(run_capture(page, spec, key)))
                 if not args.no_encode_only:
                     encode.append(await timed(run_encode(spec, images)))
                 print(
                     f"round {n + 1}/{args.rounds}: pipeline {pipeline[-1].fps:.1f} fps, "
                     f"capture-only {capture[-1].fps:.1f} fps"
+                    + (f", beside a busy core {crowded[-1].fps:.1f} fps" if crowded else "")
                     + (f", encode-only {encode[-1].fps:.1f} fps" if encode else ""),
                     flush=True,
                 )
         await page.close()
     finally:
         await chromium.close()
-    return Measured(frames, pipeline, capture, encode, load_before[0], os.getloadavg()[0])
+    return Measured(
+        frames, pipeline, capture, encode, load_before[0], os.getloadavg()[0], crowded, speed
+    )
 
 
 def report(args: argparse.Namespace, m: Measured) -> None:
@@ -288,6 +350,8 @@ def report(args: argparse.Namespace, m: Measured) -> None:
     print(f"{'mode':<20}{'median':>8}  {'/frame':>8}  {'busy':>6}   {rounds}")
     print(fmt_row("pipeline (render)", m.pipeline))
     print(fmt_row("capture-only", m.capture))
+    if m.crowded:
+        print(fmt_row("capture, core busy", m.crowded))
     if m.encode:
         print(fmt_row("encode-only", m.encode))
     print()
@@ -296,6 +360,11 @@ def report(args: argparse.Namespace, m: Measured) -> None:
     verdict = "OK" if ratio >= TARGET else "BELOW TARGET"
     print()
     print(f"ratio pipeline / capture-only (medians): {ratio:.2f}  (target >= {TARGET}: {verdict})")
+    if m.crowded:
+        print(
+            f"ratio pipeline / capture beside a busy core (medians): {m.crowded_ratio:.2f}; "
+            f"one core computes at {m.core_speed:.2f} of its speed alone while the other is busy"
+        )
 
 
 def main() -> int:
@@ -313,6 +382,12 @@ def main() -> int:
         "--capture", choices=CAPTURE_MODES, default=CAPTURE, help="capture mode (beginframe)"
     )
     parser.add_argument("--no-encode-only", action="store_true", help="skip the encode-only row")
+    parser.add_argument(
+        "--no-busy-core",
+        dest="busy_core",
+        action="store_false",
+        help="skip capture beside a busy core and the cores' speed measurement",
+    )
     parser.add_argument(
         "--reload", action="store_true", help="reload the template for every pass (no swaps)"
     )
