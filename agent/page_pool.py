@@ -45,7 +45,7 @@ class PagePool:
         # One Chromium per slot (None until launched), and how many jobs each is rendering.
         self._chromiums: list[Chromium | None] = [None] * slots
         self._busy = [0] * slots
-        self._lanes: dict[int, int] = {}  # id(page) -> the slot whose Chromium holds it
+        self._lanes: dict[TemplatePage, int] = {}  # open page -> the slot holding its Chromium
         self._launching = [asyncio.Lock() for _ in range(slots)]
         self.watch = RendererWatch(memory_limit_bytes)
         self._watching: asyncio.Task[None] | None = None
@@ -85,7 +85,7 @@ class PagePool:
         context in the least busy Chromium."""
         warm = self._warm.get(group) if group else None
         if warm is not None:
-            lane = self._lanes[id(warm)]
+            lane = self._lanes[warm]
             browser = warm.context.browser
             if warm.page.is_closed() or browser is None or not browser.is_connected():
                 await self._close(self._warm.pop(group))
@@ -101,7 +101,7 @@ class PagePool:
                 device_scale_factor=1, service_workers="block", accept_downloads=False
             )
             page = await TemplatePage.open(context, self.watch)
-            self._lanes[id(page)] = lane
+            self._lanes[page] = lane
             return page
         except BaseException:
             self._busy[lane] -= 1
@@ -109,7 +109,7 @@ class PagePool:
 
     async def release(self, page: TemplatePage, group: str = "") -> None:
         """Takes a page back after its job: kept warm for its group, or closed."""
-        self._busy[self._lanes[id(page)]] -= 1
+        self._busy[self._lanes[page]] -= 1
         page.renders += 1
         reason = "" if group else "isolated"
         try:
@@ -126,7 +126,7 @@ class PagePool:
                     await self._close(self._warm.pop(next(iter(self._warm))))
 
     async def _close(self, page: TemplatePage) -> None:
-        del self._lanes[id(page)]
+        del self._lanes[page]
         with contextlib.suppress(Exception):
             await page.close()
 
