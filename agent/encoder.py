@@ -34,12 +34,13 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent.soundtrack import AAC_FRAME, SAMPLE_RATE, SoundTrack
+from agent.soundtrack import AAC_FRAME, SAMPLE_RATE
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
 if TYPE_CHECKING:
+    from agent.sound_samples import SoundTrack
     from agent.soundtrack import Samples
 
 # Encoder thread counts are written into the stream; fixing them keeps bytes identical across
@@ -204,9 +205,8 @@ class H264Encoder:
         self._container = container
         if self._soundtrack is not None:
             fps = Fraction(o.fps)
-            self._audio = SoundTrack(
+            self._audio = self._sound(
                 container,
-                self._soundtrack,
                 "aac",
                 window=(
                     round(self._first * SAMPLE_RATE / fps),
@@ -268,7 +268,19 @@ class H264Encoder:
         self._stream = stream
         self._container = container
         if self._soundtrack is not None:
-            self._audio = SoundTrack(container, self._soundtrack, "libopus")
+            self._audio = self._sound(container, "libopus")
+
+    def _sound(
+        self,
+        container: av.container.OutputContainer,
+        codec: str,
+        window: tuple[int, int | None] = (0, None),
+    ) -> SoundTrack:
+        """The soundtrack's stream; its module (numpy) loads only for a render with sound."""
+        from agent.sound_samples import SoundTrack
+
+        assert self._soundtrack is not None
+        return SoundTrack(container, self._soundtrack, codec, window)
 
     def _mux(self, packets: list[av.Packet[Any]]) -> None:
         assert self._container is not None

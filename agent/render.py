@@ -80,7 +80,9 @@ async def render(
         with tracer.start_as_current_span("mix_soundtrack") as span:
             span.set_attribute("framefleet.sound.clips", len(clips))
             seconds = output.frames / output.fps
-            sound = await asyncio.to_thread(soundtrack.mix, clips, template.assets, seconds)
+            from agent.sound_samples import mix  # numpy: only a render with sound loads it
+
+            sound = await asyncio.to_thread(mix, clips, template.assets, seconds)
         lap("load")
     # A chunk renders frames [first, end) of the video; the page seeks straight to the first
     # (virtual time), and its encoder gives those frames the bytes they have in the whole video.

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from agent import soundtrack
+from agent import sound_samples, soundtrack
 from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.core import jobspec
 from tests.conftest import TEMPLATES
@@ -181,11 +183,11 @@ def test_a_rate_without_keep_pitch_resamples_like_tape() -> None:
     t = np.arange(2 * soundtrack.SAMPLE_RATE) / soundtrack.SAMPLE_RATE
     ramp = wav(np.vstack([np.sin(2 * np.pi * 440 * t) * t / 2] * 2).astype(np.float32))
     fast = soundtrack.SoundClip("a", 0.0, 0.5, 0.0, 1.0, rate=2.0)
-    mixed = soundtrack.mix([fast], {"a": ramp}, 1.0)
+    mixed = sound_samples.mix([fast], {"a": ramp}, 1.0)
     assert mixed is not None
     assert pitch(mixed[0], soundtrack.SAMPLE_RATE, 0.0, 0.5) == pytest.approx(880, abs=5)
     back = soundtrack.SoundClip("a", 0.0, 1.0, 2.0, 1.0, rate=-1.0)
-    reverse = soundtrack.mix([back], {"a": ramp}, 1.0)
+    reverse = sound_samples.mix([back], {"a": ramp}, 1.0)
     assert reverse is not None
     loudness = np.abs(reverse[0]).reshape(10, -1).max(1)
     assert all(a > b for a, b in itertools.pairwise(loudness)), "the ramp plays backwards"
@@ -195,18 +197,31 @@ def test_only_what_the_clips_play_is_decoded(monkeypatch: pytest.MonkeyPatch) ->
     """Hostile bundles cannot make the mix decode hours of sound: a clip decodes up to where
     it plays, and a video's clips together are bounded (TEMPLATE_RESOURCE_LIMIT)."""
     ten_seconds = wav(np.zeros((2, 10 * soundtrack.SAMPLE_RATE), np.float32))
-    part = soundtrack._decode("a", ten_seconds, until=1.0)
+    part = sound_samples._decode("a", ten_seconds, until=1.0)
     assert part is not None and part.shape[1] < 2 * soundtrack.SAMPLE_RATE
     clip = soundtrack.SoundClip("a", 0.0, math.inf, 0.5, 1.0)
-    monkeypatch.setattr(soundtrack, "MAX_DECODED_SECONDS", 5)
+    monkeypatch.setattr(sound_samples, "MAX_DECODED_SECONDS", 5)
     with pytest.raises(FramefleetError) as refused:
-        soundtrack.mix([clip, replace(clip, path="b")], {"a": ten_seconds, "b": ten_seconds}, 3.0)
+        both = {"a": ten_seconds, "b": ten_seconds}
+        sound_samples.mix([clip, replace(clip, path="b")], both, 3.0)
     assert refused.value.error_class == ErrorClass.TEMPLATE_RESOURCE_LIMIT
 
 
 def test_mono_is_heard_at_full_level_on_both_sides(tmp_path: Path) -> None:
     """As a browser plays it and HyperFrames mixes it (not FFmpeg's 3 dB down rematrix)."""
     write_tone(tmp_path / "tone.wav")  # mono, a 0.5 peak
-    decoded = soundtrack._decode("tone.wav", (tmp_path / "tone.wav").read_bytes())
+    decoded = sound_samples._decode("tone.wav", (tmp_path / "tone.wav").read_bytes())
     assert decoded is not None and decoded.shape[0] == 2
     assert np.abs(decoded).max(axis=1) == pytest.approx([0.5, 0.5], abs=0.01)
+
+
+def test_an_agent_without_sound_never_loads_numpy() -> None:
+    """The render path and the encoder import the sample code (numpy) only for a render with
+    sound: an agent's start, and `framefleet render`'s, stay without it."""
+    code = (
+        "import sys, agent.render, agent.encoder, agent.executor\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+        "import agent.sound_samples\n"
+        "assert 'numpy' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
