@@ -8,7 +8,7 @@ behind capture. The modes alternate for several rounds, because a small shared m
 noisy; the medians and the ratio of medians are what count. Target: pipeline >= 0.9 x capture.
 
 An encode-only row (each round's capture-only JPEGs fed straight into
-``H264Encoder``, bytes thrown away) shows what the encoder alone can sustain. A third row,
+``H264Encoder``, bytes thrown away) shows what the encoder alone can sustain. Another row,
 capture-only beside a busy core (a Python loop at nice 19 in another process, doing none of the
 render's work), is the ceiling any encoder sharing the machine could reach; and the run first
 measures how fast one core computes while the other is busy too, against alone. Each row also
