@@ -358,17 +358,9 @@ class TemplatePage:
         same picture as the previous one returns that very ``bytes`` object."""
         try:
             async with asyncio.timeout(limit):
-                try:
-                    thrown = await self._seek(ms)
-                except PlaywrightError as e:
-                    # A throw from the template's side (onSeek, a timeline) is its error,
-                    # unless it navigated away (TEMPLATE_FORBIDDEN) or the browser went.
-                    if not self.page.is_closed() and self.context.browser is not None:
-                        if self.context.browser.is_connected():
-                            await self._note_navigation(e)
-                            self.raise_if_broken()
-                            raise template_error(str(e.message or e)) from e
-                    raise
+                # The template's throws come back in the result; an error of the call itself is
+                # the page leaving (TEMPLATE_FORBIDDEN) or the browser or its driver going.
+                thrown = await self._seek(ms)
                 self.raise_if_broken()
                 if thrown is not None:
                     raise template_error(thrown)
