@@ -73,20 +73,33 @@ def _check_executable(executable: str) -> None:
         )
 
 
+async def start_driver() -> Playwright:
+    """Playwright's driver: a Node process that speaks to Chromium for us. Its start (about half
+    a second) is most of a launch, so an agent starts one, early, for all its Chromiums."""
+    return await async_playwright().start()
+
+
 @dataclass
 class Chromium:
     playwright: Playwright
     browser: Browser
+    # Launched through a driver that others share (an agent's): closing leaves it running.
+    shared_driver: bool = False
 
     @classmethod
     async def launch(
-        cls, executable: str = CHROMIUM, capture: str = CAPTURE, sandbox: bool = True
+        cls,
+        executable: str = CHROMIUM,
+        capture: str = CAPTURE,
+        sandbox: bool = True,
+        driver: Playwright | None = None,
     ) -> Chromium:
+        """A Chromium, through ``driver`` if given, else through a driver of its own."""
         _check_executable(executable)
         if capture not in CAPTURE_MODES:
             raise ValueError(f"FRAMEFLEET_CAPTURE must be one of {', '.join(CAPTURE_MODES)}")
         capture_flags = BEGIN_FRAME_FLAGS if capture == "beginframe" else []
-        playwright = await async_playwright().start()
+        playwright = driver or await start_driver()
         try:
             browser = await playwright.chromium.launch(
                 executable_path=executable,
@@ -95,7 +108,8 @@ class Chromium:
                 chromium_sandbox=sandboxed(sandbox),
             )
         except BaseException as e:
-            await playwright.stop()
+            if driver is None:
+                await playwright.stop()
             if "No usable sandbox" in str(e):
                 raise RuntimeError(
                     "Chromium's sandbox cannot start: it needs unprivileged user namespaces "
@@ -103,10 +117,11 @@ class Chromium:
                     "--no-chromium-sandbox"
                 ) from e
             raise
-        return cls(playwright, browser)
+        return cls(playwright, browser, shared_driver=driver is not None)
 
     async def close(self) -> None:
         try:
             await self.browser.close()
         finally:
-            await self.playwright.stop()
+            if not self.shared_driver:
+                await self.playwright.stop()

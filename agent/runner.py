@@ -9,8 +9,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+
+from playwright.async_api import Playwright
 
 from agent.browser import CHROMIUM
 from agent.executor import JobExecutor, PageRenderer
@@ -75,7 +77,9 @@ class AgentConfig:
 class Agent:
     """The process: a page pool, the job executor, and the stream link that feeds it."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, driver: Awaitable[Playwright] | None = None) -> None:
+        """``driver``: Playwright's driver, being started for this agent's Chromiums (else
+        the pages start one)."""
         self.config = config
         self.pages = PagePool(
             config.chromium,
@@ -84,6 +88,7 @@ class Agent:
             config.page_heap_bytes,
             config.page_memory_bytes,
             config.chromium_sandbox,
+            driver,
         )
         renderer = None if config.noop else PageRenderer(self.pages, config.limits)
         self.executor = JobExecutor(

@@ -1,5 +1,5 @@
 """An agent that keeps going: pages recycled under a long run with flat memory, and a crashed
-browser replaced while its job is retried."""
+browser, or the Playwright driver its Chromiums share, replaced while the job is retried."""
 
 from __future__ import annotations
 
@@ -71,8 +71,14 @@ async def test_several_hundred_variants_with_recycling_keep_memory_flat(tmp_path
     assert late < early * 1.25 + 30 * 2**20, grew
 
 
-async def test_a_crashed_browser_is_replaced_and_the_job_retried(tmp_path: Path) -> None:
-    farm = start(tmp_path)
+@pytest.mark.parametrize(
+    ("killed", "logged"),
+    [("chrom", "Chromium died; relaunching"), ("node", "Playwright's driver is gone")],
+)
+async def test_a_crashed_browser_or_driver_is_replaced_and_the_job_retried(
+    tmp_path: Path, killed: str, logged: str
+) -> None:
+    farm = start(tmp_path, "--slots", "2")
     agent = farm.processes[-1]
     try:
         async with AsyncClient(farm.address) as client:
@@ -84,14 +90,17 @@ async def test_a_crashed_browser_is_replaced_and_the_job_retried(tmp_path: Path)
                     height=64,
                     fps=30,
                     frames=300,
+                    chunks=1,
                 )
             )
             async for update in client.watch(job.id):
                 if update.job.frames_done > 10:
                     break
-            browsers = [p for p in descendants(agent.popen.pid) if "chrom" in name(p)]
-            assert browsers, "no Chromium under the agent"
-            for pid in browsers:
+            drivers = [p for p in descendants(agent.popen.pid) if name(p).startswith("node")]
+            assert len(drivers) == 1, "one Playwright driver for the agent's two Chromiums"
+            victims = [p for p in descendants(agent.popen.pid) if killed in name(p)]
+            assert victims, f"no {killed} process under the agent"
+            for pid in victims:
                 os.kill(pid, signal.SIGKILL)
             done = await client.wait(job.id)
             assert (done.state, done.attempt) == (pb.JOB_STATE_SUCCEEDED, 2)
@@ -112,6 +121,6 @@ async def test_a_crashed_browser_is_replaced_and_the_job_retried(tmp_path: Path)
             )
             assert after.state == pb.JOB_STATE_SUCCEEDED
         assert agent.alive()
-        assert "Chromium died; relaunching" in agent.log.read_text()
+        assert logged in agent.log.read_text()
     finally:
         farm.close()
