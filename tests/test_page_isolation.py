@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from playwright.async_api import Error as PlaywrightError
 
 from agent.page_pool import PagePool
 from agent.template_page import TemplatePage
@@ -223,6 +224,29 @@ async def test_slots_render_in_separate_chromiums_and_a_dead_one_is_relaunched()
         after = template("<script>framefleet.onSeek(() => {})</script><p>after</p>")
         pages = await asyncio.gather(render(pool, after), render(pool, after))
         assert all(page.context.browser is not dead for page in pages)
+        assert pool.browser_up()
+    finally:
+        await pool.close()
+
+
+async def test_a_page_that_will_not_open_fails_the_job_as_retryable_and_the_pool_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A context that cannot be opened, again in a fresh Chromium, fails the job as
+    BROWSER_CRASHED (retried), not as an unclassified error; the next job renders."""
+    pool = await started_pool()
+    try:
+        opening = TemplatePage.open
+
+        async def refused(*args: object, **kwargs: object) -> TemplatePage:
+            raise PlaywrightError("Target page, context or browser has been closed")
+
+        monkeypatch.setattr(TemplatePage, "open", refused)
+        with pytest.raises(FramefleetError) as failed:
+            await pool.acquire()
+        assert failed.value.error_class == ErrorClass.BROWSER_CRASHED
+        monkeypatch.setattr(TemplatePage, "open", opening)
+        await render(pool, template("<script>framefleet.onSeek(() => {})</script><p>next</p>"))
         assert pool.browser_up()
     finally:
         await pool.close()
