@@ -34,6 +34,7 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
+from agent import pinned_cpu
 from agent.soundtrack import AAC_FRAME, SAMPLE_RATE
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
@@ -187,6 +188,7 @@ class H264Encoder:
     ) -> None:
         """Encodes ``output``'s frames [first_frame, end_frame) (a chunk of whole segments;
         end_frame 0: to the end); only a chunk at frame 0 has the init segment."""
+        pinned_cpu.pin()
         self._segment = chunks.segment_frames(output.fps)
         self._end = end_frame or output.frames
         whole = first_frame == 0 and self._end == output.frames
@@ -273,7 +275,12 @@ class H264Encoder:
         ctx.thread_count = X264_THREADS
         self._set_colors(ctx)
         ctx.flags |= Flags.global_header  # parameter sets in avcC, as the mp4 muxer wants
-        params = [f"keyint={self._segment}", f"min-keyint={self._segment}", "scenecut=0"]
+        params = [
+            f"keyint={self._segment}",
+            f"min-keyint={self._segment}",
+            "scenecut=0",
+            f"asm={pinned_cpu.X264_ASM}",  # the same assembly on every host
+        ]
         if self._soundtrack is not None:
             # B-frames would start the video a few frames after 0 in a fragmented MP4
             # (no edit list), out of step with its sound, which starts at 0.

@@ -166,12 +166,15 @@ async def cmd_agent(args: argparse.Namespace) -> int:
 
     driver = None if args.noop else asyncio.create_task(start_driver())
     await asyncio.to_thread(importlib.import_module, "agent.runner")
+    from agent import pinned_cpu
     from agent.capacity import measure
     from agent.render import RenderLimits
     from agent.runner import Agent, AgentConfig, run_agent
     from agent.spot_notice import notice_url
     from framefleet.core.channel import Tls
 
+    if not args.noop:
+        pinned_cpu.pin()  # a host that cannot make the fleet's bytes stops here, saying why
     capacity = measure(args.slots)
     tls = Tls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
     agent_id = (
