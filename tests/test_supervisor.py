@@ -5,6 +5,7 @@ recovers by itself once the store answers again."""
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -75,16 +76,24 @@ async def test_a_failure_below_the_threshold_keeps_it_ready() -> None:
     async def listener(healthy: bool) -> None:
         changes.append(healthy)
 
+    steps_after = 0
+    recovered = asyncio.Event()
+
     async def step() -> None:
+        nonlocal steps_after
         if not failed.is_set():
             failed.set()
             raise ConnectionError("one blip")
+        steps_after += 1
+        if steps_after == 20:
+            recovered.set()
 
     supervisor = Supervisor(FAST, unready_after=2, listener=listener)
     supervisor.start("blip", step, lambda: asyncio.sleep(0.01))
     try:
-        await failed.wait()
-        await asyncio.sleep(0.2)
+        # Twenty good steps after the blip: long past where a second failure would count.
+        async with asyncio.timeout(10):
+            await recovered.wait()
         assert changes == [] and supervisor.problem() is None
     finally:
         await supervisor.stop()
@@ -98,6 +107,7 @@ class FlakyStore:
     def __init__(self, store: JobStore) -> None:
         self._store = store
         self.broken = False
+        self.refused: collections.Counter[str] = collections.Counter()
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._store, name)
@@ -106,6 +116,7 @@ class FlakyStore:
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             if self.broken:
+                self.refused[name] += 1
                 raise ConnectionError(f"store unreachable ({name})")
             return await method(*args, **kwargs)
 
@@ -157,7 +168,12 @@ async def test_the_coordinator_recovers_from_a_store_outage(
         assert reason is not None and "store unreachable" in reason
         # Work submitted meanwhile waits: nothing can be claimed.
         job = await coordinator.farm.submit(spec())
-        await asyncio.sleep(0.3)
+        claims = store.refused["claim"]
+
+        async def dispatcher_tried_again() -> bool:
+            return store.refused["claim"] >= claims + 2
+
+        await until(dispatcher_tried_again, "the dispatcher to try the broken store again")
         assert coordinator.farm.sessions.get("agent-a") is not None
 
         store.broken = False
