@@ -26,6 +26,7 @@ from coordinator.server_tls import CertificateFiles
 from coordinator.store import open_store
 from coordinator.supervisor import Supervisor
 from coordinator.tokens import TokenFile
+from coordinator.webhooks import Webhooks
 from framefleet.core.channel import GRPC_OPTIONS
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -150,11 +151,13 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     """Starts a coordinator and stops it on exit; ``address`` is the bound host:port."""
     _check(config)
     tokens = TokenFile(config.tokens) if config.tokens is not None else None
+    webhooks = Webhooks(config.webhook_secret)
     auth = Authenticator(tokens)
     store = await open_store(config.store_url, config.migrates)
     # After a restart, agents get one TTL to reconnect and renew before leases expire.
     await store.extend_leases(config.clock() + config.lease_ttl)
     farm = Farm(store, config)
+    farm.webhooks = webhooks
     server = aio.server(options=GRPC_OPTIONS, interceptors=[Gate(auth)])
     pb_grpc.add_JobServiceServicer_to_server(JobService(farm, auth), server)
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(farm), server)
@@ -199,4 +202,5 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     finally:
         await supervisor.stop()
         await server.stop(grace=1.0)
+        await webhooks.stop()
         await store.close()

@@ -126,6 +126,19 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="URL",
         help="a destination prefix clients may name (repeatable; default: only --out)",
     )
+    trust.add_argument(
+        "--allow-webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a URL prefix `submit --webhook` may name (repeatable; default: no webhooks)",
+    )
+    trust.add_argument(
+        "--webhook-secret",
+        type=Path,
+        metavar="FILE",
+        help="sign webhook POSTs with HMAC-SHA256 keyed by this file's contents",
+    )
     trust.add_argument("--agent-ca", type=Path, help="agents need a certificate from this CA")
     trust.add_argument("--agent-listen", default="", help="host:port for agents (mutual TLS)")
     trust.add_argument(

@@ -99,6 +99,8 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         max_slots_per_agent=args.max_slots_per_agent,
         max_unfinished_per_tenant=args.max_queued_per_tenant,
         allowed_outputs=_allowed_outputs(args.allow_output, args.out),
+        allowed_webhooks=_roots(args.allow_webhook),
+        webhook_secret=args.webhook_secret,
     )
     problems = exposure_problems(config, args.http or "")
     if problems and not args.insecure:
