@@ -18,6 +18,7 @@ from coordinator import batch_finisher, metrics
 from coordinator.agent_service import AgentService
 from coordinator.auth import Authenticator, Gate
 from coordinator.config import CoordinatorConfig
+from coordinator.deletion_cost import INTERVAL_SECONDS, DeletionCosts, KubeApi, busy_slots
 from coordinator.dispatcher import dispatch_once, wait_for_work
 from coordinator.farm import Farm
 from coordinator.job_service import JobService
@@ -152,6 +153,7 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     _check(config)
     tokens = TokenFile(config.tokens) if config.tokens is not None else None
     webhooks = Webhooks(config.webhook_secret)
+    costs = DeletionCosts(KubeApi.in_cluster()) if config.pod_deletion_cost else None
     auth = Authenticator(tokens)
     store = await open_store(config.store_url, config.migrates)
     # After a restart, agents get one TTL to reconnect and renew before leases expire.
@@ -181,6 +183,12 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     await server.start()
     supervisor = Supervisor(config.restart_backoff, config.unready_after, serving)
     start_services(farm, supervisor, certificates)
+    if costs is not None:
+        supervisor.start(
+            "pod_deletion_cost",
+            lambda: costs.update(busy_slots(farm)),
+            lambda: asyncio.sleep(INTERVAL_SECONDS),
+        )
     address = f"{host}:{port}"
     agent_address = (
         f"{config.agent_listen.rpartition(':')[0]}:{agent_port}" if agent_port else address
@@ -203,4 +211,6 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
         await supervisor.stop()
         await server.stop(grace=1.0)
         await webhooks.stop()
+        if costs is not None:
+            await costs.close()
         await store.close()

@@ -140,6 +140,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="sign webhook POSTs with HMAC-SHA256 keyed by this file's contents",
     )
     trust.add_argument("--agent-ca", type=Path, help="agents need a certificate from this CA")
+    coord.add_argument(
+        "--pod-deletion-cost",
+        action="store_true",
+        help="on Kubernetes: annotate agent pods with their busy slots, so scale-in takes "
+        "idle agents first (needs `patch pods`: the Helm chart's Role)",
+    )
     trust.add_argument("--agent-listen", default="", help="host:port for agents (mutual TLS)")
     trust.add_argument(
         "--max-queued-per-tenant",

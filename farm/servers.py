@@ -101,6 +101,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         allowed_outputs=_allowed_outputs(args.allow_output, args.out),
         allowed_webhooks=_roots(args.allow_webhook),
         webhook_secret=args.webhook_secret,
+        pod_deletion_cost=args.pod_deletion_cost,
     )
     problems = exposure_problems(config, args.http or "")
     if problems and not args.insecure:

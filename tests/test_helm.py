@@ -287,6 +287,32 @@ def pod_template(manifests: Manifests, name: str) -> dict[str, Any]:
     return template
 
 
+@pytest.mark.parametrize("which", ["default", "spot"])
+def test_only_the_coordinator_holds_the_token_that_sets_deletion_costs(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """Scale-in takes idle agents first: the coordinator runs --pod-deletion-cost with a
+    service account token whose Role may patch pods and nothing else; the agents, which render
+    untrusted templates, mount no token at all."""
+    manifests: Manifests = request.getfixturevalue(which)
+    coordinator = pod_spec(manifests, "coordinator")
+    args = check_settings("coordinator", "coordinator", env(container(manifests, "coordinator")))
+    assert args.pod_deletion_cost and coordinator["automountServiceAccountToken"] is True
+    account = coordinator["serviceAccountName"]
+    assert manifests[("ServiceAccount", account)]["automountServiceAccountToken"] is False
+    agent = pod_spec(manifests, "agent")
+    assert agent.get("automountServiceAccountToken") is not True
+    assert agent["serviceAccountName"] == account  # so the account's "no token" holds for it
+    role = manifests[("Role", "farm-framefleet-coordinator")]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
+    binding = manifests[("RoleBinding", "farm-framefleet-coordinator")]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == account
+    off = render("--set", "coordinator.podDeletionCost=false")
+    assert not any(kind in ("Role", "RoleBinding") for kind, _ in off)
+    assert "FRAMEFLEET_POD_DELETION_COST" not in env(container(off, "coordinator"))
+
+
 def test_a_changed_secret_rolls_the_pods_and_nothing_else_does() -> None:
     """The Deployment controller rolls pods when their template changes: a new store URL or
     token file (read at start, or from env) must change it; scaling agents must not."""
@@ -510,8 +536,8 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
         files = mounted(spec, c)
         result = dict(aws)
         for name, value in env(c).items():
-            if name.startswith("OTEL_EXPORTER"):
-                continue  # no collector here
+            if name.startswith("OTEL_EXPORTER") or name == "FRAMEFLEET_POD_DELETION_COST":
+                continue  # no collector, no API server here (tests/test_kube.py has one)
             if isinstance(value, dict) and "secretKeyRef" in value:
                 value = str(secrets[value["secretKeyRef"]["name"]][value["secretKeyRef"]["key"]])
             elif isinstance(value, dict):

@@ -11,6 +11,7 @@ Select with `-k kube` (`make test-kube`). Skipped until kube-apiserver is built
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from coordinator.deletion_cost import ANNOTATION, DeletionCosts, KubeApi
 from tests.kube_server import KubeServer
 from tests.test_helm import CHART, HELM, SPOT
 
@@ -198,6 +200,56 @@ def test_spot_values_install_and_the_cluster_keeps_every_field(kube: KubeServer)
         "networkpolicy.networking.k8s.io/farm-framefleet-agent",
         "networkpolicy.networking.k8s.io/farm-framefleet-coordinator",
     ]
+
+
+def test_the_coordinators_token_sets_deletion_costs_and_may_do_nothing_else(
+    kube: KubeServer,
+) -> None:
+    """Scale-in takes idle agents first: with the spot release's Role, the coordinator's code
+    (coordinator/deletion_cost.py) annotates agent pods with their busy slots, through this
+    API server, as the account the chart binds; that account may not delete or read pods."""
+    if kube.kubectl("get", "deployment", "-n", "spot", "-o", "name").stdout == "":
+        pytest.skip("needs the spot release (the test above)")
+    account = "system:serviceaccount:spot:farm-framefleet"
+
+    def can(verb: str, resource: str, namespace: str = "spot") -> bool:
+        done = kube.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, "--as", account, check=False
+        )
+        return done.stdout.strip() == "yes"
+
+    assert can("patch", "pods")
+    assert (
+        not can("delete", "pods") and not can("get", "secrets") and not can("patch", "deployments")
+    )
+    assert not can("patch", "pods", "trial")
+    pod = "farm-framefleet-agent-5d8f7-x2k9q"
+    kube.kubectl(
+        "run", pod, "-n", "spot", "--image", "framefleet", "--restart", "Never",
+        "--labels", "app.kubernetes.io/component=agent",
+        # The chart's account, as the agent Deployment names it (no controller makes "default").
+        "--overrides", '{"spec": {"serviceAccountName": "farm-framefleet"}}',
+    )  # fmt: skip
+    token = kube.root / "coordinator.token"
+    token.write_text(kube.kubectl("create", "token", "farm-framefleet", "-n", "spot").stdout)
+    api = KubeApi(kube.url, token, kube.root / "certs" / "apiserver.crt", "spot")
+
+    def cost() -> str | None:
+        annotations = kube.get("pod", pod, "spot")["metadata"].get("annotations", {})
+        value: str | None = annotations.get(ANNOTATION)
+        return value
+
+    async def scenario() -> None:
+        costs = DeletionCosts(api)
+        try:
+            await costs.update({pod: 2, "agent-on-a-laptop": 1})  # the second is no pod: no harm
+            assert cost() == "2"
+            await costs.update({pod: 0})
+            assert cost() == "0"
+        finally:
+            await costs.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_bad_values_file_fails_install_with_the_schemas_message(
