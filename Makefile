@@ -13,7 +13,7 @@ CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 VIDEOFLOW := agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
 
-.PHONY: setup example test test-fast test-clients test-go test-rust lint stubs golden bench clean
+.PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint stubs golden bench clean
 
 setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
 
@@ -43,6 +43,13 @@ test: lint
 # The unit tests only (no farm processes, browser, PostgreSQL, moto or package builds): seconds.
 test-fast: setup
 	$(PY) -m pytest -q -m "not e2e" -p no:cacheprovider
+
+# The chart against a real API server (tests/test_kube.py). The first run builds kube-apiserver
+# into ~/.cache/framefleet/kube (scripts/install_kube.sh: 6 to 17 minutes on 2 cores); `make
+# test` runs these tests only once that cache exists.
+test-kube: setup
+	scripts/install_kube.sh
+	$(PY) -m pytest -q -k kube
 
 # The Go and Rust clients (debug builds), each against a live coordinator and agent.
 test-clients: test-go test-rust

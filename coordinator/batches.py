@@ -14,6 +14,7 @@ from coordinator.convert import timestamp
 from coordinator.farm import Farm
 from coordinator.named_outputs import named_url
 from coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
+from coordinator.webhooks import webhook_url
 from framefleet.core import jobspec, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.v1 import framefleet_pb2 as pb
@@ -55,6 +56,7 @@ async def submit_batch(
     # Placeholders in a shared VideoJSON document are filled per row, so they may wait.
     output = jobspec.validate(header.spec, variants=True)
     destination = farm.destination(header.spec)
+    webhook_url(header.spec, farm.config.allowed_webhooks)
     source = await farm.store_source(header.spec)
     if header.request_id:
         first = await farm.store.find_batch_request(tenant, header.request_id)

@@ -42,6 +42,12 @@ class CoordinatorConfig:
     tokens: Path | None = None
     # Destinations clients may name (URL or directory prefixes); empty: only default_destination.
     allowed_outputs: list[str] = field(default_factory=list)
+    # Completion webhooks (coordinator/webhooks.py): URL prefixes jobs may name (empty: none),
+    # and the file whose contents sign each POST (None: unsigned).
+    allowed_webhooks: list[str] = field(default_factory=list)
+    webhook_secret: Path | None = None
+    # Kubernetes: set each agent pod's deletion cost to its busy slots (deletion_cost.py).
+    pod_deletion_cost: bool = False
     # Queued or running jobs one tenant may have (0: no cap); a batch counts all its rows.
     max_unfinished_per_tenant: int = 100_000
     # Slots (and so leases) one agent stream may hold, whatever its Hello says.

@@ -23,6 +23,7 @@ from coordinator.retry_policy import RetryPolicy
 from coordinator.sessions import Sessions
 from coordinator.splitting import delete_chunks, plan, split
 from coordinator.store import Done, JobRecord, JobState, JobStore, Lease, NewJob, Transition
+from coordinator.webhooks import Webhooks, webhook_url
 from framefleet.core import jobspec, naming, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, from_wire
 from framefleet.v1 import framefleet_pb2 as pb
@@ -59,6 +60,8 @@ class Farm:
         # Chunks leased by this coordinator -> their job, so a watcher of the job sees the
         # chunks' progress as it comes (after a restart, the watch's poll still does).
         self._parent_of: dict[str, str] = {}
+        # Completion webhooks, once the coordinator starts their workers (server.py).
+        self.webhooks: Webhooks | None = None
 
     def publish(self, record: JobRecord, fps: float = 0.0) -> None:
         if self.events.watched(record.id):
@@ -66,6 +69,8 @@ class Farm:
         if record.state.final:
             if record.parent_id is None:  # a job's outcome, not its chunks'
                 metrics.OUTCOMES.labels(record.state.value).inc()
+                if self.webhooks is not None:
+                    self.webhooks.notify(record)
             ran = (record.finished_at or 0.0) - (record.started_at or 0.0)
             # One line per job outcome, with the ids that lead to its trace.
             log.info(
@@ -174,6 +179,7 @@ class Farm:
             return first
         output = jobspec.validate(spec)
         destination = self.destination(spec)
+        webhook_url(spec, self.config.allowed_webhooks)
         await self.check_quota(tenant, 1)
         source = await self.store_source(spec)
         job = self.new_job(spec, output, source, destination, tenant=tenant, request_id=request_id)

@@ -122,6 +122,8 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             yield pb.WatchJobResponse(job=job)
             last = job
             while last.state not in FINAL:
+                # A token revoked mid-watch ends the watch (UNAUTHENTICATED) within a poll.
+                caller = await self._caller(context)
                 update: pb.WatchJobResponse | None = None
                 with contextlib.suppress(TimeoutError):
                     update = await asyncio.wait_for(queue.get(), WATCH_POLL_SECONDS)
@@ -193,9 +195,9 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         self, request: pb.WatchBatchRequest, context: Context
     ) -> AsyncIterator[pb.WatchBatchResponse]:
         """Polls the batch's counts: one read per interval, whatever the batch's size."""
-        caller = await self._caller(context)
         last: pb.Batch | None = None
         while True:
+            caller = await self._caller(context)  # a token revoked mid-watch ends it
             batch = await self._batch(request.batch_id, context, caller)
             if batch != last:
                 yield pb.WatchBatchResponse(batch=batch)

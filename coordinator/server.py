@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import grpc
 import grpc.aio as aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -19,13 +18,16 @@ from coordinator import batch_finisher, metrics
 from coordinator.agent_service import AgentService
 from coordinator.auth import Authenticator, Gate
 from coordinator.config import CoordinatorConfig
+from coordinator.deletion_cost import INTERVAL_SECONDS, DeletionCosts, KubeApi, busy_slots
 from coordinator.dispatcher import dispatch_once, wait_for_work
 from coordinator.farm import Farm
 from coordinator.job_service import JobService
 from coordinator.lease_reaper import reap_once
+from coordinator.server_tls import CertificateFiles
 from coordinator.store import open_store
 from coordinator.supervisor import Supervisor
 from coordinator.tokens import TokenFile
+from coordinator.webhooks import Webhooks
 from framefleet.core.channel import GRPC_OPTIONS
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -45,6 +47,8 @@ class RunningCoordinator:
     # Where agents connect with their certificates (--agent-listen); else ``address``.
     agent_address: str
     tokens: TokenFile | None
+    # --tls-cert/--tls-key (and --agent-ca), followed as they change; None without TLS.
+    certificates: CertificateFiles | None = None
 
     async def ready(self) -> str | None:
         """None when the store answers and every background service runs, else why not."""
@@ -91,26 +95,31 @@ def _check(config: CoordinatorConfig) -> None:
         raise ValueError("--agent-ca needs --agent-listen and --tls-cert/--tls-key")
 
 
-def _add_ports(server: aio.Server, config: CoordinatorConfig) -> tuple[int, int]:
+def _add_ports(
+    server: aio.Server, config: CoordinatorConfig
+) -> tuple[int, int, CertificateFiles | None]:
     """Binds --listen (TLS when configured) and --agent-listen (mutual TLS: only agents with a
     certificate from --agent-ca complete the handshake). Returns both ports (the second is 0
-    without an agent port)."""
+    without an agent port) and the certificate files both follow."""
     if config.tls_cert is None or config.tls_key is None:
-        return server.add_insecure_port(config.listen), 0
-    pair = [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
-    port = server.add_secure_port(config.listen, grpc.ssl_server_credentials(pair))
+        return server.add_insecure_port(config.listen), 0, None
+    files = CertificateFiles(config.tls_cert, config.tls_key, config.agent_ca)
+    port = server.add_secure_port(config.listen, files.grpc_credentials())
     if config.agent_ca is None:
-        return port, 0
-    agents = grpc.ssl_server_credentials(
-        pair, root_certificates=config.agent_ca.read_bytes(), require_client_auth=True
-    )
-    return port, server.add_secure_port(config.agent_listen, agents)
+        return port, 0, files
+    agents = files.grpc_credentials(require_client_auth=True)
+    return port, server.add_secure_port(config.agent_listen, agents), files
 
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def start_services(farm: Farm, supervisor: Supervisor) -> None:
+CERTIFICATE_CHECK_SECONDS = 5.0  # between checks of the TLS files (handshakes check too)
+
+
+def start_services(
+    farm: Farm, supervisor: Supervisor, certificates: CertificateFiles | None = None
+) -> None:
     """The background services, each a round of work and what it waits for in between."""
 
     async def every(seconds: float) -> None:
@@ -130,6 +139,12 @@ def start_services(farm: Farm, supervisor: Supervisor) -> None:
         lambda: metrics.sample_store(farm.store),
         lambda: every(metrics.SAMPLE_SECONDS),
     )
+    if certificates is not None:
+        supervisor.start(
+            "certificate_reload",
+            lambda: asyncio.to_thread(certificates.refresh),
+            lambda: every(CERTIFICATE_CHECK_SECONDS),
+        )
 
 
 @contextlib.asynccontextmanager
@@ -137,11 +152,14 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     """Starts a coordinator and stops it on exit; ``address`` is the bound host:port."""
     _check(config)
     tokens = TokenFile(config.tokens) if config.tokens is not None else None
+    webhooks = Webhooks(config.webhook_secret)
+    costs = DeletionCosts(KubeApi.in_cluster()) if config.pod_deletion_cost else None
     auth = Authenticator(tokens)
     store = await open_store(config.store_url, config.migrates)
     # After a restart, agents get one TTL to reconnect and renew before leases expire.
     await store.extend_leases(config.clock() + config.lease_ttl)
     farm = Farm(store, config)
+    farm.webhooks = webhooks
     server = aio.server(options=GRPC_OPTIONS, interceptors=[Gate(auth)])
     pb_grpc.add_JobServiceServicer_to_server(JobService(farm, auth), server)
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(farm), server)
@@ -154,7 +172,7 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     host, _, _ = config.listen.rpartition(":")
-    port, agent_port = _add_ports(server, config)
+    port, agent_port, certificates = _add_ports(server, config)
 
     async def serving(healthy: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if healthy else NOT_SERVING
@@ -164,7 +182,13 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     await serving(True)
     await server.start()
     supervisor = Supervisor(config.restart_backoff, config.unready_after, serving)
-    start_services(farm, supervisor)
+    start_services(farm, supervisor, certificates)
+    if costs is not None:
+        supervisor.start(
+            "pod_deletion_cost",
+            lambda: costs.update(busy_slots(farm)),
+            lambda: asyncio.sleep(INTERVAL_SECONDS),
+        )
     address = f"{host}:{port}"
     agent_address = (
         f"{config.agent_listen.rpartition(':')[0]}:{agent_port}" if agent_port else address
@@ -180,8 +204,13 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
         },
     )
     try:
-        yield RunningCoordinator(farm, server, address, supervisor, agent_address, tokens)
+        yield RunningCoordinator(
+            farm, server, address, supervisor, agent_address, tokens, certificates
+        )
     finally:
         await supervisor.stop()
         await server.stop(grace=1.0)
+        await webhooks.stop()
+        if costs is not None:
+            await costs.close()
         await store.close()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -55,18 +56,61 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_token(path: Path, name: str, role: Role) -> str:
-    """Adds a new random token for NAME to the file and returns it (shown once)."""
+def _check_name(name: str) -> None:
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"token name {name!r}: use letters, digits, '-', '_' and '.'")
-    entries = _read(path) if path.exists() else []
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    entries.append({"name": name, "role": role.value, "sha256": _digest(token)})
+
+
+def _write(path: Path, entries: list[dict[str, str]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         json.dump({"tokens": entries}, f, indent=2)
     tmp.replace(path)  # the coordinator never reads a half-written file
+
+
+def add_token(path: Path, name: str, role: Role) -> str:
+    """Adds a new random token for NAME to the file and returns it (shown once)."""
+    _check_name(name)
+    entries = _read(path) if path.exists() else []
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    entries.append({"name": name, "role": role.value, "sha256": _digest(token), "created": created})
+    _write(path, entries)
     return token
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    """One line of the file as an operator sees it: never the token, a prefix of its hash."""
+
+    name: str
+    role: Role
+    id: str  # the first 12 hex digits of its SHA-256
+    created: str  # UTC, ISO 8601; empty for tokens made before it was recorded
+
+
+def list_tokens(path: Path) -> list[TokenEntry]:
+    return [
+        TokenEntry(e["name"], Role(e["role"]), e["sha256"][:12], e.get("created", ""))
+        for e in _read(path)
+    ]
+
+
+def revoke_token(path: Path, name: str, token_id: str = "") -> int:
+    """Removes NAME's tokens (only the one whose id starts with ``token_id``, if given) and
+    returns how many went. A coordinator refuses them at its next call: it re-reads the file
+    when it changes. Raises LookupError when nothing matches."""
+    _check_name(name)
+    entries = _read(path)
+    kept = [
+        e for e in entries if not (e["name"] == name and e["sha256"].startswith(token_id.lower()))
+    ]
+    removed = len(entries) - len(kept)
+    if removed == 0:
+        which = f"{name!r} with id {token_id!r}" if token_id else repr(name)
+        raise LookupError(f"no token {which} in {path}")
+    _write(path, kept)
+    return removed
 
 
 def _read(path: Path) -> list[dict[str, str]]:

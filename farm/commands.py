@@ -5,7 +5,6 @@ every ``framefleet`` invocation loads this module."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +46,10 @@ async def _certs(args: argparse.Namespace) -> int:
 
 
 async def _token(args: argparse.Namespace) -> int:
-    from coordinator.tokens import Role, add_token
+    from farm import token_commands
 
-    try:
-        token = add_token(args.tokens, args.name, Role(args.role))
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(token)
-    print(
-        f"token for {args.name!r} ({args.role}) added to {args.tokens}; it is shown only now",
-        file=sys.stderr,
-    )
-    return 0
+    run = {"add": token_commands.cmd_add, "list": token_commands.cmd_list}
+    return run.get(args.token_command, token_commands.cmd_revoke)(args)
 
 
 async def _agent(args: argparse.Namespace) -> int:
@@ -136,7 +126,26 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="URL",
         help="a destination prefix clients may name (repeatable; default: only --out)",
     )
+    trust.add_argument(
+        "--allow-webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a URL prefix `submit --webhook` may name (repeatable; default: no webhooks)",
+    )
+    trust.add_argument(
+        "--webhook-secret",
+        type=Path,
+        metavar="FILE",
+        help="sign webhook POSTs with HMAC-SHA256 keyed by this file's contents",
+    )
     trust.add_argument("--agent-ca", type=Path, help="agents need a certificate from this CA")
+    coord.add_argument(
+        "--pod-deletion-cost",
+        action="store_true",
+        help="on Kubernetes: annotate agent pods with their busy slots, so scale-in takes "
+        "idle agents first (needs `patch pods`: the Helm chart's Role)",
+    )
     trust.add_argument("--agent-listen", default="", help="host:port for agents (mutual TLS)")
     trust.add_argument(
         "--max-queued-per-tenant",
@@ -175,7 +184,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     add.add_argument("name")
     add.add_argument("--role", choices=["submit", "read", "admin"], default="submit")
     add.add_argument("--tokens", type=Path, required=True, help="the coordinator's tokens file")
-    add.set_defaults(run=_token)
+    listing = token_commands.add_parser("list", help="names, roles and ids (never the tokens)")
+    listing.add_argument("--tokens", type=Path, required=True, help="the coordinator's tokens file")
+    listing.add_argument("--json", action="store_true", help="as a JSON array")
+    revoke = token_commands.add_parser(
+        "revoke", help="remove NAME's tokens: a running coordinator refuses them at once"
+    )
+    revoke.add_argument("name")
+    revoke.add_argument("--id", default="", help="only the token whose id (list) starts so")
+    revoke.add_argument("--tokens", type=Path, required=True, help="the coordinator's tokens file")
+    token.set_defaults(run=_token)
 
     agent = coordinator_option(commands.add_parser("agent", help="run a render agent"))
     agent.add_argument("--agent-id", default="", help="default: --tls-cert's name, or host-pid")

@@ -64,15 +64,6 @@ async def _http(
         yield
 
 
-def _server_tls(config: CoordinatorConfig) -> ssl.SSLContext | None:
-    """The coordinator's certificate for its --http address too (probes, scrapers)."""
-    if config.tls_cert is None or config.tls_key is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.tls_cert, config.tls_key)
-    return context
-
-
 def _roots(flags: list[str] | str) -> list[str]:
     """A repeatable URL option: its flags, or its FRAMEFLEET_ variable, space-separated."""
     return flags.split() if isinstance(flags, str) else flags
@@ -108,6 +99,9 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         max_slots_per_agent=args.max_slots_per_agent,
         max_unfinished_per_tenant=args.max_queued_per_tenant,
         allowed_outputs=_allowed_outputs(args.allow_output, args.out),
+        allowed_webhooks=_roots(args.allow_webhook),
+        webhook_secret=args.webhook_secret,
+        pod_deletion_cost=args.pod_deletion_cost,
     )
     problems = exposure_problems(config, args.http or "")
     if problems and not args.insecure:
@@ -150,7 +144,11 @@ async def _serve(args: argparse.Namespace, config: CoordinatorConfig, stop: asyn
         def console(app: web.Application) -> None:  # the web console, /console/
             add_console(app, coordinator.farm, coordinator.tokens)
 
-        async with _http(args.http, coordinator.ready, "coordinator", _server_tls(config), console):
+        # The coordinator's certificate for its --http address too (probes, scrapers),
+        # reloaded with it.
+        certificates = coordinator.certificates
+        tls = certificates.ssl_context() if certificates is not None else None
+        async with _http(args.http, coordinator.ready, "coordinator", tls, console):
             # Tests and the local mode read the bound addresses from these lines.
             print(f"framefleet coordinator listening on {coordinator.address}", flush=True)
             if coordinator.agent_address != coordinator.address:

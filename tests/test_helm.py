@@ -1,12 +1,18 @@
 """deploy/helm/framefleet: `helm lint` passes and `helm template` renders, with the default values
-and the spot/production ones; the rendered manifests keep what an operator relies on (probes,
-the migrations hook, drain time above the agent's grace, spot placement, non-root, resources
-from the slot rules, PDB, autoscaling on queue depth, Secrets, ServiceMonitor)."""
+and the spot/production ones; the rendered manifests do what a cluster needs of them: the
+kubelet's probes and Prometheus's scrapes speak what the pod serves (HTTPS with TLS on), KEDA
+never reads a missing metric as "no work", a coordinator stays up through drains and rollouts,
+a changed Secret rolls the pods, the NetworkPolicies let through exactly the traffic the pods
+send, and a bad values file is refused by the schema. The spot manifests also run as processes
+(the migrations Job, coordinator and agent with their env and mounted files) into S3.
+tests/test_kube.py applies the chart to a real API server."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,7 @@ from agent.capacity import CORES_PER_SLOT, PAGE_MEMORY
 from agent.runner import ACK_WAIT
 from agent.spot_notice import DRAIN_GRACE
 from coordinator.server import exposure_problems
+from farm.certs import make_leaf
 from tests.deploy_settings import (
     check_settings,
     coordinator_config,
@@ -41,9 +48,13 @@ IMAGE_USER = 10001  # deploy/Dockerfile's USER
 Manifests = dict[tuple[str, str], dict[str, Any]]
 
 
-def helm(*args: str | Path) -> str:
+def helm_run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     assert HELM.exists(), "helm is missing: run scripts/install_tools.sh (make setup)"
-    done = subprocess.run([str(HELM), *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(HELM), *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def helm(*args: str | Path) -> str:
+    done = helm_run(*args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -82,6 +93,13 @@ def env(c: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
 
 
+def http_scheme(variables: dict[str, Any]) -> str:
+    """What a coordinator so configured serves on --http: HTTPS with its gRPC certificate when
+    it has one (farm/servers.py), as the kubelet's probe scheme names it."""
+    config = coordinator_config({k: v for k, v in variables.items() if isinstance(v, str)})
+    return "HTTPS" if config.tls_cert is not None else "HTTP"
+
+
 @pytest.mark.parametrize("values", [[], ["-f", SPOT]], ids=["default", "spot"])
 def test_helm_lint(values: list[str | Path]) -> None:
     assert "0 chart(s) failed" in helm("lint", "--strict", CHART, *values)
@@ -94,10 +112,22 @@ def test_the_coordinator_has_probes_a_service_and_its_migrations_first(
     manifests: Manifests = request.getfixturevalue(which)
     coordinator = container(manifests, "coordinator")
     assert coordinator["args"] == ["coordinator"]
-    assert coordinator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert coordinator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    ports = {p["name"]: p["containerPort"] for p in coordinator["ports"]}
     variables = env(coordinator)
+    # The kubelet probes the --http port in the scheme the coordinator serves it in, given the
+    # TLS settings the same pod gets (HTTPS with a certificate; the e2e tests probe for real).
+    scheme = http_scheme(variables)
+    assert coordinator["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "http",
+        "scheme": scheme,
+    }
+    assert coordinator["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "http",
+        "scheme": scheme,
+    }
+    assert (which == "spot") == (scheme == "HTTPS")
+    ports = {p["name"]: p["containerPort"] for p in coordinator["ports"]}
     assert variables["FRAMEFLEET_HTTP"] == f"0.0.0.0:{ports['http']}"
     assert variables["FRAMEFLEET_LISTEN"] == f"0.0.0.0:{ports['grpc']}"
     service = manifests[("Service", "farm-framefleet-coordinator")]["spec"]
@@ -197,15 +227,210 @@ def test_agents_scale_on_queue_depth_with_keda_or_cpu_without(spot: Manifests) -
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "prometheus"
     exported = {family.name for family in REGISTRY.collect()}
-    assert "framefleet_queue_depth" in trigger["metadata"]["query"]
-    for name in ("framefleet_queue_depth", "framefleet_agent_slots_busy"):
-        assert name in exported
+    query = trigger["metadata"]["query"]
+    series = set(re.findall(r"framefleet_\w+", query))
+    assert series == {"framefleet_queue_depth", "framefleet_agent_slots_busy"}
+    assert series <= exported
+    # The coordinators' queue is never defaulted: without its series the query is empty, which
+    # KEDA (ignoreNullValues false) counts as a failure and answers with the fallback, instead
+    # of "no work" and a scale-in of every agent. Two coordinators report one table: max.
+    assert not re.search(r"framefleet_queue_depth[^+]*\bor\b", query), query
+    assert query.startswith("max(framefleet_queue_depth{")
+    assert trigger["metadata"]["ignoreNullValues"] == "false"
+    assert trigger["metricType"] == "AverageValue"  # fallback works with AverageValue only
+    assert scaled["fallback"]["failureThreshold"] >= 1 and scaled["fallback"]["replicas"] >= 1
+    # KEDA applies cooldownPeriod only to the step to zero: with minReplicaCount 1 it would do
+    # nothing. The steps between are the HPA's stabilization window.
+    assert scaled["minReplicaCount"] == 0 and scaled["cooldownPeriod"] > 0
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] > 0
     assert "replicas" not in spot[("Deployment", "farm-framefleet-agent")]["spec"]
     assert not any(kind == "HorizontalPodAutoscaler" for kind, _ in spot)
 
     fallback = render("--set", "autoscaling.hpa.enabled=true")
     assert ("HorizontalPodAutoscaler", "farm-framefleet-agent") in fallback
     assert not any(kind == "ScaledObject" for kind, _ in fallback)
+
+
+def test_two_coordinators_keep_one_through_drains_and_rollouts(
+    default: Manifests, spot: Manifests
+) -> None:
+    """What the disruption controller and the Deployment controller allow: with the spot
+    values a drain may evict one coordinator but never the last, a rollout starts the new pod
+    before stopping an old one; a single coordinator gets no PDB (it would block every
+    drain)."""
+    deployment = spot[("Deployment", "farm-framefleet-coordinator")]["spec"]
+    replicas = deployment["replicas"]
+    assert replicas == 2
+    pdb = spot[("PodDisruptionBudget", "farm-framefleet-coordinator")]["spec"]
+    assert (
+        pdb["selector"]["matchLabels"].items()
+        <= deployment["template"]["metadata"]["labels"].items()
+    )
+    evictable = replicas - pdb["minAvailable"]
+    assert pdb["minAvailable"] >= 1 and evictable >= 1
+    rolling = deployment["strategy"]["rollingUpdate"]
+    assert deployment["strategy"]["type"] == "RollingUpdate"
+    assert replicas - rolling["maxUnavailable"] >= 1 and rolling["maxSurge"] >= 1
+    # Spread over nodes: one node's loss leaves one.
+    terms = pod_spec(spot, "coordinator")["affinity"]["podAntiAffinity"]
+    (term,) = terms["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert default[("Deployment", "farm-framefleet-coordinator")]["spec"]["replicas"] == 1
+    assert ("PodDisruptionBudget", "farm-framefleet-coordinator") not in default
+
+
+def pod_template(manifests: Manifests, name: str) -> dict[str, Any]:
+    template: dict[str, Any] = manifests[("Deployment", f"farm-framefleet-{name}")]["spec"][
+        "template"
+    ]
+    return template
+
+
+@pytest.mark.parametrize("which", ["default", "spot"])
+def test_only_the_coordinator_holds_the_token_that_sets_deletion_costs(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """Scale-in takes idle agents first: the coordinator runs --pod-deletion-cost with a
+    service account token whose Role may patch pods and nothing else; the agents, which render
+    untrusted templates, mount no token at all."""
+    manifests: Manifests = request.getfixturevalue(which)
+    coordinator = pod_spec(manifests, "coordinator")
+    args = check_settings("coordinator", "coordinator", env(container(manifests, "coordinator")))
+    assert args.pod_deletion_cost and coordinator["automountServiceAccountToken"] is True
+    account = coordinator["serviceAccountName"]
+    assert manifests[("ServiceAccount", account)]["automountServiceAccountToken"] is False
+    agent = pod_spec(manifests, "agent")
+    assert agent.get("automountServiceAccountToken") is not True
+    assert agent["serviceAccountName"] == account  # so the account's "no token" holds for it
+    role = manifests[("Role", "farm-framefleet-coordinator")]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
+    binding = manifests[("RoleBinding", "farm-framefleet-coordinator")]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == account
+    off = render("--set", "coordinator.podDeletionCost=false")
+    assert not any(kind in ("Role", "RoleBinding") for kind, _ in off)
+    assert "FRAMEFLEET_POD_DELETION_COST" not in env(container(off, "coordinator"))
+
+
+def test_a_changed_secret_rolls_the_pods_and_nothing_else_does() -> None:
+    """The Deployment controller rolls pods when their template changes: a new store URL or
+    token file (read at start, or from env) must change it; scaling agents must not."""
+    base = render("--set", "store.url=postgresql://a@db/farm")
+    moved = render("--set", "store.url=postgresql://b@db/farm")
+    tokens = render("--set", "store.url=postgresql://a@db/farm", "--set", "tokens.file=t")
+    scaled = render("--set", "store.url=postgresql://a@db/farm", "--set", "agent.replicas=7")
+    for name in ("coordinator", "agent"):
+        assert pod_template(base, name) != pod_template(moved, name), name
+        assert pod_template(base, name) != pod_template(tokens, name), name
+        assert pod_template(base, name) == pod_template(scaled, name), name
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return bool(selector.get("matchLabels", {}).items() <= labels.items())
+
+
+def admits(
+    manifests: Manifests,
+    target: dict[str, Any],
+    port: str,
+    source: dict[str, str],
+    namespace: dict[str, str],
+) -> bool:
+    """Whether the NetworkPolicies let a pod labelled ``source`` in a namespace labelled
+    ``namespace`` reach ``target``'s (a pod template) named ``port``: as the API documents,
+    a pod no policy selects takes everything; else any rule of any selecting policy may allow.
+    Same namespace as the release unless ``namespace`` says otherwise."""
+    policies = [
+        d["spec"]
+        for (kind, _), d in manifests.items()
+        if kind == "NetworkPolicy"
+        and _selects(d["spec"]["podSelector"], target["metadata"]["labels"])
+    ]
+    if not policies:
+        return True
+    same = namespace.get("kubernetes.io/metadata.name") == "default"
+    for policy in policies:
+        for rule in policy.get("ingress", []):
+            if not any(p["port"] == port for p in rule["ports"]):
+                continue
+            peers = rule.get("from")
+            if peers is None:
+                return True
+            for peer in peers:
+                ns_ok = (
+                    _selects(peer["namespaceSelector"], namespace)
+                    if "namespaceSelector" in peer
+                    else same
+                )
+                pod_ok = _selects(peer["podSelector"], source) if "podSelector" in peer else True
+                if ns_ok and pod_ok:
+                    return True
+    return False
+
+
+def test_network_policies_let_through_what_the_pods_send(spot: Manifests) -> None:
+    coordinator = pod_template(spot, "coordinator")
+    agent = pod_template(spot, "agent")
+    release = {"kubernetes.io/metadata.name": "default"}
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    elsewhere = {"kubernetes.io/metadata.name": "shop"}
+    stranger = {"app": "shop"}
+    # The port agents dial (FRAMEFLEET_COORDINATOR) through the Service to a named pod port.
+    dialled = int(env(container(spot, "agent"))["FRAMEFLEET_COORDINATOR"].rsplit(":", 1)[1])
+    service = spot[("Service", "farm-framefleet-coordinator")]["spec"]
+    (agents_port,) = [p["targetPort"] for p in service["ports"] if p["port"] == dialled]
+    assert admits(spot, coordinator, agents_port, agent["metadata"]["labels"], release)
+    assert not admits(spot, coordinator, agents_port, stranger, release)
+    # Clients: anyone (clients list empty); Prometheus: from the monitoring namespace only.
+    assert admits(spot, coordinator, "grpc", stranger, elsewhere)
+    assert admits(spot, agent, "http", {}, monitoring)
+    assert not admits(spot, agent, "http", stranger, elsewhere)
+    # The default values make no policy: everything reaches everything.
+    assert not any(kind == "NetworkPolicy" for kind, _ in render())
+
+
+def test_ingress_and_routes_reach_the_ports_that_speak_their_protocol(spot: Manifests) -> None:
+    assert not any(kind in ("Ingress", "GRPCRoute", "HTTPRoute") for kind, _ in spot)
+    routed = render(
+        "-f", SPOT,
+        "--set", "ingress.enabled=true", "--set", "ingress.grpcHost=farm.example",
+        "--set", "ingress.consoleHost=console.example",
+        "--set", "gateway.enabled=true", "--set", "gateway.parentRefs[0].name=public",
+        "--set", "gateway.grpcHost=farm.example",
+    )  # fmt: skip
+    service = routed[("Service", "farm-framefleet-coordinator")]["spec"]
+    ports = {p["name"]: p["port"] for p in service["ports"]}
+    grpc_ingress = routed[("Ingress", "farm-framefleet-coordinator-grpc")]
+    # TLS on: the pod's gRPC and http ports both speak TLS, so the proxy must too.
+    annotation = "nginx.ingress.kubernetes.io/backend-protocol"
+    assert grpc_ingress["metadata"]["annotations"][annotation] == "GRPCS"
+    backend = grpc_ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == "farm-framefleet-coordinator" and backend["port"]["name"] == "grpc"
+    console = routed[("Ingress", "farm-framefleet-coordinator-console")]
+    assert console["metadata"]["annotations"][annotation] == "HTTPS"
+    (rule,) = routed[("GRPCRoute", "farm-framefleet-coordinator")]["spec"]["rules"]
+    assert rule["backendRefs"][0]["port"] == ports["grpc"]
+    plain = render("--set", "ingress.enabled=true", "--set", "ingress.grpcHost=farm.example")
+    grpc_plain = plain[("Ingress", "farm-framefleet-coordinator-grpc")]
+    assert grpc_plain["metadata"]["annotations"][annotation] == "GRPC"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "agent.slots=0"], "/agent/slots': minimum: got 0, want 1"),
+        (["--set", "coordinator.replica=2"], "additional properties 'replica' not allowed"),
+        (["--set", "agent.spotNotice=sometimes"], "/agent/spotNotice"),
+        (["--set", "autoscaling.keda.prometheusAddress=prometheus:9090"], "prometheusAddress"),
+        (["--set", "metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
+    ],
+)
+def test_a_bad_values_file_is_refused_with_the_schemas_message(
+    values: list[str], message: str
+) -> None:
+    refused = helm_run("template", "farm", CHART, *values)
+    assert refused.returncode != 0 and message in refused.stderr, refused.stderr
 
 
 def test_the_commands_accept_their_settings(default: Manifests, spot: Manifests) -> None:
@@ -224,6 +449,47 @@ def test_the_commands_accept_their_settings(default: Manifests, spot: Manifests)
 POD = "farm-framefleet-agent-5d8f7-x2k9q"  # the agent pod's name: its id and certificate name
 
 
+def kubelet_probe(address: str, probe: dict[str, Any]) -> int:
+    """An httpGet probe as the kubelet makes it: its scheme (HTTP unless it says HTTPS), no
+    certificate check over HTTPS. The status, or 0 when no HTTP answer came."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return _get(address, probe["path"], context if probe.get("scheme") == "HTTPS" else None, "")[0]
+
+
+def _get(
+    address: str, path: str, context: ssl.SSLContext | None, server_name: str
+) -> tuple[int, str]:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            sock = context.wrap_socket(raw, server_hostname=server_name or host) if context else raw
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    except OSError:  # refused, or a handshake that failed (ssl.SSLError is an OSError)
+        return 0, ""
+    if not data.startswith(b"HTTP/"):
+        return 0, ""
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")
+
+
+def prometheus_scrape(address: str, endpoint: dict[str, Any], files: dict[str, Path]) -> str:
+    """A ServiceMonitor endpoint's scrape as Prometheus makes it: its scheme, and over HTTPS
+    the CA from the Secret it names and its serverName checked. The body, or fails."""
+    context = None
+    server_name = ""
+    if endpoint.get("scheme", "http") == "https":
+        tls = endpoint["tlsConfig"]
+        context = ssl.create_default_context(cafile=files[tls["ca"]["secret"]["name"]])
+        server_name = tls["serverName"]
+    status, body = _get(address, endpoint["path"], context, server_name)
+    assert status == 200, f"scrape {endpoint} of {address}: {status}"
+    return body
+
+
 @pytest.mark.e2e
 def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer) -> None:
     """The rendered spot manifests run as processes: the migrations Job, the coordinator and an
@@ -235,16 +501,16 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
     asyncio.run(create_bucket(moto.url, bucket))
     trust = Trust(tmp_path / "certs")
     cert, key = trust.agent_cert(POD)
+    # As deploy/README.md makes it: the Service's name too, which the ServiceMonitor checks.
+    served, served_key = make_leaf(
+        trust.root, "coordinator-svc", ["127.0.0.1", "farm-framefleet-coordinator"], server=True
+    )
     manifests = render(
         "-f", SPOT, "--set", "agent.slots=1", "--set", f"s3.destination=s3://{bucket}/videos"
     )
     secrets: dict[str, dict[str, str | Path]] = {
         "framefleet-store": {"store-url": asyncio.run(postgres.create_database(migrated=False))},
-        "framefleet-tls": {
-            "tls.crt": trust.root / "coordinator.pem",
-            "tls.key": trust.root / "coordinator.key",
-            "ca.crt": trust.ca,
-        },
+        "framefleet-tls": {"tls.crt": served, "tls.key": served_key, "ca.crt": trust.ca},
         "framefleet-tokens": {"tokens": trust.tokens},
         "framefleet-agent-ca": {"tls.crt": trust.ca, "tls.key": trust.root / "ca.key"},
     }
@@ -270,8 +536,8 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
         files = mounted(spec, c)
         result = dict(aws)
         for name, value in env(c).items():
-            if name.startswith("OTEL_EXPORTER"):
-                continue  # no collector here
+            if name.startswith("OTEL_EXPORTER") or name == "FRAMEFLEET_POD_DELETION_COST":
+                continue  # no collector, no API server here (tests/test_kube.py has one)
             if isinstance(value, dict) and "secretKeyRef" in value:
                 value = str(secrets[value["secretKeyRef"]["name"]][value["secretKeyRef"]["key"]])
             elif isinstance(value, dict):
@@ -301,7 +567,24 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
                 environment(spec, container(manifests, name)),
             )
         agent_log = farm.processes[-1].log
-        wait_for_agent_http(agent_log)
+        agent_http = wait_for_agent_http(agent_log)
+
+        # The kubelet's probes and Prometheus's scrapes, as the manifests direct them.
+        for name, address in (("coordinator", farm.http), ("agent", agent_http)):
+            for probe in ("readinessProbe", "livenessProbe"):
+                status = kubelet_probe(address, container(manifests, name)[probe]["httpGet"])
+                assert 200 <= status < 400, f"{name} {probe}: {status}"
+        ca_files = {
+            name: Path(keys["ca.crt"]) for name, keys in secrets.items() if "ca.crt" in keys
+        }
+        for name, metric in (
+            ("coordinator", "framefleet_queue_depth"),
+            ("agent", "framefleet_agent_slots_busy"),
+        ):
+            monitor = manifests[("ServiceMonitor", f"farm-framefleet-{name}")]["spec"]
+            (endpoint,) = monitor["endpoints"]
+            address = farm.http if name == "coordinator" else agent_http
+            assert metric in prometheus_scrape(address, endpoint, ca_files), name
 
         submitted = submit_teal(farm.address, trust.client_env())
         assert submitted.returncode == 0, submitted.stderr + farm.logs()

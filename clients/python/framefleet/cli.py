@@ -29,6 +29,8 @@ from framefleet.core.telemetry import setup_tracing
 from framefleet.core.variants import read_rows
 from framefleet.v1 import framefleet_pb2 as pb
 
+# The job label that carries `submit --webhook` (the coordinator's coordinator/webhooks.py).
+WEBHOOK_LABEL = "framefleet.webhook"
 DEFAULT_COORDINATOR = os.environ.get("FRAMEFLEET_COORDINATOR", "127.0.0.1:7070")
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 1, 2, 3, 4
 EXIT_CODES = """exit status:
@@ -406,6 +408,8 @@ def finish(job: pb.Job, as_json: bool) -> int:
 async def cmd_submit(args: argparse.Namespace) -> int:
     fill_duration(args)
     spec = spec_from_args(args, args.out or "")
+    if args.webhook:  # the coordinator POSTs here when the job (or each batch row) ends
+        spec.labels[WEBHOOK_LABEL] = args.webhook
     async with connect(args) as client:
         if args.variants:
             rows = read_rows(args.variants, args.row_key)
@@ -514,6 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     job_options(submit)
     submit.add_argument("--out", default="", help="destination (default: the coordinator's)")
     submit.add_argument("--wait", action="store_true", help="wait for the job and show progress")
+    submit.add_argument(
+        "--webhook",
+        default="",
+        metavar="URL",
+        help="POST the job's outcome here when it ends (each row's, for a batch); the "
+        "coordinator must allow the URL (--allow-webhook)",
+    )
     variant_options(submit)
     submit.set_defaults(run=cmd_submit)
 

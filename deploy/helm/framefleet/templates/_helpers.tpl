@@ -81,8 +81,25 @@ capabilities:
 {{- end }}
 {{- end -}}
 
-{{/* Work for agents: queued plus running jobs in this namespace (0 when a series is absent). */}}
+{{/* Work for agents: queued (from the coordinators; max, as each reports the same table) plus
+running (the agents' busy slots). A missing coordinator series leaves the query empty, an error
+for KEDA (ignoreNullValues false), which then holds the fallback replicas: no scrape is never
+"no work". A missing agent series is 0 busy slots: no agent runs. */}}
 {{- define "framefleet.workQuery" -}}
 {{- $ns := printf "{namespace=%q}" .Release.Namespace -}}
-(sum(framefleet_queue_depth{{ $ns }}) or vector(0)) + (sum(framefleet_agent_slots_busy{{ $ns }}) or vector(0))
+max(framefleet_queue_depth{{ $ns }}) + (sum(framefleet_agent_slots_busy{{ $ns }}) or vector(0))
+{{- end -}}
+
+{{/* What the coordinator's --http port speaks: HTTPS with its gRPC certificate when TLS is on
+(farm/servers.py, _server_tls), for probes and scrapes alike. */}}
+{{- define "framefleet.coordinatorScheme" -}}
+{{ if .Values.tls.enabled }}HTTPS{{ else }}HTTP{{ end }}
+{{- end -}}
+
+{{/* Pod annotations: a change to what the chart renders into a Secret (env and files the pods
+read at start) rolls the pods. Existing Secrets are outside the chart: TLS material and tokens
+in them are reloaded by the coordinator without a restart; a new store URL needs
+`kubectl rollout restart`. */}}
+{{- define "framefleet.checksums" -}}
+checksum/secrets: {{ include (print .Template.BasePath "/secrets.yaml") . | sha256sum }}
 {{- end -}}
