@@ -108,11 +108,14 @@ class JobExecutor:
     def unacknowledged(self) -> list[pb.ConnectRequest]:
         return [job.result for job in self.jobs.values() if job.result is not None]
 
-    def handle(self, message: pb.ConnectResponse) -> None:
+    def handle(self, message: pb.ConnectResponse, bundled: bool = False) -> None:
         kind = message.WhichOneof("message")
         if kind == "bundle":
+            if bundled:  # the coordinator bundles messages, never bundles
+                log.warning("ignored a bundle inside a bundle")
+                return
             for inner in message.bundle.messages:
-                self.handle(inner)
+                self.handle(inner, bundled=True)
         elif kind == "assign":
             self.start(message.assign)
         elif kind == "cancel":
@@ -126,6 +129,14 @@ class JobExecutor:
 
     def start(self, assign: pb.Assign) -> None:
         job = LeasedJob(lease=assign.lease)
+        try:
+            self._start(job, assign)
+        except Exception as e:  # whatever an Assign holds, it fails its job, not the agent
+            log.exception("assignment crashed", extra={"job_id": assign.lease.job_id[:80]})
+            error = FramefleetError(ErrorClass.INTERNAL, f"assignment refused: {e!r}"[:500])
+            self._finish(job, failed(assign.lease, error))
+
+    def _start(self, job: LeasedJob, assign: pb.Assign) -> None:
         self.jobs[assign.lease.job_id] = job
         if self.draining:
             released = pb.Released(lease=assign.lease, reason="agent draining")
