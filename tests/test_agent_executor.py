@@ -267,7 +267,7 @@ HOSTILE: dict[str, tuple[Callable[[pb.Assign], None], ErrorClass]] = {
         ErrorClass.INVALID_JOB,
     ),
     "frames backwards": (
-        lambda a: (setattr(a, "first_frame", 4), setattr(a, "end_frame", 2)),
+        lambda a: a.MergeFrom(pb.Assign(first_frame=4, end_frame=2)),
         ErrorClass.INVALID_JOB,
     ),
     "frames past the video": (lambda a: setattr(a, "end_frame", 50), ErrorClass.INVALID_JOB),
