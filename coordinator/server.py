@@ -142,7 +142,8 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     # After a restart, agents get one TTL to reconnect and renew before leases expire.
     await store.extend_leases(config.clock() + config.lease_ttl)
     farm = Farm(store, config)
-    server = aio.server(options=GRPC_OPTIONS, interceptors=[Gate(auth)])
+    gate = Gate(auth, agent_certificates=config.agent_ca is not None)
+    server = aio.server(options=GRPC_OPTIONS, interceptors=[gate])
     pb_grpc.add_JobServiceServicer_to_server(JobService(farm, auth), server)
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(farm), server)
     health_servicer = health.aio.HealthServicer()
