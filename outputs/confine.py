@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -74,6 +75,7 @@ def segments(url: str) -> tuple[str, str, tuple[str, ...]]:
     return parsed.scheme, parsed.netloc, parts
 
 
+@functools.lru_cache(maxsize=64)
 def _root_parts(root: str) -> tuple[str, str, tuple[str, ...]]:
     """A configured root (the operator's, trusted) as a URL's segments; a trailing "/" is
     allowed, a local path becomes a file URL."""
@@ -180,14 +182,17 @@ def _open_beneath(dir_fd: int, parts: tuple[str, ...], create: bool) -> int:
     global _has_openat2
     if not parts:
         return os.dup(dir_fd)
-    if _has_openat2:
+    for _ in range(3 if _has_openat2 else 0):
         try:
             return _openat2(dir_fd, "/".join(parts), _DIR_FLAGS)
+        except BlockingIOError:
+            continue  # EAGAIN: a rename raced the lookup; the kernel asks to try again
         except OSError as e:
             if e.errno in (errno.ENOSYS, errno.EPERM):
                 _has_openat2 = False  # an old kernel, or a seccomp filter: walk instead
             elif not (create and e.errno == errno.ENOENT):
                 raise
+            break  # walk: making what is missing, or without openat2
     fd = os.dup(dir_fd)
     try:
         for part in parts:
