@@ -81,7 +81,10 @@ separators = st.sampled_from(["/", "//", "/./", "%2F"])
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(pieces=path_pieces, separator=separators, text=st.text(max_size=12))
 def test_no_generated_url_leaves_the_root(
@@ -93,7 +96,10 @@ def test_no_generated_url_leaves_the_root(
 
 
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(job_id=st.one_of(st.text(max_size=40), st.sampled_from(["/../../outside/victim.txt#"])))
 def test_a_job_id_either_names_a_chunk_beside_the_output_or_is_refused(
