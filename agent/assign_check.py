@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import outputs
-from framefleet.core import chunks, jobspec
+from framefleet.core import chunks, jobspec, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs.confine import confined, place
@@ -58,6 +58,11 @@ def check(assign: pb.Assign, roots: list[str]) -> None:
         raise _invalid(f"frames {assign.first_frame}..{assign.end_frame} are not a range")
     if assign.first_frame and not assign.end_frame:
         raise _invalid("a chunk's range has no end")
-    output = jobspec.validate(assign.spec)
+    # The submit's checks of what the agent renders (not of its name: the coordinator's).
+    spec = assign.spec
+    jobspec.check_limits(spec)
+    sources.source_for(spec).validate(spec, variants=False)
+    chunks.check(spec)
+    output = jobspec.resolve_output(spec.output, open_length=jobspec.open_length(spec))
     if output.frames and assign.end_frame > output.frames:
         raise _invalid(f"frames up to {assign.end_frame} in a {output.frames}-frame video")
