@@ -88,7 +88,21 @@ def test_undecodable_requests_are_invalid_argument_and_logged_once(secured: Farm
                 details = refused.value.details() or ""
                 assert details.startswith(f"the request is not a valid {method} request")
                 assert len(details) < 120
-        # The agent port, with an agent certificate: garbage in the stream is refused too.
+        # Streamed requests and streamed answers too.
+        batch: grpc.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(
+            JOB_SERVICE + "SubmitBatch"
+        )
+        watch: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+            JOB_SERVICE + "WatchJob"
+        )
+        for attempt in (
+            lambda: batch(iter([GARBAGE[0]]), metadata=metadata, timeout=10),
+            lambda: list(watch(GARBAGE[1], metadata=metadata, timeout=10)),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                attempt()
+            assert _code(refused.value) == grpc.StatusCode.INVALID_ARGUMENT
+    # The agent port, with an agent certificate: garbage in the stream is refused too.
     with _channel(secured, secured.agent_address, agent=True) as channel:
         connect: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(CONNECT)
         with pytest.raises(grpc.RpcError) as refused:
