@@ -9,6 +9,7 @@ import logging
 import time
 
 import outputs
+from agent.assign_check import job_id_error
 from agent.render import RenderResult
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
@@ -21,13 +22,17 @@ log = logging.getLogger("framefleet.agent")
 async def assemble(assign: pb.Assign) -> RenderResult:
     """Joins the job's chunks into its output; returns the output's size (frames 0: the chunks
     counted theirs)."""
-    parts = list(assign.chunk_urls)
-    # Only this job's own chunks, named by the rule both sides share: a coordinator (or
-    # something posing as one) cannot make the agent read or delete other objects or files.
-    expected = [
-        chunks.chunk_url(assign.output_url, assign.lease.job_id, i) for i in range(len(parts))
-    ]
-    if parts != expected:
+    # The chunk names are this agent's own derivation from the (checked) job id and output,
+    # never the coordinator's list: only this job's own chunks are read and deleted, however
+    # the Assign was written. The list only says how many there are, and must agree.
+    error = job_id_error(assign.lease.job_id)
+    if error is not None:
+        raise error
+    count = len(assign.chunk_urls)
+    if not 0 < count <= chunks.MAX_CHUNKS:
+        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"{count} chunks to assemble")
+    parts = [chunks.chunk_url(assign.output_url, assign.lease.job_id, i) for i in range(count)]
+    if list(assign.chunk_urls) != parts:
         message = f"the chunks to assemble are not job {assign.lease.job_id}'s chunks of its output"
         raise FramefleetError(ErrorClass.OUTPUT_ERROR, message)
     started = time.perf_counter()

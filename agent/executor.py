@@ -17,14 +17,14 @@ from typing import Protocol
 
 from opentelemetry.trace import Status, StatusCode
 
-from agent import metrics
+from agent import assign_check, metrics
 from agent.assemble import assemble
 from agent.page_pool import PagePool
 from agent.render import ProgressCallback, RenderLimits, RenderResult, render
 from framefleet.core import sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.v1 import framefleet_pb2 as pb
-from outputs.roots import within
+from outputs.confine import confine_task
 
 log = logging.getLogger("framefleet.agent")
 
@@ -108,11 +108,14 @@ class JobExecutor:
     def unacknowledged(self) -> list[pb.ConnectRequest]:
         return [job.result for job in self.jobs.values() if job.result is not None]
 
-    def handle(self, message: pb.ConnectResponse) -> None:
+    def handle(self, message: pb.ConnectResponse, bundled: bool = False) -> None:
         kind = message.WhichOneof("message")
         if kind == "bundle":
+            if bundled:  # the coordinator bundles messages, never bundles
+                log.warning("ignored a bundle inside a bundle")
+                return
             for inner in message.bundle.messages:
-                self.handle(inner)
+                self.handle(inner, bundled=True)
         elif kind == "assign":
             self.start(message.assign)
         elif kind == "cancel":
@@ -126,6 +129,14 @@ class JobExecutor:
 
     def start(self, assign: pb.Assign) -> None:
         job = LeasedJob(lease=assign.lease)
+        try:
+            self._start(job, assign)
+        except Exception as e:  # whatever an Assign holds, it fails its job, not the agent
+            log.exception("assignment crashed", extra={"job_id": assign.lease.job_id[:80]})
+            error = FramefleetError(ErrorClass.INTERNAL, f"assignment refused: {e!r}"[:500])
+            self._finish(job, failed(assign.lease, error))
+
+    def _start(self, job: LeasedJob, assign: pb.Assign) -> None:
         self.jobs[assign.lease.job_id] = job
         if self.draining:
             released = pb.Released(lease=assign.lease, reason="agent draining")
@@ -140,14 +151,14 @@ class JobExecutor:
             message = f"source {assign.source_key} was never sent to this agent"
             self._finish(job, failed(assign.lease, FramefleetError(ErrorClass.INTERNAL, message)))
             return
-        roots = self._output_roots
-        if roots and not within(assign.output_url, roots):
-            # A coordinator (or something posing as one) aiming this agent at a file.
-            log.warning("refused an output outside --output-root", extra={"url": assign.output_url})
-            message = f"{assign.output_url} is outside this agent's --output-root"
-            self._finish(
-                job, failed(assign.lease, FramefleetError(ErrorClass.OUTPUT_ERROR, message))
-            )
+        try:
+            assign_check.check(assign, self._output_roots)
+        except FramefleetError as e:
+            # A coordinator (or something posing as one) sending what this agent must not do:
+            # that job fails with its class, the agent goes on.
+            log.warning("refused an assignment", extra={"job_id": assign.lease.job_id[:80],
+                        "error_class": e.error_class, "error": str(e.args[0])})  # fmt: skip
+            self._finish(job, failed(assign.lease, e))
             return
         if self._renderer is None:
             completed = pb.Completed(lease=assign.lease, output_url=assign.output_url)
@@ -205,6 +216,8 @@ class JobExecutor:
 
     async def _run(self, job: LeasedJob, assign: pb.Assign, renderer: Renderer) -> None:
         lease = assign.lease
+        # Every path this job's task (and what it starts) touches stays under the roots.
+        confine_task(self._output_roots)
 
         def progress(done: int, total: int, fps: float, upload_id: str) -> None:
             now = time.monotonic()

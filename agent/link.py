@@ -23,6 +23,13 @@ from framefleet.v1 import framefleet_pb2 as pb
 log = logging.getLogger("framefleet.agent")
 
 RECONNECT = Backoff(base=0.4, cap=5.0)
+# What a Welcome may set the heartbeat to: not a busy loop, not silence past any lease.
+HEARTBEAT_MIN, HEARTBEAT_MAX = 0.1, 60.0
+
+
+def heartbeat_interval(welcome: pb.Welcome) -> float:
+    """The Welcome's cadence in seconds, held within bounds (a hostile 0 would spin)."""
+    return min(max(welcome.heartbeat_interval_ms / 1000, HEARTBEAT_MIN), HEARTBEAT_MAX)
 
 
 class Stream(Protocol):
@@ -133,7 +140,7 @@ class StreamLink:
             log.info("connected", extra={"epoch": welcome.session_epoch})
             helpers = [
                 asyncio.create_task(self._write(call, outbox)),
-                asyncio.create_task(self._beat(welcome.heartbeat_interval_ms / 1000)),
+                asyncio.create_task(self._beat(heartbeat_interval(welcome))),
             ]
             try:
                 while True:

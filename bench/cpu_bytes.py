@@ -35,8 +35,9 @@ def one_ffmpeg_setting(flags: int, runs: int) -> dict[str, dict[str, int]]:
     """In a child process: every x264 set under one FFmpeg setting -> {file hash: count}."""
     import ctypes
 
-    from agent import encoder, pinned_cpu
-    from tests.test_determinism import PICTURES, encode, jpegs
+    from agent import pinned_cpu
+    from tests.test_chunks import jpegs
+    from tests.test_determinism import PICTURES, encode
 
     pinned_cpu.pin()
     if flags >= 0:
@@ -46,7 +47,7 @@ def one_ffmpeg_setting(flags: int, runs: int) -> dict[str, dict[str, int]]:
     for x264 in X264_SETS:
         if x264 in HOST_NEEDS and HOST_NEEDS[x264] not in host:
             continue
-        encoder.pinned_cpu.X264_ASM = x264
+        pinned_cpu.X264_ASM = x264  # read when each segment's x264 opens
         for sound in (False, True):
             output = dataclasses.replace(PICTURES, format="mp4")
             images = jpegs(output)

@@ -18,6 +18,7 @@ import grpc
 import grpc.aio as aio
 
 from coordinator import metrics
+from coordinator.auth import AGENT_CERTIFICATE_REQUIRED, agent_name
 from coordinator.farm import Farm
 from coordinator.sessions import Session
 from framefleet.core.outbox import take_ready
@@ -103,13 +104,10 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             if not claimed:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Hello needs an agent_id")
             return claimed
-        names = list((context.auth_context() or {}).get("x509_common_name") or [])
-        if not names:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "agents connect to the agent address with a certificate from the agent CA",
-            )
-        name = bytes(names[0]).decode()
+        name = agent_name(context)
+        if name is None:  # refused by auth.Gate already, before the Hello was read
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, AGENT_CERTIFICATE_REQUIRED)
+            raise AssertionError("unreachable")
         if claimed and claimed != name:
             log.warning("agent claimed another id", extra={"agent_id": name, "claimed": claimed})
             await context.abort(

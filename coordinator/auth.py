@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.aio as aio
 
+from coordinator.decoding import guarded
 from coordinator.tokens import OPEN, Principal, TokenFile
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
@@ -68,11 +69,14 @@ def _refusal(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
 
 
 class Gate(aio.ServerInterceptor):
-    """Refuses JobService calls without a known token before any handler runs, and every
-    method of a service it does not know."""
+    """Refuses JobService calls without a known token before any handler runs, AgentService
+    streams without an agent certificate (when agents need one) before their first message is
+    read, and every method of a service it does not know; every handler it lets through
+    answers undecodable requests as INVALID_ARGUMENT (coordinator.decoding)."""
 
-    def __init__(self, auth: Authenticator) -> None:
+    def __init__(self, auth: Authenticator, agent_certificates: bool = False) -> None:
         self.auth = auth
+        self.agent_certificates = agent_certificates
 
     async def intercept_service(
         self,
@@ -83,8 +87,10 @@ class Gate(aio.ServerInterceptor):
         if handler is None:
             return handler
         service = details.method.strip("/").partition("/")[0]
+        if service == AGENT_SERVICE and self.agent_certificates:
+            return guarded(handler, details.method, before=require_agent_certificate)
         if service in OPEN_SERVICES:
-            return handler
+            return guarded(handler, details.method)
         if service != JOB_SERVICE:
             return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, "not served")
         if self.auth.principal(details.invocation_metadata) is None:
@@ -94,4 +100,20 @@ class Gate(aio.ServerInterceptor):
                 "a valid client token is required (--token or FRAMEFLEET_TOKEN; "
                 "`framefleet token add` makes one)",
             )
-        return handler
+        return guarded(handler, details.method)
+
+
+AGENT_CERTIFICATE_REQUIRED = (
+    "agents connect to the agent address with a certificate from the agent CA"
+)
+
+
+def agent_name(context: aio.ServicerContext[Any, Any]) -> str | None:
+    """The common name of the client certificate the TLS handshake verified, if any."""
+    names = list((context.auth_context() or {}).get("x509_common_name") or [])
+    return bytes(names[0]).decode() if names else None
+
+
+async def require_agent_certificate(context: aio.ServicerContext[Any, Any]) -> None:
+    if agent_name(context) is None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, AGENT_CERTIFICATE_REQUIRED)

@@ -3,13 +3,16 @@ digest and manifest written when every row has ended."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from coordinator import metrics
 from coordinator.convert import timestamp
 from coordinator.farm import Farm
 from coordinator.named_outputs import named_url
@@ -19,9 +22,13 @@ from framefleet.core import jobspec, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.v1 import framefleet_pb2 as pb
 
+log = logging.getLogger("framefleet.coordinator")
+
 MAX_ROWS = 100_000
 # Rows stored per write while a batch streams in.
 ROWS_PER_WRITE = 2000
+# Rows cancelled or retried per transaction: short enough that other calls barely wait.
+ROWS_PER_STEP = 2000
 
 
 MAX_ROW_KEY = 128
@@ -135,20 +142,41 @@ async def submit_batch(
 
 
 async def retry_failed_rows(farm: Farm, batch_id: str) -> int:
-    """The failed rows of a batch run again, in the same batch (the console's button)."""
-    count = await farm.store.retry_failed_rows(batch_id, farm.clock())
-    if count:
-        farm.leases.wake()
-    return count
+    """The failed rows of a batch run again, in the same batch (the console's button), a
+    bounded step at a time."""
+    total = 0
+    while True:
+        count = await farm.store.retry_failed_rows(batch_id, farm.clock(), ROWS_PER_STEP)
+        total += count
+        if count:
+            farm.leases.wake()
+        if count < ROWS_PER_STEP:
+            return total
+        await asyncio.sleep(0)  # other calls go between steps
 
 
 async def cancel_batch(farm: Farm, batch_id: str) -> BatchRecord | None:
-    for before in await farm.store.cancel_batch(batch_id, farm.clock()):
-        farm.fence(before, "batch cancelled by a client")
-        after = await farm.store.get(before.id)
-        if after is not None:
-            farm.publish(after)
-    return await farm.store.get_batch(batch_id)
+    """Cancels every row not ended, a bounded transaction of ROWS_PER_STEP rows at a time, so
+    a 100,000-row batch neither holds the store nor the coordinator's memory: the holders of
+    leased rows are told to drop them, watchers of a row see it end, and one log line per step
+    stands for its rows' outcomes."""
+    while True:
+        ids, leased = await farm.store.cancel_batch(batch_id, farm.clock(), ROWS_PER_STEP)
+        for before in leased:
+            farm.fence(before, "batch cancelled by a client")
+        published = 0
+        for job_id in ids:
+            if farm.events.watched(job_id):
+                after = await farm.store.get(job_id)
+                if after is not None:
+                    farm.publish(after)  # counts and logs its outcome itself
+                    published += 1
+        if ids:
+            metrics.OUTCOMES.labels(JobState.CANCELLED.value).inc(len(ids) - published)
+            log.info("batch rows cancelled", extra={"batch_id": batch_id, "rows": len(ids)})
+        if len(ids) < ROWS_PER_STEP:
+            return await farm.store.get_batch(batch_id)
+        await asyncio.sleep(0)
 
 
 def batch_message(record: BatchRecord, now: float) -> pb.Batch:

@@ -104,8 +104,9 @@ class Farm:
         if not within(normalised(destination), roots):
             raise FramefleetError(
                 ErrorClass.INVALID_JOB,
+                # Which outputs are allowed is the operator's configuration: not named here.
                 f"destination {destination!r} is outside this coordinator's allowed outputs"
-                f" ({', '.join(normalised(r) for r in roots)}; --allow-output adds more)",
+                " (its operator's --allow-output)",
             )
         if not outputs.supports(jobspec.destination_url(destination)):
             known = ", ".join(sorted(outputs.schemes()))

@@ -160,7 +160,8 @@ async def running_coordinator(config: CoordinatorConfig) -> AsyncIterator[Runnin
     await store.extend_leases(config.clock() + config.lease_ttl)
     farm = Farm(store, config)
     farm.webhooks = webhooks
-    server = aio.server(options=GRPC_OPTIONS, interceptors=[Gate(auth)])
+    gate = Gate(auth, agent_certificates=config.agent_ca is not None)
+    server = aio.server(options=GRPC_OPTIONS, interceptors=[gate])
     pb_grpc.add_JobServiceServicer_to_server(JobService(farm, auth), server)
     pb_grpc.add_AgentServiceServicer_to_server(AgentService(farm), server)
     health_servicer = health.aio.HealthServicer()

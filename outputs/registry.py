@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from framefleet.core.errors import ErrorClass, FramefleetError
 from outputs import hls
 from outputs.base import Sink, Upload
+from outputs.confine import place
 
 # scheme -> "module:attribute" of a Sink
 _SINKS: dict[str, str] = {
@@ -34,6 +35,13 @@ def supports(url: str) -> bool:
 
 
 def sink_for(url: str) -> Sink:
+    """The sink of an output URL, once the URL passed outputs.confine's rule (normalised and,
+    on a confined agent, under its roots): every operation but ``check`` comes through here."""
+    place(url)
+    return _sink(url)
+
+
+def _sink(url: str) -> Sink:
     scheme = urlparse(url).scheme
     target = _SINKS.get(scheme)
     if target is None:
@@ -62,7 +70,7 @@ async def write(url: str, data: bytes) -> None:
 
 async def check(url: str) -> None:
     """Raises OUTPUT_ERROR unless outputs can be written under the destination ``url``."""
-    await sink_for(url).check(url)
+    await _sink(url).check(url)
 
 
 async def size(url: str) -> int | None:
@@ -78,6 +86,7 @@ async def copy(source: str, target: str) -> None:
     an HLS playlist's segments are copied under the target's own prefix."""
     if urlparse(source).scheme != urlparse(target).scheme:
         raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot copy {source} to {target}")
+    place(source)
     if hls.is_playlist(source):
         await hls.copy_set(sink_for(target), source, target)
         return
@@ -89,6 +98,8 @@ async def assemble(parts: list[str], target: str) -> int:
     returns its size in bytes."""
     if any(urlparse(part).scheme != urlparse(target).scheme for part in parts):
         raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot assemble {target} from {parts}")
+    for part in parts:
+        place(part)
     return await sink_for(target).assemble(parts, target)
 
 

@@ -1,8 +1,8 @@
 """Which destinations may be written: the operator's choice, not the client's.
 
-The coordinator refuses a submit whose destination is outside its allowed roots; an agent
-refuses an Assign whose output URL is outside its own, so a fake coordinator cannot aim it at
-a file. Both compare normalised URLs prefix by whole path segments.
+The coordinator refuses a submit whose destination is outside its allowed roots, comparing
+normalised URLs prefix by whole path segments. (An agent's own roots, and every path it
+touches under them, are outputs.confine's rule.)
 """
 
 from __future__ import annotations

@@ -232,3 +232,70 @@ async def test_a_failed_assembly_is_reported_with_its_class() -> None:
     (failure,) = await outbox.wait_for("failed")
     assert failure.failed.error_class == ErrorClass.OUTPUT_ERROR
     assert "chunk x is missing" in failure.failed.message
+
+
+def _hostile(change: Callable[[pb.Assign], None]) -> pb.Assign:
+    job = assign("h")
+    change(job)
+    return job
+
+
+HOSTILE: dict[str, tuple[Callable[[pb.Assign], None], ErrorClass]] = {
+    "job id with a path": (
+        lambda a: setattr(a.lease, "job_id", "/../../etc/passwd#"),
+        ErrorClass.OUTPUT_ERROR,
+    ),
+    "job id too long": (lambda a: setattr(a.lease, "job_id", "j" * 65), ErrorClass.OUTPUT_ERROR),
+    "output with ..": (
+        lambda a: setattr(a, "output_url", "file:///out/../etc/x"),
+        ErrorClass.OUTPUT_ERROR,
+    ),
+    "output with a fragment": (
+        lambda a: setattr(a, "output_url", "file:///out/x.mp4#y"),
+        ErrorClass.OUTPUT_ERROR,
+    ),
+    "output of no sink": (
+        lambda a: setattr(a, "output_url", "gopher:///out/x.mp4"),
+        ErrorClass.OUTPUT_ERROR,
+    ),
+    "output too long": (
+        lambda a: setattr(a, "output_url", "file:///out/" + "x" * 5000),
+        ErrorClass.OUTPUT_ERROR,
+    ),
+    "too many chunks": (
+        lambda a: a.chunk_urls.extend(f"file:///out/h.mp4.h.chunk{i:03d}" for i in range(65)),
+        ErrorClass.INVALID_JOB,
+    ),
+    "frames backwards": (
+        lambda a: a.MergeFrom(pb.Assign(first_frame=4, end_frame=2)),
+        ErrorClass.INVALID_JOB,
+    ),
+    "frames past the video": (lambda a: setattr(a, "end_frame", 50), ErrorClass.INVALID_JOB),
+    "huge source key": (lambda a: setattr(a, "source_key", "k" * 300), ErrorClass.INVALID_JOB),
+    "zero-sized video": (lambda a: setattr(a.spec.output, "width", 3), ErrorClass.INVALID_JOB),
+    "huge trace context": (
+        lambda a: a.trace_context.update({f"k{i}": "v" for i in range(20)}),
+        ErrorClass.INVALID_JOB,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+async def test_a_hostile_assign_fails_its_job_and_the_next_one_runs(name: str) -> None:
+    change, error_class = HOSTILE[name]
+    renderer, outbox = FakeRenderer(), Outbox()
+    run = JobExecutor(renderer, outbox, lambda: None, output_roots=["file:///out/"])
+    run.handle(message(assign=_hostile(change)))
+    (failure,) = outbox.of("failed")
+    assert failure.failed.error_class == error_class, failure.failed.message
+    assert renderer.specs == []
+    run.handle(message(assign=assign("next", key="src-2")))
+    await outbox.wait_for("completed")
+
+
+async def test_a_bundle_inside_a_bundle_is_ignored(executor: Executor) -> None:
+    run, renderer, _, _ = executor
+    inner = pb.ResponseBundle(messages=[message(assign=assign("a"))])
+    nested = message(bundle=pb.ResponseBundle(messages=[message(bundle=inner)]))
+    run.handle(nested)
+    assert run.leases() == [] and renderer.specs == []

@@ -196,3 +196,11 @@ async def test_refused_streams_and_an_unreachable_coordinator_are_retried(
     await asyncio.wait_for(stream_link.connected.wait(), WAIT)
     assert stream_link.streams == 1
     assert peer.handled.empty()  # the refusal's message was not handed to the peer
+
+
+def test_a_welcome_cannot_make_heartbeats_spin_or_stop() -> None:
+    from agent.link import HEARTBEAT_MAX, HEARTBEAT_MIN, heartbeat_interval
+
+    assert heartbeat_interval(pb.Welcome(heartbeat_interval_ms=0)) == HEARTBEAT_MIN
+    assert heartbeat_interval(pb.Welcome(heartbeat_interval_ms=2**32 - 1)) == HEARTBEAT_MAX
+    assert heartbeat_interval(pb.Welcome(heartbeat_interval_ms=5000)) == 5.0

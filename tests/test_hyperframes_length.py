@@ -49,14 +49,14 @@ BOX = '<div id="box" style="position:absolute;width:20px;height:20px;background:
 
 def test_no_12_second_default_for_a_composition(tmp_path: Path) -> None:
     folder = composition(tmp_path / "c", BOX, TIMELINE)
-    args = argparse.Namespace(template=str(folder), frames=0, duration=0.0)
+    args = argparse.Namespace(template=str(folder), frames=None, duration=None)
     fill_duration(args)
-    assert args.duration == 0.0
+    assert args.duration is None
     spec = jobspec.template_job(folder)
     assert jobspec.validate(spec).frames == 0, "its length is taken when it loads"
     plain = tmp_path / "plain.html"
     plain.write_text("<html><body>plain</body></html>")
-    args = argparse.Namespace(template=str(plain), frames=0, duration=0.0)
+    args = argparse.Namespace(template=str(plain), frames=None, duration=None)
     fill_duration(args)
     assert args.duration == 12.0
 

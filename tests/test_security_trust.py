@@ -444,6 +444,9 @@ async def test_destinations_outside_the_allowed_roots_are_refused_at_submit(
         with pytest.raises(FramefleetError) as refused:
             await client.submit(spec)
     assert refused.value.error_class == ErrorClass.INVALID_JOB
+    # The operator's allowed outputs are its configuration: a refusal does not list them.
+    told = str(refused.value).replace(destination, "")  # it may repeat what was asked
+    assert str(trusted.root) not in told and "/tmp" not in told, told
 
 
 @pytest.mark.parametrize("key", ["../../etc/passwd", "a/b", "x\\y", "..", "bell\x07", "k" * 129])

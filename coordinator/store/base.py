@@ -289,13 +289,18 @@ class JobStore(Protocol):
         """Marks a batch finished, once: False if it already was (another coordinator)."""
         ...
 
-    async def retry_failed_rows(self, batch_id: str, now: float) -> int:
-        """Queues a batch's failed rows again with fresh attempts, and reopens the batch (its
-        digest and manifest are made again when they end); returns how many."""
+    async def retry_failed_rows(self, batch_id: str, now: float, limit: int) -> int:
+        """Queues up to ``limit`` of a batch's failed rows again with fresh attempts, in one
+        transaction, and reopens the batch (its digest and manifest are made again when they
+        end); returns how many (fewer than ``limit``: none are left)."""
         ...
 
-    async def cancel_batch(self, batch_id: str, now: float) -> list[JobRecord]:
-        """Cancels every row that has not ended; returns those rows as they were before."""
+    async def cancel_batch(
+        self, batch_id: str, now: float, limit: int
+    ) -> tuple[list[str], list[JobRecord]]:
+        """Cancels up to ``limit`` rows that have not ended, oldest first, in one transaction:
+        returns their ids (fewer than ``limit``: none are left) and, as they were before, the
+        ones that were leased (their holders are told to drop them)."""
         ...
 
     async def claim(self, agent_id: str, now: float, ttl: float, limit: int) -> list[JobRecord]:

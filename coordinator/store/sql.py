@@ -442,15 +442,17 @@ class SqlStore:
         )
         return changed == 1
 
-    async def retry_failed_rows(self, batch_id: str, now: float) -> int:
+    async def retry_failed_rows(self, batch_id: str, now: float, limit: int) -> int:
         async with self.transaction() as db:
             count = await db.execute(
                 "UPDATE jobs SET state = 'queued', attempt = 0, interruptions = 0,"
                 " available_at = ?, lease_owner = NULL, lease_expires_at = NULL, frames_done = 0,"
                 " error_class = NULL, error_message = NULL, started_at = NULL,"
-                " finished_at = NULL, upload_id = NULL WHERE batch_id = ? AND state = 'failed'",
+                " finished_at = NULL, upload_id = NULL WHERE seq IN (SELECT seq FROM jobs"
+                "   WHERE batch_id = ? AND state = 'failed' ORDER BY seq LIMIT ?)",
                 now,
                 batch_id,
+                limit,
             )
             if count:  # running again: a new digest and manifest when these rows end
                 await db.execute(
@@ -460,19 +462,43 @@ class SqlStore:
                 )
         return count
 
-    async def cancel_batch(self, batch_id: str, now: float) -> list[JobRecord]:
+    async def cancel_batch(
+        self, batch_id: str, now: float, limit: int
+    ) -> tuple[list[str], list[JobRecord]]:
         async with self.transaction() as db:
-            before = await db.fetch(
-                f"SELECT {COLUMNS} FROM jobs WHERE batch_id = ? AND {UNFINISHED}{self.for_update}",
+            # Locks the step's rows (PostgreSQL; SQLite's write transaction holds them all):
+            # a claim skips them, so which were leased cannot change before the update.
+            picked = await db.fetch(
+                f"SELECT seq, state FROM jobs WHERE batch_id = ? AND {UNFINISHED}"
+                f" LIMIT ?{self.for_update}",
                 batch_id,
+                limit,
             )
-            await db.execute(
-                f"UPDATE jobs SET state = 'cancelled', fencing_token = {self._next_token()},"
-                f" finished_at = ?, lease_expires_at = NULL WHERE batch_id = ? AND {UNFINISHED}",
-                now,
-                batch_id,
-            )
-        return [record_from_row(row) for row in before]
+            leased = {seq for seq, state in picked if state == "leased"}
+            ids: list[str] = []
+            before: list[JobRecord] = []
+            # No ORDER BY: the (batch_id, state) index gives any ``limit`` rows without reading
+            # the rest, so each step costs its own rows, not the batch's.
+            for some in chunks([seq for seq, _ in picked]):
+                marks = ", ".join("?" * len(some))
+                if leased.intersection(some):
+                    before += [
+                        record_from_row(row)
+                        for row in await db.fetch(
+                            f"SELECT {COLUMNS} FROM jobs WHERE seq IN ({marks})"
+                            " AND state = 'leased'",
+                            *some,
+                        )
+                    ]
+                rows = await db.fetch(
+                    f"UPDATE jobs SET state = 'cancelled', fencing_token = {self._next_token()},"
+                    f" finished_at = ?, lease_expires_at = NULL WHERE seq IN ({marks})"
+                    " RETURNING id",
+                    now,
+                    *some,
+                )
+                ids += [row[0] for row in rows]
+        return ids, before
 
     # --- leases ----------------------------------------------------------------------------
 

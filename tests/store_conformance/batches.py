@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from coordinator.store import JobState, JobStore, NewBatch
+from coordinator.store import JobRecord, JobState, JobStore, NewBatch
 from tests.store_conformance.helpers import (
     T0,
     TTL,
@@ -50,9 +50,11 @@ class BatchTests:
         leased = await must_claim(store, "agent", T0 + 1)
         await complete_one(store, leased.id, leased.fencing_token, 7, T0 + 2)
         running = await must_claim(store, "agent", T0 + 3)
-        cancelled = await store.cancel_batch("b", T0 + 4)
-        assert {r.id for r in cancelled} == {running.id, "b2"}
-        assert any(r.state == JobState.LEASED and r.lease_owner == "agent" for r in cancelled)
+        cancelled, fenced = await store.cancel_batch("b", T0 + 4, 100)
+        assert set(cancelled) == {running.id, "b2"}
+        assert [(r.id, r.state, r.lease_owner) for r in fenced] == [
+            (running.id, JobState.LEASED, "agent")
+        ]
         assert await complete_one(store, running.id, running.fencing_token, 1, T0 + 5) is None
 
         assert await store.ended_batches() == ["b"]
@@ -76,11 +78,14 @@ class BatchTests:
         await store.insert_batch(NewBatch("b", "race", T0), rows, {})
         claims = [store.claim(f"agent-{n}", T0 + 1, TTL, 1) for n in range(20)]
         # The cancel starts in the middle of the claims.
-        results = await asyncio.gather(*claims[:10], store.cancel_batch("b", T0 + 1), *claims[10:])
-        before = results.pop(10)
-        granted = results
+        first = [asyncio.ensure_future(claim) for claim in claims[:10]]
+        cancel = asyncio.ensure_future(store.cancel_batch("b", T0 + 1, 100))
+        rest = [asyncio.ensure_future(claim) for claim in claims[10:]]
+        granted: list[list[JobRecord]] = await asyncio.gather(*first, *rest)
+        ids, before = await cancel
         reported = {r.id: r for r in before}
-        assert set(reported) == {f"r{n}" for n in range(30)}
+        assert set(ids) == {f"r{n}" for n in range(30)}
+        assert all(r.state == JobState.LEASED for r in before)
         for lease in (record for result in granted for record in result):
             was = reported[lease.id]
             assert (was.state, was.lease_owner, was.fencing_token) == (
@@ -89,6 +94,19 @@ class BatchTests:
                 lease.fencing_token,
             )
         assert all(r.state == JobState.CANCELLED for r in await store.batch_jobs("b"))
+
+    async def test_cancel_goes_a_bounded_step_at_a_time(self, store: JobStore) -> None:
+        rows = [replace(new_job(f"s{n}"), batch_id="s", fair_rank=n) for n in range(25)]
+        await store.insert_batch(NewBatch("s", "steps", T0), rows, {})
+        first, _ = await store.cancel_batch("s", T0 + 1, 10)
+        assert len(set(first)) == 10  # no more than the step
+        states = [(await must_get(store, f"s{n}")).state for n in range(25)]
+        assert states.count(JobState.CANCELLED) == 10 and states.count(JobState.QUEUED) == 15
+        second, _ = await store.cancel_batch("s", T0 + 1, 10)
+        third, _ = await store.cancel_batch("s", T0 + 1, 10)
+        assert (len(second), len(third)) == (10, 5)
+        assert {*first, *second, *third} == {f"s{n}" for n in range(25)}
+        assert await store.cancel_batch("s", T0 + 1, 10) == ([], [])
 
     async def test_retry_failed_rows_reopens_the_batch(self, store: JobStore) -> None:
         rows = [
@@ -101,7 +119,7 @@ class BatchTests:
         await complete_one(store, good.id, good.fencing_token, 9, T0 + 4)
         assert await store.finish_batch("f", T0 + 5, "{}", "file:///m.json")
 
-        assert await store.retry_failed_rows("f", T0 + 6) == 1
+        assert await store.retry_failed_rows("f", T0 + 6, 1) == 1
         again = await must_get(store, bad.id)
         assert (again.state, again.attempt, again.error_class, again.finished_at) == (
             JobState.QUEUED,
@@ -114,7 +132,7 @@ class BatchTests:
         assert reopened is not None and reopened.finished_at is None and not reopened.digest
         claimed = await must_claim(store, "agent", T0 + 7)
         assert (claimed.id, claimed.attempt) == (bad.id, 1)
-        assert await store.retry_failed_rows("f", T0 + 8) == 0  # nothing failed now
+        assert await store.retry_failed_rows("f", T0 + 8, 1) == 0  # nothing failed now
 
     async def test_recent_batches_newest_first_per_tenant(self, store: JobStore) -> None:
         for n, tenant in enumerate(["acme", "globex", "acme"]):

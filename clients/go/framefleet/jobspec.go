@@ -101,11 +101,11 @@ func NewJob(template *pb.Template, params map[string]any, opts Options) (*pb.Job
 		Source: &pb.JobSpec_Template{Template: template},
 		Params: values,
 		Output: &pb.OutputSettings{
-			Width:           opts.Width,
-			Height:          opts.Height,
-			Fps:             opts.FPS,
-			DurationSeconds: opts.Duration,
-			Frames:          opts.Frames,
+			Width:           given(opts.Width),
+			Height:          given(opts.Height),
+			Fps:             given(opts.FPS),
+			DurationSeconds: given(opts.Duration),
+			Frames:          given(opts.Frames),
 			Codec:           "h264",
 			Crf:             opts.CRF,
 			Preset:          opts.Preset,
@@ -119,6 +119,15 @@ func NewJob(template *pb.Template, params map[string]any, opts Options) (*pb.Job
 		Chunks:      opts.Chunks,
 		ChunkFrames: opts.ChunkFrames,
 	}, nil
+}
+
+// given is nil for a zero value: Options' zeros mean "the default", which the proto tells
+// from a zero given by leaving the field unset (a zero given is refused as INVALID_JOB).
+func given[T uint32 | float64](value T) *T {
+	if value == 0 {
+		return nil
+	}
+	return &value
 }
 
 // TemplateJob is NewJob for a template file and the assets beside it.

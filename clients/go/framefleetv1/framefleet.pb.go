@@ -244,13 +244,15 @@ func (x *Template) GetAssets() map[string][]byte {
 
 // Output settings: everything about the encode that affects the bytes.
 type OutputSettings struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Width  uint32                 `protobuf:"varint,1,opt,name=width,proto3" json:"width,omitempty"`
-	Height uint32                 `protobuf:"varint,2,opt,name=height,proto3" json:"height,omitempty"`
-	Fps    uint32                 `protobuf:"varint,3,opt,name=fps,proto3" json:"fps,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Size, rate and length: unset means the default (or the source's own); a value given,
+	// zero included, is checked (zero is refused as INVALID_JOB).
+	Width  *uint32 `protobuf:"varint,1,opt,name=width,proto3,oneof" json:"width,omitempty"`
+	Height *uint32 `protobuf:"varint,2,opt,name=height,proto3,oneof" json:"height,omitempty"`
+	Fps    *uint32 `protobuf:"varint,3,opt,name=fps,proto3,oneof" json:"fps,omitempty"`
 	// Length in seconds; ignored when frames is set.
-	DurationSeconds float64 `protobuf:"fixed64,4,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
-	Frames          uint32  `protobuf:"varint,5,opt,name=frames,proto3" json:"frames,omitempty"`
+	DurationSeconds *float64 `protobuf:"fixed64,4,opt,name=duration_seconds,json=durationSeconds,proto3,oneof" json:"duration_seconds,omitempty"`
+	Frames          *uint32  `protobuf:"varint,5,opt,name=frames,proto3,oneof" json:"frames,omitempty"`
 	// Only "h264" today.
 	Codec string `protobuf:"bytes,6,opt,name=codec,proto3" json:"codec,omitempty"`
 	// x264 constant rate factor, 0-51. Unset means 23.
@@ -295,36 +297,36 @@ func (*OutputSettings) Descriptor() ([]byte, []int) {
 }
 
 func (x *OutputSettings) GetWidth() uint32 {
-	if x != nil {
-		return x.Width
+	if x != nil && x.Width != nil {
+		return *x.Width
 	}
 	return 0
 }
 
 func (x *OutputSettings) GetHeight() uint32 {
-	if x != nil {
-		return x.Height
+	if x != nil && x.Height != nil {
+		return *x.Height
 	}
 	return 0
 }
 
 func (x *OutputSettings) GetFps() uint32 {
-	if x != nil {
-		return x.Fps
+	if x != nil && x.Fps != nil {
+		return *x.Fps
 	}
 	return 0
 }
 
 func (x *OutputSettings) GetDurationSeconds() float64 {
-	if x != nil {
-		return x.DurationSeconds
+	if x != nil && x.DurationSeconds != nil {
+		return *x.DurationSeconds
 	}
 	return 0
 }
 
 func (x *OutputSettings) GetFrames() uint32 {
-	if x != nil {
-		return x.Frames
+	if x != nil && x.Frames != nil {
+		return *x.Frames
 	}
 	return 0
 }
@@ -3409,17 +3411,22 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x06assets\x18\x02 \x03(\v2#.framefleet.v1.Template.AssetsEntryR\x06assets\x1a9\n" +
 	"\vAssetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xf8\x01\n" +
-	"\x0eOutputSettings\x12\x14\n" +
-	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\x02 \x01(\rR\x06height\x12\x10\n" +
-	"\x03fps\x18\x03 \x01(\rR\x03fps\x12)\n" +
-	"\x10duration_seconds\x18\x04 \x01(\x01R\x0fdurationSeconds\x12\x16\n" +
-	"\x06frames\x18\x05 \x01(\rR\x06frames\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xce\x02\n" +
+	"\x0eOutputSettings\x12\x19\n" +
+	"\x05width\x18\x01 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
+	"\x06height\x18\x02 \x01(\rH\x01R\x06height\x88\x01\x01\x12\x15\n" +
+	"\x03fps\x18\x03 \x01(\rH\x02R\x03fps\x88\x01\x01\x12.\n" +
+	"\x10duration_seconds\x18\x04 \x01(\x01H\x03R\x0fdurationSeconds\x88\x01\x01\x12\x1b\n" +
+	"\x06frames\x18\x05 \x01(\rH\x04R\x06frames\x88\x01\x01\x12\x14\n" +
 	"\x05codec\x18\x06 \x01(\tR\x05codec\x12\x15\n" +
-	"\x03crf\x18\a \x01(\rH\x00R\x03crf\x88\x01\x01\x12\x16\n" +
+	"\x03crf\x18\a \x01(\rH\x05R\x03crf\x88\x01\x01\x12\x16\n" +
 	"\x06preset\x18\b \x01(\tR\x06preset\x12\x16\n" +
-	"\x06format\x18\t \x01(\tR\x06formatB\x06\n" +
+	"\x06format\x18\t \x01(\tR\x06formatB\b\n" +
+	"\x06_widthB\t\n" +
+	"\a_heightB\x06\n" +
+	"\x04_fpsB\x13\n" +
+	"\x11_duration_secondsB\t\n" +
+	"\a_framesB\x06\n" +
 	"\x04_crf\"\x9d\x04\n" +
 	"\aJobSpec\x125\n" +
 	"\btemplate\x18\x01 \x01(\v2\x17.framefleet.v1.TemplateH\x00R\btemplate\x12\x1f\n" +

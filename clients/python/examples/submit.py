@@ -42,7 +42,7 @@ async def submit(args: argparse.Namespace) -> str:
         width=args.width,
         height=args.height,
         fps=args.fps,
-        duration=args.duration if args.duration or args.frames else 12.0,
+        duration=12.0 if args.duration is None and args.frames is None else args.duration,
         frames=args.frames,
         destination=args.out,
     )
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fps", type=int, default=30)
-    parser.add_argument("--duration", type=float, default=0.0, help="seconds (default 12)")
-    parser.add_argument("--frames", type=int, default=0)
+    parser.add_argument("--duration", type=float, help="seconds (default 12)")
+    parser.add_argument("--frames", type=int)
     parser.add_argument("--out", default="", help="output directory or s3://bucket/prefix")
     args = parser.parse_args(argv)
     try:

@@ -137,9 +137,9 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=count, help="default 720, or the document's/project's")
     parser.add_argument("--fps", type=count, help="default 30, or the document's/project's")
     parser.add_argument(
-        "--duration", type=float, default=0.0, help="seconds (default 12, or the source's)"
+        "--duration", type=float, default=None, help="seconds (default 12, or the source's)"
     )
-    parser.add_argument("--frames", type=count, default=0, help="frame count (overrides duration)")
+    parser.add_argument("--frames", type=count, help="frame count (overrides duration)")
     parser.add_argument("--crf", type=count, default=None, help="x264 CRF 0-51 (default 23)")
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
     parser.add_argument(
@@ -192,7 +192,8 @@ def fill_duration(args: argparse.Namespace) -> None:
     """12 s unless set, or the source has a length of its own (a VideoJSON document, a
     HyperFrames composition: its root's data-duration, else its timeline's, taken when it
     loads)."""
-    if args.frames or args.duration or Path(args.template).suffix.lower() == ".json":
+    given = args.frames is not None or args.duration is not None
+    if given or Path(args.template).suffix.lower() == ".json":
         return
     path = hyperframes.entry_file(args.template)
     try:

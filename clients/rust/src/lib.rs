@@ -514,6 +514,10 @@ impl Options {
     }
 }
 
+fn given(value: u32) -> Option<u32> {
+    (value != 0).then_some(value)
+}
+
 /// A job spec for a template, its parameters and options.
 // The struct update keeps this building when the proto gains a JobSpec field.
 #[allow(clippy::needless_update)]
@@ -526,11 +530,12 @@ pub fn new_job<K: Into<String>>(
         source: Some(v1::job_spec::Source::Template(template)),
         params: Some(to_struct(params)),
         output: Some(OutputSettings {
-            width: options.width,
-            height: options.height,
-            fps: options.fps,
-            duration_seconds: options.duration,
-            frames: options.frames,
+            // Options' zeros mean "the default": left unset, since a zero given is refused.
+            width: given(options.width),
+            height: given(options.height),
+            fps: given(options.fps),
+            duration_seconds: (options.duration != 0.0).then_some(options.duration),
+            frames: given(options.frames),
             codec: "h264".to_string(),
             crf: options.crf,
             preset: options.preset,

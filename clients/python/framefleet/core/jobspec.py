@@ -81,16 +81,19 @@ def open_length(spec: pb.JobSpec) -> bool:
     clip; agent/hyperframes.js compositionLength), so its Output has frames 0 until then."""
     return (
         spec.WhichOneof("source") == "template"
-        and not spec.output.frames
-        and not spec.output.duration_seconds
+        and not spec.output.HasField("frames")
+        and not spec.output.HasField("duration_seconds")
         and hyperframes.composition_root(spec.template.html) is not None
     )
 
 
 def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output:
-    """Fills defaults and checks bounds; raises INVALID_JOB with the reason. With
-    ``open_length`` (see open_length()) and no length set, frames is 0: the page's own."""
-    width, height, fps = o.width or 1280, o.height or 720, o.fps or 30
+    """Fills defaults for what is unset and checks bounds (a zero given is refused, never
+    taken for the default); raises INVALID_JOB with the reason. With ``open_length`` (see
+    open_length()) and no length set, frames is 0: the page's own."""
+    width = o.width if o.HasField("width") else 1280
+    height = o.height if o.HasField("height") else 720
+    fps = o.fps if o.HasField("fps") else 30
     for name, side in (("width", width), ("height", height)):
         if not MIN_SIDE <= side <= MAX_SIDE:
             raise invalid(f"{name} {side} is outside {MIN_SIDE}..{MAX_SIDE}")
@@ -100,17 +103,21 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         raise invalid(f"{width}x{height} is larger than 3840x2160")
     if not 1 <= fps <= MAX_FPS:
         raise invalid(f"fps {fps} is outside 1..{MAX_FPS}")
-    if o.frames:
+    if o.HasField("frames"):
         frames = o.frames
-    elif open_length and not o.duration_seconds:
-        frames = 0
-    else:
+    elif o.HasField("duration_seconds"):
         if not o.duration_seconds > 0:
-            raise invalid("set a duration greater than zero, or a frame count")
+            raise invalid(f"duration {o.duration_seconds:g}s: a duration must be greater than zero")
         if o.duration_seconds > MAX_SECONDS:
             raise invalid(f"duration {o.duration_seconds}s is longer than {MAX_SECONDS}s")
         frames = round(o.duration_seconds * fps)
-    if frames and (not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps):
+    elif open_length:
+        frames = 0
+    else:
+        raise invalid("set a duration greater than zero, or a frame count")
+    if (frames or not open_length) and (
+        not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps
+    ):
         raise invalid(f"{frames} frames is outside 1..{min(MAX_FRAMES, MAX_SECONDS * fps)}")
     container = o.format or "mp4"
     if container not in FORMATS:
@@ -273,11 +280,11 @@ def template_job(
     template: str | Path,
     params: dict[str, Any] | None = None,
     *,
-    width: int = 0,
-    height: int = 0,
-    fps: int = 0,
-    duration: float = 0.0,
-    frames: int = 0,
+    width: int | None = None,
+    height: int | None = None,
+    fps: int | None = None,
+    duration: float | None = None,
+    frames: int | None = None,
     crf: int | None = None,
     preset: str = "",
     format: str = "",
@@ -289,7 +296,7 @@ def template_job(
     chunk_frames: int = 0,
 ) -> pb.JobSpec:
     """A job spec for an HTML template file (or a HyperFrames project folder) and its
-    parameters. Output settings left at 0 come from a HyperFrames composition root's
+    parameters. Output settings not given (None) come from a HyperFrames composition root's
     data-width, data-height, data-fps and data-duration, else 1280x720 at 30 fps. ``name``: a
     readable output name besides the content-addressed one, e.g. "{row_key}.mp4" (see
     core.naming). ``chunks=N`` splits an MP4 into N chunks rendered at once (1: never),
@@ -297,19 +304,42 @@ def template_job(
     by its free slots."""
     loaded = load_template(template)
     own = hyperframes.output_defaults(loaded.html)
-    output = pb.OutputSettings(
-        width=width or int(own.get("width", 0)),
-        height=height or int(own.get("height", 0)),
-        fps=fps or round(own.get("fps", 0)),
-        duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
-        frames=frames,
-        format=format,
-        crf=crf,
-        preset=preset,
-    )
+    output = _output(own, width, height, fps, duration, frames)
+    output.format, output.preset = format, preset
+    if crf is not None:
+        output.crf = crf
     spec = pb.JobSpec(template=loaded, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
+
+
+def _output(
+    own: dict[str, Any],
+    width: int | None,
+    height: int | None,
+    fps: int | None,
+    duration: float | None,
+    frames: int | None,
+) -> pb.OutputSettings:
+    """Output settings with only what was given (None: not given) or what the source says of
+    itself set: a zero given stays, and is refused by validation rather than taken for
+    "the default"."""
+    output = pb.OutputSettings()
+    for name, given, fallback in (
+        ("width", width, own.get("width")),
+        ("height", height, own.get("height")),
+        ("fps", fps, own.get("fps")),
+    ):
+        value = given if given is not None else fallback
+        if value is not None and (given is not None or value):
+            setattr(output, name, round(value))
+    if frames is not None:
+        output.frames = frames
+    if duration is not None:
+        output.duration_seconds = duration
+    elif frames is None and own.get("duration"):
+        output.duration_seconds = own["duration"]
+    return output
 
 
 def _finish_spec(
@@ -331,11 +361,11 @@ def video_json_job(
     document: str | Path,
     params: dict[str, Any] | None = None,
     *,
-    width: int = 0,
-    height: int = 0,
-    fps: int = 0,
-    duration: float = 0.0,
-    frames: int = 0,
+    width: int | None = None,
+    height: int | None = None,
+    fps: int | None = None,
+    duration: float | None = None,
+    frames: int | None = None,
     crf: int | None = None,
     preset: str = "",
     format: str = "",
@@ -347,7 +377,7 @@ def video_json_job(
     chunk_frames: int = 0,
 ) -> pb.JobSpec:
     """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
-    inlined as data: URLs) or the document's text. Output settings left at 0 come from the
+    inlined as data: URLs) or the document's text. Output settings not given (None) come from the
     document's own width, height, fps and duration."""
     from framefleet.core import videojson
 
@@ -355,16 +385,10 @@ def video_json_job(
     if isinstance(document, Path) or not text.lstrip().startswith("{"):
         text = videojson.load(document)
     own = videojson.output_defaults(text)
-    output = pb.OutputSettings(
-        width=width or own.get("width", 0),
-        height=height or own.get("height", 0),
-        fps=fps or own.get("fps", 0),
-        duration_seconds=duration or (0.0 if frames else own.get("duration", 0.0)),
-        frames=frames,
-        format=format,
-        crf=crf,
-        preset=preset,
-    )
+    output = _output(own, width, height, fps, duration, frames)
+    output.format, output.preset = format, preset
+    if crf is not None:
+        output.crf = crf
     spec = pb.JobSpec(video_json=text, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
