@@ -52,6 +52,29 @@ class Listener:
             return 0
         return 1
 
+    def drain(self) -> tuple[list[str], list[bytes], int]:
+        """What reached each server before a marker the test sends now, once the page is gone:
+        loopback delivers in order, so nothing sent earlier can still be on its way.
+        Returns (HTTP paths, UDP packets, TCP connections), the markers left out."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as marker:
+            marker.sendto(b"marker", self.udp.getsockname())
+        packets = []
+        while (packet := self.udp.recv(4096)) != b"marker":
+            packets.append(packet)
+        connections = 0
+        with socket.create_connection(self.tcp.getsockname()) as marker:
+            marker.sendall(b"marker")
+            while True:
+                accepted = self.tcp.accept()[0]
+                with accepted:
+                    if accepted.recv(6) == b"marker":
+                        break
+                connections += 1
+        with socket.create_connection(self.http.socket.getsockname()) as marker:
+            marker.sendall(b"GET /marker HTTP/1.0\r\n\r\n")
+            marker.recv(1024)
+        return self.hits[: self.hits.index("/marker")], packets, connections
+
     def close(self) -> None:
         self.http.shutdown()
         self.udp.close()
