@@ -1,6 +1,7 @@
 # framefleet: `make example` renders the example, `make test` runs the suite.
-# Both set up what they need first (system packages via apt when missing, then .venv, then
-# the pinned proto tools in .tools/: scripts/install_tools.sh).
+# Both set up what they need first (system packages via apt when missing, then .venv from
+# requirements.lock, then the pinned proto tools in .tools/: scripts/install_tools.sh).
+# `make lock` refreshes requirements.lock after a pyproject.toml changes.
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
@@ -13,7 +14,15 @@ CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 VIDEOFLOW := agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
 
-.PHONY: setup example test test-fast test-clients test-go test-rust lint stubs golden bench clean
+# uv resolves requirements.in into requirements.lock (exact versions, hashes); pinned here and
+# installed into a venv of its own, so a stale lock never stops `make lock` from running.
+UV_VERSION := 0.13.10
+UV := .tools/uv/bin/uv
+LOCK_FLAGS := --generate-hashes --universal --fork-strategy fewest --python-version 3.11 \
+  --no-emit-package framefleet --no-emit-package framefleet-farm --quiet \
+  --custom-compile-command "make lock"
+
+.PHONY: setup example test test-fast test-clients test-go test-rust lint lock lock-check stubs golden bench clean
 
 setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
 
@@ -25,12 +34,36 @@ $(TOOLS_STAMP): scripts/install_tools.sh
 	GO=$(GO) scripts/install_tools.sh
 	touch $@
 
-$(SETUP_STAMP): pyproject.toml clients/python/pyproject.toml scripts/install_system_deps.sh
+# Everything from the lock, hash-checked; then the two local packages on top with --no-deps
+# (and the lock's setuptools as their build backend). `pip check` catches a pyproject.toml
+# dependency the lock lacks.
+$(SETUP_STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml \
+  scripts/install_system_deps.sh
 	scripts/install_system_deps.sh
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ./clients/python -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./clients/python -e '.[dev]'
+	$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
+	  echo "setup: requirements.lock does not satisfy the pyproject.toml files: run make lock" >&2; \
+	  exit 1; }
 	touch $@
+
+$(UV):
+	python3 -m venv .tools/uv
+	.tools/uv/bin/pip install -q uv==$(UV_VERSION)
+
+# Re-resolve requirements.in (both pyproject.toml files), keeping every pin the lock already has
+# that still fits (uv prefers the versions in its output file): run after editing dependencies.
+lock: $(UV)
+	$(UV) pip compile requirements.in $(LOCK_FLAGS) -o requirements.lock
+
+# Whether requirements.lock is what `make lock` would write (CI runs it first).
+lock-check: $(UV)
+	cp requirements.lock .tools/requirements.lock.check
+	$(UV) pip compile requirements.in $(LOCK_FLAGS) -o .tools/requirements.lock.check
+	diff -q requirements.lock .tools/requirements.lock.check >/dev/null || { \
+	  diff -u requirements.lock .tools/requirements.lock.check | head -40; \
+	  echo "requirements.lock is out of date: run make lock and commit it" >&2; exit 1; }
 
 example: setup
 	$(VENV)/bin/framefleet render examples/referral/template/referral.html \
