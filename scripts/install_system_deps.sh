@@ -9,13 +9,14 @@
 # A package that cannot be installed is named, and the script exits non-zero.
 set -euo pipefail
 # What coordinator and agent need at run time: Chromium's headless shell (Playwright drives
-# it; it never downloads a browser) and fonts for templates.
-runtime=(chromium-headless-shell fonts-dejavu-core)
+# it; it never downloads a browser), fonts for templates, and libatomic, which Playwright's Node
+# driver loads at start (a bare bookworm lacks it: the agent dies with "Connection closed while
+# reading from the driver").
+runtime=(chromium-headless-shell fonts-dejavu-core libatomic1)
 # A machine that builds the venv itself (make example, make setup): the interpreter and venv.
 venv=(python3 python3-venv)
-# The image's own: the interpreter for the venv, an init that forwards signals, TLS roots, and
-# libatomic, which Playwright's Node driver loads at start (bookworm-slim lacks it).
-image=(python3 tini ca-certificates libatomic1)
+# The image's own: the interpreter for the venv, an init that forwards signals, TLS roots.
+image=(python3 tini ca-certificates)
 # Development and CI only: PostgreSQL for the store tests; podman and its helpers for the
 # container tests (tests/test_containers.py), with mmdebstrap to make their base image
 # locally, since no registry is assumed.
