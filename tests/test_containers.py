@@ -8,6 +8,12 @@ container."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -15,13 +21,17 @@ import numpy as np
 import pytest
 
 from tests import containers
+from tests.deploy_settings import ready
+from tests.farm_processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container]
 
 # examples/referral: 12 s at 30 fps, 1280x720 (examples/referral/README.md).
+ROOT = containers.ROOT
 EXAMPLE_FRAMES = 12 * 30
 EXAMPLE_SIZE = (1280, 720)
 # What one local render must not pull in (`make example` is not `make setup`).
+BOOT = 120.0  # seconds for a container's service to be ready on a busy machine
 NOT_FOR_THE_EXAMPLE = ["postgresql", "golang-go", "protobuf-compiler", "podman", "nodejs"]
 
 
@@ -65,3 +75,79 @@ def test_make_example_renders_on_bare_bookworm_given_only_git_and_make(tmp_path:
                 assert np.asarray(frame.to_ndarray(format="gray")).std() > 5
             frames += 1
     assert frames == EXAMPLE_FRAMES
+
+
+@pytest.fixture
+def network() -> Iterator[str]:
+    name = f"framefleet-test-{uuid.uuid4().hex[:8]}"
+    containers.podman("network", "create", name)
+    try:
+        yield name
+    finally:
+        containers.podman("network", "rm", "-f", name, check=False)
+
+
+@pytest.mark.timeout(2400)
+def test_the_image_runs_a_coordinator_and_an_agent_that_render_for_the_sdk(
+    tmp_path: Path, network: str
+) -> None:
+    """deploy/Dockerfile built with podman; its coordinator and agent as containers on one
+    network, as the compose file runs them (no TLS, FRAMEFLEET_INSECURE; the agent as uid 10001
+    with Chromium's sandbox, seccomp unconfined); the host's SDK submits and gets an MP4."""
+    containers.require_podman()
+    image = containers.framefleet_image()
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    os.chown(videos, 10001, 10001)  # the image's user writes the outputs
+    mount = f"{videos}:/videos"
+    names = {role: f"{network}-{role}" for role in ("coordinator", "agent")}
+    try:
+        containers.podman(
+            "run", "-d", "--name", names["coordinator"], "--network", network, "-v", mount,
+            "-e", "FRAMEFLEET_INSECURE=1", "-e", "FRAMEFLEET_LISTEN=0.0.0.0:7070",
+            "-e", "FRAMEFLEET_HTTP=0.0.0.0:9464", "-e", "FRAMEFLEET_OUT=file:///videos",
+            "-e", "FRAMEFLEET_STORE=sqlite:////var/lib/framefleet/jobs.db",
+            image, "coordinator",
+        )  # fmt: skip
+        address = containers.address(names["coordinator"], network)
+        wait_until(lambda: ready(f"{address}:9464"), BOOT, "the coordinator's /readyz")
+        # No DNS on podman's CNI network here: the agent gets the name from --add-host.
+        containers.podman(
+            "run", "-d", "--name", names["agent"], "--network", network, "-v", mount,
+            "--add-host", f"coordinator:{address}", "--shm-size", "1g",
+            "--security-opt", "seccomp=unconfined",
+            "-e", "FRAMEFLEET_COORDINATOR=coordinator:7070", "-e", "FRAMEFLEET_SLOTS=1",
+            "-e", "FRAMEFLEET_HTTP=0.0.0.0:9465", image, "agent",
+        )  # fmt: skip
+        agent = containers.address(names["agent"], network)
+        wait_until(lambda: ready(f"{agent}:9465"), BOOT, "the agent's /readyz")
+
+        # The host's SDK, straight to the coordinator's address on the network.
+        submitted = subprocess.run(
+            [sys.executable, "-m", "framefleet", "submit",
+             str(ROOT / "examples/referral/template/referral.html"),
+             "--params", str(ROOT / "examples/referral/ada.json"),
+             "--width", "320", "--height", "180", "--fps", "10", "--frames", "30",
+             "--coordinator", f"{address}:7070", "--wait", "--json"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        logs = "\n".join(
+            containers.podman("logs", "--tail", "30", name, check=False) for name in names.values()
+        )
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr + logs
+        job = json.loads(submitted.stdout.strip().splitlines()[-1])
+        url: str = job["output_url"]
+        assert url.startswith("file:///videos/") and url.endswith(".mp4"), url
+        video = videos / url.removeprefix("file:///videos/")
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.width, stream.codec_context.height) == (320, 180)
+            frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+        assert len(frames) == 30
+        assert np.asarray(frames[20]).std() > 5, "the page was drawn, not a flat colour"
+        # The agent ran as the image's user, with Chromium's sandbox on.
+        agent_log = containers.podman("logs", names["agent"])
+        assert "sandbox is off" not in agent_log, agent_log[-2000:]
+    finally:
+        for name in names.values():
+            containers.podman("rm", "-f", "-t", "5", name, check=False)
