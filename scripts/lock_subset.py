@@ -21,10 +21,12 @@ from packaging.utils import canonicalize_name
 
 
 def closure(root: str) -> set[str]:
-    """Canonical names of ROOT and everything it requires, transitively, here."""
+    """Canonical names of ROOT (a name, with extras if wanted: `moto[server]`) and everything
+    it requires, transitively, here."""
     environment = {key: str(value) for key, value in default_environment().items()}
     wanted: dict[str, set[str]] = {}
-    queue: list[tuple[str, set[str]]] = [(root, set())]
+    top = Requirement(root)
+    queue: list[tuple[str, set[str]]] = [(top.name, set(top.extras))]
     while queue:
         name, extras = queue.pop()
         key = canonicalize_name(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -162,6 +163,44 @@ def framefleet_image(tag: str = "localhost/framefleet:test") -> str:
     dockerfile_bases()
     podman("build", "-q", "-f", "deploy/Dockerfile", "-t", tag, str(ROOT), timeout=1800)
     return tag
+
+
+# compose.yaml's postgres and minio, where their images cannot be had: PostgreSQL from Debian
+# and moto's S3 server (the lock's moto[server], hash-checked) in one bookworm container, with
+# compose's user, password and database. tests/test_containers.py starts it.
+STAND_INS_START = """set -e
+cluster=$(ls /etc/postgresql)
+echo "listen_addresses = '*'" >> /etc/postgresql/$cluster/main/postgresql.conf
+echo "host all all 0.0.0.0/0 scram-sha-256" >> /etc/postgresql/$cluster/main/pg_hba.conf
+pg_ctlcluster $cluster main start
+runuser -u postgres -- psql -q -c "CREATE USER framefleet PASSWORD 'framefleet'"
+runuser -u postgres -- createdb -O framefleet framefleet
+exec /opt/moto/bin/moto_server -H 0.0.0.0 -p 9000
+"""
+
+
+def stand_ins() -> str:
+    base = bookworm()
+    lock = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/lock_subset.py"), str(ROOT / "requirements.lock"),
+         "moto[server]"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    image = _recipe_tag("framefleet-stand-ins", base, lock, STAND_INS_START)
+    if not _exists(image):
+        _build(
+            image,
+            f"FROM {base}\n"
+            "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"
+            " --no-install-recommends postgresql python3-venv >/dev/null"
+            " && rm -rf /var/lib/apt/lists/*\n"
+            "COPY moto.lock start.sh /opt/\n"
+            "RUN python3 -m venv /opt/moto"
+            " && /opt/moto/bin/pip install -q --require-hashes -r /opt/moto.lock\n"
+            'CMD ["bash", "/opt/start.sh"]\n',
+            {"moto.lock": lock, "start.sh": STAND_INS_START.encode()},
+        )
+    return image
 
 
 def address(container: str, network: str) -> str:

@@ -8,21 +8,28 @@ container."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
+import yaml
 
 from tests import containers
 from tests.deploy_settings import ready
 from tests.farm_processes import wait_until
+from tests.moto_server import create_bucket, only_object
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container]
 
@@ -150,4 +157,92 @@ def test_the_image_runs_a_coordinator_and_an_agent_that_render_for_the_sdk(
         assert "sandbox is off" not in agent_log, agent_log[-2000:]
     finally:
         for name in names.values():
+            containers.podman("rm", "-f", "-t", "5", name, check=False)
+
+
+def moto_answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(endpoint, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # any answer means it is up
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(2400)
+def test_the_compose_stacks_framefleet_services_render_into_the_bucket(
+    tmp_path: Path, network: str
+) -> None:
+    """deploy/compose.yaml's framefleet services (migrate, coordinator, the agent replicas) as
+    containers of the image, each with its own command, environment, shm and seccomp settings;
+    PostgreSQL (Debian's) and moto's S3 server stand in for postgres and minio, under their
+    compose host names. podman has no systemd here, so readiness is polled, not healthchecks.
+    Traces go nowhere (nothing stands in for the collector: tests/test_compose.py checks them)."""
+    containers.require_podman()
+    image = containers.framefleet_image()
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "deploy/compose.yaml").read_text())
+    services: dict[str, dict[str, Any]] = compose["services"]
+    started: list[str] = []
+
+    def run(name: str, service: dict[str, Any], hosts: dict[str, str], *flags: str) -> str:
+        args = [f"--add-host={host}:{ip}" for host, ip in hosts.items()]
+        for key, value in service.get("environment", {}).items():
+            args += ["-e", f"{key}={value}"]
+        args += [f"--security-opt={opt}" for opt in service.get("security_opt", [])]
+        if "shm_size" in service:
+            args.append(f"--shm-size={service['shm_size']}")
+        started.append(name)
+        return containers.podman(
+            "run", *flags, "--name", name, "--network", network, *args, image,
+            *service["command"], timeout=300,
+        )  # fmt: skip
+
+    try:
+        stand_ins = f"{network}-stand-ins"
+        started.append(stand_ins)
+        containers.podman("run", "-d", "--name", stand_ins, "--network", network,
+                          containers.stand_ins())  # fmt: skip
+        ip = containers.address(stand_ins, network)
+        s3 = f"http://{ip}:9000"
+        wait_until(lambda: moto_answers(s3), BOOT, "PostgreSQL and moto in the stand-ins")
+        hosts = {"postgres": ip, "minio": ip, "otel-collector": ip}
+        bucket = services["coordinator"]["environment"]["FRAMEFLEET_OUT"].split("/")[2]
+        asyncio.run(create_bucket(s3, bucket))  # what create-bucket does
+
+        run(f"{network}-migrate", services["migrate"], hosts, "--rm")
+        coordinator = f"{network}-coordinator"
+        run(coordinator, services["coordinator"], hosts, "-d")
+        hosts["coordinator"] = containers.address(coordinator, network)
+        port = services["coordinator"]["environment"]["FRAMEFLEET_HTTP"].rsplit(":", 1)[1]
+        wait_until(lambda: ready(f"{hosts['coordinator']}:{port}"), BOOT, "the coordinator")
+        agent = services["agent"]
+        port = agent["environment"]["FRAMEFLEET_HTTP"].rsplit(":", 1)[1]
+        for replica in range(agent["deploy"]["replicas"]):
+            name = f"{network}-agent-{replica}"
+            run(name, agent, hosts, "-d")
+            at = containers.address(name, network)
+            wait_until(partial(ready, f"{at}:{port}"), BOOT, f"agent {replica}")
+
+        submitted = subprocess.run(
+            [sys.executable, "-m", "framefleet", "submit",
+             str(ROOT / "examples/referral/template/referral.html"),
+             "--params", str(ROOT / "examples/referral/ada.json"),
+             "--width", "320", "--height", "180", "--fps", "10", "--frames", "30",
+             "--coordinator", f"{hosts['coordinator']}:7070", "--wait", "--json"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        logs = "\n".join(containers.podman("logs", "--tail", "20", n, check=False) for n in started)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr + logs
+        url: str = json.loads(submitted.stdout.strip().splitlines()[-1])["output_url"]
+        assert url.startswith(f"s3://{bucket}/videos/") and url.endswith(".mp4"), url
+        keys, data = asyncio.run(only_object(s3, bucket))
+        assert keys == [url.split("/", 3)[3]] and data
+        (tmp_path / "video.mp4").write_bytes(data)
+        with av.open(str(tmp_path / "video.mp4")) as container:
+            frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+        assert len(frames) == 30 and frames[0].shape == (180, 320)
+        assert np.asarray(frames[20]).std() > 5, "the page was drawn, not a flat colour"
+    finally:
+        for name in started:
             containers.podman("rm", "-f", "-t", "5", name, check=False)
