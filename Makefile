@@ -59,6 +59,7 @@ $(SETUP_STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml \
 	touch $@
 
 $(UV):
+	scripts/install_system_deps.sh --example
 	python3 -m venv .tools/uv
 	.tools/uv/bin/pip install -q uv==$(UV_VERSION)
 
