@@ -1,11 +1,18 @@
-# framefleet: `make example` renders the example, `make test` runs the suite.
-# Both set up what they need first (system packages via apt when missing, then .venv, then
-# the pinned proto tools in .tools/: scripts/install_tools.sh).
+# framefleet: `make example` renders the example, `make test` runs the suite. Given only git and
+# make on Debian, both set up what they need first, and no more:
+#   make example  Python, Chromium and fonts (scripts/install_system_deps.sh --example), then
+#                 .venv from requirements.lock
+#   make setup    that, plus the test suite's packages (PostgreSQL, podman), the toolchains and
+#                 pinned tools in .tools/ (scripts/install_tools.sh: Go, Rust, protoc, buf,
+#                 helm, grpcurl) and VideoFlow's bundle; `make test` runs it
+# `make lock` refreshes requirements.lock after a pyproject.toml changes.
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
+TEST_DEPS_STAMP := .tools/.system-deps-done
 TOOLS_STAMP := .tools/.setup-done
-GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+# The Go that scripts/install_tools.sh put in .tools/go when none new enough was here.
+GO ?= $(firstword $(wildcard $(CURDIR)/.tools/go/bin/go) $(shell command -v go) /usr/local/go/bin/go)
 CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 # The Go and Rust interop tests start a real coordinator and agent with this interpreter.
 CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
@@ -13,26 +20,64 @@ CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 VIDEOFLOW := agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
 
-.PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint stubs golden bench clean
+# uv resolves requirements.in into requirements.lock (exact versions, hashes); pinned here and
+# installed into a venv of its own, so a stale lock never stops `make lock` from running.
+UV_VERSION := 0.13.10
+UV := .tools/uv/bin/uv
+LOCK_FLAGS := --generate-hashes --universal --fork-strategy fewest --python-version 3.11 \
+  --no-emit-package framefleet --no-emit-package framefleet-farm --quiet \
+  --custom-compile-command "make lock"
 
-setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
+.PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint lock lock-check stubs golden bench clean
+
+setup: $(SETUP_STAMP) $(TEST_DEPS_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
 
 $(VIDEOFLOW_BUNDLE): $(addprefix $(VIDEOFLOW)/,package.json package-lock.json build.mjs entry.js) \
   scripts/build_videoflow.sh
 	scripts/build_videoflow.sh
 
-$(TOOLS_STAMP): scripts/install_tools.sh
-	GO=$(GO) scripts/install_tools.sh
+$(TOOLS_STAMP): scripts/install_tools.sh clients/go/go.mod clients/rust/Cargo.toml
+	scripts/install_tools.sh
 	touch $@
 
-$(SETUP_STAMP): pyproject.toml clients/python/pyproject.toml scripts/install_system_deps.sh
+$(TEST_DEPS_STAMP): scripts/install_system_deps.sh
 	scripts/install_system_deps.sh
+	mkdir -p $(dir $@) && touch $@
+
+# Everything from the lock, hash-checked; then the two local packages on top with --no-deps
+# (and the lock's setuptools as their build backend). `pip check` catches a pyproject.toml
+# dependency the lock lacks.
+$(SETUP_STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml \
+  scripts/install_system_deps.sh
+	scripts/install_system_deps.sh --example
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ./clients/python -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./clients/python -e '.[dev]'
+	$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
+	  echo "setup: requirements.lock does not satisfy the pyproject.toml files: run make lock" >&2; \
+	  exit 1; }
 	touch $@
 
-example: setup
+$(UV):
+	scripts/install_system_deps.sh --example
+	python3 -m venv .tools/uv
+	.tools/uv/bin/pip install -q uv==$(UV_VERSION)
+
+# Re-resolve requirements.in (both pyproject.toml files), keeping every pin the lock already has
+# that still fits (uv prefers the versions in its output file): run after editing dependencies.
+lock: $(UV)
+	$(UV) pip compile requirements.in $(LOCK_FLAGS) -o requirements.lock
+
+# Whether requirements.lock is what `make lock` would write (CI runs it first).
+lock-check: $(UV)
+	cp requirements.lock .tools/requirements.lock.check
+	$(UV) pip compile requirements.in $(LOCK_FLAGS) -o .tools/requirements.lock.check
+	diff -q requirements.lock .tools/requirements.lock.check >/dev/null || { \
+	  diff -u requirements.lock .tools/requirements.lock.check | head -40; \
+	  echo "requirements.lock is out of date: run make lock and commit it" >&2; exit 1; }
+
+# Only what one local render needs: no Go, Rust, PostgreSQL, podman or proto tools.
+example: $(SETUP_STAMP)
 	$(VENV)/bin/framefleet render examples/referral/template/referral.html \
 	  --params examples/referral/ada.json --out out/
 

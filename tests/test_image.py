@@ -54,10 +54,14 @@ def test_the_image_installs_the_packages_scripts_install() -> None:
     assert ("COPY", "scripts/install_system_deps.sh /tmp/install_system_deps.sh") in final
     assert any(args.startswith("/tmp/install_system_deps.sh --image") for args in runs), runs
     assert not any("apt-get install" in args for args in runs), "packages listed outside scripts/"
-    development, image = packages(), packages("--image")
-    assert {"chromium-headless-shell", "fonts-dejavu-core", "tini"} <= image
-    # Everything a development machine gets is in the image, but the test database.
-    assert development - image == {"postgresql"}
+    example, development, image = packages("--example"), packages(), packages("--image")
+    assert {"chromium-headless-shell", "fonts-dejavu-core", "tini", "libatomic1"} <= image
+    # What `make example` installs runs in the image too (the image's venv comes from its build
+    # stage); a development machine adds only the test suite's (PostgreSQL, podman).
+    assert example - image == {"python3-venv"}
+    assert example <= development
+    assert {"postgresql", "podman"} <= development - image
+    assert not {"postgresql", "podman", "golang-go", "protobuf-compiler"} & example
 
 
 def test_the_image_runs_framefleet_as_a_user_under_tini() -> None:
