@@ -167,8 +167,24 @@
     return found;
   };
 
+  // What HyperFrames' producer renders that framefleet cannot: refused by name at load, never
+  // drawn as something else (HyperShader outside HyperFrames' producer shows its own
+  // "Preparing scene transitions" overlay instead of the transition).
+  const unsupported = () => {
+    const found = [];
+    if (window.HyperShader || document.querySelector("#__hf-page-side-compositor, [data-hf-loader-core]")) {
+      found.push("shader transitions (HyperShader)");
+    }
+    if (document.querySelector("[data-color-grading]")) found.push("color grading (data-color-grading)");
+    return found;
+  };
+
   let isComposition = false;
   ff.hooks.ready.push(async () => {
+    const refused = unsupported();
+    if (refused.length) {
+      throw fail("TEMPLATE_UNSUPPORTED", `the composition uses ${refused.join(" and ")}, which framefleet does not render`);
+    }
     isComposition = !!document.querySelector("[data-composition-id]");
     if (!isComposition && timelines().length === 0) return;
     await loadNested(document);

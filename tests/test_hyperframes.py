@@ -153,6 +153,16 @@ async def test_get_variables_is_there_before_any_script(page: TemplatePage, tmp_
             "TEMPLATE_UNSUPPORTED",
             "lottie-web",
         ),
+        (  # HyperShader drawn outside HyperFrames' producer: its loading overlay, not the scene
+            "window.HyperShader = {init() {}};",
+            "TEMPLATE_UNSUPPORTED",
+            "shader transitions (HyperShader)",
+        ),
+        (
+            "document.getElementById('root').setAttribute('data-color-grading', 'warm');",
+            "TEMPLATE_UNSUPPORTED",
+            "color grading",
+        ),
     ],
 )
 async def test_what_nothing_drives_fails_on_load(
