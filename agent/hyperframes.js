@@ -85,6 +85,75 @@
     try { original.replaceWith(script); } finally { scoped = null; }
   };
 
+  // --- layout, as HyperFrames' runtime lays a composition out ----------------------------------
+  const px = (el, name) => {
+    const value = parseInt(el.getAttribute(name), 10);
+    return Number.isFinite(value) && value > 0 ? `${value}px` : null;
+  };
+  // A nested composition's own root (the first element of its file with data-composition-id)
+  // takes its declared size, else its host's (100%); the host takes the declared size too, so
+  // a host without a size of its own (or without data-composition-id) still fills its frame.
+  const sizeNested = (host, content) => {
+    const inner = content.querySelector("[data-composition-id]");
+    if (!inner) return;
+    inner.setAttribute("data-hf-inner-root", "");
+    for (const [name, prop] of [["data-width", "width"], ["data-height", "height"]]) {
+      const size = px(inner, name);
+      inner.style[prop] = size ?? "100%";
+      if (size) {
+        host.setAttribute(name, inner.getAttribute(name));
+        host.style[prop] = size;
+      }
+    }
+  };
+  // Its CSS names its root by [data-composition-id="id"], which its host may carry as well:
+  // the rule is for the root inside, not the host (HyperFrames scopes it the same way).
+  const scopeRootSelectors = (css, content) => {
+    const inner = content.querySelector("[data-hf-inner-root]");
+    const id = inner && inner.getAttribute("data-composition-id");
+    if (!id) return css;
+    const attribute = new RegExp(`\\[data-composition-id=(["'])${id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\1\\]`, "g");
+    const own = `[data-composition-id="${id}"]`;
+    return css.replace(attribute, `:is(${own}:not(:has([data-hf-inner-root])), ${own} > [data-hf-inner-root])`);
+  };
+  // The page fills the frame (no body margin or scrollbars); the root takes its declared size
+  // and clips; its timed children are placed absolutely, sized from data-width/data-height or
+  // to the whole root when they would otherwise have no size.
+  const layOut = () => {
+    for (const el of [document.documentElement, document.body]) {
+      if (!el) continue;
+      el.style.margin = "0";
+      el.style.padding = "0";
+      el.style.overflow = "hidden";
+    }
+    const root = [...document.querySelectorAll("[data-composition-id]")].find(isRoot);
+    if (!root) return;
+    if (!root.style.position) root.style.position = "relative";
+    root.style.overflow = "hidden";
+    for (const [name, prop] of [["data-width", "width"], ["data-height", "height"]]) {
+      const size = px(root, name);
+      if (size) root.style[prop] = size;
+    }
+    const skipped = ["SCRIPT", "STYLE", "LINK", "META"];
+    for (const child of root.children) {
+      if (skipped.includes(child.tagName) || !child.hasAttribute("data-start")) continue;
+      const style = getComputedStyle(child);
+      if (style.position !== "absolute" && style.position !== "fixed") child.style.position = "absolute";
+      if (child.tagName === "AUDIO") continue;
+      const media = child.tagName === "IMG" || child.tagName === "VIDEO";
+      for (const [name, prop] of [["data-width", "width"], ["data-height", "height"]]) {
+        const declared = px(child, name);
+        const computed = style[prop];
+        if (child.style[prop]) continue;
+        if (declared) {
+          if (computed === "0px" || computed === "auto") child.style[prop] = declared;
+        } else if (!media && computed === "0px") {
+          child.style[prop] = "100%";
+        }
+      }
+    }
+  };
+
   const loadNested = async (root) => {
     for (const host of root.querySelectorAll("[data-composition-src]")) {
       if (host.__ffLoaded) continue;
@@ -110,6 +179,11 @@
       if (!template) {
         for (const style of doc.head.querySelectorAll("style, link[rel=stylesheet]")) host.append(document.importNode(style, true));
       }
+      sizeNested(host, content);
+      if (!template) {
+        for (const style of host.querySelectorAll("style")) style.textContent = scopeRootSelectors(style.textContent, content);
+      }
+      for (const style of content.querySelectorAll("style")) style.textContent = scopeRootSelectors(style.textContent, content);
       const scripts = [...content.querySelectorAll("script")];
       host.append(content);
       for (const script of scripts) await runScript(script, host.__ffVariables);
@@ -188,6 +262,7 @@
     isComposition = !!document.querySelector("[data-composition-id]");
     if (!isComposition && timelines().length === 0) return;
     await loadNested(document);
+    layOut();
     clips = new Map();
     for (const el of document.querySelectorAll("[data-start]")) windowOf(el);
     applyBindings();

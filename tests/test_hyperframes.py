@@ -121,6 +121,36 @@ async def test_nested_composition_plays_in_its_own_time(page: TemplatePage, tmp_
     assert [box_left(f, 60, MAGENTA) for f in at[1:4]] == [10, 110, 210]
 
 
+async def test_a_nested_composition_is_sized_and_scoped_as_hyperframes_does(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # HyperFrames' missing-host-comp-id in small: a host with no id and no size, a body with
+    # its default margin, and the nested file's CSS sizing its root to 100%: the root takes its
+    # data-width/height and fills the frame. A second host that repeats the nested id keeps
+    # the nested rule on the root inside (its own padding would otherwise double).
+    folder = tmp_path / "sized"
+    (folder / "compositions").mkdir(parents=True)
+    shutil.copy(GSAP, folder)
+    (folder / "compositions" / "fill.html").write_text(
+        """<template><div data-composition-id="fill" data-width="160" data-height="120">
+<style>[data-composition-id="fill"] { height: 100%; background: rgb(255, 255, 0);
+ box-sizing: border-box; padding-top: 30px }
+[data-composition-id="fill"] .dot { width: 10px; height: 10px; background: rgb(0, 0, 255) }</style>
+<div class="dot"></div></div></template>"""
+    )
+    (folder / "index.html").write_text(
+        """<!doctype html><html><head><script src="gsap.min.js"></script></head><body>
+<div data-composition-id="main" data-width="160" data-height="120" data-duration="1">
+<div id="a" data-composition-src="compositions/fill.html" data-start="0" data-duration="0.5"></div>
+<div id="b" data-composition-id="fill" data-composition-src="compositions/fill.html"
+ data-start="0.5" data-duration="0.5"></div></div></body></html>"""
+    )
+    first, second = await frames_at(page, folder, [0.25, 0.75])
+    for frame in (first, second):
+        assert is_colour(frame[2, 2], YELLOW) and is_colour(frame[117, 157], YELLOW)
+        assert is_colour(frame[35, 5], BLUE), "the dot 30 px down, once"
+
+
 async def test_variables_defaults_merge_with_the_jobs_parameters(
     page: TemplatePage, tmp_path: Path
 ) -> None:
