@@ -90,6 +90,22 @@
     return Number.isFinite(raw) && raw > 0 ? Math.min(5, Math.max(0.1, raw)) : 1;
   }
 
+  // Same-origin frames (<iframe>) run this runtime too (it is injected into every frame): the
+  // page's ready() and seek() carry on into theirs, so their clocks follow the frame's too.
+  const childFrames = () => [...document.querySelectorAll("iframe, frame")].flatMap((frame) => {
+    try {
+      const runtime = frame.contentWindow && frame.contentWindow.__framefleet;
+      return runtime ? [{ frame, runtime }] : [];
+    } catch (e) {
+      return []; // another origin: nothing of the bundle, never reached
+    }
+  });
+  const frameLoaded = (frame) => new Promise((resolve) => {
+    const doc = (() => { try { return frame.contentDocument; } catch (e) { return null; } })();
+    if (doc && doc.readyState === "complete" && doc.URL !== "about:blank") resolve();
+    else frame.addEventListener("load", resolve, { once: true });
+  });
+
   window.__framefleet = {
     fail,
     // What a page runtime (agent/hyperframes.js) adds: awaited in ready() after the page's
@@ -191,6 +207,9 @@
         await new Promise((resolve) => realSetTimeout(resolve, 5));
       }
       for (const hook of this.hooks.ready) await hook();
+      const frames = [...document.querySelectorAll("iframe[src], frame[src]")];
+      await Promise.all(frames.map(frameLoaded));
+      for (const { runtime } of childFrames()) await runtime.ready();
       // A clip whose media cannot load fails the job, not a render without it.
       await Promise.all([...document.querySelectorAll("video, audio")].map(mediaLoaded));
       await document.fonts.ready;
@@ -226,6 +245,7 @@
         }
       }
       await Promise.all(seeks);
+      await Promise.all(childFrames().map(({ runtime }) => runtime.seek(ms)));
     },
   };
 })();

@@ -151,6 +151,37 @@ async def test_a_nested_composition_is_sized_and_scoped_as_hyperframes_does(
         assert is_colour(frame[35, 5], BLUE), "the dot 30 px down, once"
 
 
+async def test_a_same_origin_iframe_follows_the_frame_clock(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # HyperFrames' iframe-render-compat in small: the iframe draws from requestAnimationFrame
+    # (a red box 100 px per second) and a CSS animation (a green one): both at t, not real time.
+    folder = write_project(
+        tmp_path / "iframe",
+        '<iframe src="inner.html" width="160" height="120" style="border:0;display:block"'
+        ' class="clip" data-start="0" data-duration="2"></iframe>',
+        "",
+        **{"data-duration": "2"},
+    )
+    (folder / "inner.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:#000">
+<style>@keyframes go { from { left: 0 } to { left: 100px } }
+#g { position:absolute; top:70px; width:20px; height:20px; background:rgb(0,200,0);
+ animation: go 1s linear forwards }</style>
+<div id="r" style="position:absolute;top:20px;width:20px;height:20px;
+ background:rgb(255,48,48)"></div>
+<div id="g"></div>
+<script>const r = document.getElementById("r");
+function draw(ms) { r.style.left = `${ms / 10}px`; requestAnimationFrame(draw); }
+requestAnimationFrame(draw);</script></body></html>"""
+    )
+    at = await frames_at(page, folder, [0.25, 0.5, 1.5])
+    for row, colour, lefts in [(30, RED, [25, 50, 150]), (80, GREEN, [25, 50, 100])]:
+        found = [box_left(f, row, colour) for f in at]
+        # within a pixel: JPEG's chroma blurs a red edge on black
+        assert all(abs(x - want) <= 1 for x, want in zip(found, lefts, strict=True)), found
+
+
 async def test_variables_defaults_merge_with_the_jobs_parameters(
     page: TemplatePage, tmp_path: Path
 ) -> None:
