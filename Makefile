@@ -12,10 +12,18 @@ CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 # VideoFlow's browser runtime for VideoJSON jobs, bundled from npm (not committed).
 VIDEOFLOW := agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
+# The @fontsource faces HyperFrames compositions resolve their fonts to (not committed).
+HF_FONTS := agent/hf_fonts
+HF_FONTS_STAMP := $(HF_FONTS)/dist/.built
 
 .PHONY: setup example test test-fast test-clients test-go test-rust lint stubs golden bench clean
 
-setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
+setup: $(SETUP_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE) $(HF_FONTS_STAMP)
+
+$(HF_FONTS_STAMP): $(addprefix $(HF_FONTS)/,package.json package-lock.json build.mjs faces.json) \
+  scripts/build_hf_fonts.sh
+	scripts/build_hf_fonts.sh
+	touch $@
 
 $(VIDEOFLOW_BUNDLE): $(addprefix $(VIDEOFLOW)/,package.json package-lock.json build.mjs entry.js) \
   scripts/build_videoflow.sh

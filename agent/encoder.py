@@ -362,7 +362,7 @@ class H264Encoder:
         # alpha output, and semi-transparent shadows darkening as they pile up).
         decoder = self._decoder
         if self._image_codec == "png":
-            decoder = cast(VideoCodecContext, av.CodecContext.create("png", "r"))
+            decoder = av.CodecContext.create("png", "r")
         frames = decoder.decode(av.Packet(image))
         if len(frames) != 1:
             raise FramefleetError(ErrorClass.ENCODE_ERROR, "a captured frame did not decode")
