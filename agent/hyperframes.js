@@ -231,12 +231,25 @@
     const all = [...document.querySelectorAll(`[data-composition-id="${CSS.escape(id)}"]`)];
     return all.find((el) => el.hasAttribute("data-composition-src")) || all[0] || null;
   };
+  // anime.js as HyperFrames drives it: what the page registers on window.__hfAnime (anything
+  // with seek(ms)) and the instances anime.js is running, seeked to t in milliseconds.
+  const discoverAnime = () => {
+    const running = window.anime?.running;
+    if (!Array.isArray(running) || running.length === 0) return;
+    const registered = Array.isArray(window.__hfAnime) ? window.__hfAnime : [];
+    for (const instance of running) if (!registered.includes(instance)) registered.push(instance);
+    window.__hfAnime = registered;
+  };
+  const seekAnime = (t) => {
+    const instances = window.__hfAnime;
+    if (!Array.isArray(instances)) return;
+    for (const instance of instances) if (typeof instance?.seek === "function") instance.seek(Math.max(0, t * 1000));
+  };
   // Animation runtimes HyperFrames drives that framefleet does not: a page using one must
   // draw from framefleet.onSeek, or its frames would not follow t.
   const undriven = () => {
     const found = [];
     if (window.lottie?.getRegisteredAnimations?.().length || window.bodymovin?.getRegisteredAnimations?.().length) found.push("lottie-web");
-    if (window.anime?.running?.length) found.push("anime.js");
     if (window.THREE) found.push("three.js");
     return found;
   };
@@ -271,6 +284,7 @@
         throw fail("TEMPLATE_UNSUPPORTED", `window.__timelines["${id}"] is not a GSAP timeline (no totalTime or seek): nothing can drive it`);
       }
     }
+    discoverAnime();
     const runtimes = undriven();
     if (runtimes.length && ff.seekHandlerCount() === 0) {
       throw fail("TEMPLATE_UNSUPPORTED", `the page animates with ${runtimes.join(", ")}, which framefleet does not drive; draw each frame from framefleet.onSeek(t => ...)`);
@@ -293,6 +307,7 @@
 
   ff.hooks.seek.push((t) => {
     if (!clips) return;
+    seekAnime(t);
     for (const [id, timeline] of timelines()) {
       const host = hostOf(id);
       const local = host && !isRoot(host) ? Math.max(0, localTime(host, t, ["data-playback-start", "data-media-start"])) : t;

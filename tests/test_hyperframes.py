@@ -182,6 +182,25 @@ requestAnimationFrame(draw);</script></body></html>"""
         assert all(abs(x - want) <= 1 for x, want in zip(found, lefts, strict=True)), found
 
 
+async def test_anime_js_is_driven_as_hyperframes_drives_it(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # What the page registers on window.__hfAnime and what anime.js is running: seek(ms) at t.
+    folder = write_project(
+        tmp_path / "anime",
+        '<div id="a" style="position:absolute;top:10px;width:20px;height:20px;'
+        'background:rgb(255,48,48)"></div><div id="b" style="position:absolute;top:60px;'
+        'width:20px;height:20px;background:rgb(0,200,0)"></div>',
+        """const at = (id, k) => ({
+  seek(ms) { document.getElementById(id).style.left = `${ms / k}px`; } });
+window.__hfAnime = [at("a", 10)];
+window.anime = { running: [at("b", 20)] };""",
+    )
+    at = await frames_at(page, folder, [0.2, 0.8])
+    assert [box_left(f, 20, RED) for f in at] == [20, 80]
+    assert [box_left(f, 70, GREEN) for f in at] == [10, 40]
+
+
 async def test_variables_defaults_merge_with_the_jobs_parameters(
     page: TemplatePage, tmp_path: Path
 ) -> None:
