@@ -7,6 +7,9 @@
 (() => {
   const ff = window.__framefleet;
   const fail = ff.fail;
+  // HyperFrames' runtime creates the registry before any page script: a page may assign to
+  // window.__timelines["id"] without creating it.
+  if (!window.__timelines) window.__timelines = {};
 
   // --- variables -------------------------------------------------------------------------
   const declaredDefaults = (el) => {

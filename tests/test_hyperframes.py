@@ -182,6 +182,22 @@ requestAnimationFrame(draw);</script></body></html>"""
         assert all(abs(x - want) <= 1 for x, want in zip(found, lefts, strict=True)), found
 
 
+async def test_the_timeline_registry_is_there_before_any_script(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # As HyperFrames' fast-capture-gsap: the page assigns into window.__timelines it never made.
+    folder = write_project(
+        tmp_path / "registry",
+        '<div id="box" style="position:absolute;top:40px;width:20px;height:20px;'
+        'background:rgb(255,48,48)"></div>',
+        'const tl = gsap.timeline({ paused: true });'
+        ' tl.to("#box", { left: 100, duration: 1, ease: "none" }, 0);'
+        ' window.__timelines["main"] = tl;',
+    )
+    at = await frames_at(page, folder, [0.5])
+    assert box_left(at[0], 50, RED) == 50
+
+
 async def test_anime_js_is_driven_as_hyperframes_drives_it(
     page: TemplatePage, tmp_path: Path
 ) -> None:
