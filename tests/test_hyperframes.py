@@ -190,7 +190,7 @@ async def test_the_timeline_registry_is_there_before_any_script(
         tmp_path / "registry",
         '<div id="box" style="position:absolute;top:40px;width:20px;height:20px;'
         'background:rgb(255,48,48)"></div>',
-        'const tl = gsap.timeline({ paused: true });'
+        "const tl = gsap.timeline({ paused: true });"
         ' tl.to("#box", { left: 100, duration: 1, ease: "none" }, 0);'
         ' window.__timelines["main"] = tl;',
     )
