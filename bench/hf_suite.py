@@ -62,7 +62,7 @@ CDNJS = re.compile(r"https://cdnjs\.cloudflare\.com/ajax/libs/([\w.-]+)/([\w.-]+
 # cdnjs names and files -> npm package and path.
 CDNJS_NPM = {"gsap": ("gsap", "dist/"), "bodymovin": ("lottie-web", "build/player/")}
 # Addresses a page may name that nothing loads: fonts (HyperFrames resolves families offline).
-HARMLESS = re.compile(r"https://fonts\.(googleapis|gstatic)\.com/")
+HARMLESS = re.compile(r"https://fonts\.(googleapis|gstatic)\.com(/|$)")
 RESOURCE = re.compile(r"""(?:src|href|url\()\s*=?\s*["']?(https?://[^"')\s]+)""", re.IGNORECASE)
 
 
@@ -121,6 +121,9 @@ def fixtures(names: list[str]) -> list[Fixture]:
 
 def skip_reason(fixture: Fixture) -> str:
     """Why a fixture cannot render offline here, or ''."""
+    lacking = [k for k in ("minPsnr", "maxFrameFailures") if k not in fixture.meta]
+    if lacking:
+        return f"meta.json has no {', '.join(lacking)} (no threshold to judge by)"
     if fixture.config.get("hdr"):
         return "HDR (framefleet refuses HDR output)"
     if fixture.format not in ("mp4", "webm"):
