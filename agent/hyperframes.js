@@ -73,6 +73,8 @@
   const runScript = async (original, variables) => {
     const script = document.createElement("script");
     for (const { name, value } of original.attributes) script.setAttribute(name, value);
+    if (original.__ffType === null) script.removeAttribute("type");
+    else if (original.__ffType !== undefined) script.setAttribute("type", original.__ffType);
     if (original.src) {
       await new Promise((resolve, reject) => {
         script.onload = resolve;
@@ -188,6 +190,12 @@
       }
       for (const style of content.querySelectorAll("style")) style.textContent = scopeRootSelectors(style.textContent, content);
       const scripts = [...content.querySelectorAll("script")];
+      // A <template>'s scripts would run as they are inserted (and again from runScript, in
+      // their own scope): inert until runScript puts a live copy in their place.
+      for (const script of scripts) {
+        script.__ffType = script.getAttribute("type");
+        script.setAttribute("type", "text/x-framefleet-inert");
+      }
       host.append(content);
       for (const script of scripts) await runScript(script, host.__ffVariables);
       await loadNested(host);

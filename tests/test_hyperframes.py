@@ -151,6 +151,31 @@ async def test_a_nested_composition_is_sized_and_scoped_as_hyperframes_does(
         assert is_colour(frame[35, 5], BLUE), "the dot 30 px down, once"
 
 
+async def test_a_nested_templates_scripts_run_once(page: TemplatePage, tmp_path: Path) -> None:
+    # HyperFrames' css-import-scoping: a <template>'s script ran once as it was inserted and
+    # again in its own scope, so a gsap.from() read its own start state as the end (scale 0).
+    folder = tmp_path / "once"
+    (folder / "compositions").mkdir(parents=True)
+    shutil.copy(GSAP, folder)
+    (folder / "compositions" / "grow.html").write_text(
+        """<template><div data-composition-id="grow" data-width="160" data-height="120">
+<div class="box" style="width:160px;height:120px;background:rgb(0,0,255)"></div>
+<script>window.runs = (window.runs || 0) + 1;
+const tl = gsap.timeline({ paused: true });
+tl.from('[data-composition-id="grow"] .box', { scale: 0, duration: 0.5 }, 0);
+window.__timelines["grow"] = tl;</script></div></template>"""
+    )
+    (folder / "index.html").write_text(
+        """<!doctype html><html><head><script src="gsap.min.js"></script></head><body>
+<div data-composition-id="main" data-width="160" data-height="120" data-duration="1">
+<div data-composition-id="grow" data-composition-src="compositions/grow.html" data-start="0">
+</div></div></body></html>"""
+    )
+    (frame,) = await frames_at(page, folder, [0.75])
+    assert is_colour(frame[5, 5], BLUE), "the box grown to its full size"
+    assert await page.page.evaluate("window.runs") == 1
+
+
 async def test_a_same_origin_iframe_follows_the_frame_clock(
     page: TemplatePage, tmp_path: Path
 ) -> None:
