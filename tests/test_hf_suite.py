@@ -54,7 +54,8 @@ def test_lfs_media_and_network_media_are_skipped(tmp_path: Path) -> None:
     src.mkdir(parents=True)
     (src / "index.html").write_text("<video src='clip.mp4'></video>")
     (src / "clip.mp4").write_bytes(hf_suite.LFS + b"\noid sha256:00\nsize 1\n")
-    fixture = hf_suite.Fixture("lfs", tmp_path / "lfs", {"renderConfig": {"fps": 30}})
+    meta = {"minPsnr": 30, "maxFrameFailures": 0, "renderConfig": {"fps": 30}}
+    fixture = hf_suite.Fixture("lfs", tmp_path / "lfs", meta)
     assert hf_suite.skip_reason(fixture).startswith("Git LFS media")
     (src / "clip.mp4").unlink()
     (src / "index.html").write_text("<audio src='https://media.example/a.mp3'></audio>")
@@ -65,6 +66,8 @@ def test_lfs_media_and_network_media_are_skipped(tmp_path: Path) -> None:
     assert hf_suite.skip_reason(fixture) == ""
     fixture.meta["renderConfig"]["hdr"] = True
     assert hf_suite.skip_reason(fixture).startswith("HDR")
+    del fixture.meta["minPsnr"]
+    assert hf_suite.skip_reason(fixture).startswith("meta.json has no minPsnr")
 
 
 @pytest.fixture(scope="module")
