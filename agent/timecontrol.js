@@ -100,11 +100,19 @@
       return []; // another origin: nothing of the bundle, never reached
     }
   });
-  const frameLoaded = (frame) => new Promise((resolve) => {
-    const doc = (() => { try { return frame.contentDocument; } catch (e) { return null; } })();
-    if (doc && doc.readyState === "complete" && doc.URL !== "about:blank") resolve();
-    else frame.addEventListener("load", resolve, { once: true });
-  });
+  // Settled: loaded from the bundle, or not ours to wait for (another origin, or refused and
+  // showing an error page, which this page cannot read).
+  const frameSettled = (frame) => {
+    let doc = null;
+    try { doc = frame.contentDocument; } catch (e) { return true; }
+    return !doc || (doc.readyState === "complete" && doc.URL !== "about:blank");
+  };
+  const sameOrigin = (frame) => {
+    try { return new URL(frame.getAttribute("src"), document.baseURI).origin === location.origin; } catch (e) { return false; }
+  };
+  const frameLoaded = async (frame) => {
+    while (sameOrigin(frame) && !frameSettled(frame)) await new Promise((resolve) => realSetTimeout(resolve, 5));
+  };
 
   window.__framefleet = {
     fail,
