@@ -19,6 +19,9 @@ CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 # VideoFlow's browser runtime for VideoJSON jobs, bundled from npm (not committed).
 VIDEOFLOW := agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
+# The @fontsource faces HyperFrames compositions resolve their fonts to (not committed).
+HF_FONTS := agent/hf_fonts
+HF_FONTS_STAMP := $(HF_FONTS)/dist/.built
 
 # uv resolves requirements.in into requirements.lock (exact versions, hashes); pinned here and
 # installed into a venv of its own, so a stale lock never stops `make lock` from running.
@@ -30,7 +33,12 @@ LOCK_FLAGS := --generate-hashes --universal --fork-strategy fewest --python-vers
 
 .PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint lock lock-check stubs golden bench clean
 
-setup: $(SETUP_STAMP) $(TEST_DEPS_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE)
+setup: $(SETUP_STAMP) $(TEST_DEPS_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE) $(HF_FONTS_STAMP)
+
+$(HF_FONTS_STAMP): $(addprefix $(HF_FONTS)/,package.json package-lock.json build.mjs faces.json) \
+  scripts/build_hf_fonts.sh
+	scripts/build_hf_fonts.sh
+	touch $@
 
 $(VIDEOFLOW_BUNDLE): $(addprefix $(VIDEOFLOW)/,package.json package-lock.json build.mjs entry.js) \
   scripts/build_videoflow.sh

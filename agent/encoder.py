@@ -364,7 +364,13 @@ class H264Encoder:
             self._audio.until(self._frames / self._output.fps)
 
     def _convert(self, image: bytes) -> av.VideoFrame:
-        frames = self._decoder.decode(av.Packet(image))
+        # A PNG gets a decoder of its own: FFmpeg's PNG decoder, reused, keeps the previous
+        # picture wherever the next one is transparent (a trail of every earlier frame in an
+        # alpha output, and semi-transparent shadows darkening as they pile up).
+        decoder = self._decoder
+        if self._image_codec == "png":
+            decoder = av.CodecContext.create("png", "r")
+        frames = decoder.decode(av.Packet(image))
         if len(frames) != 1:
             raise FramefleetError(ErrorClass.ENCODE_ERROR, "a captured frame did not decode")
         decoded = frames[0]

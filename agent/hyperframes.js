@@ -7,6 +7,9 @@
 (() => {
   const ff = window.__framefleet;
   const fail = ff.fail;
+  // HyperFrames' runtime creates the registry before any page script: a page may assign to
+  // window.__timelines["id"] without creating it.
+  if (!window.__timelines) window.__timelines = {};
 
   // --- variables -------------------------------------------------------------------------
   const declaredDefaults = (el) => {
@@ -70,6 +73,8 @@
   const runScript = async (original, variables) => {
     const script = document.createElement("script");
     for (const { name, value } of original.attributes) script.setAttribute(name, value);
+    if (original.__ffType === null) script.removeAttribute("type");
+    else if (original.__ffType !== undefined) script.setAttribute("type", original.__ffType);
     if (original.src) {
       await new Promise((resolve, reject) => {
         script.onload = resolve;
@@ -83,6 +88,75 @@
     script.textContent = `(function(){${original.textContent}\n})();`;
     scoped = variables;
     try { original.replaceWith(script); } finally { scoped = null; }
+  };
+
+  // --- layout, as HyperFrames' runtime lays a composition out ----------------------------------
+  const px = (el, name) => {
+    const value = parseInt(el.getAttribute(name), 10);
+    return Number.isFinite(value) && value > 0 ? `${value}px` : null;
+  };
+  // A nested composition's own root (the first element of its file with data-composition-id)
+  // takes its declared size, else its host's (100%); the host takes the declared size too, so
+  // a host without a size of its own (or without data-composition-id) still fills its frame.
+  const sizeNested = (host, content) => {
+    const inner = content.querySelector("[data-composition-id]");
+    if (!inner) return;
+    inner.setAttribute("data-hf-inner-root", "");
+    for (const [name, prop] of [["data-width", "width"], ["data-height", "height"]]) {
+      const size = px(inner, name);
+      inner.style[prop] = size ?? "100%";
+      if (size) {
+        host.setAttribute(name, inner.getAttribute(name));
+        host.style[prop] = size;
+      }
+    }
+  };
+  // Its CSS names its root by [data-composition-id="id"], which its host may carry as well:
+  // the rule is for the root inside, not the host (HyperFrames scopes it the same way).
+  const scopeRootSelectors = (css, content) => {
+    const inner = content.querySelector("[data-hf-inner-root]");
+    const id = inner && inner.getAttribute("data-composition-id");
+    if (!id) return css;
+    const attribute = new RegExp(`\\[data-composition-id=(["'])${id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\1\\]`, "g");
+    const own = `[data-composition-id="${id}"]`;
+    return css.replace(attribute, `:is(${own}:not(:has([data-hf-inner-root])), ${own} > [data-hf-inner-root])`);
+  };
+  // The page fills the frame (no body margin or scrollbars); the root takes its declared size
+  // and clips; its timed children are placed absolutely, sized from data-width/data-height or
+  // to the whole root when they would otherwise have no size.
+  const layOut = () => {
+    for (const el of [document.documentElement, document.body]) {
+      if (!el) continue;
+      el.style.margin = "0";
+      el.style.padding = "0";
+      el.style.overflow = "hidden";
+    }
+    const root = [...document.querySelectorAll("[data-composition-id]")].find(isRoot);
+    if (!root) return;
+    if (!root.style.position) root.style.position = "relative";
+    root.style.overflow = "hidden";
+    for (const [name, prop] of [["data-width", "width"], ["data-height", "height"]]) {
+      const size = px(root, name);
+      if (size) root.style[prop] = size;
+    }
+    const skipped = ["SCRIPT", "STYLE", "LINK", "META"];
+    for (const child of root.children) {
+      if (skipped.includes(child.tagName) || !child.hasAttribute("data-start")) continue;
+      const style = getComputedStyle(child);
+      if (style.position !== "absolute" && style.position !== "fixed") child.style.position = "absolute";
+      if (child.tagName === "AUDIO") continue;
+      const media = child.tagName === "IMG" || child.tagName === "VIDEO";
+      for (const [name, prop] of [["data-width", "width"], ["data-height", "height"]]) {
+        const declared = px(child, name);
+        const computed = style[prop];
+        if (child.style[prop]) continue;
+        if (declared) {
+          if (computed === "0px" || computed === "auto") child.style[prop] = declared;
+        } else if (!media && computed === "0px") {
+          child.style[prop] = "100%";
+        }
+      }
+    }
   };
 
   const loadNested = async (root) => {
@@ -110,7 +184,18 @@
       if (!template) {
         for (const style of doc.head.querySelectorAll("style, link[rel=stylesheet]")) host.append(document.importNode(style, true));
       }
+      sizeNested(host, content);
+      if (!template) {
+        for (const style of host.querySelectorAll("style")) style.textContent = scopeRootSelectors(style.textContent, content);
+      }
+      for (const style of content.querySelectorAll("style")) style.textContent = scopeRootSelectors(style.textContent, content);
       const scripts = [...content.querySelectorAll("script")];
+      // A <template>'s scripts would run as they are inserted (and again from runScript, in
+      // their own scope): inert until runScript puts a live copy in their place.
+      for (const script of scripts) {
+        script.__ffType = script.getAttribute("type");
+        script.setAttribute("type", "text/x-framefleet-inert");
+      }
       host.append(content);
       for (const script of scripts) await runScript(script, host.__ffVariables);
       await loadNested(host);
@@ -157,21 +242,51 @@
     const all = [...document.querySelectorAll(`[data-composition-id="${CSS.escape(id)}"]`)];
     return all.find((el) => el.hasAttribute("data-composition-src")) || all[0] || null;
   };
+  // anime.js as HyperFrames drives it: what the page registers on window.__hfAnime (anything
+  // with seek(ms)) and the instances anime.js is running, seeked to t in milliseconds.
+  const discoverAnime = () => {
+    const running = window.anime?.running;
+    if (!Array.isArray(running) || running.length === 0) return;
+    const registered = Array.isArray(window.__hfAnime) ? window.__hfAnime : [];
+    for (const instance of running) if (!registered.includes(instance)) registered.push(instance);
+    window.__hfAnime = registered;
+  };
+  const seekAnime = (t) => {
+    const instances = window.__hfAnime;
+    if (!Array.isArray(instances)) return;
+    for (const instance of instances) if (typeof instance?.seek === "function") instance.seek(Math.max(0, t * 1000));
+  };
   // Animation runtimes HyperFrames drives that framefleet does not: a page using one must
   // draw from framefleet.onSeek, or its frames would not follow t.
   const undriven = () => {
     const found = [];
     if (window.lottie?.getRegisteredAnimations?.().length || window.bodymovin?.getRegisteredAnimations?.().length) found.push("lottie-web");
-    if (window.anime?.running?.length) found.push("anime.js");
     if (window.THREE) found.push("three.js");
+    return found;
+  };
+
+  // What HyperFrames' producer renders that framefleet cannot: refused by name at load, never
+  // drawn as something else (HyperShader outside HyperFrames' producer shows its own
+  // "Preparing scene transitions" overlay instead of the transition).
+  const unsupported = () => {
+    const found = [];
+    if (window.HyperShader || document.querySelector("#__hf-page-side-compositor, [data-hf-loader-core]")) {
+      found.push("shader transitions (HyperShader)");
+    }
+    if (document.querySelector("[data-color-grading]")) found.push("color grading (data-color-grading)");
     return found;
   };
 
   let isComposition = false;
   ff.hooks.ready.push(async () => {
+    const refused = unsupported();
+    if (refused.length) {
+      throw fail("TEMPLATE_UNSUPPORTED", `the composition uses ${refused.join(" and ")}, which framefleet does not render`);
+    }
     isComposition = !!document.querySelector("[data-composition-id]");
     if (!isComposition && timelines().length === 0) return;
     await loadNested(document);
+    layOut();
     clips = new Map();
     for (const el of document.querySelectorAll("[data-start]")) windowOf(el);
     applyBindings();
@@ -180,6 +295,7 @@
         throw fail("TEMPLATE_UNSUPPORTED", `window.__timelines["${id}"] is not a GSAP timeline (no totalTime or seek): nothing can drive it`);
       }
     }
+    discoverAnime();
     const runtimes = undriven();
     if (runtimes.length && ff.seekHandlerCount() === 0) {
       throw fail("TEMPLATE_UNSUPPORTED", `the page animates with ${runtimes.join(", ")}, which framefleet does not drive; draw each frame from framefleet.onSeek(t => ...)`);
@@ -202,6 +318,7 @@
 
   ff.hooks.seek.push((t) => {
     if (!clips) return;
+    seekAnime(t);
     for (const [id, timeline] of timelines()) {
       const host = hostOf(id);
       const local = host && !isRoot(host) ? Math.max(0, localTime(host, t, ["data-playback-start", "data-media-start"])) : t;

@@ -72,6 +72,11 @@ async def render(
         )
         span.set_attribute("framefleet.page.swapped", swapped)
     lap("swap" if swapped else "load")
+    if page.unresolved_fonts:  # HyperFrames warns too, and draws them with the browser's fallback
+        log.warning(
+            "fonts not resolved: drawn with Chromium's fallback face",
+            extra={"job_id": assign.lease.job_id, "families": page.unresolved_fonts},
+        )
     if not output.frames:  # a HyperFrames composition's own length, now that it has loaded
         output = replace(output, frames=await page.composition_frames(output.fps))
     clips = soundtrack.clips_from_page(await page.sound_clips())

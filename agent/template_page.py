@@ -21,6 +21,7 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, CDPSession, Frame, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
+from agent import hf_fonts
 from agent.renderers import RendererWatch, any_exit, spinning_renderers
 from framefleet.core import jobspec
 from framefleet.core.errors import ErrorClass, FramefleetError
@@ -127,6 +128,8 @@ class TemplatePage:
         self.frames_reused = 0  # frames of this load that repeat the previous picture
         # Capture with alpha (PNG, over no default background) for formats that keep it.
         self._alpha = False
+        # Families a HyperFrames composition names that no face resolves (agent/hf_fonts.py).
+        self.unresolved_fonts: list[str] = []
         page.on("pageerror", self._on_page_error)
         page.on("crash", self._on_crash)
         page.on("framenavigated", self._check_navigation)
@@ -271,6 +274,10 @@ class TemplatePage:
     ) -> None:
         self._bundle = {f"{ORIGIN}/{path}": data for path, data in template.assets.items()}
         self._bundle[INDEX] = page_html(template.html, params).encode()
+        # A HyperFrames composition gets the fonts HyperFrames would give it (agent/hf_fonts.py).
+        self.unresolved_fonts = []
+        if "data-composition-id" in template.html:
+            self.unresolved_fonts = hf_fonts.apply(self._bundle, INDEX, ORIGIN)
         await self.page.set_viewport_size({"width": size[0], "height": size[1]})
         self._navigation_expected = True
         await self.page.goto(INDEX, wait_until="load")

@@ -90,6 +90,30 @@
     return Number.isFinite(raw) && raw > 0 ? Math.min(5, Math.max(0.1, raw)) : 1;
   }
 
+  // Same-origin frames (<iframe>) run this runtime too (it is injected into every frame): the
+  // page's ready() and seek() carry on into theirs, so their clocks follow the frame's too.
+  const childFrames = () => [...document.querySelectorAll("iframe, frame")].flatMap((frame) => {
+    try {
+      const runtime = frame.contentWindow && frame.contentWindow.__framefleet;
+      return runtime ? [{ frame, runtime }] : [];
+    } catch (e) {
+      return []; // another origin: nothing of the bundle, never reached
+    }
+  });
+  // Settled: loaded from the bundle, or not ours to wait for (another origin, or refused and
+  // showing an error page, which this page cannot read).
+  const frameSettled = (frame) => {
+    let doc = null;
+    try { doc = frame.contentDocument; } catch (e) { return true; }
+    return !doc || (doc.readyState === "complete" && doc.URL !== "about:blank");
+  };
+  const sameOrigin = (frame) => {
+    try { return new URL(frame.getAttribute("src"), document.baseURI).origin === location.origin; } catch (e) { return false; }
+  };
+  const frameLoaded = async (frame) => {
+    while (sameOrigin(frame) && !frameSettled(frame)) await new Promise((resolve) => realSetTimeout(resolve, 5));
+  };
+
   window.__framefleet = {
     fail,
     // What a page runtime (agent/hyperframes.js) adds: awaited in ready() after the page's
@@ -191,6 +215,9 @@
         await new Promise((resolve) => realSetTimeout(resolve, 5));
       }
       for (const hook of this.hooks.ready) await hook();
+      const frames = [...document.querySelectorAll("iframe[src], frame[src]")];
+      await Promise.all(frames.map(frameLoaded));
+      for (const { runtime } of childFrames()) await runtime.ready();
       // A clip whose media cannot load fails the job, not a render without it.
       await Promise.all([...document.querySelectorAll("video, audio")].map(mediaLoaded));
       await document.fonts.ready;
@@ -226,6 +253,7 @@
         }
       }
       await Promise.all(seeks);
+      await Promise.all(childFrames().map(({ runtime }) => runtime.seek(ms)));
     },
   };
 })();

@@ -22,6 +22,9 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 JPEG_QUALITY = 2  # mjpeg qscale: 2 is near-lossless
 
+# Transfer characteristics (ITU-T H.273) of HDR video: PQ and HLG.
+HDR_TRANSFERS = {16: "PQ, SMPTE ST 2084", 18: "HLG, ARIB STD-B67"}
+
 
 @dataclass
 class _Decoder:
@@ -44,6 +47,12 @@ class _Decoder:
         if not self.container.streams.video:
             raise FramefleetError(ErrorClass.TEMPLATE_LOAD_ERROR, f"{self.path} has no video")
         stream = self.container.streams.video[0]
+        transfer = HDR_TRANSFERS.get(stream.codec_context.color_trc)
+        if transfer:  # drawn as is, its pictures would be wrong, not tone-mapped
+            raise FramefleetError(
+                ErrorClass.TEMPLATE_UNSUPPORTED,
+                f"{self.path} is HDR video ({transfer}): framefleet renders SDR only",
+            )
         if seconds > 0 and stream.time_base:
             self.container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
         self.frames = self.container.decode(stream)

@@ -93,3 +93,30 @@ async def test_webm_keeps_a_transparent_background(farm: Farm, tmp_path: Path) -
     red, clear = pictures[2][60, 40].tolist(), pictures[2][60, 120].tolist()
     assert red[3] > 250 and red[0] > 230 and red[1] < 25 and red[2] < 25, red
     assert clear[3] < 5, clear
+
+
+@pytest.mark.e2e
+async def test_webm_alpha_is_cleared_on_every_frame(farm: Farm, tmp_path: Path) -> None:
+    """A semi-transparent box moving over nothing (HyperFrames' webm-transparency fixture in
+    small): each frame shows it only where it is now, at its own alpha; no trail of where it
+    was, and its shadow does not darken as frames pile up."""
+    (tmp_path / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:transparent">
+<style>@keyframes go { from { left: 0 } to { left: 120px } }</style>
+<div style="position:absolute;top:20px;width:30px;height:30px;background:rgba(255,0,0,0.7);
+box-shadow:0 0 0 10px rgba(0,0,0,0.5);animation:go 1s linear forwards"></div></body></html>"""
+    )
+    spec = jobspec.template_job(tmp_path, width=160, height=120, fps=10, frames=10, format="webm")
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    with av.open(str(path_of(done.output_url))) as container:
+        decoder = av.CodecContext.create("libvpx-vp9", "r")
+        pictures = [
+            f.to_ndarray(format="rgba") for p in container.demux(video=0) for f in decoder.decode(p)
+        ]
+    first, last = pictures[0], pictures[9]  # the box at left 0, then at left 108
+    assert abs(int(first[35, 15, 3]) - 179) < 12, first[35, 15]  # 0.7 alpha
+    assert last[35, 15, 3] < 5, f"a trail where the box was: {last[35, 15]}"
+    assert abs(int(last[35, 123, 3]) - 179) < 12, last[35, 123]
+    # The shadow's ring, above the box: alpha 0.5 on every frame, not piling up toward 1.
+    assert abs(int(first[15, 15, 3]) - 128) < 12 and abs(int(last[15, 123, 3]) - 128) < 12

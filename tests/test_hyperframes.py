@@ -121,6 +121,127 @@ async def test_nested_composition_plays_in_its_own_time(page: TemplatePage, tmp_
     assert [box_left(f, 60, MAGENTA) for f in at[1:4]] == [10, 110, 210]
 
 
+async def test_a_nested_composition_is_sized_and_scoped_as_hyperframes_does(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # HyperFrames' missing-host-comp-id in small: a host with no id and no size, a body with
+    # its default margin, and the nested file's CSS sizing its root to 100%: the root takes its
+    # data-width/height and fills the frame. A second host that repeats the nested id keeps
+    # the nested rule on the root inside (its own padding would otherwise double).
+    folder = tmp_path / "sized"
+    (folder / "compositions").mkdir(parents=True)
+    shutil.copy(GSAP, folder)
+    (folder / "compositions" / "fill.html").write_text(
+        """<template><div data-composition-id="fill" data-width="160" data-height="120">
+<style>[data-composition-id="fill"] { height: 100%; background: rgb(255, 255, 0);
+ box-sizing: border-box; padding-top: 30px }
+[data-composition-id="fill"] .dot { width: 10px; height: 10px; background: rgb(0, 0, 255) }</style>
+<div class="dot"></div></div></template>"""
+    )
+    (folder / "index.html").write_text(
+        """<!doctype html><html><head><script src="gsap.min.js"></script></head><body>
+<div data-composition-id="main" data-width="160" data-height="120" data-duration="1">
+<div id="a" data-composition-src="compositions/fill.html" data-start="0" data-duration="0.5"></div>
+<div id="b" data-composition-id="fill" data-composition-src="compositions/fill.html"
+ data-start="0.5" data-duration="0.5"></div></div></body></html>"""
+    )
+    first, second = await frames_at(page, folder, [0.25, 0.75])
+    for frame in (first, second):
+        assert is_colour(frame[2, 2], YELLOW) and is_colour(frame[117, 157], YELLOW)
+        assert is_colour(frame[35, 5], BLUE), "the dot 30 px down, once"
+
+
+async def test_a_nested_templates_scripts_run_once(page: TemplatePage, tmp_path: Path) -> None:
+    # HyperFrames' css-import-scoping: a <template>'s script ran once as it was inserted and
+    # again in its own scope, so a gsap.from() read its own start state as the end (scale 0).
+    folder = tmp_path / "once"
+    (folder / "compositions").mkdir(parents=True)
+    shutil.copy(GSAP, folder)
+    (folder / "compositions" / "grow.html").write_text(
+        """<template><div data-composition-id="grow" data-width="160" data-height="120">
+<div class="box" style="width:160px;height:120px;background:rgb(0,0,255)"></div>
+<script>window.runs = (window.runs || 0) + 1;
+const tl = gsap.timeline({ paused: true });
+tl.from('[data-composition-id="grow"] .box', { scale: 0, duration: 0.5 }, 0);
+window.__timelines["grow"] = tl;</script></div></template>"""
+    )
+    (folder / "index.html").write_text(
+        """<!doctype html><html><head><script src="gsap.min.js"></script></head><body>
+<div data-composition-id="main" data-width="160" data-height="120" data-duration="1">
+<div data-composition-id="grow" data-composition-src="compositions/grow.html" data-start="0">
+</div></div></body></html>"""
+    )
+    (frame,) = await frames_at(page, folder, [0.75])
+    assert is_colour(frame[5, 5], BLUE), "the box grown to its full size"
+    assert await page.page.evaluate("window.runs") == 1
+
+
+async def test_a_same_origin_iframe_follows_the_frame_clock(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # HyperFrames' iframe-render-compat in small: the iframe draws from requestAnimationFrame
+    # (a red box 100 px per second) and a CSS animation (a green one): both at t, not real time.
+    folder = write_project(
+        tmp_path / "iframe",
+        '<iframe src="inner.html" width="160" height="120" style="border:0;display:block"'
+        ' class="clip" data-start="0" data-duration="2"></iframe>',
+        "",
+        **{"data-duration": "2"},
+    )
+    (folder / "inner.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:#000">
+<style>@keyframes go { from { left: 0 } to { left: 100px } }
+#g { position:absolute; top:70px; width:20px; height:20px; background:rgb(0,200,0);
+ animation: go 1s linear forwards }</style>
+<div id="r" style="position:absolute;top:20px;width:20px;height:20px;
+ background:rgb(255,48,48)"></div>
+<div id="g"></div>
+<script>const r = document.getElementById("r");
+function draw(ms) { r.style.left = `${ms / 10}px`; requestAnimationFrame(draw); }
+requestAnimationFrame(draw);</script></body></html>"""
+    )
+    at = await frames_at(page, folder, [0.25, 0.5, 1.5])
+    for row, colour, lefts in [(30, RED, [25, 50, 150]), (80, GREEN, [25, 50, 100])]:
+        found = [box_left(f, row, colour) for f in at]
+        # within a pixel: JPEG's chroma blurs a red edge on black
+        assert all(abs(x - want) <= 1 for x, want in zip(found, lefts, strict=True)), found
+
+
+async def test_the_timeline_registry_is_there_before_any_script(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # As HyperFrames' fast-capture-gsap: the page assigns into window.__timelines it never made.
+    folder = write_project(
+        tmp_path / "registry",
+        '<div id="box" style="position:absolute;top:40px;width:20px;height:20px;'
+        'background:rgb(255,48,48)"></div>',
+        "const tl = gsap.timeline({ paused: true });"
+        ' tl.to("#box", { left: 100, duration: 1, ease: "none" }, 0);'
+        ' window.__timelines["main"] = tl;',
+    )
+    at = await frames_at(page, folder, [0.5])
+    assert box_left(at[0], 50, RED) == 50
+
+
+async def test_anime_js_is_driven_as_hyperframes_drives_it(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # What the page registers on window.__hfAnime and what anime.js is running: seek(ms) at t.
+    folder = write_project(
+        tmp_path / "anime",
+        '<div id="a" style="position:absolute;top:10px;width:20px;height:20px;'
+        'background:rgb(255,48,48)"></div><div id="b" style="position:absolute;top:60px;'
+        'width:20px;height:20px;background:rgb(0,200,0)"></div>',
+        """const at = (id, k) => ({
+  seek(ms) { document.getElementById(id).style.left = `${ms / k}px`; } });
+window.__hfAnime = [at("a", 10)];
+window.anime = { running: [at("b", 20)] };""",
+    )
+    at = await frames_at(page, folder, [0.2, 0.8])
+    assert [box_left(f, 20, RED) for f in at] == [20, 80]
+    assert [box_left(f, 70, GREEN) for f in at] == [10, 40]
+
+
 async def test_variables_defaults_merge_with_the_jobs_parameters(
     page: TemplatePage, tmp_path: Path
 ) -> None:
@@ -152,6 +273,16 @@ async def test_get_variables_is_there_before_any_script(page: TemplatePage, tmp_
             "window.lottie = {getRegisteredAnimations: () => [{}]};",
             "TEMPLATE_UNSUPPORTED",
             "lottie-web",
+        ),
+        (  # HyperShader drawn outside HyperFrames' producer: its loading overlay, not the scene
+            "window.HyperShader = {init() {}};",
+            "TEMPLATE_UNSUPPORTED",
+            "shader transitions (HyperShader)",
+        ),
+        (
+            "document.getElementById('root').setAttribute('data-color-grading', 'warm');",
+            "TEMPLATE_UNSUPPORTED",
+            "color grading",
         ),
     ],
 )

@@ -75,6 +75,7 @@ def test_the_image_runs_framefleet_as_a_user_under_tini() -> None:
     assert "PATH=/opt/framefleet/bin:$PATH" in final["ENV"]
     build = all_stages[-2]
     assert ("COPY", "--from=videoflow /src/agent/videoflow/dist agent/videoflow/dist") in build
+    assert ("COPY", "--from=hf_fonts /src/agent/hf_fonts/dist agent/hf_fonts/dist") in build
     assert ("COPY", "--from=build /opt/framefleet /opt/framefleet") in all_stages[-1]
 
 
@@ -98,6 +99,9 @@ def test_the_build_context_keeps_what_the_build_copies() -> None:
         "agent/videoflow/package-lock.json",
         "agent/videoflow/build.mjs",
         "agent/videoflow/entry.js",
+        "agent/hf_fonts/package-lock.json",
+        "agent/hf_fonts/build.mjs",
+        "agent/hf_fonts/faces.json",
         "scripts/install_system_deps.sh",
     ]
     for path in needed:
@@ -119,6 +123,8 @@ def test_the_wheel_carries_every_runtime_file(tmp_path: Path) -> None:
             shutil.copy2(ROOT / name, source / name)
     bundle = ROOT / "agent" / "videoflow" / "dist"
     shutil.copytree(bundle, source / "agent" / "videoflow" / "dist")
+    faces = ROOT / "agent" / "hf_fonts" / "dist"
+    shutil.copytree(faces, source / "agent" / "hf_fonts" / "dist")
     subprocess.run(
         [
             sys.executable,
@@ -144,11 +150,17 @@ def test_the_wheel_carries_every_runtime_file(tmp_path: Path) -> None:
         if name.split("/")[0] in {"coordinator", "agent", "outputs", "farm"}
         and name.endswith(runtime)
         and "/node_modules/" not in name
-        and not name.startswith("agent/videoflow/package")
+        and not name.startswith(("agent/videoflow/package", "agent/hf_fonts/package"))
+        and name != "agent/hf_fonts/build.mjs"
         and name not in {"agent/videoflow/build.mjs", "agent/videoflow/entry.js"}
     }
     expected |= {
         f"agent/videoflow/dist/{p.relative_to(bundle)}" for p in bundle.rglob("*") if p.is_file()
+    }
+    expected |= {
+        f"agent/hf_fonts/dist/{p.relative_to(faces)}"
+        for p in faces.rglob("*")
+        if p.is_file() and p.suffix == ".woff2"
     }
     missing = sorted(expected - shipped)
     assert not missing, f"the image would lack: {missing}"

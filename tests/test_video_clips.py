@@ -17,7 +17,7 @@ import pytest_asyncio
 from agent.browser import Chromium
 from agent.template_page import TemplatePage
 from agent.video_clips import VideoClips
-from framefleet import AsyncClient
+from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.core import jobspec
 from tests import video
 from tests.farm_processes import Farm
@@ -123,3 +123,21 @@ async def test_a_videos_pictures_and_sound_reach_the_mp4(farm: Farm, tmp_path: P
     samples, rate = decode_audio(output)
     ((start, _, _),) = bursts(samples, rate)
     assert start == pytest.approx(0.75, abs=0.01)
+
+
+async def test_hdr_video_is_refused_not_drawn_untoned(page: TemplatePage, tmp_path: Path) -> None:
+    # An HLG clip (HyperFrames renders it as HDR or tone-maps it): framefleet renders SDR only, so
+    # it refuses the job by class rather than drawing HDR pictures as if they were SDR.
+    with av.open(str(tmp_path / "hlg.mp4"), mode="w") as container:
+        stream = container.add_stream("libx264", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.color_trc = 18  # HLG
+        for i in range(3):
+            frame = av.VideoFrame(64, 48, "yuv420p")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(FramefleetError) as refused:
+        await frames_shown(page, '<video src="hlg.mp4"></video>', tmp_path, [0])
+    assert refused.value.error_class == ErrorClass.TEMPLATE_UNSUPPORTED
+    assert "hlg.mp4 is HDR video (HLG" in str(refused.value)
