@@ -84,6 +84,55 @@ def test_make_example_renders_on_bare_bookworm_given_only_git_and_make(tmp_path:
     assert frames == EXAMPLE_FRAMES
 
 
+@pytest.mark.timeout(1500)
+def test_the_test_toolchains_install_on_bare_bookworm(tmp_path: Path) -> None:
+    """`make test`'s tools on the same bare bookworm: scripts/install_tools.sh must bring a Go new
+    enough for clients/go (Debian has 1.19: the toolchain module comes from the Go module proxy),
+    a Rust new enough for the crate's rust-version (Debian's cargo-web), and the pinned tools."""
+    containers.require_podman()
+    image = containers.quick_start()
+    containers.source_archive(tmp_path / "source.tar")
+    go_wants = next(
+        line.split()[1]
+        for line in (ROOT / "clients/go/go.mod").read_text().splitlines()
+        if line.startswith("go ")
+    )
+    rust_wants = next(
+        line.split('"')[1]
+        for line in (ROOT / "clients/rust/Cargo.toml").read_text().splitlines()
+        if line.startswith("rust-version")
+    )
+    script = """set -e
+        mkdir /src && tar -xf /in/source.tar -C /src && cd /src
+        scripts/install_tools.sh >/tmp/tools.log 2>&1 || { tail -40 /tmp/tools.log; exit 1; }
+        echo "GO $(.tools/go/bin/go env GOVERSION)"
+        echo "RUST $(rustc --version)"
+        .tools/bin/helm version --short && .tools/bin/buf --version && .tools/bin/grpcurl -version
+    """
+    # Go's module and build caches too: a rerun compiles the tools from cache.
+    volumes = [
+        *containers.CACHE_VOLUMES,
+        "framefleet-go-mod:/root/go/pkg/mod",
+        "framefleet-go-build:/root/.cache/go-build",
+        "framefleet-npm-cache:/root/.npm",
+    ]
+    output = containers.podman(
+        "run", "--rm", "-v", f"{tmp_path}:/in:ro",
+        *[arg for volume in volumes for arg in ("-v", volume)],
+        image, "bash", "-c", script,
+        timeout=1400,
+    )  # fmt: skip
+    go = output.split("GO go", 1)[1].split()[0]
+    rust = output.split("RUST rustc ", 1)[1].split()[0]
+    assert version_tuple(go) >= version_tuple(go_wants), output[-2000:]
+    assert version_tuple(rust) >= version_tuple(rust_wants), output[-2000:]
+    assert "v3.19" in output and "1.75.0" in output and "\ngrpcurl " in output, output[-2000:]
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
 @pytest.fixture
 def network() -> Iterator[str]:
     name = f"framefleet-test-{uuid.uuid4().hex[:8]}"
