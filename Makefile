@@ -90,6 +90,7 @@ example: $(SETUP_STAMP)
 	  --params examples/referral/ada.json --out out/
 
 test: lint
+	GO=$(GO) scripts/install_kube.sh
 	$(PY) -m pytest -q
 	$(MAKE) test-clients
 
@@ -98,8 +99,8 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not e2e" -p no:cacheprovider
 
 # The chart against a real API server (tests/test_kube.py). The first run builds kube-apiserver
-# into ~/.cache/framefleet/kube (scripts/install_kube.sh: 6 to 17 minutes on 2 cores); `make
-# test` runs these tests only once that cache exists.
+# into ~/.cache/framefleet/kube (scripts/install_kube.sh: 6 to 17 minutes on 2 cores, once per
+# machine); `make test` builds it too.
 test-kube: setup
 	scripts/install_kube.sh
 	$(PY) -m pytest -q -k kube
