@@ -24,6 +24,8 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from framefleet.core.errors import ErrorClass, FramefleetError
+
 FONTS = files("agent").joinpath("hf_fonts")
 PATH = "__framefleet/hf-fonts"  # where the page finds the faces, beside the bundle's files
 GENERIC = {
@@ -236,7 +238,15 @@ def apply(bundle: dict[str, bytes], index: str, origin: str) -> list[str]:
     for slug in {c.aliases[k] for k in fonts.requested if k in c.aliases}:
         for weight in c.faces[slug][1]:
             name = face_file(slug, weight)
-            bundle[f"{origin}/{PATH}/{name}"] = FONTS.joinpath("dist", name).read_bytes()
+            try:
+                face = FONTS.joinpath("dist", name).read_bytes()
+            except FileNotFoundError:  # the agent's install, not the composition: retryable
+                raise FramefleetError(
+                    ErrorClass.INTERNAL,
+                    f"font face {name} is not installed on this agent "
+                    "(make setup and the image build agent/hf_fonts/dist)",
+                ) from None
+            bundle[f"{origin}/{PATH}/{name}"] = face
     return unresolved
 
 

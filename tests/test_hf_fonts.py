@@ -14,12 +14,27 @@ from agent import hf_fonts
 from agent.browser import Chromium
 from agent.template_page import TemplatePage
 from framefleet.core import jobspec
+from framefleet.core.errors import ErrorClass, FramefleetError
 
 CSS = """<style>:root { --display: "Bebas Neue", sans-serif }
 .a { font-family: system-ui, sans-serif } .b { font: 700 48px/1.2 Helvetica, Arial, sans-serif }
 .c { font-family: var(--display) } .d { font-family: 'No Such Face', serif }
 @font-face { font-family: "Own"; src: url(own.woff2) } .e { font-family: Own, monospace }
 </style><p style="font-family: Georgia, serif; color: red">x</p>"""
+
+
+def test_an_agent_without_the_faces_fails_the_job_retryably_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install that never built agent/hf_fonts/dist (`make example` alone) is the agent's
+    fault: the job fails INTERNAL, naming the missing face, for another agent to retry."""
+    (tmp_path / "faces.json").write_bytes(hf_fonts.FONTS.joinpath("faces.json").read_bytes())
+    monkeypatch.setattr(hf_fonts, "FONTS", tmp_path)
+    bundle = {"http://o/index.html": b"<html><head></head><p style='font-family: Inter'>x</p>"}
+    with pytest.raises(FramefleetError) as failed:
+        hf_fonts.apply(bundle, "http://o/index.html", "http://o")
+    assert failed.value.error_class == ErrorClass.INTERNAL and failed.value.retryable
+    assert "inter-latin-" in str(failed.value) and "not installed" in str(failed.value)
 
 
 def test_families_are_found_and_generic_stacks_get_inter_first() -> None:
