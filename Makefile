@@ -36,13 +36,13 @@ LOCK_FLAGS := --generate-hashes --universal --fork-strategy fewest --python-vers
 setup: $(SETUP_STAMP) $(TEST_DEPS_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE) $(HF_FONTS_STAMP)
 
 $(HF_FONTS_STAMP): $(addprefix $(HF_FONTS)/,package.json package-lock.json build.mjs faces.json) \
-  scripts/build_hf_fonts.sh
-	scripts/build_hf_fonts.sh
+  scripts/build_npm.sh
+	scripts/build_npm.sh $(HF_FONTS)
 	touch $@
 
 $(VIDEOFLOW_BUNDLE): $(addprefix $(VIDEOFLOW)/,package.json package-lock.json build.mjs entry.js) \
-  scripts/build_videoflow.sh
-	scripts/build_videoflow.sh
+  scripts/build_npm.sh
+	scripts/build_npm.sh $(VIDEOFLOW)
 
 $(TOOLS_STAMP): scripts/install_tools.sh clients/go/go.mod clients/rust/Cargo.toml
 	scripts/install_tools.sh

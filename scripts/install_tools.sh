@@ -102,7 +102,7 @@ if ! command -v "$cargo" >/dev/null || ! at_least "$(rustc_version "$cargo")" "$
   fi
 fi
 
-# npm, for buf's package (and VideoFlow's bundle: scripts/build_videoflow.sh).
+# npm, for buf's package (and VideoFlow's bundle: scripts/build_npm.sh).
 if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
 
 # go install PKG@VERSION unless .tools/bin/NAME was built from exactly that module version.

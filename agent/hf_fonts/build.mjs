@@ -1,6 +1,6 @@
 // Copies the faces named in faces.json (the latin subset of each weight, as HyperFrames bundles
 // them) from the @fontsource packages npm installed into dist/, with each package's licence.
-// Run by `make setup` (scripts/build_hf_fonts.sh) after `npm ci`; dist/ is not committed.
+// Run by `make setup` (scripts/build_npm.sh agent/hf_fonts) after `npm ci`; dist/ is not committed.
 import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
