@@ -6,7 +6,8 @@ A family the composition's CSS names (in ``font-family`` or ``font``, in ``<styl
 looked up among HyperFrames' bundled faces (``hf_fonts/faces.json``: Inter, Roboto, Montserrat, …
 and the aliases HyperFrames maps to them, Helvetica and Arial to Inter, Georgia to EB Garamond,
 Menlo to JetBrains Mono, …); each is the latin subset of an ``@fontsource`` package from npm
-(``make setup``: scripts/build_npm.sh agent/hf_fonts), served to the page under the family's own name. A
+(``make setup``: scripts/build_npm.sh agent/hf_fonts), served to the page under the family's
+own name. A
 ``font-family`` (or custom property) whose first family is generic (``sans-serif``,
 ``system-ui``, ``serif``, …) gets HyperFrames' primary face (Inter) put first, as HyperFrames
 does; the ``font`` shorthand keeps its generic family, as in HyperFrames. A family first in some
