@@ -115,6 +115,10 @@ def spec_from_args(args: argparse.Namespace, destination: str) -> pb.JobSpec:
         crf=args.crf,
         preset=args.preset,
         format=getattr(args, "format", ""),
+        profile=getattr(args, "profile", ""),
+        quality=getattr(args, "quality", ""),
+        start=getattr(args, "start", None),
+        end=getattr(args, "end", None),
         destination=destination,
         priority=args.priority,
         name=args.name,
@@ -144,11 +148,29 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
     parser.add_argument(
         "--format",
-        choices=("mp4", "webm", "hls"),
+        choices=("mp4", "webm", "hls", "mov", "gif"),
         default="",
-        help="mp4 (H.264 + AAC, the default), webm (VP9 + Opus; CRF 0-63, default 32) or hls "
-        "(a VOD playlist over the fragmented MP4 beside it)",
+        help="mp4 (H.264 + AAC, the default), webm (VP9 + Opus, with alpha; CRF 0-63, default "
+        "32), hls (a VOD playlist over the fragmented MP4 beside it), mov (ProRes, see "
+        "--profile) or gif (one palette for all frames)",
     )
+    parser.add_argument(
+        "--profile",
+        choices=("4444", "hq", "standard", "lt", "proxy"),
+        default="",
+        help="ProRes profile of a mov: 4444 (with alpha, the default) or a 4:2:2 one",
+    )
+    parser.add_argument(
+        "--quality",
+        choices=("draft", "looks", "delivery"),
+        default="",
+        help="HyperFrames' quality names: CRF and preset where --crf/--preset are not given "
+        "(README, Output formats)",
+    )
+    parser.add_argument(
+        "--start", type=float, default=None, help="render from this second of the source"
+    )
+    parser.add_argument("--end", type=float, default=None, help="render up to this second")
     parser.add_argument(
         "--name",
         default="",

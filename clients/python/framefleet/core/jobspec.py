@@ -53,8 +53,25 @@ MAX_ATTEMPTS_LIMIT = 10
 # Output formats: container -> (video codec, default CRF, highest CRF). Sound goes with them:
 # AAC in MP4, Opus in WebM (agent/encoder.py).
 # HLS: a fragmented MP4 and a VOD playlist of byte ranges of it (the output is the playlist).
-FORMATS = {"mp4": ("h264", 23, 51), "webm": ("vp9", 32, 63), "hls": ("h264", 23, 51)}
-SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8"}
+# MOV (ProRes) and GIF have no CRF (None): a ProRes profile sets its quality; a GIF has no
+# sound, a MOV none either (agent/file_encoders.py).
+FORMATS: dict[str, tuple[str, int | None, int]] = {
+    "mp4": ("h264", 23, 51),
+    "webm": ("vp9", 32, 63),
+    "hls": ("h264", 23, 51),
+    "mov": ("prores", None, 0),
+    "gif": ("gif", None, 0),
+}
+SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8", "mov": "mov", "gif": "gif"}
+# ProRes profiles (prores_ks's names): 4444 keeps alpha (yuva444p10le), the rest are 4:2:2.
+PRORES_PROFILES = ("4444", "hq", "standard", "lt", "proxy")
+# HyperFrames' quality names -> {codec: (crf, preset)}; the preset is x264's (VP9 encodes at
+# one speed, agent/encoder.py). "looks" is the default a job gets with no quality.
+QUALITIES = {
+    "draft": {"h264": (28, "ultrafast"), "vp9": (40, "")},
+    "looks": {"h264": (23, "veryfast"), "vp9": (32, "")},
+    "delivery": {"h264": (18, "slow"), "vp9": (24, "")},
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,20 @@ class Output:
     crf: int
     preset: str
     format: str = "mp4"
+    # ProRes profile ("mov" only).
+    profile: str = ""
+    # A partial render: frame n of the output is frame start_frame + n of the source.
+    start_frame: int = 0
+
+
+# Output fields added after content keys existed: left out of the key at their defaults, so
+# the keys (and cached outputs) of jobs that do not use them stay as they were.
+_LATER_FIELDS = {"profile": "", "start_frame": 0}
+
+
+def has_alpha(output: Output) -> bool:
+    """The output keeps the page's transparency (PNG captures over a transparent default)."""
+    return output.format == "webm" or (output.format == "mov" and output.profile == "4444")
 
 
 def invalid(message: str) -> FramefleetError:
@@ -103,6 +134,42 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         raise invalid(f"{width}x{height} is larger than 3840x2160")
     if not 1 <= fps <= MAX_FPS:
         raise invalid(f"fps {fps} is outside 1..{MAX_FPS}")
+    start, frames = 0, _length(o, fps, open_length)
+    if o.HasField("start_seconds") or o.HasField("end_seconds"):
+        start, frames = _cut(o, fps, frames)
+    container = o.format or "mp4"
+    if container not in FORMATS:
+        raise invalid(f"format {container!r} is not one of {', '.join(FORMATS)}")
+    codec, default_crf, max_crf = FORMATS[container]
+    if (o.codec or codec) != codec:
+        raise invalid(f"codec {o.codec!r} does not go in {container} (it takes {codec})")
+    if o.profile and container != "mov":
+        raise invalid(f"profile {o.profile!r}: only a mov (ProRes) output has profiles")
+    if default_crf is None:  # MOV, GIF: no CRF, preset or quality name
+        for name in ("crf", "preset", "quality"):
+            if o.HasField(name) if name == "crf" else getattr(o, name):
+                raise invalid(
+                    f"{name} does not apply to {container}"
+                    + (": choose a ProRes profile" if container == "mov" else "")
+                )
+        profile = (o.profile or "4444") if container == "mov" else ""
+        if profile and profile not in PRORES_PROFILES:
+            raise invalid(f"profile {profile!r} is not one of {', '.join(PRORES_PROFILES)}")
+        return Output(width, height, fps, frames, codec, 0, "", container, profile, start)
+    if o.quality and o.quality not in QUALITIES:
+        raise invalid(f"quality {o.quality!r} is not one of {', '.join(QUALITIES)}")
+    quality_crf, quality_preset = QUALITIES[o.quality or "looks"][codec]
+    crf = o.crf if o.HasField("crf") else quality_crf if o.quality else default_crf
+    if not 0 <= crf <= max_crf:
+        raise invalid(f"crf {crf} is outside 0..{max_crf} ({codec})")
+    preset = o.preset or quality_preset or "veryfast"
+    if preset not in X264_PRESETS:
+        raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
+    return Output(width, height, fps, frames, codec, crf, preset, container, start_frame=start)
+
+
+def _length(o: pb.OutputSettings, fps: int, open_length: bool) -> int:
+    """The source's whole length in frames (0: its own, known once loaded)."""
     if o.HasField("frames"):
         frames = o.frames
     elif o.HasField("duration_seconds"):
@@ -119,19 +186,26 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps
     ):
         raise invalid(f"{frames} frames is outside 1..{min(MAX_FRAMES, MAX_SECONDS * fps)}")
-    container = o.format or "mp4"
-    if container not in FORMATS:
-        raise invalid(f"format {container!r} is not one of {', '.join(FORMATS)}")
-    codec, default_crf, max_crf = FORMATS[container]
-    if (o.codec or codec) != codec:
-        raise invalid(f"codec {o.codec!r} does not go in {container} (it takes {codec})")
-    crf = o.crf if o.HasField("crf") else default_crf
-    if not 0 <= crf <= max_crf:
-        raise invalid(f"crf {crf} is outside 0..{max_crf} ({codec})")
-    preset = o.preset or "veryfast"
-    if preset not in X264_PRESETS:
-        raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
-    return Output(width, height, fps, frames, codec, crf, preset, container)
+    return frames
+
+
+def _cut(o: pb.OutputSettings, fps: int, frames: int) -> tuple[int, int]:
+    """A partial render's first source frame and its length in frames (0: to the end of a
+    source whose length is its own)."""
+    start_s = o.start_seconds if o.HasField("start_seconds") else 0.0
+    if not 0 <= start_s <= MAX_SECONDS:
+        raise invalid(f"start {start_s:g}s is outside 0..{MAX_SECONDS}s")
+    start = round(start_s * fps)
+    end = frames
+    if o.HasField("end_seconds"):
+        if not start_s < o.end_seconds <= MAX_SECONDS:
+            raise invalid(f"end {o.end_seconds:g}s is not after start {start_s:g}s")
+        end = round(o.end_seconds * fps)
+        if frames and end > frames:
+            raise invalid(f"end {o.end_seconds:g}s is past the source's {frames / fps:g}s")
+    if end and end <= start:
+        raise invalid(f"start {start_s:g}s is not before the end ({end / fps:g}s)")
+    return start, (end - start if end else 0)
 
 
 def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
@@ -218,7 +292,13 @@ def content_key(spec: pb.JobSpec, source: str | None = None, output: Output | No
         "renderer": RENDERER_VERSION,
         "source": source or source_key(spec),
         "params": params_dict(spec.params),
-        "output": asdict(output or resolve_output(spec.output, open_length=open_length(spec))),
+        "output": {
+            name: value
+            for name, value in asdict(
+                output or resolve_output(spec.output, open_length=open_length(spec))
+            ).items()
+            if _LATER_FIELDS.get(name, object()) != value
+        },
     }
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -294,6 +374,10 @@ def template_job(
     name: str = "",
     chunks: int = 0,
     chunk_frames: int = 0,
+    profile: str = "",
+    quality: str = "",
+    start: float | None = None,
+    end: float | None = None,
 ) -> pb.JobSpec:
     """A job spec for an HTML template file (or a HyperFrames project folder) and its
     parameters. Output settings not given (None) come from a HyperFrames composition root's
@@ -301,13 +385,13 @@ def template_job(
     readable output name besides the content-addressed one, e.g. "{row_key}.mp4" (see
     core.naming). ``chunks=N`` splits an MP4 into N chunks rendered at once (1: never),
     ``chunk_frames=F`` into chunks of F frames; by default the coordinator splits a long MP4
-    by its free slots."""
+    by its free slots. ``format``: mp4, webm, hls, mov (ProRes ``profile``) or gif;
+    ``quality``: draft, looks or delivery; ``start``/``end``: seconds of the source to render
+    (a partial render)."""
     loaded = load_template(template)
     own = hyperframes.output_defaults(loaded.html)
     output = _output(own, width, height, fps, duration, frames)
-    output.format, output.preset = format, preset
-    if crf is not None:
-        output.crf = crf
+    _options(output, format, preset, crf, profile, quality, start, end)
     spec = pb.JobSpec(template=loaded, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
@@ -340,6 +424,26 @@ def _output(
     elif frames is None and own.get("duration"):
         output.duration_seconds = own["duration"]
     return output
+
+
+def _options(
+    output: pb.OutputSettings,
+    format: str,
+    preset: str,
+    crf: int | None,
+    profile: str,
+    quality: str,
+    start: float | None,
+    end: float | None,
+) -> None:
+    """The encoding options given (None, "": not given) onto ``output``."""
+    output.format, output.preset, output.profile, output.quality = format, preset, profile, quality
+    if crf is not None:
+        output.crf = crf
+    if start is not None:
+        output.start_seconds = start
+    if end is not None:
+        output.end_seconds = end
 
 
 def _finish_spec(
@@ -375,6 +479,10 @@ def video_json_job(
     name: str = "",
     chunks: int = 0,
     chunk_frames: int = 0,
+    profile: str = "",
+    quality: str = "",
+    start: float | None = None,
+    end: float | None = None,
 ) -> pb.JobSpec:
     """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
     inlined as data: URLs) or the document's text. Output settings not given (None) come from the
@@ -386,9 +494,7 @@ def video_json_job(
         text = videojson.load(document)
     own = videojson.output_defaults(text)
     output = _output(own, width, height, fps, duration, frames)
-    output.format, output.preset = format, preset
-    if crf is not None:
-        output.crf = crf
+    _options(output, format, preset, crf, profile, quality, start, end)
     spec = pb.JobSpec(video_json=text, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
