@@ -1,0 +1,240 @@
+"""HyperFrames' output options: MOV (ProRes 4444 with alpha, the 4:2:2 profiles), GIF, quality
+names and --start/--end partial renders; each decoded back as a user would (frame count, size,
+alpha, the template's colour at that time), and each combination that cannot be honoured
+refused at submit as INVALID_JOB."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from agent.soundtrack import SoundClip, shifted
+from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.cli import build_parser, spec_from_args
+from framefleet.core import jobspec
+from framefleet.v1 import framefleet_pb2 as pb
+from outputs.s3 import content_type
+from tests.farm_processes import Farm
+from tests.test_soundtrack import TONE, bursts, decode_audio, write_tone
+from tests.video import decode, is_colour, path_of
+
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+# Red for the first second, green for the second, blue for the third (held at each step).
+STEPS = """<!doctype html><html><head><style>
+html, body { margin: 0; width: 100%; height: 100%; overflow: hidden; }
+body { animation: c 3s step-end forwards; }
+@keyframes c { 0% { background: rgb(255,0,0) } 33.333% { background: rgb(0,255,0) }
+               66.667% { background: rgb(0,0,255) } 100% { background: rgb(0,0,255) } }
+</style></head><body>%s</body></html>"""
+# Nothing painted but an opaque red box on the left half: transparent elsewhere.
+BOX = """<!doctype html><html><body style="margin:0;background:transparent">
+<div style="position:absolute;left:0;top:0;width:40px;height:48px;background:rgb(255,0,0)">
+</div></body></html>"""
+
+
+def steps(folder: Path, body: str = "") -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "index.html").write_text(STEPS.replace("%s", body))
+    return folder
+
+
+def refused(settings: pb.OutputSettings, message: str) -> None:
+    with pytest.raises(FramefleetError) as caught:
+        jobspec.resolve_output(settings)
+    assert caught.value.error_class == ErrorClass.INVALID_JOB
+    assert message in str(caught.value), str(caught.value)
+
+
+def test_format_and_profile_rules() -> None:
+    mov = jobspec.resolve_output(pb.OutputSettings(frames=1, format="mov"))
+    assert (mov.codec, mov.profile, jobspec.has_alpha(mov)) == ("prores", "4444", True)
+    hq = jobspec.resolve_output(pb.OutputSettings(frames=1, format="mov", profile="hq"))
+    assert (hq.profile, jobspec.has_alpha(hq)) == ("hq", False)
+    gif = jobspec.resolve_output(pb.OutputSettings(frames=1, format="gif"))
+    assert (gif.codec, jobspec.has_alpha(gif)) == ("gif", False)
+    refused(pb.OutputSettings(frames=1, format="mov", profile="4444xq"), "is not one of 4444")
+    refused(pb.OutputSettings(frames=1, profile="hq"), "only a mov (ProRes) output")
+    refused(pb.OutputSettings(frames=1, format="mov", crf=20), "crf does not apply to mov")
+    refused(pb.OutputSettings(frames=1, format="gif", preset="slow"), "preset does not apply")
+    refused(pb.OutputSettings(frames=1, format="gif", quality="draft"), "quality does not apply")
+    refused(pb.OutputSettings(frames=1, format="avi"), "is not one of mp4, webm, hls, mov, gif")
+    assert jobspec.output_key("abcdef", "mov") == "ab/cd/abcdef.mov"
+    assert content_type("p/ab/cd/k.mov") == "video/quicktime"
+    assert content_type("p/ab/cd/k.gif") == "image/gif"
+
+
+def test_quality_names_map_to_encoder_settings() -> None:
+    def settings(**kw: object) -> tuple[int, str]:
+        o = jobspec.resolve_output(pb.OutputSettings(frames=1, **kw))  # type: ignore[arg-type]
+        return o.crf, o.preset
+
+    assert settings(quality="draft") == (28, "ultrafast")
+    assert settings(quality="looks") == settings() == (23, "veryfast")
+    assert settings(quality="delivery") == (18, "slow")
+    assert settings(quality="delivery", crf=30) == (30, "slow")  # given settings win
+    assert settings(quality="draft", preset="medium") == (28, "medium")
+    assert settings(format="webm", quality="delivery")[0] == 24
+    assert settings(format="webm", quality="draft")[0] == 40
+    refused(pb.OutputSettings(frames=1, quality="best"), "is not one of draft, looks, delivery")
+
+
+def test_start_and_end_cut_the_timeline() -> None:
+    def cut(**kw: object) -> tuple[int, int]:
+        o = jobspec.resolve_output(pb.OutputSettings(fps=10, **kw))  # type: ignore[arg-type]
+        return o.start_frame, o.frames
+
+    assert cut(duration_seconds=3, start_seconds=1, end_seconds=2) == (10, 10)
+    assert cut(duration_seconds=3, start_seconds=1.5) == (15, 15)
+    assert cut(duration_seconds=3, end_seconds=0.5) == (0, 5)
+    # A composition whose length is its own: to its end, known once loaded.
+    open_ = jobspec.resolve_output(pb.OutputSettings(fps=10, start_seconds=1), open_length=True)
+    assert (open_.start_frame, open_.frames) == (10, 0)
+    refused(pb.OutputSettings(duration_seconds=3, start_seconds=2, end_seconds=1), "not after")
+    refused(pb.OutputSettings(duration_seconds=3, end_seconds=4), "past the source's 3s")
+    refused(pb.OutputSettings(duration_seconds=3, start_seconds=3), "not before the end")
+    refused(pb.OutputSettings(duration_seconds=3, start_seconds=-1), "outside 0..600s")
+
+
+def test_content_keys_of_jobs_without_the_options_are_unchanged() -> None:
+    """The options join the content key only when used, so existing keys (and cached
+    outputs) stay; when used, they change it."""
+    spec = pb.JobSpec(template=pb.Template(html="<p>x</p>"), output=pb.OutputSettings(frames=5))
+    before = {  # the key as it was computed before these options existed
+        "renderer": jobspec.RENDERER_VERSION,
+        "source": jobspec.source_key(spec),
+        "params": {},
+        "output": {"width": 1280, "height": 720, "fps": 30, "frames": 5, "codec": "h264",
+                   "crf": 23, "preset": "veryfast", "format": "mp4"},
+    }  # fmt: skip
+    blob = json.dumps(before, sort_keys=True, separators=(",", ":")).encode()
+    assert jobspec.content_key(spec) == hashlib.sha256(blob).hexdigest()
+    keys = set()
+    for settings in (
+        pb.OutputSettings(frames=5),
+        pb.OutputSettings(frames=5, start_seconds=0.1),
+        pb.OutputSettings(frames=5, format="mov"),
+        pb.OutputSettings(frames=5, format="mov", profile="hq"),
+    ):
+        keys.add(jobspec.content_key(pb.JobSpec(template=spec.template, output=settings)))
+    assert len(keys) == 4
+
+
+def test_a_partial_render_hears_the_sound_from_its_start() -> None:
+    clips = [
+        SoundClip("a.wav", start=0.0, end=4.0, media_start=0.5, volume=1.0),
+        SoundClip("b.wav", start=2.0, end=3.0, media_start=0.0, volume=1.0),
+        SoundClip("c.wav", start=0.0, end=1.0, media_start=0.0, volume=1.0),
+    ]
+    a, b = shifted(clips, 1.5)
+    assert (a.start, a.end, a.media_start) == (0.0, 2.5, 2.0)
+    assert (b.start, b.end, b.media_start) == (0.5, 1.5, 0.0)
+    assert shifted(clips, 0.0) == clips
+
+
+def test_the_cli_takes_the_options(tmp_path: Path) -> None:
+    folder = str(steps(tmp_path / "steps"))
+    mov = ["--format", "mov", "--profile", "hq", "--start", "1", "--end", "2.5"]
+    args = build_parser().parse_args(["submit", folder, "--duration", "3", *mov])
+    output = spec_from_args(args, "out").output
+    got = (output.format, output.profile, output.start_seconds, output.end_seconds)
+    assert got == ("mov", "hq", 1.0, 2.5)
+    args = build_parser().parse_args(["submit", folder, "--duration", "1", "--quality", "draft"])
+    assert spec_from_args(args, "out").output.quality == "draft"
+    gif = ["--format", "gif", "--crf", "20"]
+    args = build_parser().parse_args(["submit", folder, "--duration", "1", *gif])
+    with pytest.raises(FramefleetError, match="crf does not apply to gif"):
+        spec_from_args(args, "out")
+
+
+async def render(farm: Farm, spec: pb.JobSpec) -> Path:
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(spec)).id)
+    assert done.state == pb.JOB_STATE_SUCCEEDED, done.error
+    return path_of(done.output_url)
+
+
+@pytest.mark.e2e
+async def test_mov_4444_keeps_alpha(farm: Farm, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text(BOX)
+    spec = jobspec.template_job(tmp_path, width=80, height=48, fps=10, frames=4, format="mov")
+    output = await render(farm, spec)
+    assert output.suffix == ".mov"
+    with av.open(str(output)) as container:
+        assert container.format.name.startswith("mov")
+        (stream,) = container.streams
+        assert (stream.codec_context.name, stream.codec_context.profile) == ("prores", "4444")
+        pictures = [f.to_ndarray(format="rgba") for f in container.decode(video=0)]
+    assert len(pictures) == 4 and pictures[0].shape == (48, 80, 4)
+    box, clear = pictures[3][24, 20].tolist(), pictures[3][24, 60].tolist()
+    assert box[3] == 255 and is_colour(np.array(box[:3]), RED, 8), box
+    assert clear[3] == 0, clear
+
+
+@pytest.mark.e2e
+async def test_mov_422_profile_shows_the_template_at_each_time(farm: Farm, tmp_path: Path) -> None:
+    folder = steps(tmp_path / "steps")
+    spec = jobspec.template_job(
+        folder, width=64, height=48, fps=5, duration=3, format="mov", profile="hq"
+    )
+    output = await render(farm, spec)
+    with av.open(str(output)) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.name, ctx.profile, ctx.pix_fmt) == ("prores", "HQ", "yuv422p10le")
+    frames = decode(output)
+    assert len(frames) == 15 and frames[0].shape == (48, 64, 3)
+    for n, colour in ((2, RED), (7, GREEN), (12, BLUE)):
+        assert is_colour(frames[n][24, 32], colour, 8), (n, frames[n][24, 32])
+
+
+@pytest.mark.e2e
+async def test_gif_has_every_frame_in_the_template_colours(farm: Farm, tmp_path: Path) -> None:
+    # A gradient besides the steps: more colours than one step needs, one palette for all.
+    gradient = '<div style="height:16px;background:linear-gradient(90deg,#000,#fff)"></div>'
+    folder = steps(tmp_path / "steps", gradient)
+    spec = jobspec.template_job(folder, width=64, height=48, fps=5, duration=3, format="gif")
+    output = await render(farm, spec)
+    assert output.suffix == ".gif" and output.read_bytes()[:6] == b"GIF89a"
+    with av.open(str(output)) as container:
+        assert container.streams.video[0].codec_context.name == "gif"
+    frames = decode(output)
+    assert len(frames) == 15 and frames[0].shape == (48, 64, 3)
+    for n, colour in ((2, RED), (7, GREEN), (12, BLUE)):
+        assert is_colour(frames[n][32, 32], colour, 12), (n, frames[n][32, 32])
+    ramp = frames[7][8, :, 0].astype(int)
+    assert ramp[2] < 30 and ramp[-3] > 225 and np.all(np.diff(ramp[2:-2]) >= -12)
+
+
+@pytest.mark.e2e
+async def test_start_and_end_render_that_part_with_its_sound(farm: Farm, tmp_path: Path) -> None:
+    folder = steps(tmp_path / "steps", '<audio src="tone.wav" data-start="0"></audio>')
+    write_tone(folder / "tone.wav", seconds=3.0)
+    spec = jobspec.template_job(folder, width=64, height=48, fps=10, duration=3, start=0.5, end=2)
+    output = await render(farm, spec)
+    frames = decode(output)
+    assert len(frames) == 15  # 0.5 s .. 2 s
+    assert is_colour(frames[0][24, 32], RED)  # 0.5 s
+    assert is_colour(frames[6][24, 32], GREEN)  # 1.1 s
+    assert is_colour(frames[14][24, 32], GREEN)  # 1.9 s
+    samples, rate = decode_audio(output)
+    ((start, _, _),) = bursts(samples, rate)
+    assert start == pytest.approx(TONE[0] - 0.5, abs=0.01)
+
+
+@pytest.mark.e2e
+async def test_sound_into_a_gif_fails_with_a_class(farm: Farm, tmp_path: Path) -> None:
+    folder = steps(tmp_path / "steps", '<audio src="tone.wav" data-start="0"></audio>')
+    write_tone(folder / "tone.wav")
+    spec = jobspec.template_job(folder, width=64, height=48, fps=5, duration=1, format="gif")
+    async with AsyncClient(farm.address) as client:
+        job = await client.submit(spec)
+        with pytest.raises(FramefleetError) as failure:
+            await client.wait(job.id)
+        final = await client.get(job.id)
+    assert failure.value.error_class == ErrorClass.INVALID_JOB
+    assert "has sound and a gif output has none" in str(failure.value)
+    assert (final.state, final.attempt) == (pb.JOB_STATE_FAILED, 1)
