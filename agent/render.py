@@ -76,9 +76,10 @@ async def render(
         swapped = await page.load(
             template,
             params,
-            (output.width, output.height),
+            output.page_size,
             limits.ready_timeout,
             assign.source_key,
+            output.scale,
         )
         span.set_attribute("framefleet.page.swapped", swapped)
     lap("swap" if swapped else "load")

@@ -238,3 +238,40 @@ async def test_sound_into_a_gif_fails_with_a_class(farm: Farm, tmp_path: Path) -
     assert failure.value.error_class == ErrorClass.INVALID_JOB
     assert "has sound and a gif output has none" in str(failure.value)
     assert (final.state, final.attempt) == (pb.JOB_STATE_FAILED, 1)
+
+
+def test_resolution_presets_scale_the_page() -> None:
+    def scaled(**kw: object) -> tuple[tuple[int, int], tuple[int, int], float]:
+        o = jobspec.resolve_output(pb.OutputSettings(frames=1, **kw))  # type: ignore[arg-type]
+        return (o.width, o.height), o.page_size, o.scale
+
+    assert scaled(resolution="1080p") == ((1920, 1080), (1280, 720), 1.5)
+    assert scaled(resolution="4k", width=1920, height=1080) == ((3840, 2160), (1920, 1080), 2.0)
+    assert scaled(resolution="portrait", width=540, height=960)[2] == 2.0
+    assert scaled(resolution="square", width=360, height=360)[2] == 3.0
+    assert scaled() == ((1280, 720), (1280, 720), 1.0)
+    refused(pb.OutputSettings(frames=1, resolution="portrait"), "not the shape of the 1280x720")
+    refused(pb.OutputSettings(frames=1, resolution="8k"), "is not one of 1080p, 1440p, 4k")
+
+
+@pytest.mark.e2e
+async def test_a_resolution_preset_draws_the_same_layout_sharper(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """A 160x90 page with a 1 px black line at x = 40 and a red box over its right half, at
+    1080p: the output is 1920x1080, the box still covers the right half (the layout did not
+    change), and the line is 12 device pixels wide (drawn at scale 12, not stretched)."""
+    (tmp_path / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:#fff">
+<div style="position:absolute;left:40px;top:0;width:1px;height:90px;background:#000"></div>
+<div style="position:absolute;left:80px;top:0;width:80px;height:90px;background:rgb(255,0,0)">
+</div></body></html>"""
+    )
+    spec = jobspec.template_job(tmp_path, width=160, height=90, fps=5, frames=2, resolution="1080p")
+    (frame, _) = decode(await render(farm, spec))
+    assert frame.shape == (1080, 1920, 3)
+    assert is_colour(frame[540, 950], (255, 255, 255)) and is_colour(frame[540, 970], RED)
+    # Hard edges: black on exactly 12 pixels, white right beside (a 160 px picture stretched
+    # to 1920 would ramp through grey over several pixels on each side).
+    row = frame[540, :, 0].astype(int)
+    assert np.all(row[480:492] < 24) and np.all(row[470:480] > 232) and np.all(row[492:502] > 232)

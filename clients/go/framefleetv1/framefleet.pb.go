@@ -271,8 +271,13 @@ type OutputSettings struct {
 	Quality string `protobuf:"bytes,11,opt,name=quality,proto3" json:"quality,omitempty"`
 	// A partial render: the source's timeline from start_seconds to end_seconds (each rounded
 	// to a frame). The length (frames or duration_seconds) is the source's whole timeline.
-	StartSeconds  *float64 `protobuf:"fixed64,12,opt,name=start_seconds,json=startSeconds,proto3,oneof" json:"start_seconds,omitempty"`
-	EndSeconds    *float64 `protobuf:"fixed64,13,opt,name=end_seconds,json=endSeconds,proto3,oneof" json:"end_seconds,omitempty"`
+	StartSeconds *float64 `protobuf:"fixed64,12,opt,name=start_seconds,json=startSeconds,proto3,oneof" json:"start_seconds,omitempty"`
+	EndSeconds   *float64 `protobuf:"fixed64,13,opt,name=end_seconds,json=endSeconds,proto3,oneof" json:"end_seconds,omitempty"`
+	// A resolution preset: "1080p" (1920x1080), "1440p", "4k" (3840x2160), "portrait"
+	// (1080x1920) or "square" (1080x1080). The page keeps its own layout size (width and
+	// height) and Chromium draws it at the device scale factor that fills the preset, so the
+	// shapes must match.
+	Resolution    string `protobuf:"bytes,14,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -396,6 +401,13 @@ func (x *OutputSettings) GetEndSeconds() float64 {
 		return *x.EndSeconds
 	}
 	return 0
+}
+
+func (x *OutputSettings) GetResolution() string {
+	if x != nil {
+		return x.Resolution
+	}
+	return ""
 }
 
 type JobSpec struct {
@@ -3450,7 +3462,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x06assets\x18\x02 \x03(\v2#.framefleet.v1.Template.AssetsEntryR\x06assets\x1a9\n" +
 	"\vAssetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xf4\x03\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x94\x04\n" +
 	"\x0eOutputSettings\x12\x19\n" +
 	"\x05width\x18\x01 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
 	"\x06height\x18\x02 \x01(\rH\x01R\x06height\x88\x01\x01\x12\x15\n" +
@@ -3466,7 +3478,10 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\aquality\x18\v \x01(\tR\aquality\x12(\n" +
 	"\rstart_seconds\x18\f \x01(\x01H\x06R\fstartSeconds\x88\x01\x01\x12$\n" +
 	"\vend_seconds\x18\r \x01(\x01H\aR\n" +
-	"endSeconds\x88\x01\x01B\b\n" +
+	"endSeconds\x88\x01\x01\x12\x1e\n" +
+	"\n" +
+	"resolution\x18\x0e \x01(\tR\n" +
+	"resolutionB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\x06\n" +
 	"\x04_fpsB\x13\n" +

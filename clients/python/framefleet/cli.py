@@ -119,6 +119,7 @@ def spec_from_args(args: argparse.Namespace, destination: str) -> pb.JobSpec:
         quality=getattr(args, "quality", ""),
         start=getattr(args, "start", None),
         end=getattr(args, "end", None),
+        resolution=getattr(args, "resolution", ""),
         destination=destination,
         priority=args.priority,
         name=args.name,
@@ -171,6 +172,13 @@ def job_options(parser: argparse.ArgumentParser) -> None:
         "--start", type=float, default=None, help="render from this second of the source"
     )
     parser.add_argument("--end", type=float, default=None, help="render up to this second")
+    parser.add_argument(
+        "--resolution",
+        choices=("1080p", "1440p", "4k", "portrait", "square"),
+        default="",
+        help="output size; the page keeps its layout (--width/--height) and is drawn at a "
+        "higher device scale factor, so the shapes must match",
+    )
     parser.add_argument(
         "--name",
         default="",

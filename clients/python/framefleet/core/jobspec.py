@@ -65,6 +65,15 @@ FORMATS: dict[str, tuple[str, int | None, int]] = {
 SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8", "mov": "mov", "gif": "gif"}
 # ProRes profiles (prores_ks's names): 4444 keeps alpha (yuva444p10le), the rest are 4:2:2.
 PRORES_PROFILES = ("4444", "hq", "standard", "lt", "proxy")
+# HyperFrames' resolution presets: the output's size; the page keeps its layout size and is
+# drawn at the device scale factor that fills it (the same shape, or refused).
+RESOLUTIONS = {
+    "1080p": (1920, 1080),
+    "1440p": (2560, 1440),
+    "4k": (3840, 2160),
+    "portrait": (1080, 1920),
+    "square": (1080, 1080),
+}
 # HyperFrames' quality names -> {codec: (crf, preset)}; the preset is x264's (VP9 encodes at
 # one speed, agent/encoder.py). "looks" is the default a job gets with no quality.
 QUALITIES = {
@@ -90,11 +99,24 @@ class Output:
     profile: str = ""
     # A partial render: frame n of the output is frame start_frame + n of the source.
     start_frame: int = 0
+    # The page's layout size under a resolution preset (0: the output's own size); Chromium
+    # draws it at width / page_width device pixels per CSS pixel.
+    page_width: int = 0
+    page_height: int = 0
+
+    @property
+    def page_size(self) -> tuple[int, int]:
+        return (self.page_width or self.width, self.page_height or self.height)
+
+    @property
+    def scale(self) -> float:
+        """Chromium's device scale factor: output pixels per CSS pixel."""
+        return self.width / self.page_size[0]
 
 
 # Output fields added after content keys existed: left out of the key at their defaults, so
 # the keys (and cached outputs) of jobs that do not use them stay as they were.
-_LATER_FIELDS = {"profile": "", "start_frame": 0}
+_LATER_FIELDS = {"profile": "", "start_frame": 0, "page_width": 0, "page_height": 0}
 
 
 def has_alpha(output: Output) -> bool:
@@ -134,6 +156,9 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         raise invalid(f"{width}x{height} is larger than 3840x2160")
     if not 1 <= fps <= MAX_FPS:
         raise invalid(f"fps {fps} is outside 1..{MAX_FPS}")
+    page = (0, 0)
+    if o.resolution:
+        page, (width, height) = (width, height), _preset(o.resolution, width, height)
     start, frames = 0, _length(o, fps, open_length)
     if o.HasField("start_seconds") or o.HasField("end_seconds"):
         start, frames = _cut(o, fps, frames)
@@ -155,7 +180,7 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         profile = (o.profile or "4444") if container == "mov" else ""
         if profile and profile not in PRORES_PROFILES:
             raise invalid(f"profile {profile!r} is not one of {', '.join(PRORES_PROFILES)}")
-        return Output(width, height, fps, frames, codec, 0, "", container, profile, start)
+        return Output(width, height, fps, frames, codec, 0, "", container, profile, start, *page)
     if o.quality and o.quality not in QUALITIES:
         raise invalid(f"quality {o.quality!r} is not one of {', '.join(QUALITIES)}")
     quality_crf, quality_preset = QUALITIES[o.quality or "looks"][codec]
@@ -165,7 +190,21 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
     preset = o.preset or quality_preset or "veryfast"
     if preset not in X264_PRESETS:
         raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
-    return Output(width, height, fps, frames, codec, crf, preset, container, start_frame=start)
+    return Output(width, height, fps, frames, codec, crf, preset, container, "", start, *page)
+
+
+def _preset(name: str, width: int, height: int) -> tuple[int, int]:
+    """A resolution preset's size, for a page laid out at width x height."""
+    if name not in RESOLUTIONS:
+        raise invalid(f"resolution {name!r} is not one of {', '.join(RESOLUTIONS)}")
+    size = RESOLUTIONS[name]
+    if size[0] * height != size[1] * width:
+        raise invalid(
+            f"resolution {name} ({size[0]}x{size[1]}) is not the shape of the {width}x{height}"
+            " page: a preset draws the page at a higher device scale factor, it does not lay"
+            " it out again; set width and height of that shape, or no preset"
+        )
+    return size
 
 
 def _length(o: pb.OutputSettings, fps: int, open_length: bool) -> int:
@@ -378,6 +417,7 @@ def template_job(
     quality: str = "",
     start: float | None = None,
     end: float | None = None,
+    resolution: str = "",
 ) -> pb.JobSpec:
     """A job spec for an HTML template file (or a HyperFrames project folder) and its
     parameters. Output settings not given (None) come from a HyperFrames composition root's
@@ -387,11 +427,11 @@ def template_job(
     ``chunk_frames=F`` into chunks of F frames; by default the coordinator splits a long MP4
     by its free slots. ``format``: mp4, webm, hls, mov (ProRes ``profile``) or gif;
     ``quality``: draft, looks or delivery; ``start``/``end``: seconds of the source to render
-    (a partial render)."""
+    (a partial render); ``resolution``: a preset the page is drawn at (RESOLUTIONS)."""
     loaded = load_template(template)
     own = hyperframes.output_defaults(loaded.html)
     output = _output(own, width, height, fps, duration, frames)
-    _options(output, format, preset, crf, profile, quality, start, end)
+    _options(output, format, preset, crf, profile, quality, start, end, resolution)
     spec = pb.JobSpec(template=loaded, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
@@ -435,9 +475,11 @@ def _options(
     quality: str,
     start: float | None,
     end: float | None,
+    resolution: str,
 ) -> None:
     """The encoding options given (None, "": not given) onto ``output``."""
     output.format, output.preset, output.profile, output.quality = format, preset, profile, quality
+    output.resolution = resolution
     if crf is not None:
         output.crf = crf
     if start is not None:
@@ -483,6 +525,7 @@ def video_json_job(
     quality: str = "",
     start: float | None = None,
     end: float | None = None,
+    resolution: str = "",
 ) -> pb.JobSpec:
     """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
     inlined as data: URLs) or the document's text. Output settings not given (None) come from the
@@ -494,7 +537,7 @@ def video_json_job(
         text = videojson.load(document)
     own = videojson.output_defaults(text)
     output = _output(own, width, height, fps, duration, frames)
-    _options(output, format, preset, crf, profile, quality, start, end)
+    _options(output, format, preset, crf, profile, quality, start, end, resolution)
     spec = pb.JobSpec(video_json=text, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
