@@ -282,15 +282,22 @@ class TemplatePage:
             self.unresolved_fonts = hf_fonts.apply(self._bundle, INDEX, ORIGIN)
         await self.page.set_viewport_size({"width": size[0], "height": size[1]})
         if scale != 1.0 or self._scale != 1.0:
-            # A resolution preset: the same layout, drawn with more device pixels per CSS pixel
-            # (captures come out at the output's size); back to 1 for the next job.
-            metrics = {"width": size[0], "height": size[1], "mobile": False}
-            await self._cdp.send(
-                "Emulation.setDeviceMetricsOverride", {**metrics, "deviceScaleFactor": scale}
-            )
-            self._scale = scale
+            await self._scale_view(size, scale)
         self._navigation_expected = True
         await self.page.goto(INDEX, wait_until="load")
+
+    async def _scale_view(self, size: tuple[int, int], scale: float) -> None:
+        """A resolution preset: the same layout (``size`` CSS pixels), drawn at ``scale``
+        device pixels per CSS pixel into a view of the output's size. BeginFrame pictures are
+        the view's: the device scale factor alone draws finer but shrinks back to ``size``,
+        so the view is scaled by as much and sized to match (scale 1: back to normal)."""
+        metrics: dict[str, Any] = {"width": size[0], "height": size[1], "mobile": False}
+        metrics.update(deviceScaleFactor=scale, scale=scale, dontSetVisibleSize=scale != 1.0)
+        await self._cdp.send("Emulation.setDeviceMetricsOverride", metrics)
+        if scale != 1.0:
+            visible = {"width": round(size[0] * scale), "height": round(size[1] * scale)}
+            await self._cdp.send("Emulation.setVisibleSize", visible)
+        self._scale = scale
 
     async def _run_template(self, script: str, arg: Any = None) -> Any:
         """Evaluates runtime code that calls into the template: a throw is the template's,

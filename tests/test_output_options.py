@@ -8,12 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
 import pytest
+from av.video.codeccontext import VideoCodecContext
 
+from agent.browser import Chromium
 from agent.soundtrack import SoundClip, shifted
+from agent.template_page import TemplatePage
 from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.cli import build_parser, spec_from_args
 from framefleet.core import jobspec
@@ -252,26 +256,48 @@ def test_resolution_presets_scale_the_page() -> None:
     assert scaled() == ((1280, 720), (1280, 720), 1.0)
     refused(pb.OutputSettings(frames=1, resolution="portrait"), "not the shape of the 1280x720")
     refused(pb.OutputSettings(frames=1, resolution="8k"), "is not one of 1080p, 1440p, 4k")
+    tiny = pb.OutputSettings(frames=1, width=160, height=90, resolution="4k")
+    refused(tiny, "more than 10x the 160x90 page")
 
 
 @pytest.mark.e2e
 async def test_a_resolution_preset_draws_the_same_layout_sharper(
     farm: Farm, tmp_path: Path
 ) -> None:
-    """A 160x90 page with a 1 px black line at x = 40 and a red box over its right half, at
+    """A 320x180 page with a 1 px black line at x = 80 and a red box over its right half, at
     1080p: the output is 1920x1080, the box still covers the right half (the layout did not
-    change), and the line is 12 device pixels wide (drawn at scale 12, not stretched)."""
+    change), and the line is 6 device pixels wide (drawn at scale 6, not stretched)."""
     (tmp_path / "index.html").write_text(
         """<!doctype html><html><body style="margin:0;background:#fff">
-<div style="position:absolute;left:40px;top:0;width:1px;height:90px;background:#000"></div>
-<div style="position:absolute;left:80px;top:0;width:80px;height:90px;background:rgb(255,0,0)">
+<div style="position:absolute;left:80px;top:0;width:1px;height:180px;background:#000"></div>
+<div style="position:absolute;left:160px;top:0;width:160px;height:180px;background:rgb(255,0,0)">
 </div></body></html>"""
     )
-    spec = jobspec.template_job(tmp_path, width=160, height=90, fps=5, frames=2, resolution="1080p")
+    spec = jobspec.template_job(
+        tmp_path, width=320, height=180, fps=5, frames=2, resolution="1080p"
+    )
     (frame, _) = decode(await render(farm, spec))
     assert frame.shape == (1080, 1920, 3)
     assert is_colour(frame[540, 950], (255, 255, 255)) and is_colour(frame[540, 970], RED)
-    # Hard edges: black on exactly 12 pixels, white right beside (a 160 px picture stretched
+    # Hard edges: black on exactly 6 pixels, white right beside (a 320 px picture stretched
     # to 1920 would ramp through grey over several pixels on each side).
     row = frame[540, :, 0].astype(int)
-    assert np.all(row[480:492] < 24) and np.all(row[470:480] > 232) and np.all(row[492:502] > 232)
+    assert np.all(row[480:486] < 24) and np.all(row[474:480] > 232) and np.all(row[486:492] > 232)
+
+
+@pytest.mark.e2e
+async def test_a_page_drawn_at_a_preset_draws_at_its_own_size_again() -> None:
+    """A page (kept warm for the next job) goes back to one device pixel per CSS pixel."""
+    html = '<body style="margin:0;background:rgb(0,0,255)"></body>'
+    chromium = await Chromium.launch()
+    try:
+        page = await TemplatePage.open(await chromium.browser.new_context())
+        sizes = []
+        for scale in (1.0, 6.0, 1.0, 1.5):
+            await page.load(pb.Template(html=html), {}, (320, 180), 30, "k", scale)
+            decoder = cast(VideoCodecContext, av.CodecContext.create(page.image_codec, "r"))
+            (picture,) = decoder.decode(av.Packet(await page.frame(0, 10)))
+            sizes.append((picture.width, picture.height))
+    finally:
+        await chromium.close()
+    assert sizes == [(320, 180), (1920, 1080), (320, 180), (480, 270)]

@@ -74,6 +74,7 @@ RESOLUTIONS = {
     "portrait": (1080, 1920),
     "square": (1080, 1080),
 }
+MAX_SCALE = 10
 # HyperFrames' quality names -> {codec: (crf, preset)}; the preset is x264's (VP9 encodes at
 # one speed, agent/encoder.py). "looks" is the default a job gets with no quality.
 QUALITIES = {
@@ -203,6 +204,11 @@ def _preset(name: str, width: int, height: int) -> tuple[int, int]:
             f"resolution {name} ({size[0]}x{size[1]}) is not the shape of the {width}x{height}"
             " page: a preset draws the page at a higher device scale factor, it does not lay"
             " it out again; set width and height of that shape, or no preset"
+        )
+    if size[0] > MAX_SCALE * width:
+        raise invalid(
+            f"resolution {name} is more than {MAX_SCALE}x the {width}x{height} page"
+            " (Chromium scales a view at most that much): lay the page out larger"
         )
     return size
 
