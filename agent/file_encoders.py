@@ -49,14 +49,14 @@ def open_encoder(
     end_frame: int = 0,
 ) -> H264Encoder:
     """The encoder for ``output``'s format."""
-    if output.format in ("mov", "gif") and soundtrack is not None:
+    if output.format == "gif" and soundtrack is not None:
         raise FramefleetError(
             ErrorClass.INVALID_JOB,
-            f"this composition has sound and a {output.format} output has none:"
-            " render mp4, webm or hls to keep it",
+            "this composition has sound and a gif output has none:"
+            " render mp4, webm, hls or mov to keep it",
         )
     if output.format == "mov":
-        return MovEncoder(output, write, image_codec)
+        return MovEncoder(output, write, image_codec, soundtrack)
     if output.format == "gif":
         return GifEncoder(output, write, image_codec)
     return H264Encoder(
@@ -89,11 +89,18 @@ class _FileEncoder(H264Encoder):
 
 class MovEncoder(_FileEncoder):
     """ProRes (prores_ks) in a QuickTime MOV: 4444 with alpha from PNG captures, or a 4:2:2
-    profile from JPEG captures."""
+    profile from JPEG captures; sound as 16-bit PCM."""
 
-    def __init__(self, output: Output, write: Callable[[bytes], object], image_codec: str) -> None:
+    def __init__(
+        self,
+        output: Output,
+        write: Callable[[bytes], object],
+        image_codec: str,
+        soundtrack: Samples | None = None,
+    ) -> None:
         super().__init__(output, write, image_codec)
         self._pix_fmt = PRORES_PIX_FMT.get(output.profile, PRORES_422)
+        self._soundtrack = soundtrack
 
     def _open(self) -> None:
         o = self._output
@@ -109,6 +116,8 @@ class MovEncoder(_FileEncoder):
         self._stream = stream
         self._container = container
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
+        if self._soundtrack is not None:
+            self._audio = self._sound(container, "pcm_s16le")
 
     def _encode(self, image: bytes) -> None:
         if self._container is None:
@@ -117,6 +126,8 @@ class MovEncoder(_FileEncoder):
         frame.pts = self._frames
         self._mux(self._stream.encode(frame))
         self._frames += 1
+        if self._audio is not None:  # the sound up to this frame's end, interleaved
+            self._audio.until(self._frames / self._output.fps)
 
     def _picture(self, image: bytes) -> av.VideoFrame:
         if self._last is not None and self._last[0] is image:
@@ -130,6 +141,8 @@ class MovEncoder(_FileEncoder):
             return
         if flush:
             self._mux(self._stream.encode(None))
+            if self._audio is not None:
+                self._audio.finish()
         self._container.close()
         self._container = None
         if flush and self._file is not None:

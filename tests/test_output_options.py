@@ -181,7 +181,8 @@ async def test_mov_4444_keeps_alpha(farm: Farm, tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 async def test_mov_422_profile_shows_the_template_at_each_time(farm: Farm, tmp_path: Path) -> None:
-    folder = steps(tmp_path / "steps")
+    folder = steps(tmp_path / "steps", '<audio src="tone.wav" data-start="0"></audio>')
+    write_tone(folder / "tone.wav", seconds=3.0)
     spec = jobspec.template_job(
         folder, width=64, height=48, fps=5, duration=3, format="mov", profile="hq"
     )
@@ -193,6 +194,15 @@ async def test_mov_422_profile_shows_the_template_at_each_time(farm: Farm, tmp_p
     assert len(frames) == 15 and frames[0].shape == (48, 64, 3)
     for n, colour in ((2, RED), (7, GREEN), (12, BLUE)):
         assert is_colour(frames[n][24, 32], colour, 8), (n, frames[n][24, 32])
+    # Its sound: 16-bit PCM, the tone where it is in the file.
+    with av.open(str(output)) as container:
+        assert container.streams.audio[0].codec_context.name == "pcm_s16le"
+        left = [f.to_ndarray().reshape(-1, 2)[:, 0] for f in container.decode(audio=0)]
+        rate = container.streams.audio[0].codec_context.sample_rate
+    samples = (np.concatenate(left) / 32768).astype(np.float32)
+    assert len(samples) == pytest.approx(3 * rate, abs=1024)
+    ((start, end, _),) = bursts(samples, rate)
+    assert abs(start - TONE[0]) < 0.01 and abs(end - TONE[1]) < 0.01, (start, end)
 
 
 @pytest.mark.e2e
