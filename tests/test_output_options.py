@@ -199,7 +199,7 @@ async def test_mov_422_profile_shows_the_template_at_each_time(farm: Farm, tmp_p
         assert container.streams.audio[0].codec_context.name == "pcm_s16le"
         left = [f.to_ndarray().reshape(-1, 2)[:, 0] for f in container.decode(audio=0)]
         rate = container.streams.audio[0].codec_context.sample_rate
-    samples = (np.concatenate(left) / 32768).astype(np.float32)
+    samples = np.concatenate(left).astype(np.float32) / np.float32(32768)
     assert len(samples) == pytest.approx(3 * rate, abs=1024)
     ((start, end, _),) = bursts(samples, rate)
     assert abs(start - TONE[0]) < 0.01 and abs(end - TONE[1]) < 0.01, (start, end)
