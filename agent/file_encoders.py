@@ -1,4 +1,4 @@
-"""The outputs that are files rather than streams: ProRes in MOV, and GIF.
+"""The outputs that are files rather than streams: ProRes in MOV, GIF, and PNG sequences.
 
 Both reuse H264Encoder's capture window, encoder thread and picture decoding, and are rendered
 whole (core/chunks.py). A MOV is written to a temporary file (the mov muxer writes its index
@@ -6,13 +6,16 @@ at the end, seeking back) and copied to the sink when complete, so it is an ordi
 unfragmented QuickTime file. A GIF is encoded in two passes so its one palette suits every
 frame: each picture goes into FFmpeg's palettegen as it comes (a fixed-size histogram) and its
 captured bytes into a temporary file; at the end paletteuse maps the pictures, read back from
-that file, onto the palette. Memory stays bounded either way.
+that file, onto the palette. Memory stays bounded either way. A PNG sequence is a ZIP
+streamed to the sink: each captured PNG (lossless, with alpha) stored as it comes.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import tempfile
+import zipfile
 from collections.abc import Callable
 from fractions import Fraction
 from typing import IO, TYPE_CHECKING, cast
@@ -21,11 +24,13 @@ import av
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent.encoder import H264Encoder
+from agent.encoder import H264Encoder, _Writer
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
 if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
     from agent.soundtrack import Samples
 
 COPY_BLOCK = 1 << 20
@@ -49,12 +54,14 @@ def open_encoder(
     end_frame: int = 0,
 ) -> H264Encoder:
     """The encoder for ``output``'s format."""
-    if output.format == "gif" and soundtrack is not None:
+    if output.format in ("gif", "png") and soundtrack is not None:
         raise FramefleetError(
             ErrorClass.INVALID_JOB,
-            "this composition has sound and a gif output has none:"
+            f"this composition has sound and a {output.format} output has none:"
             " render mp4, webm, hls or mov to keep it",
         )
+    if output.format == "png":
+        return PngSequenceEncoder(output, write, image_codec)
     if output.format == "mov":
         return MovEncoder(output, write, image_codec, soundtrack)
     if output.format == "gif":
@@ -277,3 +284,47 @@ class GifEncoder(_FileEncoder):
             self._stats = None
             self._container = None
             self._discard()
+
+
+# Fixed entry times and modes: the same frames make the same ZIP.
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ZIP_MODE = 0o644 << 16
+
+
+class _Unseekable(io.RawIOBase):
+    """The sink as zipfile sees it: a stream it can only write to (so it writes each entry's
+    sizes after the entry, and never seeks back)."""
+
+    def __init__(self, writer: _Writer) -> None:
+        self._writer = writer
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Buffer) -> int:
+        return self._writer.write(bytes(data))
+
+
+class PngSequenceEncoder(H264Encoder):
+    """Chromium's PNG captures (already at the output's size, alpha kept) as ZIP entries
+    frame_000000.png, ... in output order, written straight to the sink (the ZIP's sizes
+    follow each entry, so nothing seeks back)."""
+
+    def __init__(self, output: Output, write: Callable[[bytes], object], image_codec: str) -> None:
+        super().__init__(output, write, image_codec)
+        if image_codec != "png":
+            raise FramefleetError(ErrorClass.INTERNAL, "a PNG sequence needs PNG captures")
+        self._zip: zipfile.ZipFile | None = None
+
+    def _encode(self, image: bytes) -> None:
+        if self._zip is None:
+            self._zip = zipfile.ZipFile(_Unseekable(self._writer), "w", zipfile.ZIP_STORED)
+        entry = zipfile.ZipInfo(f"frame_{self._frames:06d}.png", date_time=ZIP_DATE)
+        entry.external_attr = ZIP_MODE
+        self._zip.writestr(entry, image)
+        self._frames += 1
+
+    def _close(self, flush: bool) -> None:
+        if self._zip is not None and flush:
+            self._zip.close()
+        self._zip = None

@@ -6,7 +6,9 @@ refused at submit as INVALID_JOB."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import cast
 
@@ -67,6 +69,11 @@ def test_format_and_profile_rules() -> None:
     refused(pb.OutputSettings(frames=1, format="gif", preset="slow"), "preset does not apply")
     refused(pb.OutputSettings(frames=1, format="gif", quality="draft"), "quality does not apply")
     refused(pb.OutputSettings(frames=1, format="avi"), "is not one of mp4, webm, hls, mov, gif")
+    png = jobspec.resolve_output(pb.OutputSettings(frames=1, format="png"))
+    assert (png.codec, jobspec.has_alpha(png)) == ("png", True)
+    refused(pb.OutputSettings(frames=1, format="png", crf=1), "crf does not apply to png")
+    assert jobspec.output_key("abcdef", "png") == "ab/cd/abcdef.zip"
+    assert content_type("p/ab/cd/k.zip") == "application/zip"
     assert jobspec.output_key("abcdef", "mov") == "ab/cd/abcdef.mov"
     assert content_type("p/ab/cd/k.mov") == "video/quicktime"
     assert content_type("p/ab/cd/k.gif") == "image/gif"
@@ -221,6 +228,35 @@ async def test_gif_has_every_frame_in_the_template_colours(farm: Farm, tmp_path:
         assert is_colour(frames[n][32, 32], colour, 12), (n, frames[n][32, 32])
     ramp = frames[7][8, :, 0].astype(int)
     assert ramp[2] < 30 and ramp[-3] > 225 and np.all(np.diff(ramp[2:-2]) >= -12)
+
+
+@pytest.mark.e2e
+async def test_png_sequence_is_every_frame_of_the_part_asked_for(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """A ZIP of lossless PNGs, one per frame of 1.5 s .. 3 s, named in order, each the
+    template's colour at its time and transparent where the page paints nothing."""
+    # The steps on the top half only; the page paints nothing below.
+    folder = tmp_path / "steps"
+    folder.mkdir()
+    top = STEPS.replace("body { animation", "div { height: 24px; animation")
+    (folder / "index.html").write_text(top.replace("%s", "<div></div>"))
+    spec = jobspec.template_job(
+        folder, width=64, height=48, fps=4, duration=3, format="png", start=1.5
+    )
+    output = await render(farm, spec)
+    assert output.suffix == ".zip"
+    with zipfile.ZipFile(output) as archive:
+        names = archive.namelist()
+        assert names == [f"frame_{n:06d}.png" for n in range(6)]
+        pictures = []
+        for name in names:
+            with av.open(io.BytesIO(archive.read(name)), mode="r") as image:
+                pictures.append(next(image.decode(video=0)).to_ndarray(format="rgba"))
+    assert pictures[0].shape == (48, 64, 4)
+    assert pictures[0][12, 32].tolist() == [0, 255, 0, 255]  # 1.5 s: green, exactly
+    assert pictures[5][12, 32].tolist() == [0, 0, 255, 255]  # 2.75 s: blue
+    assert pictures[5][36, 32, 3] == 0  # nothing painted: transparent
 
 
 @pytest.mark.e2e

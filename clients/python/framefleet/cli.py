@@ -149,11 +149,11 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
     parser.add_argument(
         "--format",
-        choices=("mp4", "webm", "hls", "mov", "gif"),
+        choices=("mp4", "webm", "hls", "mov", "gif", "png"),
         default="",
         help="mp4 (H.264 + AAC, the default), webm (VP9 + Opus, with alpha; CRF 0-63, default "
-        "32), hls (a VOD playlist over the fragmented MP4 beside it), mov (ProRes, see "
-        "--profile) or gif (one palette for all frames)",
+        "32), hls (a VOD playlist over the fragmented MP4 beside it), mov (ProRes + PCM, see "
+        "--profile), gif (one palette for all frames) or png (a ZIP of PNG frames, with alpha)",
     )
     parser.add_argument(
         "--profile",

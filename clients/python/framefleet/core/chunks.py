@@ -3,8 +3,8 @@
 A video is encoded in segments of SEGMENT_SECONDS, each starting with a keyframe and depending on
 no other segment (closed GOPs), so a chunk is a run of whole segments and the video is the chunks'
 bytes joined in order, whatever the split. Only MP4 is split: WebM (Matroska clusters), HLS
-(a playlist over the file), MOV (one index of every frame, written at the end) and GIF (one
-palette from every frame) are rendered whole.
+(a playlist over the file), MOV (one index of every frame, written at the end), GIF (one
+palette from every frame) and PNG sequences (one ZIP) are rendered whole.
 """
 
 from __future__ import annotations

@@ -53,16 +53,19 @@ MAX_ATTEMPTS_LIMIT = 10
 # Output formats: container -> (video codec, default CRF, highest CRF). Sound goes with them:
 # AAC in MP4, Opus in WebM (agent/encoder.py).
 # HLS: a fragmented MP4 and a VOD playlist of byte ranges of it (the output is the playlist).
-# MOV (ProRes) and GIF have no CRF (None): a ProRes profile sets its quality; a GIF has no
-# sound, a MOV none either (agent/file_encoders.py).
+# MOV (ProRes), GIF and PNG sequences have no CRF (None): a ProRes profile sets a MOV's
+# quality, and GIF and PNG are what they are. A MOV's sound is PCM; a GIF and a PNG sequence
+# have none (agent/file_encoders.py).
 FORMATS: dict[str, tuple[str, int | None, int]] = {
     "mp4": ("h264", 23, 51),
     "webm": ("vp9", 32, 63),
     "hls": ("h264", 23, 51),
     "mov": ("prores", None, 0),
     "gif": ("gif", None, 0),
+    "png": ("png", None, 0),
 }
-SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8", "mov": "mov", "gif": "gif"}
+# A PNG sequence is one ZIP of frame_000000.png, ... (stored, not compressed again).
+SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8", "mov": "mov", "gif": "gif", "png": "zip"}
 # ProRes profiles (prores_ks's names): 4444 keeps alpha (yuva444p10le), the rest are 4:2:2.
 PRORES_PROFILES = ("4444", "hq", "standard", "lt", "proxy")
 # HyperFrames' resolution presets: the output's size; the page keeps its layout size and is
@@ -122,7 +125,7 @@ _LATER_FIELDS = {"profile": "", "start_frame": 0, "page_width": 0, "page_height"
 
 def has_alpha(output: Output) -> bool:
     """The output keeps the page's transparency (PNG captures over a transparent default)."""
-    return output.format == "webm" or (output.format == "mov" and output.profile == "4444")
+    return output.format in ("webm", "png") or (output.format, output.profile) == ("mov", "4444")
 
 
 def invalid(message: str) -> FramefleetError:
