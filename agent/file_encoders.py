@@ -39,6 +39,7 @@ PRORES_THREADS = 2
 # 10-bit 4:4:4 with alpha for 4444, 10-bit 4:2:2 for the others (what the profiles are for).
 PRORES_PIX_FMT = {"4444": "yuva444p10le"}
 PRORES_422 = "yuv422p10le"
+PRORES_KS_NAMES = {"422": "standard"}  # prores_ks's name where it differs from HyperFrames'
 # The palette: 256 colours from every frame's pixels; Floyd-Steinberg-like error diffusion
 # (sierra2_4a, FFmpeg's default) on one thread, so the same pictures give the same bytes.
 PALETTEGEN = "max_colors=256:stats_mode=full"
@@ -54,13 +55,13 @@ def open_encoder(
     end_frame: int = 0,
 ) -> H264Encoder:
     """The encoder for ``output``'s format."""
-    if output.format in ("gif", "png") and soundtrack is not None:
+    if output.format in ("gif", "png-sequence") and soundtrack is not None:
         raise FramefleetError(
             ErrorClass.INVALID_JOB,
             f"this composition has sound and a {output.format} output has none:"
             " render mp4, webm, hls or mov to keep it",
         )
-    if output.format == "png":
+    if output.format == "png-sequence":
         return PngSequenceEncoder(output, write, image_codec)
     if output.format == "mov":
         return MovEncoder(output, write, image_codec, soundtrack)
@@ -119,7 +120,7 @@ class MovEncoder(_FileEncoder):
         ctx.thread_count = PRORES_THREADS
         self._set_colors(ctx)
         # "apl0": the vendor QuickTime and editors expect of a ProRes stream.
-        ctx.options = {"profile": o.profile, "vendor": "apl0"}
+        ctx.options = {"profile": PRORES_KS_NAMES.get(o.profile, o.profile), "vendor": "apl0"}
         self._stream = stream
         self._container = container
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))

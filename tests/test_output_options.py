@@ -18,6 +18,7 @@ import pytest
 from av.video.codeccontext import VideoCodecContext
 
 from agent.browser import Chromium
+from agent.file_encoders import open_encoder
 from agent.soundtrack import SoundClip, shifted
 from agent.template_page import TemplatePage
 from framefleet import AsyncClient, ErrorClass, FramefleetError
@@ -26,8 +27,9 @@ from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs.s3 import content_type
 from tests.farm_processes import Farm
+from tests.test_encoder_colours import flat_jpeg
 from tests.test_soundtrack import TONE, bursts, decode_audio, write_tone
-from tests.video import decode, is_colour, path_of
+from tests.video import Frame, decode, is_colour, path_of
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 # Red for the first second, green for the second, blue for the third (held at each step).
@@ -68,11 +70,11 @@ def test_format_and_profile_rules() -> None:
     refused(pb.OutputSettings(frames=1, format="mov", crf=20), "crf does not apply to mov")
     refused(pb.OutputSettings(frames=1, format="gif", preset="slow"), "preset does not apply")
     refused(pb.OutputSettings(frames=1, format="gif", quality="draft"), "quality does not apply")
-    refused(pb.OutputSettings(frames=1, format="avi"), "is not one of mp4, webm, hls, mov, gif")
-    png = jobspec.resolve_output(pb.OutputSettings(frames=1, format="png"))
+    refused(pb.OutputSettings(frames=1, format="avi"), "not one of mp4, webm, hls, mov, gif, png-")
+    png = jobspec.resolve_output(pb.OutputSettings(frames=1, format="png-sequence"))
     assert (png.codec, jobspec.has_alpha(png)) == ("png", True)
-    refused(pb.OutputSettings(frames=1, format="png", crf=1), "crf does not apply to png")
-    assert jobspec.output_key("abcdef", "png") == "ab/cd/abcdef.zip"
+    refused(pb.OutputSettings(frames=1, format="png-sequence", crf=1), "crf does not apply")
+    assert jobspec.output_key("abcdef", "png-sequence") == "ab/cd/abcdef.zip"
     assert content_type("p/ab/cd/k.zip") == "application/zip"
     assert jobspec.output_key("abcdef", "mov") == "ab/cd/abcdef.mov"
     assert content_type("p/ab/cd/k.mov") == "video/quicktime"
@@ -84,13 +86,15 @@ def test_quality_names_map_to_encoder_settings() -> None:
         o = jobspec.resolve_output(pb.OutputSettings(frames=1, **kw))  # type: ignore[arg-type]
         return o.crf, o.preset
 
+    # HyperFrames' own numbers; no name keeps framefleet's defaults (and their bytes).
     assert settings(quality="draft") == (28, "ultrafast")
-    assert settings(quality="looks") == settings() == (23, "veryfast")
-    assert settings(quality="delivery") == (18, "slow")
-    assert settings(quality="delivery", crf=30) == (30, "slow")  # given settings win
+    assert settings(quality="looks") == (16, "medium")
+    assert settings(quality="delivery") == (15, "fast")
+    assert settings() == (23, "veryfast")
+    assert settings(quality="delivery", crf=30) == (30, "fast")  # given settings win
     assert settings(quality="draft", preset="medium") == (28, "medium")
-    assert settings(format="webm", quality="delivery")[0] == 24
-    assert settings(format="webm", quality="draft")[0] == 40
+    assert settings(format="webm", quality="looks")[0] == 16
+    assert settings(format="webm")[0] == 32
     refused(pb.OutputSettings(frames=1, quality="best"), "is not one of draft, looks, delivery")
 
 
@@ -160,6 +164,49 @@ def test_the_cli_takes_the_options(tmp_path: Path) -> None:
     args = build_parser().parse_args(["submit", folder, "--duration", "1", *gif])
     with pytest.raises(FramefleetError, match="crf does not apply to gif"):
         spec_from_args(args, "out")
+
+
+@pytest.mark.parametrize(
+    ("profile", "named"), [("hq", "HQ"), ("422", "Standard"), ("lt", "LT"), ("proxy", "Proxy")]
+)
+async def test_each_422_profile_is_that_prores_profile(profile: str, named: str) -> None:
+    output = jobspec.resolve_output(
+        pb.OutputSettings(width=64, height=32, frames=2, format="mov", profile=profile)
+    )
+    out = io.BytesIO()
+    encoder = open_encoder(output, out.write)
+    for _ in range(2):
+        await encoder.put(flat_jpeg(76, 85, 255))  # red
+    await encoder.finish()
+    with av.open(io.BytesIO(out.getvalue()), mode="r") as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.profile, ctx.pix_fmt) == (named, "yuv422p10le")
+    frames = decode_bytes(out.getvalue())
+    assert len(frames) == 2 and is_colour(frames[1][16, 32], RED, 12), frames[1][16, 32]
+
+
+async def test_a_gif_is_the_same_bytes_every_time() -> None:
+    output = jobspec.resolve_output(
+        pb.OutputSettings(width=64, height=32, frames=6, fps=10, format="gif")
+    )
+    greys = [0, 60, 120, 180, 240, 255]
+    pictures = [flat_jpeg(y, 128, 128) for y in greys]
+    made = []
+    for _ in range(2):
+        out = io.BytesIO()
+        encoder = open_encoder(output, out.write)
+        for picture in pictures:
+            await encoder.put(picture)
+        await encoder.finish()
+        made.append(out.getvalue())
+    assert made[0] == made[1]
+    got = [int(f[16, 32, 0]) for f in decode_bytes(made[0])]
+    assert max(abs(g - w) for g, w in zip(got, greys, strict=True)) <= 4, got
+
+
+def decode_bytes(data: bytes) -> list[Frame]:
+    with av.open(io.BytesIO(data), mode="r") as container:
+        return [cast(Frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
 
 
 async def render(farm: Farm, spec: pb.JobSpec) -> Path:
@@ -242,7 +289,7 @@ async def test_png_sequence_is_every_frame_of_the_part_asked_for(
     top = STEPS.replace("body { animation", "div { height: 24px; animation")
     (folder / "index.html").write_text(top.replace("%s", "<div></div>"))
     spec = jobspec.template_job(
-        folder, width=64, height=48, fps=4, duration=3, format="png", start=1.5
+        folder, width=64, height=48, fps=4, duration=3, format="png-sequence", start=1.5
     )
     output = await render(farm, spec)
     assert output.suffix == ".zip"

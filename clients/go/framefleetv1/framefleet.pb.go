@@ -260,12 +260,12 @@ type OutputSettings struct {
 	// x264 preset name (ultrafast ... veryslow). Empty means "veryfast".
 	Preset string `protobuf:"bytes,8,opt,name=preset,proto3" json:"preset,omitempty"`
 	// Container: "mp4" (H.264 + AAC, fragmented; the default when empty), "webm" (VP9 +
-	// Opus, with alpha), "hls", "mov" (ProRes + PCM), "gif" or "png" (a ZIP of PNG frames,
-	// with alpha). The codec follows from it: set codec to "h264", "vp9", "prores", "gif" or
-	// "png", or leave it empty.
+	// Opus, with alpha), "hls", "mov" (ProRes + PCM), "gif" or "png-sequence" (a ZIP of PNG
+	// frames, with alpha). The codec follows from it: set codec to "h264", "vp9", "prores",
+	// "gif" or "png", or leave it empty.
 	Format string `protobuf:"bytes,9,opt,name=format,proto3" json:"format,omitempty"`
-	// ProRes profile, "mov" only: "4444" (with alpha; the default), "hq", "standard", "lt"
-	// or "proxy" (the 4:2:2 profiles, opaque).
+	// ProRes profile, "mov" only: "4444" (with alpha; the default), "hq", "422", "lt" or
+	// "proxy" (the 4:2:2 profiles, opaque).
 	Profile string `protobuf:"bytes,10,opt,name=profile,proto3" json:"profile,omitempty"`
 	// HyperFrames' quality names: "draft", "looks" or "delivery" set crf and preset where
 	// those are unset (README, "Output formats"). mp4, hls and webm only.

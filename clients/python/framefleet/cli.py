@@ -149,15 +149,16 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
     parser.add_argument(
         "--format",
-        choices=("mp4", "webm", "hls", "mov", "gif", "png"),
+        choices=("mp4", "webm", "hls", "mov", "gif", "png-sequence"),
         default="",
         help="mp4 (H.264 + AAC, the default), webm (VP9 + Opus, with alpha; CRF 0-63, default "
         "32), hls (a VOD playlist over the fragmented MP4 beside it), mov (ProRes + PCM, see "
-        "--profile), gif (one palette for all frames) or png (a ZIP of PNG frames, with alpha)",
+        "--profile), gif (one palette for all frames) or png-sequence (a ZIP of PNG frames, "
+        "with alpha)",
     )
     parser.add_argument(
         "--profile",
-        choices=("4444", "hq", "standard", "lt", "proxy"),
+        choices=("4444", "hq", "422", "lt", "proxy"),
         default="",
         help="ProRes profile of a mov: 4444 (with alpha, the default) or a 4:2:2 one",
     )

@@ -62,12 +62,20 @@ FORMATS: dict[str, tuple[str, int | None, int]] = {
     "hls": ("h264", 23, 51),
     "mov": ("prores", None, 0),
     "gif": ("gif", None, 0),
-    "png": ("png", None, 0),
+    "png-sequence": ("png", None, 0),
 }
 # A PNG sequence is one ZIP of frame_000000.png, ... (stored, not compressed again).
-SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8", "mov": "mov", "gif": "gif", "png": "zip"}
-# ProRes profiles (prores_ks's names): 4444 keeps alpha (yuva444p10le), the rest are 4:2:2.
-PRORES_PROFILES = ("4444", "hq", "standard", "lt", "proxy")
+SUFFIXES = {
+    "mp4": "mp4",
+    "webm": "webm",
+    "hls": "m3u8",
+    "mov": "mov",
+    "gif": "gif",
+    "png-sequence": "zip",
+}
+# ProRes profiles (HyperFrames' names; prores_ks calls 422 "standard"): 4444 keeps alpha
+# (yuva444p10le), the rest are 4:2:2 (yuv422p10le).
+PRORES_PROFILES = ("4444", "hq", "422", "lt", "proxy")
 # HyperFrames' resolution presets: the output's size; the page keeps its layout size and is
 # drawn at the device scale factor that fills it (the same shape, or refused).
 RESOLUTIONS = {
@@ -78,12 +86,14 @@ RESOLUTIONS = {
     "square": (1080, 1080),
 }
 MAX_SCALE = 10
-# HyperFrames' quality names -> {codec: (crf, preset)}; the preset is x264's (VP9 encodes at
-# one speed, agent/encoder.py). "looks" is the default a job gets with no quality.
+# HyperFrames' quality names -> {codec: (crf, preset)}, its own numbers (its ENCODER_PRESETS:
+# draft, "standard" at CRF 16 for looks, "high" for delivery), for VP9 too; the preset is
+# x264's (VP9 encodes at one speed, agent/encoder.py). A job with no quality name keeps
+# framefleet's defaults (CRF 23 veryfast, VP9 CRF 32), not HyperFrames' "looks".
 QUALITIES = {
-    "draft": {"h264": (28, "ultrafast"), "vp9": (40, "")},
-    "looks": {"h264": (23, "veryfast"), "vp9": (32, "")},
-    "delivery": {"h264": (18, "slow"), "vp9": (24, "")},
+    "draft": {"h264": (28, "ultrafast"), "vp9": (28, "")},
+    "looks": {"h264": (16, "medium"), "vp9": (16, "")},
+    "delivery": {"h264": (15, "fast"), "vp9": (15, "")},
 }
 
 
@@ -125,7 +135,8 @@ _LATER_FIELDS = {"profile": "", "start_frame": 0, "page_width": 0, "page_height"
 
 def has_alpha(output: Output) -> bool:
     """The output keeps the page's transparency (PNG captures over a transparent default)."""
-    return output.format in ("webm", "png") or (output.format, output.profile) == ("mov", "4444")
+    prores_4444 = (output.format, output.profile) == ("mov", "4444")
+    return output.format in ("webm", "png-sequence") or prores_4444
 
 
 def invalid(message: str) -> FramefleetError:
@@ -187,8 +198,9 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         return Output(width, height, fps, frames, codec, 0, "", container, profile, start, *page)
     if o.quality and o.quality not in QUALITIES:
         raise invalid(f"quality {o.quality!r} is not one of {', '.join(QUALITIES)}")
-    quality_crf, quality_preset = QUALITIES[o.quality or "looks"][codec]
-    crf = o.crf if o.HasField("crf") else quality_crf if o.quality else default_crf
+    # No quality name: framefleet's own defaults (CRF per format, veryfast).
+    quality_crf, quality_preset = QUALITIES[o.quality][codec] if o.quality else (default_crf, "")
+    crf = o.crf if o.HasField("crf") else quality_crf
     if not 0 <= crf <= max_crf:
         raise invalid(f"crf {crf} is outside 0..{max_crf} ({codec})")
     preset = o.preset or quality_preset or "veryfast"
