@@ -346,9 +346,14 @@ def test_resolution_presets_scale_the_page() -> None:
     assert scaled(resolution="4k", width=1920, height=1080) == ((3840, 2160), (1920, 1080), 2.0)
     assert scaled(resolution="portrait", width=540, height=960)[2] == 2.0
     assert scaled(resolution="square", width=360, height=360)[2] == 3.0
+    # An orientation-free name takes the page's orientation, as in HyperFrames.
+    assert scaled(resolution="4k", width=540, height=960)[0] == (2160, 3840)
+    assert scaled(resolution="1080p", width=540, height=540)[0] == (1080, 1080)
+    assert scaled(resolution="480p")[0] == (854, 480)  # within rounding of 16:9
     assert scaled() == ((1280, 720), (1280, 720), 1.0)
     refused(pb.OutputSettings(frames=1, resolution="portrait"), "not the shape of the 1280x720")
-    refused(pb.OutputSettings(frames=1, resolution="8k"), "is not one of 1080p, 1440p, 4k")
+    refused(pb.OutputSettings(frames=1, resolution="8k"), "is not one of landscape, portrait")
+    refused(pb.OutputSettings(frames=1, resolution="4k-portrait"), "not the shape of the 1280")
     tiny = pb.OutputSettings(frames=1, width=160, height=90, resolution="4k")
     refused(tiny, "more than 10x the 160x90 page")
 

@@ -274,10 +274,10 @@ type OutputSettings struct {
 	// to a frame). The length (frames or duration_seconds) is the source's whole timeline.
 	StartSeconds *float64 `protobuf:"fixed64,12,opt,name=start_seconds,json=startSeconds,proto3,oneof" json:"start_seconds,omitempty"`
 	EndSeconds   *float64 `protobuf:"fixed64,13,opt,name=end_seconds,json=endSeconds,proto3,oneof" json:"end_seconds,omitempty"`
-	// A resolution preset: "1080p" (1920x1080), "1440p", "4k" (3840x2160), "portrait"
-	// (1080x1920) or "square" (1080x1080). The page keeps its own layout size (width and
-	// height) and Chromium draws it at the device scale factor that fills the preset, so the
-	// shapes must match.
+	// A resolution preset, HyperFrames' names: "1080p", "1440p", "4k", "720p", "480p" (in the
+	// page's orientation), "landscape", "portrait", "square", "portrait-4k", ... The page keeps
+	// its own layout size (width and height) and Chromium draws it at the device scale factor
+	// that fills the preset, so the shapes must match.
 	Resolution    string `protobuf:"bytes,14,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -175,10 +175,12 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", type=float, default=None, help="render up to this second")
     parser.add_argument(
         "--resolution",
-        choices=("1080p", "1440p", "4k", "portrait", "square"),
         default="",
-        help="output size; the page keeps its layout (--width/--height) and is drawn at a "
-        "higher device scale factor, so the shapes must match",
+        metavar="PRESET",
+        help="output size, HyperFrames' presets: 1080p, 1440p, 4k, 720p, 480p (in the page's "
+        "orientation), landscape, portrait, square, portrait-4k, square-1440p, ...; the page "
+        "keeps its layout (--width/--height) and is drawn at a higher device scale factor, so "
+        "the shapes must match",
     )
     parser.add_argument(
         "--name",

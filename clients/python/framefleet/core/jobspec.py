@@ -76,15 +76,27 @@ SUFFIXES = {
 # ProRes profiles (HyperFrames' names; prores_ks calls 422 "standard"): 4444 keeps alpha
 # (yuva444p10le), the rest are 4:2:2 (yuv422p10le).
 PRORES_PROFILES = ("4444", "hq", "422", "lt", "proxy")
-# HyperFrames' resolution presets: the output's size; the page keeps its layout size and is
-# drawn at the device scale factor that fills it (the same shape, or refused).
+# HyperFrames' resolution presets (its CANVAS_DIMENSIONS, aliases and matching rule): the
+# output's size; the page keeps its layout size and is drawn at the device scale factor that
+# fills it. An orientation-free name (1080p, 4k, ...) takes the page's orientation.
 RESOLUTIONS = {
-    "1080p": (1920, 1080),
-    "1440p": (2560, 1440),
-    "4k": (3840, 2160),
-    "portrait": (1080, 1920),
-    "square": (1080, 1080),
-}
+    "landscape": (1920, 1080), "portrait": (1080, 1920), "square": (1080, 1080),
+    "landscape-4k": (3840, 2160), "portrait-4k": (2160, 3840), "square-4k": (2160, 2160),
+    "landscape-1440p": (2560, 1440), "portrait-1440p": (1440, 2560),
+    "square-1440p": (1440, 1440), "landscape-720p": (1280, 720), "portrait-720p": (720, 1280),
+    "square-720p": (720, 720), "landscape-480p": (854, 480), "portrait-480p": (480, 854),
+    "square-480p": (480, 480),
+}  # fmt: skip
+RESOLUTION_ALIASES = {
+    "1080p": "landscape", "hd": "landscape", "1080p-portrait": "portrait",
+    "portrait-1080p": "portrait", "4k": "landscape-4k", "uhd": "landscape-4k",
+    "4k-portrait": "portrait-4k", "1080p-square": "square", "square-1080p": "square",
+    "4k-square": "square-4k", "1440p": "landscape-1440p", "qhd": "landscape-1440p",
+    "1440p-portrait": "portrait-1440p", "1440p-square": "square-1440p",
+    "720p": "landscape-720p", "720p-portrait": "portrait-720p", "720p-square": "square-720p",
+    "480p": "landscape-480p", "480p-portrait": "portrait-480p", "480p-square": "square-480p",
+}  # fmt: skip
+ORIENTATION_FREE = frozenset({"1080p", "hd", "4k", "uhd", "1440p", "qhd", "720p", "480p"})
 MAX_SCALE = 10
 # HyperFrames' quality names -> {codec: (crf, preset)}, its own numbers (its ENCODER_PRESETS:
 # draft, "standard" at CRF 16 for looks, "high" for delivery), for VP9 too; the preset is
@@ -211,10 +223,18 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
 
 def _preset(name: str, width: int, height: int) -> tuple[int, int]:
     """A resolution preset's size, for a page laid out at width x height."""
-    if name not in RESOLUTIONS:
-        raise invalid(f"resolution {name!r} is not one of {', '.join(RESOLUTIONS)}")
-    size = RESOLUTIONS[name]
-    if size[0] * height != size[1] * width:
+    wanted = name.lower()
+    preset = wanted if wanted in RESOLUTIONS else RESOLUTION_ALIASES.get(wanted)
+    if preset is None:
+        names = ", ".join([*RESOLUTIONS, *RESOLUTION_ALIASES])
+        raise invalid(f"resolution {name!r} is not one of {names}")
+    if wanted in ORIENTATION_FREE:  # the same tier in the page's orientation
+        tier = _tier(preset)
+        preset = next(
+            (p for p in RESOLUTIONS if _tier(p) == tier and _fits(p, width, height)), preset
+        )
+    size = RESOLUTIONS[preset]
+    if not _fits(preset, width, height):
         raise invalid(
             f"resolution {name} ({size[0]}x{size[1]}) is not the shape of the {width}x{height}"
             " page: a preset draws the page at a higher device scale factor, it does not lay"
@@ -226,6 +246,18 @@ def _preset(name: str, width: int, height: int) -> tuple[int, int]:
             " (Chromium scales a view at most that much): lay the page out larger"
         )
     return size
+
+
+def _tier(preset: str) -> str:
+    return preset[preset.index("-") :] if "-" in preset else ""
+
+
+def _fits(preset: str, width: int, height: int) -> bool:
+    """HyperFrames' rule: the same shape, or within a pixel's rounding when scaling down
+    (854x480 for a 16:9 page)."""
+    w, h = RESOLUTIONS[preset]
+    drift = abs(w * height - h * width)
+    return drift == 0 or (w < width and drift < min(width, height))
 
 
 def _length(o: pb.OutputSettings, fps: int, open_length: bool) -> int:
