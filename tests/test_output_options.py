@@ -28,6 +28,8 @@ from framefleet.v1 import framefleet_pb2 as pb
 from outputs.s3 import content_type
 from tests.farm_processes import Farm
 from tests.test_encoder_colours import flat_jpeg
+from tests.test_hyperframes_length import BOX as TIMELINE_BOX
+from tests.test_hyperframes_length import TIMELINE, composition
 from tests.test_soundtrack import TONE, bursts, decode_audio, write_tone
 from tests.video import Frame, decode, is_colour, path_of
 
@@ -399,3 +401,23 @@ async def test_a_page_drawn_at_a_preset_draws_at_its_own_size_again() -> None:
     finally:
         await chromium.close()
     assert sizes == [(320, 180), (1920, 1080), (320, 180), (480, 270)]
+
+
+@pytest.mark.e2e
+async def test_a_composition_of_its_own_length_renders_from_start_to_its_end(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """A timeline of 1.5 s (30 frames at 20 fps) from 0.5 s: its last 20 frames, the box
+    already a third of the way; a start past its end fails with a class, not an empty video."""
+    folder = composition(tmp_path / "c", TIMELINE_BOX, TIMELINE)
+    async with AsyncClient(farm.address) as client:
+        done = await client.wait((await client.submit(jobspec.template_job(folder, start=0.5))).id)
+        late = await client.submit(jobspec.template_job(folder, start=2))
+        with pytest.raises(FramefleetError) as failure:
+            await client.wait(late.id)
+    frames = decode(path_of(done.output_url))
+    assert done.frames_total == 20 and len(frames) == 20
+    red = np.flatnonzero(frames[0][10, :, 0] > 128)
+    assert abs(int(red.min()) - 33) <= 2, red  # x = 100 * 0.5 / 1.5
+    assert failure.value.error_class == ErrorClass.INVALID_JOB
+    assert "past the composition's end" in str(failure.value)
