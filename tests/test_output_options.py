@@ -187,6 +187,21 @@ async def test_each_422_profile_is_that_prores_profile(profile: str, named: str)
     assert len(frames) == 2 and is_colour(frames[1][16, 32], RED, 12), frames[1][16, 32]
 
 
+async def test_a_mov_is_the_same_bytes_every_time() -> None:
+    output = jobspec.resolve_output(
+        pb.OutputSettings(width=64, height=32, frames=3, format="mov", profile="hq")
+    )
+    made = []
+    for _ in range(2):
+        out = io.BytesIO()
+        encoder = open_encoder(output, out.write)
+        for y in (40, 120, 200):
+            await encoder.put(flat_jpeg(y, 128, 128))
+        await encoder.finish()
+        made.append(out.getvalue())
+    assert made[0] == made[1] and len(decode_bytes(made[0])) == 3
+
+
 async def test_a_gif_is_the_same_bytes_every_time() -> None:
     output = jobspec.resolve_output(
         pb.OutputSettings(width=64, height=32, frames=6, fps=10, format="gif")
