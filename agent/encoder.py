@@ -376,11 +376,12 @@ class H264Encoder:
         decoded = frames[0]
         o = self._output
         jpeg = decoded.format.name == JPEG_PIX_FMT
-        if jpeg and (decoded.width, decoded.height) == (o.width, o.height):
+        same_size = (decoded.width, decoded.height) == (o.width, o.height)
+        if jpeg and same_size and self._pix_fmt == "yuv420p":
             if self._to_bt709 is None:
                 self._to_bt709 = _ColorspaceFilter(o.width, o.height)
             frame = self._to_bt709.convert(decoded)
-        else:  # PNG (RGBA, kept for alpha) or a JPEG of another size: swscale
+        else:  # PNG (RGBA, kept for alpha), a JPEG of another size or into 4:2:2: swscale
             frame = decoded.reformat(
                 width=o.width,
                 height=o.height,

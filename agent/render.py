@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from agent import hls, soundtrack
-from agent.encoder import H264Encoder
+from agent.file_encoders import open_encoder
 from agent.sources import page_input
 from agent.template_page import TemplatePage
 from agent.video_clips import VideoClips
 from framefleet.core import jobspec
+from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.telemetry import tracer
 from framefleet.v1 import framefleet_pb2 as pb
 from outputs import Upload, open_upload
@@ -43,6 +44,15 @@ class RenderResult:
     frames_reused: int = 0
 
 
+async def own_frames(page: TemplatePage, output: jobspec.Output) -> int:
+    """A HyperFrames composition's own length, less a partial render's start."""
+    frames = await page.composition_frames(output.fps) - output.start_frame
+    if frames < 1:
+        message = f"the start, frame {output.start_frame}, is past the composition's end"
+        raise FramefleetError(ErrorClass.INVALID_JOB, message)
+    return frames
+
+
 async def render(
     assign: pb.Assign,
     page: TemplatePage,
@@ -60,15 +70,16 @@ async def render(
         stages[stage] += now - mark
         mark = now
 
-    await page.set_alpha(output.format == "webm")  # WebM keeps a transparent background
+    await page.set_alpha(jobspec.has_alpha(output))  # WebM, ProRes 4444: transparent background
     template, params = page_input(spec)  # e.g. a VideoJSON job: a shell page
     with tracer.start_as_current_span("load_template") as span:
         swapped = await page.load(
             template,
             params,
-            (output.width, output.height),
+            output.page_size,
             limits.ready_timeout,
             assign.source_key,
+            output.scale,
         )
         span.set_attribute("framefleet.page.swapped", swapped)
     lap("swap" if swapped else "load")
@@ -78,8 +89,11 @@ async def render(
             extra={"job_id": assign.lease.job_id, "families": page.unresolved_fonts},
         )
     if not output.frames:  # a HyperFrames composition's own length, now that it has loaded
-        output = replace(output, frames=await page.composition_frames(output.fps))
-    clips = soundtrack.clips_from_page(await page.sound_clips())
+        output = replace(output, frames=await own_frames(page, output))
+    start = output.start_frame  # a partial render: frame n shows the source's frame start + n
+    clips = soundtrack.shifted(
+        soundtrack.clips_from_page(await page.sound_clips()), start / output.fps
+    )
     sound = None
     if clips:
         with tracer.start_as_current_span("mix_soundtrack") as span:
@@ -99,7 +113,7 @@ async def render(
         if output.format == "hls"
         else open_upload(assign.output_url)
     )
-    encoder = H264Encoder(
+    encoder = open_encoder(
         output,
         upload.write,
         page.image_codec,
@@ -113,8 +127,8 @@ async def render(
         with tracer.start_as_current_span("capture_encode") as span:
             capture_started = time.perf_counter()
             for n in range(first, end):
-                await videos.draw(n / output.fps)
-                image = await page.frame(n * 1000.0 / output.fps, limits.frame_timeout)
+                await videos.draw((start + n) / output.fps)
+                image = await page.frame((start + n) * 1000.0 / output.fps, limits.frame_timeout)
                 lap("capture")
                 await encoder.put(image)
                 lap("encode_wait")

@@ -190,7 +190,8 @@ def _tempo(samples: Samples, speed: float) -> Samples:
 
 
 class SoundTrack:
-    """The soundtrack's stream in the output container (AAC for MP4, Opus for WebM), written
+    """The soundtrack's stream in the output container (AAC for MP4, Opus for WebM, PCM for
+    MOV), written
     in step with the video: ``until(seconds)`` encodes the samples up to that time.
 
     A chunk of a video (agent/encoder.py) encodes the whole soundtrack from 0, so that its
@@ -208,8 +209,11 @@ class SoundTrack:
         self._samples = samples
         self._stream = cast(av.AudioStream, container.add_stream(codec, rate=SAMPLE_RATE))
         self._stream.layout = "stereo"
-        self._stream.bit_rate = BIT_RATE
-        self._frame = AAC_FRAME if codec == "aac" else OPUS_FRAME
+        # PCM (a MOV's sound, as editors expect beside ProRes): 16-bit, packed, uncompressed.
+        self._pcm = codec.startswith("pcm_")
+        if not self._pcm:
+            self._stream.bit_rate = BIT_RATE
+        self._frame = OPUS_FRAME if codec == "libopus" else AAC_FRAME
         # AAC decoders play the encoder's priming samples first, and a fragmented MP4 has no
         # edit list to skip them: start that much into the mix, so sound lands on its frame.
         # (WebM signals Opus's pre-skip itself.)
@@ -234,9 +238,13 @@ class SoundTrack:
             self._mux(self._stream.encode(None))
 
     def _encode(self, piece: Samples) -> None:
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(piece), format="fltp", layout="stereo"
-        )
+        if self._pcm:
+            packed = (np.clip(piece, -1.0, 1.0) * 32767).round().astype(np.int16).T.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(packed, format="s16", layout="stereo")
+        else:
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(piece), format="fltp", layout="stereo"
+            )
         frame.sample_rate = SAMPLE_RATE
         # The encoder stamps its output priming samples earlier: from here its first packet
         # is at 0, so the muxer never shifts the streams against each other.

@@ -12,7 +12,7 @@ agent/sound_samples.py, which only a render with sound imports."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,3 +61,20 @@ def clips_from_page(raw: list[dict[str, Any]]) -> list[SoundClip]:
             )
         )
     return clips
+
+
+def shifted(clips: list[SoundClip], seconds: float) -> list[SoundClip]:
+    """The clips as a partial render that starts ``seconds`` into the source hears them: a
+    clip under way at that point plays on from where it is, one already over is dropped."""
+    if not seconds:
+        return clips
+    kept = []
+    for clip in clips:
+        start, end = clip.start - seconds, clip.end - seconds
+        if end <= 0:
+            continue
+        media_start = clip.media_start + max(0.0, -start) * clip.rate
+        kept.append(
+            replace(clip, start=max(0.0, start), end=end, media_start=max(0.0, media_start))
+        )
+    return kept

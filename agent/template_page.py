@@ -101,7 +101,8 @@ class TemplatePage:
         self._watch = watch
         self._bundle: dict[str, bytes] = {}
         # (source key, width, height) of the template loaded now, for in-place swaps.
-        self._loaded: tuple[str, int, int] | None = None
+        self._loaded: tuple[str, int, int, float] | None = None
+        self._scale = 1.0  # the device scale factor the page draws at (a resolution preset)
         self.renders = 0
         self._thrown = ""  # the first error the page threw (uncaught), if any
         self.crashed = False
@@ -237,13 +238,14 @@ class TemplatePage:
         size: tuple[int, int],
         ready_timeout: float,
         source_key: str = "",
+        scale: float = 1.0,
     ) -> bool:
         """Makes the page show the template with these parameters at t = 0, ready to capture.
         When the same template is loaded already, the parameters are swapped in place (no
         reload); returns True when it did that."""
         self._thrown = ""
         self._last, self._moving, self.frames_reused = None, True, 0
-        loaded = (source_key, *size)
+        loaded = (source_key, *size, scale)
         swap = bool(source_key) and self._loaded == loaded
         self._loaded = None  # until this load succeeds
         try:
@@ -251,7 +253,7 @@ class TemplatePage:
                 if swap:
                     swap = await self._run_template("p => window.__framefleet.swap(p)", params)
                 if not swap:
-                    await self._navigate(template, params, size)
+                    await self._navigate(template, params, size, scale)
                 self.raise_if_broken()
                 await self._run_template("() => window.__framefleet.ready()")
         except TimeoutError:
@@ -270,7 +272,7 @@ class TemplatePage:
         return swap
 
     async def _navigate(
-        self, template: pb.Template, params: dict[str, Any], size: tuple[int, int]
+        self, template: pb.Template, params: dict[str, Any], size: tuple[int, int], scale: float
     ) -> None:
         self._bundle = {f"{ORIGIN}/{path}": data for path, data in template.assets.items()}
         self._bundle[INDEX] = page_html(template.html, params).encode()
@@ -279,8 +281,23 @@ class TemplatePage:
         if "data-composition-id" in template.html:
             self.unresolved_fonts = hf_fonts.apply(self._bundle, INDEX, ORIGIN)
         await self.page.set_viewport_size({"width": size[0], "height": size[1]})
+        if scale != 1.0 or self._scale != 1.0:
+            await self._scale_view(size, scale)
         self._navigation_expected = True
         await self.page.goto(INDEX, wait_until="load")
+
+    async def _scale_view(self, size: tuple[int, int], scale: float) -> None:
+        """A resolution preset: the same layout (``size`` CSS pixels), drawn at ``scale``
+        device pixels per CSS pixel into a view of the output's size. BeginFrame pictures are
+        the view's: the device scale factor alone draws finer but shrinks back to ``size``,
+        so the view is scaled by as much and sized to match (scale 1: back to normal)."""
+        metrics: dict[str, Any] = {"width": size[0], "height": size[1], "mobile": False}
+        metrics.update(deviceScaleFactor=scale, scale=scale, dontSetVisibleSize=scale != 1.0)
+        await self._cdp.send("Emulation.setDeviceMetricsOverride", metrics)
+        if scale != 1.0:
+            visible = {"width": round(size[0] * scale), "height": round(size[1] * scale)}
+            await self._cdp.send("Emulation.setVisibleSize", visible)
+        self._scale = scale
 
     async def _run_template(self, script: str, arg: Any = None) -> Any:
         """Evaluates runtime code that calls into the template: a throw is the template's,

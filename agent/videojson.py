@@ -60,7 +60,8 @@ def page_document(spec: pb.JobSpec) -> dict[str, Any]:
     document renders at any size; keyframe times are seconds, so at any rate)."""
     document = videojson.resolve(spec.video_json, jobspec.params_dict(spec.params))
     output = jobspec.resolve_output(spec.output)
-    document.update(width=output.width, height=output.height, fps=output.fps)
+    width, height = output.page_size  # a resolution preset scales the page, not the layout
+    document.update(width=width, height=height, fps=output.fps)
     return document
 
 

@@ -24,7 +24,7 @@ def test_format_rules() -> None:
     assert (webm.format, webm.codec, webm.crf) == ("webm", "vp9", 32)
     assert jobspec.resolve_output(pb.OutputSettings(frames=1)).format == "mp4"
     for settings, message in [
-        (pb.OutputSettings(frames=1, format="gif"), "format 'gif' is not one of mp4, webm"),
+        (pb.OutputSettings(frames=1, format="avi"), "format 'avi' is not one of mp4, webm"),
         (pb.OutputSettings(frames=1, format="webm", codec="h264"), "does not go in webm"),
         (pb.OutputSettings(frames=1, format="webm", crf=64), "crf 64 is outside 0..63"),
         (pb.OutputSettings(frames=1, crf=52), "crf 52 is outside 0..51"),

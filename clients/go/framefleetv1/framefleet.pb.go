@@ -259,9 +259,26 @@ type OutputSettings struct {
 	Crf *uint32 `protobuf:"varint,7,opt,name=crf,proto3,oneof" json:"crf,omitempty"`
 	// x264 preset name (ultrafast ... veryslow). Empty means "veryfast".
 	Preset string `protobuf:"bytes,8,opt,name=preset,proto3" json:"preset,omitempty"`
-	// Container: "mp4" (H.264 + AAC, fragmented; the default when empty) or "webm" (VP9 +
-	// Opus). The codec follows from it: set codec to "h264" or "vp9", or leave it empty.
-	Format        string `protobuf:"bytes,9,opt,name=format,proto3" json:"format,omitempty"`
+	// Container: "mp4" (H.264 + AAC, fragmented; the default when empty), "webm" (VP9 +
+	// Opus, with alpha), "hls", "mov" (ProRes + PCM), "gif" or "png-sequence" (a ZIP of PNG
+	// frames, with alpha). The codec follows from it: set codec to "h264", "vp9", "prores",
+	// "gif" or "png", or leave it empty.
+	Format string `protobuf:"bytes,9,opt,name=format,proto3" json:"format,omitempty"`
+	// ProRes profile, "mov" only: "4444" (with alpha; the default), "hq", "422", "lt" or
+	// "proxy" (the 4:2:2 profiles, opaque).
+	Profile string `protobuf:"bytes,10,opt,name=profile,proto3" json:"profile,omitempty"`
+	// HyperFrames' quality names: "draft", "looks" or "delivery" set crf and preset where
+	// those are unset (README, "Output formats"). mp4, hls and webm only.
+	Quality string `protobuf:"bytes,11,opt,name=quality,proto3" json:"quality,omitempty"`
+	// A partial render: the source's timeline from start_seconds to end_seconds (each rounded
+	// to a frame). The length (frames or duration_seconds) is the source's whole timeline.
+	StartSeconds *float64 `protobuf:"fixed64,12,opt,name=start_seconds,json=startSeconds,proto3,oneof" json:"start_seconds,omitempty"`
+	EndSeconds   *float64 `protobuf:"fixed64,13,opt,name=end_seconds,json=endSeconds,proto3,oneof" json:"end_seconds,omitempty"`
+	// A resolution preset, HyperFrames' names: "1080p", "1440p", "4k", "720p", "480p" (in the
+	// page's orientation), "landscape", "portrait", "square", "portrait-4k", ... The page keeps
+	// its own layout size (width and height) and Chromium draws it at the device scale factor
+	// that fills the preset, so the shapes must match.
+	Resolution    string `protobuf:"bytes,14,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -355,6 +372,41 @@ func (x *OutputSettings) GetPreset() string {
 func (x *OutputSettings) GetFormat() string {
 	if x != nil {
 		return x.Format
+	}
+	return ""
+}
+
+func (x *OutputSettings) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *OutputSettings) GetQuality() string {
+	if x != nil {
+		return x.Quality
+	}
+	return ""
+}
+
+func (x *OutputSettings) GetStartSeconds() float64 {
+	if x != nil && x.StartSeconds != nil {
+		return *x.StartSeconds
+	}
+	return 0
+}
+
+func (x *OutputSettings) GetEndSeconds() float64 {
+	if x != nil && x.EndSeconds != nil {
+		return *x.EndSeconds
+	}
+	return 0
+}
+
+func (x *OutputSettings) GetResolution() string {
+	if x != nil {
+		return x.Resolution
 	}
 	return ""
 }
@@ -3411,7 +3463,7 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x06assets\x18\x02 \x03(\v2#.framefleet.v1.Template.AssetsEntryR\x06assets\x1a9\n" +
 	"\vAssetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xce\x02\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x94\x04\n" +
 	"\x0eOutputSettings\x12\x19\n" +
 	"\x05width\x18\x01 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
 	"\x06height\x18\x02 \x01(\rH\x01R\x06height\x88\x01\x01\x12\x15\n" +
@@ -3421,13 +3473,24 @@ const file_framefleet_v1_framefleet_proto_rawDesc = "" +
 	"\x05codec\x18\x06 \x01(\tR\x05codec\x12\x15\n" +
 	"\x03crf\x18\a \x01(\rH\x05R\x03crf\x88\x01\x01\x12\x16\n" +
 	"\x06preset\x18\b \x01(\tR\x06preset\x12\x16\n" +
-	"\x06format\x18\t \x01(\tR\x06formatB\b\n" +
+	"\x06format\x18\t \x01(\tR\x06format\x12\x18\n" +
+	"\aprofile\x18\n" +
+	" \x01(\tR\aprofile\x12\x18\n" +
+	"\aquality\x18\v \x01(\tR\aquality\x12(\n" +
+	"\rstart_seconds\x18\f \x01(\x01H\x06R\fstartSeconds\x88\x01\x01\x12$\n" +
+	"\vend_seconds\x18\r \x01(\x01H\aR\n" +
+	"endSeconds\x88\x01\x01\x12\x1e\n" +
+	"\n" +
+	"resolution\x18\x0e \x01(\tR\n" +
+	"resolutionB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\x06\n" +
 	"\x04_fpsB\x13\n" +
 	"\x11_duration_secondsB\t\n" +
 	"\a_framesB\x06\n" +
-	"\x04_crf\"\x9d\x04\n" +
+	"\x04_crfB\x10\n" +
+	"\x0e_start_secondsB\x0e\n" +
+	"\f_end_seconds\"\x9d\x04\n" +
 	"\aJobSpec\x125\n" +
 	"\btemplate\x18\x01 \x01(\v2\x17.framefleet.v1.TemplateH\x00R\btemplate\x12\x1f\n" +
 	"\n" +

@@ -115,6 +115,11 @@ def spec_from_args(args: argparse.Namespace, destination: str) -> pb.JobSpec:
         crf=args.crf,
         preset=args.preset,
         format=getattr(args, "format", ""),
+        profile=getattr(args, "profile", ""),
+        quality=getattr(args, "quality", ""),
+        start=getattr(args, "start", None),
+        end=getattr(args, "end", None),
+        resolution=getattr(args, "resolution", ""),
         destination=destination,
         priority=args.priority,
         name=args.name,
@@ -144,10 +149,38 @@ def job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="", help="x264 preset (default veryfast)")
     parser.add_argument(
         "--format",
-        choices=("mp4", "webm", "hls"),
+        choices=("mp4", "webm", "hls", "mov", "gif", "png-sequence"),
         default="",
-        help="mp4 (H.264 + AAC, the default), webm (VP9 + Opus; CRF 0-63, default 32) or hls "
-        "(a VOD playlist over the fragmented MP4 beside it)",
+        help="mp4 (H.264 + AAC, the default), webm (VP9 + Opus, with alpha; CRF 0-63, default "
+        "32), hls (a VOD playlist over the fragmented MP4 beside it), mov (ProRes + PCM, see "
+        "--profile), gif (one palette for all frames) or png-sequence (a ZIP of PNG frames, "
+        "with alpha)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("4444", "hq", "422", "lt", "proxy"),
+        default="",
+        help="ProRes profile of a mov: 4444 (with alpha, the default) or a 4:2:2 one",
+    )
+    parser.add_argument(
+        "--quality",
+        choices=("draft", "looks", "delivery"),
+        default="",
+        help="HyperFrames' quality names: CRF and preset where --crf/--preset are not given "
+        "(README, Output formats)",
+    )
+    parser.add_argument(
+        "--start", type=float, default=None, help="render from this second of the source"
+    )
+    parser.add_argument("--end", type=float, default=None, help="render up to this second")
+    parser.add_argument(
+        "--resolution",
+        default="",
+        metavar="PRESET",
+        help="output size, HyperFrames' presets: 1080p, 1440p, 4k, 720p, 480p (in the page's "
+        "orientation), landscape, portrait, square, portrait-4k, square-1440p, ...; the page "
+        "keeps its layout (--width/--height) and is drawn at a higher device scale factor, so "
+        "the shapes must match",
     )
     parser.add_argument(
         "--name",

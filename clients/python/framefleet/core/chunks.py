@@ -2,8 +2,9 @@
 
 A video is encoded in segments of SEGMENT_SECONDS, each starting with a keyframe and depending on
 no other segment (closed GOPs), so a chunk is a run of whole segments and the video is the chunks'
-bytes joined in order, whatever the split. Only MP4 is split: WebM (Matroska clusters) and HLS
-(a playlist over the file) are rendered whole.
+bytes joined in order, whatever the split. Only MP4 is split: WebM (Matroska clusters), HLS
+(a playlist over the file), MOV (one index of every frame, written at the end), GIF (one
+palette from every frame) and PNG sequences (one ZIP) are rendered whole.
 """
 
 from __future__ import annotations

@@ -53,8 +53,60 @@ MAX_ATTEMPTS_LIMIT = 10
 # Output formats: container -> (video codec, default CRF, highest CRF). Sound goes with them:
 # AAC in MP4, Opus in WebM (agent/encoder.py).
 # HLS: a fragmented MP4 and a VOD playlist of byte ranges of it (the output is the playlist).
-FORMATS = {"mp4": ("h264", 23, 51), "webm": ("vp9", 32, 63), "hls": ("h264", 23, 51)}
-SUFFIXES = {"mp4": "mp4", "webm": "webm", "hls": "m3u8"}
+# MOV (ProRes), GIF and PNG sequences have no CRF (None): a ProRes profile sets a MOV's
+# quality, and GIF and PNG are what they are. A MOV's sound is PCM; a GIF and a PNG sequence
+# have none (agent/file_encoders.py).
+FORMATS: dict[str, tuple[str, int | None, int]] = {
+    "mp4": ("h264", 23, 51),
+    "webm": ("vp9", 32, 63),
+    "hls": ("h264", 23, 51),
+    "mov": ("prores", None, 0),
+    "gif": ("gif", None, 0),
+    "png-sequence": ("png", None, 0),
+}
+# A PNG sequence is one ZIP of frame_000000.png, ... (stored, not compressed again).
+SUFFIXES = {
+    "mp4": "mp4",
+    "webm": "webm",
+    "hls": "m3u8",
+    "mov": "mov",
+    "gif": "gif",
+    "png-sequence": "zip",
+}
+# ProRes profiles (HyperFrames' names; prores_ks calls 422 "standard"): 4444 keeps alpha
+# (yuva444p10le), the rest are 4:2:2 (yuv422p10le).
+PRORES_PROFILES = ("4444", "hq", "422", "lt", "proxy")
+# HyperFrames' resolution presets (its CANVAS_DIMENSIONS, aliases and matching rule): the
+# output's size; the page keeps its layout size and is drawn at the device scale factor that
+# fills it. An orientation-free name (1080p, 4k, ...) takes the page's orientation.
+RESOLUTIONS = {
+    "landscape": (1920, 1080), "portrait": (1080, 1920), "square": (1080, 1080),
+    "landscape-4k": (3840, 2160), "portrait-4k": (2160, 3840), "square-4k": (2160, 2160),
+    "landscape-1440p": (2560, 1440), "portrait-1440p": (1440, 2560),
+    "square-1440p": (1440, 1440), "landscape-720p": (1280, 720), "portrait-720p": (720, 1280),
+    "square-720p": (720, 720), "landscape-480p": (854, 480), "portrait-480p": (480, 854),
+    "square-480p": (480, 480),
+}  # fmt: skip
+RESOLUTION_ALIASES = {
+    "1080p": "landscape", "hd": "landscape", "1080p-portrait": "portrait",
+    "portrait-1080p": "portrait", "4k": "landscape-4k", "uhd": "landscape-4k",
+    "4k-portrait": "portrait-4k", "1080p-square": "square", "square-1080p": "square",
+    "4k-square": "square-4k", "1440p": "landscape-1440p", "qhd": "landscape-1440p",
+    "1440p-portrait": "portrait-1440p", "1440p-square": "square-1440p",
+    "720p": "landscape-720p", "720p-portrait": "portrait-720p", "720p-square": "square-720p",
+    "480p": "landscape-480p", "480p-portrait": "portrait-480p", "480p-square": "square-480p",
+}  # fmt: skip
+ORIENTATION_FREE = frozenset({"1080p", "hd", "4k", "uhd", "1440p", "qhd", "720p", "480p"})
+MAX_SCALE = 10
+# HyperFrames' quality names -> {codec: (crf, preset)}, its own numbers (its ENCODER_PRESETS:
+# draft, "standard" at CRF 16 for looks, "high" for delivery), for VP9 too; the preset is
+# x264's (VP9 encodes at one speed, agent/encoder.py). A job with no quality name keeps
+# framefleet's defaults (CRF 23 veryfast, VP9 CRF 32), not HyperFrames' "looks".
+QUALITIES = {
+    "draft": {"h264": (28, "ultrafast"), "vp9": (28, "")},
+    "looks": {"h264": (16, "medium"), "vp9": (16, "")},
+    "delivery": {"h264": (15, "fast"), "vp9": (15, "")},
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +121,34 @@ class Output:
     crf: int
     preset: str
     format: str = "mp4"
+    # ProRes profile ("mov" only).
+    profile: str = ""
+    # A partial render: frame n of the output is frame start_frame + n of the source.
+    start_frame: int = 0
+    # The page's layout size under a resolution preset (0: the output's own size); Chromium
+    # draws it at width / page_width device pixels per CSS pixel.
+    page_width: int = 0
+    page_height: int = 0
+
+    @property
+    def page_size(self) -> tuple[int, int]:
+        return (self.page_width or self.width, self.page_height or self.height)
+
+    @property
+    def scale(self) -> float:
+        """Chromium's device scale factor: output pixels per CSS pixel."""
+        return self.width / self.page_size[0]
+
+
+# Output fields added after content keys existed: left out of the key at their defaults, so
+# the keys (and cached outputs) of jobs that do not use them stay as they were.
+_LATER_FIELDS = {"profile": "", "start_frame": 0, "page_width": 0, "page_height": 0}
+
+
+def has_alpha(output: Output) -> bool:
+    """The output keeps the page's transparency (PNG captures over a transparent default)."""
+    prores_4444 = (output.format, output.profile) == ("mov", "4444")
+    return output.format in ("webm", "png-sequence") or prores_4444
 
 
 def invalid(message: str) -> FramefleetError:
@@ -103,6 +183,85 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         raise invalid(f"{width}x{height} is larger than 3840x2160")
     if not 1 <= fps <= MAX_FPS:
         raise invalid(f"fps {fps} is outside 1..{MAX_FPS}")
+    page = (0, 0)
+    if o.resolution:
+        page, (width, height) = (width, height), _preset(o.resolution, width, height)
+    start, frames = 0, _length(o, fps, open_length)
+    if o.HasField("start_seconds") or o.HasField("end_seconds"):
+        start, frames = _cut(o, fps, frames)
+    container = o.format or "mp4"
+    if container not in FORMATS:
+        raise invalid(f"format {container!r} is not one of {', '.join(FORMATS)}")
+    codec, default_crf, max_crf = FORMATS[container]
+    if (o.codec or codec) != codec:
+        raise invalid(f"codec {o.codec!r} does not go in {container} (it takes {codec})")
+    if o.profile and container != "mov":
+        raise invalid(f"profile {o.profile!r}: only a mov (ProRes) output has profiles")
+    if default_crf is None:  # MOV, GIF: no CRF, preset or quality name
+        for name in ("crf", "preset", "quality"):
+            if o.HasField(name) if name == "crf" else getattr(o, name):
+                raise invalid(
+                    f"{name} does not apply to {container}"
+                    + (": choose a ProRes profile" if container == "mov" else "")
+                )
+        profile = (o.profile or "4444") if container == "mov" else ""
+        if profile and profile not in PRORES_PROFILES:
+            raise invalid(f"profile {profile!r} is not one of {', '.join(PRORES_PROFILES)}")
+        return Output(width, height, fps, frames, codec, 0, "", container, profile, start, *page)
+    if o.quality and o.quality not in QUALITIES:
+        raise invalid(f"quality {o.quality!r} is not one of {', '.join(QUALITIES)}")
+    # No quality name: framefleet's own defaults (CRF per format, veryfast).
+    quality_crf, quality_preset = QUALITIES[o.quality][codec] if o.quality else (default_crf, "")
+    crf = o.crf if o.HasField("crf") else quality_crf
+    if not 0 <= crf <= max_crf:
+        raise invalid(f"crf {crf} is outside 0..{max_crf} ({codec})")
+    preset = o.preset or quality_preset or "veryfast"
+    if preset not in X264_PRESETS:
+        raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
+    return Output(width, height, fps, frames, codec, crf, preset, container, "", start, *page)
+
+
+def _preset(name: str, width: int, height: int) -> tuple[int, int]:
+    """A resolution preset's size, for a page laid out at width x height."""
+    wanted = name.lower()
+    preset = wanted if wanted in RESOLUTIONS else RESOLUTION_ALIASES.get(wanted)
+    if preset is None:
+        names = ", ".join([*RESOLUTIONS, *RESOLUTION_ALIASES])
+        raise invalid(f"resolution {name!r} is not one of {names}")
+    if wanted in ORIENTATION_FREE:  # the same tier in the page's orientation
+        tier = _tier(preset)
+        preset = next(
+            (p for p in RESOLUTIONS if _tier(p) == tier and _fits(p, width, height)), preset
+        )
+    size = RESOLUTIONS[preset]
+    if not _fits(preset, width, height):
+        raise invalid(
+            f"resolution {name} ({size[0]}x{size[1]}) is not the shape of the {width}x{height}"
+            " page: a preset draws the page at a higher device scale factor, it does not lay"
+            " it out again; set width and height of that shape, or no preset"
+        )
+    if size[0] > MAX_SCALE * width:
+        raise invalid(
+            f"resolution {name} is more than {MAX_SCALE}x the {width}x{height} page"
+            " (Chromium scales a view at most that much): lay the page out larger"
+        )
+    return size
+
+
+def _tier(preset: str) -> str:
+    return preset[preset.index("-") :] if "-" in preset else ""
+
+
+def _fits(preset: str, width: int, height: int) -> bool:
+    """HyperFrames' rule: the same shape, or within a pixel's rounding when scaling down
+    (854x480 for a 16:9 page)."""
+    w, h = RESOLUTIONS[preset]
+    drift = abs(w * height - h * width)
+    return drift == 0 or (w < width and drift < min(width, height))
+
+
+def _length(o: pb.OutputSettings, fps: int, open_length: bool) -> int:
+    """The source's whole length in frames (0: its own, known once loaded)."""
     if o.HasField("frames"):
         frames = o.frames
     elif o.HasField("duration_seconds"):
@@ -119,19 +278,26 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
         not 1 <= frames <= MAX_FRAMES or frames > MAX_SECONDS * fps
     ):
         raise invalid(f"{frames} frames is outside 1..{min(MAX_FRAMES, MAX_SECONDS * fps)}")
-    container = o.format or "mp4"
-    if container not in FORMATS:
-        raise invalid(f"format {container!r} is not one of {', '.join(FORMATS)}")
-    codec, default_crf, max_crf = FORMATS[container]
-    if (o.codec or codec) != codec:
-        raise invalid(f"codec {o.codec!r} does not go in {container} (it takes {codec})")
-    crf = o.crf if o.HasField("crf") else default_crf
-    if not 0 <= crf <= max_crf:
-        raise invalid(f"crf {crf} is outside 0..{max_crf} ({codec})")
-    preset = o.preset or "veryfast"
-    if preset not in X264_PRESETS:
-        raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
-    return Output(width, height, fps, frames, codec, crf, preset, container)
+    return frames
+
+
+def _cut(o: pb.OutputSettings, fps: int, frames: int) -> tuple[int, int]:
+    """A partial render's first source frame and its length in frames (0: to the end of a
+    source whose length is its own)."""
+    start_s = o.start_seconds if o.HasField("start_seconds") else 0.0
+    if not 0 <= start_s <= MAX_SECONDS:
+        raise invalid(f"start {start_s:g}s is outside 0..{MAX_SECONDS}s")
+    start = round(start_s * fps)
+    end = frames
+    if o.HasField("end_seconds"):
+        if not start_s < o.end_seconds <= MAX_SECONDS:
+            raise invalid(f"end {o.end_seconds:g}s is not after start {start_s:g}s")
+        end = round(o.end_seconds * fps)
+        if frames and end > frames:
+            raise invalid(f"end {o.end_seconds:g}s is past the source's {frames / fps:g}s")
+    if end and end <= start:
+        raise invalid(f"start {start_s:g}s is not before the end ({end / fps:g}s)")
+    return start, (end - start if end else 0)
 
 
 def validate(spec: pb.JobSpec, *, variants: bool = False) -> Output:
@@ -218,7 +384,13 @@ def content_key(spec: pb.JobSpec, source: str | None = None, output: Output | No
         "renderer": RENDERER_VERSION,
         "source": source or source_key(spec),
         "params": params_dict(spec.params),
-        "output": asdict(output or resolve_output(spec.output, open_length=open_length(spec))),
+        "output": {
+            name: value
+            for name, value in asdict(
+                output or resolve_output(spec.output, open_length=open_length(spec))
+            ).items()
+            if _LATER_FIELDS.get(name, object()) != value
+        },
     }
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -294,6 +466,11 @@ def template_job(
     name: str = "",
     chunks: int = 0,
     chunk_frames: int = 0,
+    profile: str = "",
+    quality: str = "",
+    start: float | None = None,
+    end: float | None = None,
+    resolution: str = "",
 ) -> pb.JobSpec:
     """A job spec for an HTML template file (or a HyperFrames project folder) and its
     parameters. Output settings not given (None) come from a HyperFrames composition root's
@@ -301,13 +478,13 @@ def template_job(
     readable output name besides the content-addressed one, e.g. "{row_key}.mp4" (see
     core.naming). ``chunks=N`` splits an MP4 into N chunks rendered at once (1: never),
     ``chunk_frames=F`` into chunks of F frames; by default the coordinator splits a long MP4
-    by its free slots."""
+    by its free slots. ``format``: mp4, webm, hls, mov (ProRes ``profile``) or gif;
+    ``quality``: draft, looks or delivery; ``start``/``end``: seconds of the source to render
+    (a partial render); ``resolution``: a preset the page is drawn at (RESOLUTIONS)."""
     loaded = load_template(template)
     own = hyperframes.output_defaults(loaded.html)
     output = _output(own, width, height, fps, duration, frames)
-    output.format, output.preset = format, preset
-    if crf is not None:
-        output.crf = crf
+    _options(output, format, preset, crf, profile, quality, start, end, resolution)
     spec = pb.JobSpec(template=loaded, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)
@@ -340,6 +517,28 @@ def _output(
     elif frames is None and own.get("duration"):
         output.duration_seconds = own["duration"]
     return output
+
+
+def _options(
+    output: pb.OutputSettings,
+    format: str,
+    preset: str,
+    crf: int | None,
+    profile: str,
+    quality: str,
+    start: float | None,
+    end: float | None,
+    resolution: str,
+) -> None:
+    """The encoding options given (None, "": not given) onto ``output``."""
+    output.format, output.preset, output.profile, output.quality = format, preset, profile, quality
+    output.resolution = resolution
+    if crf is not None:
+        output.crf = crf
+    if start is not None:
+        output.start_seconds = start
+    if end is not None:
+        output.end_seconds = end
 
 
 def _finish_spec(
@@ -375,6 +574,11 @@ def video_json_job(
     name: str = "",
     chunks: int = 0,
     chunk_frames: int = 0,
+    profile: str = "",
+    quality: str = "",
+    start: float | None = None,
+    end: float | None = None,
+    resolution: str = "",
 ) -> pb.JobSpec:
     """A job spec for a VideoJSON document: a ``.json`` file (files it names beside it are
     inlined as data: URLs) or the document's text. Output settings not given (None) come from the
@@ -386,9 +590,7 @@ def video_json_job(
         text = videojson.load(document)
     own = videojson.output_defaults(text)
     output = _output(own, width, height, fps, duration, frames)
-    output.format, output.preset = format, preset
-    if crf is not None:
-        output.crf = crf
+    _options(output, format, preset, crf, profile, quality, start, end, resolution)
     spec = pb.JobSpec(video_json=text, output=output)
     spec.chunks, spec.chunk_frames = chunks, chunk_frames
     return _finish_spec(spec, params, destination, priority, max_attempts, name)

@@ -81,7 +81,7 @@ class Template(_message.Message):
     def __init__(self, html: _Optional[str] = ..., assets: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class OutputSettings(_message.Message):
-    __slots__ = ("width", "height", "fps", "duration_seconds", "frames", "codec", "crf", "preset", "format")
+    __slots__ = ("width", "height", "fps", "duration_seconds", "frames", "codec", "crf", "preset", "format", "profile", "quality", "start_seconds", "end_seconds", "resolution")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,11 @@ class OutputSettings(_message.Message):
     CRF_FIELD_NUMBER: _ClassVar[int]
     PRESET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     fps: int
@@ -100,7 +105,12 @@ class OutputSettings(_message.Message):
     crf: int
     preset: str
     format: str
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., frames: _Optional[int] = ..., codec: _Optional[str] = ..., crf: _Optional[int] = ..., preset: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
+    profile: str
+    quality: str
+    start_seconds: float
+    end_seconds: float
+    resolution: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[int] = ..., duration_seconds: _Optional[float] = ..., frames: _Optional[int] = ..., codec: _Optional[str] = ..., crf: _Optional[int] = ..., preset: _Optional[str] = ..., format: _Optional[str] = ..., profile: _Optional[str] = ..., quality: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., resolution: _Optional[str] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("template", "video_json", "params", "output", "destination", "priority", "max_attempts", "labels", "force", "output_name", "chunks", "chunk_frames")
