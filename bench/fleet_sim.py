@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -225,8 +226,9 @@ async def settled(url: str, ids: list[str], within: float) -> list[asyncpg.Recor
 
 
 def errors_logged(farm: Farm) -> int:
+    """Errors in the coordinators' log (both write coordinator.log)."""
     log = farm.root / "logs" / "coordinator.log"
-    lines = log.read_text().splitlines()
+    lines = log.read_text().splitlines() if log.exists() else []
     return sum(1 for line in lines if '"level": "error"' in line or line.startswith("Traceback"))
 
 
@@ -272,6 +274,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         agents.kill()
         farm.close()
         postgres.stop()
+        errors = errors_logged(farm)
+        if args.keep:
+            print(f"logs and certificates kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     assigned = {(j, t): at for s in seen for j, t, at in s["assigns"]}
     attempts: dict[str, int] = {}
@@ -314,7 +321,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "dispatch_p99_first_attempt_ms": round(percentile(first_waits, 0.99), 1),
         "heartbeat_interval_s": args.heartbeat_interval,
         "heartbeat_cpu_s_per_agent_min": round((idle_cpu - baseline_cpu) / agent_minutes, 5),
-        "coordinator_cpu_idle_s": {"no_agents": baseline_cpu, "agents": round(idle_cpu, 2)},
+        "coordinator_cpu_idle_s": {
+            "no_agents": round(baseline_cpu, 2),
+            "agents": round(idle_cpu, 2),
+        },
         "idle_window_s": args.idle,
         "coordinator_rss_mb": memory.summary("coordinator"),
         "coordinator_2_rss_mb": memory.summary("coordinator_2") if victim else None,
@@ -325,7 +335,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "agent_streams": sum(s["streams"] for s in seen),
         "refused_results": sum(s["refused"] for s in seen),
         "coordinator_killed": victim is not None,
-        "coordinator_errors_logged": errors_logged(farm),
+        "coordinator_errors_logged": errors,
         "run_s": round(elapsed, 1),
         "jobs_per_s": round(len(ids) / elapsed, 1),
     }
@@ -337,7 +347,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="agent processes")
     parser.add_argument("--slots", type=int, default=2, help="per agent")
     parser.add_argument("--jobs", type=int, default=None, help="default 300 (soak: 1000)")
-    parser.add_argument("--rate", type=float, default=None, help="jobs/s (default 20, soak 25)")
+    parser.add_argument("--rate", type=float, default=None, help="jobs/s (default 20, soak 10)")
     parser.add_argument("--chunked-every", type=int, default=None, help="every Nth job in chunks")
     parser.add_argument("--render-ms", type=float, default=None, help="default 500 (soak 100)")
     parser.add_argument("--kill-every", type=float, default=None, help="s per agent process")
@@ -351,10 +361,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="for jobs to settle, s")
     parser.add_argument("--soak", action="store_true", help="1,000 short jobs, fast churn")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the logs (path on stderr)")
     args = parser.parse_args()
     soak = args.soak
     args.jobs = args.jobs or (1000 if soak else 300)
-    args.rate = args.rate or (25.0 if soak else 20.0)
+    args.rate = args.rate or (10.0 if soak else 20.0)
     args.chunked_every = (
         args.chunked_every if args.chunked_every is not None else (0 if soak else 5)
     )
