@@ -161,11 +161,13 @@ class Fleet:
         self.record.kills += 1
 
     async def churn(self) -> None:
-        """Every --kill-every seconds, one agent dies and comes back --down seconds later."""
+        """Every --kill-every seconds, one agent dies and comes back --down seconds later: a
+        busy one (holding leases) when there is one, so that kills cost work."""
         rng = random.Random(self.args.first)
         while True:
             await asyncio.sleep(self.args.kill_every)
-            n = rng.choice(sorted(self.running))
+            busy = [n for n, (_, peer, _) in self.running.items() if peer.jobs]
+            n = rng.choice(sorted(busy or self.running))
             await self.kill(n)
             asyncio.get_running_loop().call_later(self.args.down, self.start, n)
 

@@ -3,7 +3,7 @@
 The agents are bench/fleet_agents.py processes (--procs of them), each holding many agent
 streams with the real protocol over loopback TLS, one agent certificate each; they render
 nothing (an Assign is Completed after --render-ms). Plain and chunked jobs are submitted
-through the SDK at --rate while agents are killed (stream dropped without a word) and
+through the SDK at --rate while busy agents are killed (stream dropped without a word) and
 restarted. With --coordinators 2, two coordinators share one PostgreSQL table, the agents are
 spread over both, and the second is SIGKILLed halfway through the submissions: its agents
 reconnect to the first. --soak: 1,000 short jobs under fast churn, memory sampled throughout.
@@ -51,6 +51,7 @@ from tests.postgres_server import start_postgres  # noqa: E402
 
 TEMPLATE = "<!doctype html><body><script>framefleet.onParams(() => {});</script></body>"
 READY_TIMEOUT = 120.0
+SLOW_MS = 50.0  # dispatches above the target are listed
 
 
 def cpu_seconds(pid: int) -> float:
@@ -167,13 +168,15 @@ class Agents:
 
 async def submit_all(
     args: argparse.Namespace, addresses: list[str], victim: Process | None
-) -> list[str]:
+) -> tuple[list[str], float]:
     """Submits --jobs at --rate, every --chunked-every'th one chunked, round-robin over the
-    coordinators; SIGKILLs ``victim`` halfway. A submit the dying coordinator cannot answer
-    is repeated on the other with its request id (so it is never queued twice)."""
+    coordinators; SIGKILLs ``victim`` halfway (and returns when). A submit the dying
+    coordinator cannot answer is repeated on the other with its request id (so it is never
+    queued twice)."""
     clients = [AsyncClient(address) for address in addresses]
     alive = list(range(len(clients)))
     ids: list[str] = []
+    killed_at = 0.0
 
     async def one(n: int) -> None:
         request_id = f"sim-{n}"
@@ -194,13 +197,14 @@ async def submit_all(
         for n in range(args.jobs):
             if victim is not None and n == args.jobs // 2:
                 victim.popen.send_signal(signal.SIGKILL)
+                killed_at = time.time()
                 alive.remove(1)
             await asyncio.sleep(max(0.0, started + n / args.rate - time.monotonic()))
             tasks.append(asyncio.create_task(one(n)))
         await asyncio.gather(*tasks)
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    return ids
+    return ids, killed_at
 
 
 async def settled(url: str, ids: list[str], within: float) -> list[asyncpg.Record]:
@@ -263,8 +267,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         agents.tell("churn")
         victim = coordinators[1] if args.coordinators > 1 else None
-        started = time.monotonic()
-        ids = await submit_all(args, client_addresses, victim)
+        started, started_at = time.monotonic(), time.time()
+        ids, killed_at = await submit_all(args, client_addresses, victim)
         rows = await settled(url, ids, args.timeout)
         elapsed = time.monotonic() - started
         agents.tell("calm")
@@ -291,13 +295,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     by_id = {r["id"]: r for r in rows}
     submitted = set(ids)
     lost = [i for i in submitted if i not in by_id or by_id[i]["state"] != "succeeded"]
-    waits, first_waits = [], []
+    waits, first_waits, slow = [], [], []
     for r in rows:
         at = assigned.get((r["id"], r["fencing_token"]))
         if r["state"] == "succeeded" and at is not None:
             waits.append(1000 * (at - r["available_at"]))
             if attempts[r["id"]] == 1:
                 first_waits.append(waits[-1])
+            if waits[-1] > SLOW_MS:  # when, into the submissions, and how long
+                slow.append((round(r["available_at"] - started_at, 2), round(waits[-1], 1)))
     return {
         "mode": "soak" if args.soak else f"{args.coordinators} coordinator(s)",
         "agents": args.agents,
@@ -317,6 +323,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "dispatch_p99_ms": round(percentile(waits, 0.99), 1),
         "dispatch_max_ms": round(max(waits, default=0.0), 1),
         "dispatch_samples": len(waits),
+        "dispatch_slow": sorted(slow)[:40],
         # Without the jobs requeued after a kill (those wait for the dispatcher's tick).
         "dispatch_p99_first_attempt_ms": round(percentile(first_waits, 0.99), 1),
         "heartbeat_interval_s": args.heartbeat_interval,
@@ -335,6 +342,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "agent_streams": sum(s["streams"] for s in seen),
         "refused_results": sum(s["refused"] for s in seen),
         "coordinator_killed": victim is not None,
+        "coordinator_killed_at_s": round(killed_at - started_at, 2) if killed_at else None,
         "coordinator_errors_logged": errors,
         "run_s": round(elapsed, 1),
         "jobs_per_s": round(len(ids) / elapsed, 1),
