@@ -244,11 +244,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     memory_task: asyncio.Task[None] | None = None
     try:
         url = await postgres.create_database()
-        hb = ("--heartbeat-interval", str(args.heartbeat_interval))
+        settings = ["--heartbeat-interval", str(args.heartbeat_interval)]
+        settings += ["--retry-base", str(args.retry_base)]
         coordinators, client_addresses, agent_addresses = [], [], []
         for _ in range(args.coordinators):
             farm.agent_address = ""  # each coordinator its own agent port
-            coordinators.append(farm.start_coordinator(url, tmp / "out", *hb))
+            coordinators.append(farm.start_coordinator(url, tmp / "out", *settings))
             client_addresses.append(farm.address)
             agent_addresses.append(farm.agent_address)
         pids = [c.popen.pid for c in coordinators]
@@ -272,8 +273,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = await settled(url, ids, args.timeout)
         elapsed = time.monotonic() - started
         agents.tell("calm")
+        memory_task.cancel()  # before the agent processes exit
         seen = await agents.stop()
-        memory_task.cancel()
     finally:
         agents.kill()
         farm.close()
@@ -365,6 +366,7 @@ def main() -> None:
     parser.add_argument("--max-attempts", type=int, default=10, help="per job")
     parser.add_argument("--coordinators", type=int, choices=[1, 2], default=1)
     parser.add_argument("--heartbeat-interval", type=float, default=5.0, help="coordinator's")
+    parser.add_argument("--retry-base", type=float, default=2.0, help="coordinator's, s")
     parser.add_argument("--idle", type=float, default=None, help="heartbeat window, s")
     parser.add_argument("--timeout", type=float, default=120.0, help="for jobs to settle, s")
     parser.add_argument("--soak", action="store_true", help="1,000 short jobs, fast churn")

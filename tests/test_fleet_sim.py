@@ -1,7 +1,8 @@
 """bench/fleet_sim.py kept working: a small fleet (20 simulated agents over TLS, two agent
-processes) against two coordinators on one PostgreSQL table, agents killed and restarted
-throughout and one coordinator SIGKILLed halfway (its agents move to the other): every job
-succeeds, none is completed twice. The one-coordinator mode runs the same code, less the kill."""
+processes) against two coordinators on one PostgreSQL table, busy agents killed and
+restarted throughout and one coordinator SIGKILLed halfway (its agents move to the other):
+every job succeeds, none is completed twice. The one-coordinator mode runs the same code,
+less the kill."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ SIM = Path(__file__).resolve().parents[1] / "bench" / "fleet_sim.py"
 
 
 def test_small_fleet_loses_nothing_and_runs_nothing_twice() -> None:
-    args = "--agents 20 --jobs 40 --rate 20 --heartbeat-interval 1 --idle 0.5 --kill-every 0.25"
-    args += " --down 0.2 --render-ms 300 --timeout 30 --coordinators 2 --json"
+    # A busy agent killed every half second in each agent process: retries back off from
+    # 0.2 s, not the default 2 s, so a job killed several times still ends within the run.
+    args = "--agents 20 --jobs 40 --rate 20 --heartbeat-interval 1 --idle 0.5 --kill-every 0.5"
+    args += " --down 0.2 --render-ms 300 --retry-base 0.2 --timeout 40 --coordinators 2 --json"
     run = subprocess.run(
         [sys.executable, str(SIM), *args.split()],
         capture_output=True,
