@@ -63,6 +63,18 @@ class LeaseTests:
         assert (await must_get(store, "c")).lease_expires_at == T0 + TTL
         assert (await must_get(store, "d")).state == JobState.SUCCEEDED
 
+    async def test_renew_of_many_leases_or_none(self, store: JobStore) -> None:
+        """An idle agent's heartbeat renews nothing; one agent's 450 leases (more than one
+        statement's worth) are all renewed."""
+        assert await store.renew("agent", [], T0 + 1, TTL) == set()
+        ids = [f"j{n}" for n in range(450)]
+        for job_id in ids:
+            await store.insert(new_job(job_id))
+        held = await store.claim("agent", T0, TTL, len(ids))
+        leases = [(r.id, r.fencing_token) for r in held]
+        assert await store.renew("agent", leases, T0 + 10, TTL) == set(ids)
+        assert (await must_get(store, "j449")).lease_expires_at == T0 + 10 + TTL
+
     async def test_renewed_lease_does_not_expire(self, store: JobStore) -> None:
         await store.insert(new_job("a"))
         a = await must_claim(store, "agent", T0)
