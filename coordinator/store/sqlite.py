@@ -69,9 +69,19 @@ class SqliteStore(SqlStore):
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
         db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA busy_timeout=5000")
+        # Switching a new file to WAL can be refused at once while another connection opens
+        # it (SQLite's busy handler does not cover it): try again for the same 5 s.
+        for attempt in range(50):
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 49:
+                    await db.close()
+                    raise
+                await asyncio.sleep(0.1)
+        await db.execute("PRAGMA synchronous=NORMAL")
         return cls(db)
 
     async def close(self) -> None:
