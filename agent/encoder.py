@@ -148,24 +148,29 @@ BT709_FILTER = (
 )
 
 
+def one_filter_graph(
+    width: int, height: int, pix_fmt: str, name: str, args: str
+) -> av.filter.Graph:
+    """A configured graph of one filter (buffer, ``name``, buffersink), one thread wide, so it
+    runs on the encoder thread alone and its output is the same on every run."""
+    graph = av.filter.Graph()
+    graph.threads = 1
+    source = graph.add_buffer(
+        width=width, height=height, format=av.VideoFormat(pix_fmt), time_base=Fraction(1, 1)
+    )
+    node = graph.add(name, args)
+    sink = graph.add("buffersink")
+    source.link_to(node)
+    node.link_to(sink)
+    graph.configure()
+    return graph
+
+
 class _ColorspaceFilter:
-    """A one-filter graph (buffer, colorspace, buffersink) on the encoder thread alone."""
+    """The colorspace filter's graph on the encoder thread alone."""
 
     def __init__(self, width: int, height: int) -> None:
-        graph = av.filter.Graph()
-        graph.threads = 1
-        source = graph.add_buffer(
-            width=width,
-            height=height,
-            format=av.VideoFormat(JPEG_PIX_FMT),
-            time_base=Fraction(1, 1),
-        )
-        convert = graph.add("colorspace", BT709_FILTER)
-        sink = graph.add("buffersink")
-        source.link_to(convert)
-        convert.link_to(sink)
-        graph.configure()
-        self._graph = graph
+        self._graph = one_filter_graph(width, height, JPEG_PIX_FMT, "colorspace", BT709_FILTER)
         self._pts = 0
 
     def convert(self, frame: av.VideoFrame) -> av.VideoFrame:

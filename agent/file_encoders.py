@@ -24,7 +24,7 @@ import av
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent.encoder import H264Encoder, _Writer
+from agent.encoder import H264Encoder, _Writer, one_filter_graph
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
@@ -170,17 +170,7 @@ class GifEncoder(_FileEncoder):
     def _open(self) -> None:
         o = self._output
         self._file = tempfile.TemporaryFile(prefix="framefleet-gif-")
-        graph = av.filter.Graph()
-        graph.threads = 1
-        source = graph.add_buffer(
-            width=o.width, height=o.height, format=av.VideoFormat("rgb24"), time_base=Fraction(1)
-        )
-        palettegen = graph.add("palettegen", PALETTEGEN)
-        sink = graph.add("buffersink")
-        source.link_to(palettegen)
-        palettegen.link_to(sink)
-        graph.configure()
-        self._stats = graph
+        self._stats = one_filter_graph(o.width, o.height, "rgb24", "palettegen", PALETTEGEN)
         self._container = cast(av.container.OutputContainer, None)  # set at the end
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
 
