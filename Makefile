@@ -17,10 +17,10 @@ CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 # The Go and Rust interop tests start a real coordinator and agent with this interpreter.
 CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 # VideoFlow's browser runtime for VideoJSON jobs, bundled from npm (not committed).
-VIDEOFLOW := agent/videoflow
+VIDEOFLOW := framefleet/agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
 # The @fontsource faces HyperFrames compositions resolve their fonts to (not committed).
-HF_FONTS := agent/hf_fonts
+HF_FONTS := framefleet/agent/hf_fonts
 HF_FONTS_STAMP := $(HF_FONTS)/dist/.built
 
 # uv resolves requirements.in into requirements.lock (exact versions, hashes); pinned here and
@@ -53,14 +53,19 @@ $(TEST_DEPS_STAMP): scripts/install_system_deps.sh
 	mkdir -p $(dir $@) && touch $@
 
 # Everything from the lock, hash-checked; then the two local packages on top with --no-deps
-# (and the lock's setuptools as their build backend). `pip check` catches a pyproject.toml
+# (and the lock's setuptools as their build backend). Both share the `framefleet` package
+# (the SDK's clients/python/framefleet is a link to ./framefleet): the farm's editable install
+# puts the repository on sys.path (compat mode), so `framefleet.agent` and the SDK's modules
+# load from the one ./framefleet. `pip check` catches a pyproject.toml
 # dependency the lock lacks.
 $(SETUP_STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml \
   scripts/install_system_deps.sh
 	scripts/install_system_deps.sh --example
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements.lock
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./clients/python -e '.[dev]'
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./clients/python
+	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat \
+	  -e '.[dev]'
 	$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
 	  echo "setup: requirements.lock does not satisfy the pyproject.toml files: run make lock" >&2; \
 	  exit 1; }

@@ -13,9 +13,9 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from coordinator.config import CoordinatorConfig
-from farm.environment import from_environment, options, variable
 from framefleet.cli import build_parser
+from framefleet.commands.environment import from_environment, options, variable
+from framefleet.coordinator.config import CoordinatorConfig
 from tests.conftest import TEMPLATES
 from tests.farm_processes import wait_until
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import grpc.aio as aio
 import pytest
 
-from agent.link import StreamLink
+from framefleet.agent.link import StreamLink
 from framefleet.core.backoff import Backoff
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -199,7 +199,7 @@ async def test_refused_streams_and_an_unreachable_coordinator_are_retried(
 
 
 def test_a_welcome_cannot_make_heartbeats_spin_or_stop() -> None:
-    from agent.link import HEARTBEAT_MAX, HEARTBEAT_MIN, heartbeat_interval
+    from framefleet.agent.link import HEARTBEAT_MAX, HEARTBEAT_MIN, heartbeat_interval
 
     assert heartbeat_interval(pb.Welcome(heartbeat_interval_ms=0)) == HEARTBEAT_MIN
     assert heartbeat_interval(pb.Welcome(heartbeat_interval_ms=2**32 - 1)) == HEARTBEAT_MAX

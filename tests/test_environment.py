@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from farm.environment import from_environment, options, variable
 from framefleet.cli import build_parser
+from framefleet.commands.environment import from_environment, options, variable
 from tests.farm_processes import _read_line
 
 ROOT = Path(__file__).resolve().parent.parent

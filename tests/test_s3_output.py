@@ -17,13 +17,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import outputs
-from agent.assemble import assemble
-from agent.hls import SegmentedUpload
+from framefleet import outputs
+from framefleet.agent.assemble import assemble
+from framefleet.agent.hls import SegmentedUpload
 from framefleet.core.errors import ErrorClass, FramefleetError
-from framefleet.v1 import framefleet_pb2 as pb
-from outputs import Upload, open_upload
-from outputs.s3 import (
+from framefleet.outputs import Upload, open_upload
+from framefleet.outputs.s3 import (
     CACHE_CONTROL,
     CONTENT_TYPE,
     MIB,
@@ -33,6 +32,7 @@ from outputs.s3 import (
     parse_s3_url,
     parse_size,
 )
+from framefleet.v1 import framefleet_pb2 as pb
 from tests.moto_server import (
     CREDENTIALS,
     MotoServer,

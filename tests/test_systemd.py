@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import ACK_WAIT
-from agent.spot_notice import DRAIN_GRACE
-from coordinator.server import exposure_problems
+from framefleet.agent.runner import ACK_WAIT
+from framefleet.agent.spot_notice import DRAIN_GRACE
+from framefleet.coordinator.server import exposure_problems
 from tests.deploy_settings import (
     check_settings,
     coordinator_config,
     submit_teal,
     wait_for_agent_http,
 )
-from tests.farm_processes import Farm, Trust
+from tests.farm_processes import FarmProcesses, Trust
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour, path_of
 
@@ -74,7 +74,7 @@ def test_the_units_run_a_farm_that_renders(tmp_path: Path, postgres: PostgresSer
     (trust.root / "agent.key").symlink_to(key.name)
     store = asyncio.run(postgres.create_database(migrated=False))
     videos = tmp_path / "videos"
-    farm = Farm(tmp_path / "farm", secure=False)
+    farm = FarmProcesses(tmp_path / "farm", secure=False)
 
     def here(environ: dict[str, str]) -> dict[str, str]:
         result = {}

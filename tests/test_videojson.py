@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.sources import page_input
-from agent.videojson import RUNTIME_DIR, page_document
+from framefleet.agent.sources import page_input
+from framefleet.agent.videojson import RUNTIME_DIR, page_document
 from framefleet.core import jobspec, videojson
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.videoflow import VideoFlow
@@ -164,7 +164,7 @@ def test_schema_is_a_valid_json_schema() -> None:
 def node_json(script: str) -> Any:
     node = shutil.which("node")
     if node is None or not (NODE_MODULES / "@videoflow" / "core").is_dir():
-        pytest.fail("Node and agent/videoflow/node_modules are needed: run `make setup`")
+        pytest.fail("Node and framefleet/agent/videoflow/node_modules are needed: run `make setup`")
     run = subprocess.run(
         [node, "--input-type=module", "-e", script],
         cwd=RUNTIME_DIR,
