@@ -5,10 +5,13 @@
 #   make setup    that, plus the test suite's packages (PostgreSQL, podman), the toolchains and
 #                 pinned tools in .tools/ (scripts/install_tools.sh: Go, Rust, protoc, buf,
 #                 helm, grpcurl) and VideoFlow's bundle; `make test` runs it
-# `make lock` refreshes requirements.lock after a pyproject.toml changes.
+# `make lock` refreshes requirements.lock after a pyproject.toml changes; `make docs` builds the
+# docs site (docs/, mkdocs.yml) into site/.
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
+# mkdocs-material prints a banner about its successor on every build; strict mode is in mkdocs.yml.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 TEST_DEPS_STAMP := .tools/.system-deps-done
 TOOLS_STAMP := .tools/.setup-done
 # The Go that scripts/install_tools.sh put in .tools/go when none new enough was here.
@@ -31,7 +34,7 @@ LOCK_FLAGS := --generate-hashes --universal --fork-strategy fewest --python-vers
   --no-emit-package framefleet --no-emit-package framefleet-farm --quiet \
   --custom-compile-command "make lock"
 
-.PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint lock lock-check stubs golden bench clean
+.PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint docs lock lock-check stubs golden bench clean
 
 setup: $(SETUP_STAMP) $(TEST_DEPS_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE) $(HF_FONTS_STAMP)
 
@@ -131,6 +134,12 @@ lint: setup
 	.tools/bin/buf lint
 	.tools/bin/helm lint --strict --quiet deploy/helm/framefleet
 	.tools/bin/helm lint --strict --quiet deploy/helm/framefleet -f deploy/helm/framefleet/values-spot.yaml
+	$(MKDOCS) build --quiet --site-dir .tools/site
+
+# The docs site, strictly (mkdocs.yml: a warning, a broken link or anchor fails), offline, in
+# seconds; its reference pages are generated from the code by docs/hooks.py.
+docs: $(SETUP_STAMP)
+	$(MKDOCS) build
 
 stubs: setup
 	PYTHON=$(PY) scripts/generate_stubs.sh
@@ -147,4 +156,4 @@ bench: setup
 	$(PY) bench/s3_upload.py
 
 clean:
-	rm -rf $(VENV) .tools out clients/rust/target $(VIDEOFLOW)/node_modules $(VIDEOFLOW)/dist
+	rm -rf $(VENV) .tools out site clients/rust/target $(VIDEOFLOW)/node_modules $(VIDEOFLOW)/dist
