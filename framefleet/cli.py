@@ -167,7 +167,7 @@ def job_options(parser: argparse.ArgumentParser) -> None:
         choices=("draft", "looks", "delivery"),
         default="",
         help="HyperFrames' quality names: CRF and preset where --crf/--preset are not given "
-        "(README, Output formats)",
+        "(docs/reference/outputs.md, Quality names)",
     )
     parser.add_argument(
         "--start", type=float, default=None, help="render from this second of the source"

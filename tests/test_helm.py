@@ -501,7 +501,8 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
     asyncio.run(create_bucket(moto.url, bucket))
     trust = Trust(tmp_path / "certs")
     cert, key = trust.agent_cert(POD)
-    # As deploy/README.md makes it: the Service's name too, which the ServiceMonitor checks.
+    # As docs/tutorials/deploying-a-fleet.md makes it: the Service's name too, which the
+    # ServiceMonitor checks.
     served, served_key = make_leaf(
         trust.root, "coordinator-svc", ["127.0.0.1", "farm-framefleet-coordinator"], server=True
     )

@@ -65,9 +65,10 @@ def test_the_coordinator_would_start_with_its_settings() -> None:
 
 @pytest.mark.e2e
 def test_the_units_run_a_farm_that_renders(tmp_path: Path, postgres: PostgresServer) -> None:
-    """The units' commands with their environment files, as on the VM of deploy/README.md:
-    migrate, then a coordinator with TLS, tokens and agent certificates, and an agent with a
-    certificate of its own. Only paths, ports and the database are this test's."""
+    """The units' commands with their environment files, as on the VM of
+    docs/tutorials/deploying-a-fleet.md: migrate, then a coordinator with TLS, tokens and agent
+    certificates, and an agent with a certificate of its own. Only paths, ports and the database
+    are this test's."""
     trust = Trust(tmp_path / "certs")
     cert, key = trust.agent_cert("vm-agent")
     (trust.root / "agent.pem").symlink_to(cert.name)  # as the README's `ln -s` does

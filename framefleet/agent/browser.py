@@ -47,7 +47,7 @@ ISOLATION_FLAGS = [
 def sandboxed(wanted: bool = True) -> bool:
     """Chromium's sandbox is on unless we are root, where it cannot start, or the operator
     turned it off (a kernel without unprivileged user namespaces). It needs those namespaces
-    (README, "Page isolation")."""
+    (docs/how-to/secure.md, "Page isolation")."""
     if wanted and os.geteuid() == 0:
         log.warning("running as root: Chromium's sandbox is off; run agents as another user")
     elif not wanted:
@@ -113,7 +113,7 @@ class Chromium:
             if "No usable sandbox" in str(e):
                 raise RuntimeError(
                     "Chromium's sandbox cannot start: it needs unprivileged user namespaces "
-                    "(README, Page isolation: what a container needs), or run the agent with "
+                    "(docs/how-to/secure.md, Page isolation), or run the agent with "
                     "--no-chromium-sandbox"
                 ) from e
             raise

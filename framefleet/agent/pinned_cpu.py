@@ -77,7 +77,7 @@ def pin() -> None:
         raise FramefleetError(
             ErrorClass.ENCODE_ERROR,
             "this CPU lacks " + ", ".join(missing) + ": agents encode with x86-64-v3 "
-            "(AVX2) so every host makes the same bytes (see README, 'The same bytes')",
+            "(AVX2) so every host makes the same bytes (docs/explanation/architecture.md)",
         )
     avutil = _libavutil()
     avutil.av_force_cpu_flags(ctypes.c_int(FFMPEG_CPU_FLAGS))

@@ -115,7 +115,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--max-interruptions", type=int, default=10, help="drain hand-backs before INTERRUPTED"
     )
     coord.add_argument("--http", default=None, help=HTTP_HELP)
-    trust = coord.add_argument_group("trust (see README, Security)")
+    trust = coord.add_argument_group("trust (see docs/how-to/secure.md)")
     trust.add_argument("--tls-cert", type=Path, help="serve over TLS with this certificate")
     trust.add_argument("--tls-key", type=Path, help="the key of --tls-cert")
     trust.add_argument("--tokens", type=Path, help="client tokens (framefleet token add)")

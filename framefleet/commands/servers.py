@@ -108,7 +108,7 @@ async def cmd_coordinator(args: argparse.Namespace) -> int:
         print(
             f"error: {args.listen} is reachable beyond this machine, but there is "
             + ", ".join(problems)
-            + ". Add them (README, Security), or pass --insecure to accept anyone as client "
+            + ". Add them (docs/how-to/secure.md), or pass --insecure to accept anyone as client "
             "and agent.",
             file=sys.stderr,
         )

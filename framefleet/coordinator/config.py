@@ -31,7 +31,7 @@ class CoordinatorConfig:
     # Hand-backs by draining agents (spot interruptions, scale-in) a job may take before it
     # fails as INTERRUPTED; they spend no attempt.
     max_interruptions: int = 10
-    # Trust (see README "Security"). TLS for --listen: certificate and key.
+    # Trust (docs/how-to/secure.md). TLS for --listen: certificate and key.
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Agents connect to agent_listen with a client certificate signed by agent_ca; the agent
