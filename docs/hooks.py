@@ -135,6 +135,7 @@ def proto_reference(path: Path = PROTO) -> str:
     rows: list[str] = []
     depth = 0
     kind = oneof = ""
+    banner = False
 
     def flush() -> None:
         if rows:
@@ -145,7 +146,12 @@ def proto_reference(path: Path = PROTO) -> str:
         line = raw.strip()
         if line.startswith("//"):
             text = line[2:].strip()
-            if not set(text) <= {"-"}:
+            if text and set(text) == {"-"}:  # a banner: `// ---` lines around a section's title
+                if banner and comment:
+                    out += [f"## {' '.join(comment)}", ""]
+                banner = not banner
+                comment = []
+            else:
                 comment.append(text)
             continue
         if not line:
