@@ -81,6 +81,9 @@ class SimPeer:
     def unacknowledged(self) -> list[pb.ConnectRequest]:
         return [held.result for held in self.jobs.values() if held.result is not None]
 
+    def stream_opened(self) -> None:
+        pass  # renders nothing, so keeps no sources
+
     def handle(self, message: pb.ConnectResponse) -> None:
         kind = message.WhichOneof("message")
         if kind == "bundle":

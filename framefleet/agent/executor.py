@@ -23,6 +23,7 @@ from framefleet.agent.page_pool import PagePool
 from framefleet.agent.render import ProgressCallback, RenderLimits, RenderResult, render
 from framefleet.core import sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
+from framefleet.core.source_cache import HeldSources, source_size
 from framefleet.outputs.confine import confine_task
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -96,8 +97,10 @@ class JobExecutor:
         self._assembler = assembler
         self.jobs: dict[str, LeasedJob] = {}
         self.draining = False
-        # Job sources by key, as the coordinator sent them (kept for the process's life).
+        # Job sources by key, as the coordinator sent them on this stream, and the ledger both
+        # ends keep of them (framefleet/core/source_cache.py): bounded, the oldest dropped.
         self._sources: dict[str, pb.JobSpec] = {}
+        self._held = HeldSources()
         self._acked = asyncio.Event()
 
     # --- what the stream link asks --------------------------------------------------------
@@ -107,6 +110,11 @@ class JobExecutor:
 
     def unacknowledged(self) -> list[pb.ConnectRequest]:
         return [job.result for job in self.jobs.values() if job.result is not None]
+
+    def stream_opened(self) -> None:
+        """A new stream's coordinator knows of no source sent before: start both ledgers empty."""
+        self._sources.clear()
+        self._held = HeldSources()
 
     def handle(self, message: pb.ConnectResponse, bundled: bool = False) -> None:
         kind = message.WhichOneof("message")
@@ -138,18 +146,22 @@ class JobExecutor:
 
     def _start(self, job: LeasedJob, assign: pb.Assign) -> None:
         self.jobs[assign.lease.job_id] = job
-        if self.draining:
-            released = pb.Released(lease=assign.lease, reason="agent draining")
-            self._finish(job, pb.ConnectRequest(released=released))
-            return
-        # The coordinator sends each source once per stream; later jobs name it by key.
+        # The coordinator sends a source once per stream while this agent holds it; later jobs
+        # name it by key. Recorded before anything can refuse the job: the ledgers must agree.
         if assign.spec.WhichOneof(sources.ONEOF) is not None:
-            self._sources[assign.source_key] = sources.source_only(assign.spec)
-        elif assign.source_key in self._sources:
+            source = sources.source_only(assign.spec)
+            self._sources[assign.source_key] = source
+            for dropped in self._held.add(assign.source_key, source_size(source)):
+                del self._sources[dropped]
+        elif self._held.use(assign.source_key):
             assign.spec.MergeFrom(self._sources[assign.source_key])
         else:
             message = f"source {assign.source_key} was never sent to this agent"
             self._finish(job, failed(assign.lease, FramefleetError(ErrorClass.INTERNAL, message)))
+            return
+        if self.draining:
+            released = pb.Released(lease=assign.lease, reason="agent draining")
+            self._finish(job, pb.ConnectRequest(released=released))
             return
         try:
             assign_check.check(assign, self._output_roots)

@@ -64,6 +64,10 @@ class Peer(Protocol):
         """Results the coordinator has not acknowledged yet (sent again on a new stream)."""
         ...
 
+    def stream_opened(self) -> None:
+        """Called once a coordinator welcomes a new stream, before its first message."""
+        ...
+
     def handle(self, message: pb.ConnectResponse) -> None: ...
 
 
@@ -135,6 +139,7 @@ class StreamLink:
             for result in self._peer.unacknowledged():
                 outbox.put_nowait(result)
             self._outbox = outbox
+            self._peer.stream_opened()
             self.streams += 1
             self.connected.set()
             log.info("connected", extra={"epoch": welcome.session_epoch})

@@ -12,7 +12,8 @@ from framefleet.coordinator.farm import Farm
 from framefleet.coordinator.sessions import Session
 from framefleet.coordinator.splitting import chunk_urls
 from framefleet.coordinator.store import JobRecord
-from framefleet.core import telemetry
+from framefleet.core import sources, telemetry
+from framefleet.core.source_cache import source_size
 from framefleet.v1 import framefleet_pb2 as pb
 
 TICK_SECONDS = 0.25
@@ -41,9 +42,10 @@ async def dispatch_once(farm: Farm) -> int:
 async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Assign:
     farm.leases.grant(session, record.id, record.fencing_token)
     spec = pb.JobSpec.FromString(record.spec)
-    if record.source_key not in session.sources_sent:
-        spec.MergeFrom(await farm.source(record.source_key))
-        session.sources_sent.add(record.source_key)
+    if not session.sources_held.use(record.source_key):
+        source = await farm.source(record.source_key)
+        spec.MergeFrom(source)
+        session.sources_held.add(record.source_key, source_size(sources.source_only(spec)))
     assign = pb.Assign(
         lease=pb.LeaseRef(job_id=record.id, fencing_token=record.fencing_token),
         attempt=record.attempt,

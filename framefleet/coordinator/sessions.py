@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from framefleet.core.source_cache import HeldSources
 from framefleet.v1 import framefleet_pb2 as pb
 
 # Agents whose stream ended are remembered (newest first) so the console can show them.
@@ -19,8 +20,9 @@ class Session:
     # The agent said it is draining (a spot notice, SIGTERM): it takes no new work.
     draining: bool = False
     outbox: asyncio.Queue[pb.ConnectResponse] = field(default_factory=asyncio.Queue)
-    # Sources already sent on this stream; the agent keeps them for later jobs.
-    sources_sent: set[str] = field(default_factory=set)
+    # Sources sent on this stream that the agent still holds for later jobs (its ledger's
+    # mirror: framefleet/core/source_cache.py).
+    sources_held: HeldSources = field(default_factory=HeldSources)
     handler: asyncio.Task[object] | None = None
     # Closed because a newer stream of the same agent took over.
     replaced: bool = False
