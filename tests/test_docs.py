@@ -39,7 +39,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def html(site: Path, page: str) -> str:
-    return (site / page / "index.html").read_text()
+    return (site / f"{page}.html").read_text()
 
 
 def every_command(
