@@ -22,16 +22,15 @@ from framefleet.agent.assemble import assemble
 from framefleet.agent.hls import SegmentedUpload
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.outputs import Upload, open_upload
-from framefleet.outputs.s3 import (
-    CACHE_CONTROL,
-    CONTENT_TYPE,
+from framefleet.outputs.s3 import S3Upload
+from framefleet.outputs.s3_client import (
     MIB,
     S3Settings,
-    S3Upload,
     close_shared_clients,
     parse_s3_url,
     parse_size,
 )
+from framefleet.outputs.s3_objects import CACHE_CONTROL, CONTENT_TYPE
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.moto_server import (
     CREDENTIALS,
