@@ -112,7 +112,8 @@ def write_like_an_encoder(upload: Upload, data: bytes, pause: float = 0.0005) ->
 
 
 async def upload_like_render(upload: Upload, data: bytes) -> None:
-    """What agent/render.py does: write on another thread, complete, abort on any failure."""
+    """What the agent's producer (framefleet/agent/producer.py) does: write on another thread,
+    complete, abort on any failure."""
     try:
         await asyncio.to_thread(write_like_an_encoder, upload, data)
         await upload.complete()
