@@ -51,7 +51,8 @@ from framefleet.agent.browser import Chromium
 from framefleet.agent.render import RenderLimits, RenderResult, render
 from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
-from framefleet.outputs.s3 import MIB, S3Settings, S3Upload, close_shared_clients, parse_size
+from framefleet.outputs.s3 import S3Upload
+from framefleet.outputs.s3_client import MIB, S3Settings, close_shared_clients, parse_size
 from framefleet.v1 import framefleet_pb2 as pb
 
 if TYPE_CHECKING:

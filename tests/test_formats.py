@@ -11,7 +11,7 @@ import pytest
 
 from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.core import jobspec
-from framefleet.outputs.s3 import content_type
+from framefleet.outputs.s3_objects import content_type
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
 from tests.farm_processes import FarmProcesses

@@ -24,7 +24,7 @@ from framefleet.agent.soundtrack import SoundClip, shifted
 from framefleet.agent.template_page import TemplatePage
 from framefleet.cli import build_parser, spec_from_args
 from framefleet.core import jobspec
-from framefleet.outputs.s3 import content_type
+from framefleet.outputs.s3_objects import content_type
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.farm_processes import FarmProcesses
 from tests.test_encoder_colours import flat_jpeg

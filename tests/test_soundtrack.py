@@ -221,9 +221,9 @@ def test_an_agent_without_sound_never_loads_numpy() -> None:
     """The render path and the encoder import the sample code (numpy) only for a render with
     sound: an agent's start, and `framefleet render`'s, stay without it."""
     code = (
-        "import sys, agent.render, agent.encoder, agent.executor\n"
+        "import sys, framefleet.agent.render, framefleet.agent.encoder, framefleet.agent.executor\n"
         "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
-        "import agent.sound_samples\n"
+        "import framefleet.agent.sound_samples\n"
         "assert 'numpy' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

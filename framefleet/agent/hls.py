@@ -105,7 +105,7 @@ class SegmentedUpload:
         self._loop = asyncio.get_running_loop()
         self._segmenter = Segmenter()
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._written: list[str] = []  # URLs of complete objects, in order
+        self._written: list[str] = []  # URLs of the objects sent (or being sent), in order
         self.size = 0  # the set's bytes, once complete
         self._sender = self._loop.create_task(self._send())
         self._cleaning: asyncio.Task[None] | None = None
@@ -130,8 +130,10 @@ class SegmentedUpload:
             await self._put(folder(self.url) + name, piece)
 
     async def _put(self, url: str, data: bytes) -> None:
-        await write(url, data)
+        # Listed before it is sent: a write that an abort cuts short may still have landed,
+        # and deleting an object that is not there is fine.
         self._written.append(url)
+        await write(url, data)
         self.size += len(data)
 
     async def complete(self) -> None:

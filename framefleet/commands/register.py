@@ -11,6 +11,10 @@ from typing import Any
 from framefleet.agent import spot_notice as spot
 from framefleet.cli import coordinator_option, job_options, variant_options
 from framefleet.commands.environment import from_environment
+from framefleet.coordinator.config import CoordinatorConfig
+
+# The coordinator's options default to its config's defaults, written once there.
+DEFAULTS = CoordinatorConfig()
 
 HTTP_HELP = "serve /healthz, /readyz and /metrics on HOST:PORT (e.g. 0.0.0.0:9464; off if unset)"
 
@@ -96,9 +100,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     preview.set_defaults(run=_preview)
 
     coord = commands.add_parser("coordinator", help="run a coordinator")
-    coord.add_argument("--listen", default="127.0.0.1:7070")
+    coord.add_argument("--listen", default=DEFAULTS.listen)
     coord.add_argument(
-        "--store", default="sqlite:///framefleet.db", help="sqlite:///path or postgresql://..."
+        "--store", default=DEFAULTS.store_url, help="sqlite:///path or postgresql://..."
     )
     coord.add_argument(
         "--auto-migrate",
@@ -107,12 +111,21 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="apply missing schema migrations at start; auto: only for an SQLite store"
         " (otherwise run `framefleet migrate` first)",
     )
-    coord.add_argument("--out", default="out", help="default destination for outputs")
-    coord.add_argument("--lease-ttl", type=float, default=20.0, help="seconds")
-    coord.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds")
-    coord.add_argument("--retry-base", type=float, default=2.0, help="first retry backoff, s")
     coord.add_argument(
-        "--max-interruptions", type=int, default=10, help="drain hand-backs before INTERRUPTED"
+        "--out", default=DEFAULTS.default_destination, help="default destination for outputs"
+    )
+    coord.add_argument("--lease-ttl", type=float, default=DEFAULTS.lease_ttl, help="seconds")
+    coord.add_argument(
+        "--heartbeat-interval", type=float, default=DEFAULTS.heartbeat_interval, help="seconds"
+    )
+    coord.add_argument(
+        "--retry-base", type=float, default=DEFAULTS.retry_base, help="first retry backoff, s"
+    )
+    coord.add_argument(
+        "--max-interruptions",
+        type=int,
+        default=DEFAULTS.max_interruptions,
+        help="drain hand-backs before INTERRUPTED",
     )
     coord.add_argument("--http", default=None, help=HTTP_HELP)
     trust = coord.add_argument_group("trust (see docs/how-to/secure.md)")
@@ -150,11 +163,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     trust.add_argument(
         "--max-queued-per-tenant",
         type=int,
-        default=100_000,
+        default=DEFAULTS.max_unfinished_per_tenant,
         help="queued or running jobs per tenant (0: no cap)",
     )
     trust.add_argument(
-        "--max-slots-per-agent", type=int, default=64, help="slots and leases per agent stream"
+        "--max-slots-per-agent",
+        type=int,
+        default=DEFAULTS.max_slots_per_agent,
+        help="slots and leases per agent stream",
     )
     trust.add_argument(
         "--insecure",

@@ -27,15 +27,15 @@ def classify(error_class: str) -> ErrorClass:
         return ErrorClass.INTERNAL
 
 
-# Seconds before retry n: 2 * 2^(n-1), at most five minutes (jittered).
-DEFAULT_BACKOFF = Backoff(base=2.0, cap=300.0)
+# The coordinator's defaults (CoordinatorConfig, where each is written once).
+DEFAULT_BACKOFF = Backoff(base=CoordinatorConfig.retry_base, cap=CoordinatorConfig.retry_cap)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     backoff: Backoff = DEFAULT_BACKOFF
     # Hand-backs by draining agents a job may take before it fails as INTERRUPTED.
-    max_interruptions: int = 10
+    max_interruptions: int = CoordinatorConfig.max_interruptions
     # Failures another attempt may fix; the others (a broken template) fail the job at once.
     retryable: frozenset[ErrorClass] = field(default=RETRYABLE)
 

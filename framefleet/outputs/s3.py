@@ -10,17 +10,9 @@ in order; any failure, cancellation or lost lease aborts it instead, so neither 
 object nor an orphaned multipart upload is left behind. An output smaller than one part is sent
 with a single PutObject.
 
-Configuration: endpoint, region and credentials come from the standard AWS settings as botocore
-resolves them (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_REGION``, ``~/.aws/config``,
-``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, instance roles, ...). On top of those:
-
-``FRAMEFLEET_S3_ENDPOINT``         endpoint of an S3-compatible store (wins over AWS_ENDPOINT_URL*)
-``FRAMEFLEET_S3_ADDRESSING_STYLE`` auto, path or virtual (default: path when an endpoint is
-                                   overridden, as most S3-compatible stores expect, else auto)
-``FRAMEFLEET_S3_PART_SIZE``        part size, e.g. 8MiB (default and minimum: 5 MiB)
-``FRAMEFLEET_S3_PARTS_IN_FLIGHT``  parts uploading at once per output (default 3)
-``FRAMEFLEET_S3_MAX_ATTEMPTS``     attempts per request before OUTPUT_ERROR (default 5)
-``FRAMEFLEET_S3_RETRY_BASE``       first retry delay in seconds, doubled per attempt (default 0.25)
+Settings, the shared client and the retry loop: framefleet/outputs/s3_client.py; requests on
+whole objects: framefleet/outputs/s3_objects.py; a chunked render's assembly:
+framefleet/outputs/s3_assemble.py.
 """
 
 from __future__ import annotations
@@ -30,24 +22,25 @@ import contextlib
 import contextvars
 import io
 import logging
-import mimetypes
-import os
-import re
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlparse
 
-import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
-from framefleet.core.backoff import Backoff
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.telemetry import tracer
+from framefleet.outputs import s3_assemble, s3_objects
+from framefleet.outputs.s3_client import (
+    S3Settings,
+    SharedClient,
+    error_code,
+    parse_s3_url,
+    retried,
+    shared_client,
+)
+from framefleet.outputs.s3_objects import CACHE_CONTROL, content_type
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -57,223 +50,7 @@ log = logging.getLogger("framefleet.agent")
 
 T = TypeVar("T")
 
-MIB = 1024 * 1024
-MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PARTS = 10_000  # S3's maximum part number
-CONTENT_TYPE = "video/mp4"  # unless the key's suffix says otherwise (.webm)
-
-
-def content_type(key: str) -> str:
-    return mimetypes.guess_type(key)[0] or CONTENT_TYPE
-
-
-# Outputs are named by content key: the bytes behind a name never change.
-CACHE_CONTROL = "public, max-age=31536000, immutable"
-
-# Errors worth another attempt: throttling, server-side trouble, timeouts, corrupt transfers.
-TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "BadDigest",
-        "IncompleteBody",
-    }
-)
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """'8MiB', '8M', '5242880' -> bytes (K, M, G are binary multiples)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ValueError(f"not a size: {text!r}")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}[unit])
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    # S3's minimum: a 12 s 720p video is about 5.4 MiB at CRF 23, so with 8 MiB parts nothing
-    # would go up before the last frame (bench/README.md, s3_upload). At most 48.8 GiB.
-    part_size: int = MIN_PART_SIZE
-    parts_in_flight: int = 3
-    max_attempts: int = 5
-    retry_base: float = 0.25
-    retry_cap: float = 10.0
-    # None: whatever botocore resolves (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, config files).
-    endpoint_url: str | None = None
-    addressing_style: str = "auto"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    # How long an abort may take, cancellations included, before it gives up.
-    abort_timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.part_size < MIN_PART_SIZE:
-            raise ValueError(f"part size {self.part_size} is below S3's minimum of 5 MiB")
-        if self.parts_in_flight < 1 or self.max_attempts < 1:
-            raise ValueError("parts in flight and attempts must be at least 1")
-        if self.addressing_style not in ("auto", "path", "virtual"):
-            raise ValueError(f"addressing style {self.addressing_style!r} is not auto|path|virtual")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> S3Settings:
-        endpoint = env.get("FRAMEFLEET_S3_ENDPOINT") or None
-        overridden = bool(endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"))
-        part_size = cls.part_size
-        if "FRAMEFLEET_S3_PART_SIZE" in env:
-            part_size = parse_size(env["FRAMEFLEET_S3_PART_SIZE"])
-            if part_size < MIN_PART_SIZE:
-                log.warning(
-                    "FRAMEFLEET_S3_PART_SIZE is below S3's 5 MiB minimum; using 5 MiB",
-                    extra={"part_size": part_size},
-                )
-                part_size = MIN_PART_SIZE
-        return cls(
-            part_size=part_size,
-            parts_in_flight=int(env.get("FRAMEFLEET_S3_PARTS_IN_FLIGHT", cls.parts_in_flight)),
-            max_attempts=int(env.get("FRAMEFLEET_S3_MAX_ATTEMPTS", cls.max_attempts)),
-            retry_base=float(env.get("FRAMEFLEET_S3_RETRY_BASE", cls.retry_base)),
-            endpoint_url=endpoint,
-            addressing_style=env.get(
-                "FRAMEFLEET_S3_ADDRESSING_STYLE", "path" if overridden else "auto"
-            ),
-        )
-
-    def backoff(self, attempt: int) -> float:
-        """Delay before attempt ``attempt + 1``: exponential, jittered over its upper half."""
-        return Backoff(self.retry_base, self.retry_cap).delay(attempt)
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        code = error.response.get("Error", {}).get("Code", "")
-        return status >= 500 or status in (408, 429) or code in TRANSIENT_CODES
-    # Dropped connections, resets and timeouts, however they surface.
-    return isinstance(
-        error,
-        (HTTPClientError, BotoConnectionError, aiohttp.ClientError, TimeoutError, OSError),
-    )
-
-
-def _error_code(error: BaseException) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-# --- one client per agent process ------------------------------------------------------------
-
-
-class SharedClient:
-    """One aiobotocore S3 client (and its connection pool) for every upload on an event loop,
-    created on first use. A keeper task owns it: when the loop shuts down (asyncio.run cancels
-    every task) the keeper lets background aborts finish, then closes the client."""
-
-    def __init__(self, settings: S3Settings) -> None:
-        self.settings = settings
-        self.loop = asyncio.get_running_loop()
-        # Aborts still running after their caller was cancelled: kept alive and waited for.
-        self.background: set[asyncio.Task[None]] = set()
-        self._ready: asyncio.Future[S3Client] | None = None
-        self._keeper: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()
-
-    async def get(self) -> S3Client:
-        ready = self._ready
-        if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
-            ready = self._ready = self.loop.create_future()
-            self._keeper = self.loop.create_task(self._keep(ready), name="s3-client")
-        return await asyncio.shield(ready)
-
-    def run_in_background(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-        return task
-
-    async def _keep(self, ready: asyncio.Future[S3Client]) -> None:
-        s = self.settings
-        config = AioConfig(
-            # One retry policy, ours (S3Upload._call): per request, exponential backoff, and
-            # it also covers dropped connections. botocore's own retries are switched off.
-            retries={"mode": "standard", "total_max_attempts": 1},
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            s3={"addressing_style": s.addressing_style},
-            max_pool_connections=max(10, 4 * s.parts_in_flight),
-        )
-        try:
-            async with get_session().create_client(
-                "s3", endpoint_url=s.endpoint_url, config=config
-            ) as client:
-                ready.set_result(client)
-                try:
-                    await self._closing.wait()
-                finally:
-                    pending = [t for t in self.background if not t.done()]
-                    if pending:
-                        await asyncio.wait(pending, timeout=s.abort_timeout)
-        except BaseException as e:
-            if not ready.done():
-                if isinstance(e, asyncio.CancelledError):
-                    ready.cancel()
-                else:
-                    ready.set_exception(e)
-            raise
-
-    async def aclose(self) -> None:
-        self._closing.set()
-        if self._keeper is not None:
-            with contextlib.suppress(Exception):
-                await self._keeper
-
-
-_shared: dict[tuple[int, str | None, str], SharedClient] = {}
-
-
-def shared_client(settings: S3Settings) -> SharedClient:
-    """The S3 client for the running loop and this endpoint, created on first use."""
-    loop = asyncio.get_running_loop()
-    for stale in [k for k, c in _shared.items() if c.loop.is_closed()]:
-        del _shared[stale]
-    key = (id(loop), settings.endpoint_url, settings.addressing_style)
-    found = _shared.get(key)
-    if found is None or found.loop is not loop:
-        found = _shared[key] = SharedClient(settings)
-    return found
-
-
-async def close_shared_clients() -> None:
-    """Closes the running loop's S3 clients (tests and benchmarks; the agent relies on the
-    loop's shutdown)."""
-    loop = asyncio.get_running_loop()
-    for key, client in list(_shared.items()):
-        if client.loop is loop:
-            del _shared[key]
-            await client.aclose()
-
-
-# --- one upload -------------------------------------------------------------------------------
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    parsed = urlparse(url)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
-    if parsed.scheme != "s3" or not bucket or not key or parsed.query or parsed.fragment:
-        raise FramefleetError(
-            ErrorClass.OUTPUT_ERROR, f"{url!r} is not an s3://bucket/key output URL"
-        )
-    return bucket, key
 
 
 def _cut(buffer: bytearray, size: int) -> io.BytesIO:
@@ -428,34 +205,27 @@ class S3Upload:
         stoppable: bool = True,
         attempts: int | None = None,
     ) -> T:
-        """One S3 request with retries: exponential backoff on transient errors; anything else,
-        or running out of attempts, is an OUTPUT_ERROR. A stoppable request is not started
-        (nor retried) once the upload is being aborted."""
-        limit = attempts or self.settings.max_attempts
-        attempt = 0
-        while True:
-            attempt += 1
-            if stoppable and self._stopping():
-                raise _Stopped
-            try:
-                return await op(await self._client.get())
-            except Exception as e:
-                if not is_transient(e) or attempt >= limit:
-                    tries = f"after {attempt} attempts" if attempt > 1 else "(not retried)"
-                    raise FramefleetError(
-                        ErrorClass.OUTPUT_ERROR, f"{what} for {self.url} failed {tries}: {e}"
-                    ) from e
-                log.warning(
-                    "s3 request failed, retrying",
-                    extra={"request": what, "url": self.url, "attempt": attempt, "error": str(e)},
-                )
-                delay = self.settings.backoff(attempt)
-                if stoppable:
-                    # An abort, or another part's failure, ends the wait at once.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
-                else:
-                    await asyncio.sleep(delay)
+        """One S3 request with retries (s3_client.retried). A stoppable request is not started
+        (nor retried) once the upload is being aborted, and an abort, or another part's
+        failure, ends its backoff at once."""
+        if not stoppable:
+            return await retried(self._client, f"{what} for {self.url}", op, attempts=attempts)
+        return await retried(
+            self._client,
+            f"{what} for {self.url}",
+            op,
+            attempts=attempts,
+            before_each=self._raise_if_aborting,
+            pause=self._pause,
+        )
+
+    def _raise_if_aborting(self) -> None:
+        if self._stopping():
+            raise _Stopped
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
 
     def _stopping(self) -> bool:
         """Aborting, or a part already failed: nothing more is worth sending."""
@@ -575,7 +345,7 @@ class S3Upload:
                 )
             except ClientError as e:
                 # A retry after a lost reply: the first attempt may have completed it.
-                if attempts > 1 and _error_code(e) == "NoSuchUpload" and await self._exists(client):
+                if attempts > 1 and error_code(e) == "NoSuchUpload" and await self._exists(client):
                     return
                 raise
 
@@ -657,104 +427,12 @@ class S3Upload:
                     Bucket=self.bucket, Key=self.key, UploadId=upload_id
                 )
             except ClientError as e:
-                if _error_code(e) != "NoSuchUpload":  # already gone
+                if error_code(e) != "NoSuchUpload":  # already gone
                     raise
 
         attempts = max(self.settings.max_attempts, 5)
         await self._call("AbortMultipartUpload", abort, stoppable=False, attempts=attempts)
         log.info("s3 upload aborted", extra={"url": self.url, "parts": self._state.parts_cut})
-
-
-async def abort_upload(url: str, upload_id: str) -> None:
-    """Aborts a multipart upload whose writer is gone (the coordinator's clean-up after an agent
-    was lost with its lease). An upload already completed or aborted is fine."""
-    bucket, key = parse_s3_url(url)
-    settings = S3Settings.from_env()
-    client = await shared_client(settings).get()
-    try:
-        await client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except ClientError as e:
-        if _error_code(e) != "NoSuchUpload":
-            raise
-    log.info("orphaned s3 upload aborted", extra={"url": url, "upload_id": upload_id})
-
-
-async def check(url: str) -> None:
-    """The bucket exists and these credentials may use it (HeadBucket)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
-        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"{url!r} is not an s3://bucket/prefix URL")
-    try:
-        client = await shared_client(S3Settings.from_env()).get()
-        await client.head_bucket(Bucket=parsed.netloc)
-    except (ClientError, BotoCoreError, ValueError) as e:
-        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot write to {url}: {e}") from e
-
-
-async def size(url: str) -> int | None:
-    """The object's ContentLength (HeadObject); None when it does not exist."""
-    bucket, key = parse_s3_url(url)
-    client = await shared_client(S3Settings.from_env()).get()
-    try:
-        head = await client.head_object(Bucket=bucket, Key=key)
-    except ClientError as e:
-        if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot look at {url}: {e}") from e
-    return int(head["ContentLength"])
-
-
-async def copy(source: str, target: str) -> None:
-    """A server-side copy (CopyObject: S3 moves the bytes, up to 5 GB), retried like a part."""
-    source_bucket, source_key = parse_s3_url(source)
-    bucket, key = parse_s3_url(target)
-    settings = S3Settings.from_env()
-    client = await shared_client(settings).get()
-    for attempt in range(1, settings.max_attempts + 1):
-        try:
-            await client.copy_object(
-                Bucket=bucket,
-                Key=key,
-                CopySource={"Bucket": source_bucket, "Key": source_key},
-                MetadataDirective="COPY",
-            )
-            return
-        except Exception as e:
-            if not is_transient(e) or attempt == settings.max_attempts:
-                raise FramefleetError(
-                    ErrorClass.OUTPUT_ERROR, f"copying {source} to {target} failed: {e}"
-                ) from e
-            await asyncio.sleep(settings.backoff(attempt))
-
-
-async def read(url: str) -> bytes | None:
-    """The object's bytes (GetObject); None when it does not exist."""
-    bucket, key = parse_s3_url(url)
-    client = await shared_client(S3Settings.from_env()).get()
-    try:
-        response = await client.get_object(Bucket=bucket, Key=key)
-        async with response["Body"] as body:
-            data: bytes = await body.read()
-            return data
-    except ClientError as e:
-        if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"cannot read {url}: {e}") from e
-
-
-async def delete(url: str) -> None:
-    """DeleteObject, retried like a part (deleting what is not there is fine in S3)."""
-    bucket, key = parse_s3_url(url)
-    settings = S3Settings.from_env()
-    client = await shared_client(settings).get()
-    for attempt in range(1, settings.max_attempts + 1):
-        try:
-            await client.delete_object(Bucket=bucket, Key=key)
-            return
-        except Exception as e:
-            if not is_transient(e) or attempt == settings.max_attempts:
-                raise FramefleetError(ErrorClass.OUTPUT_ERROR, f"deleting {url} failed: {e}") from e
-            await asyncio.sleep(settings.backoff(attempt))
 
 
 class S3Sink:
@@ -768,27 +446,25 @@ class S3Sink:
         return S3Upload(url, settings)
 
     async def abort_upload(self, url: str, upload_id: str) -> None:
-        await abort_upload(url, upload_id)
+        await s3_objects.abort_upload(url, upload_id)
 
     async def check(self, url: str) -> None:
-        await check(url)
+        await s3_objects.check(url)
 
     async def size(self, url: str) -> int | None:
-        return await size(url)
+        return await s3_objects.size(url)
 
     async def copy(self, source: str, target: str) -> None:
-        await copy(source, target)
+        await s3_objects.copy(source, target)
 
     async def read(self, url: str) -> bytes | None:
-        return await read(url)
+        return await s3_objects.read(url)
 
     async def delete(self, url: str) -> None:
-        await delete(url)
+        await s3_objects.delete(url)
 
     async def assemble(self, parts: list[str], target: str) -> int:
-        from framefleet.outputs.s3_assemble import assemble  # it imports this module's helpers
-
-        return await assemble(parts, target)
+        return await s3_assemble.assemble(parts, target)
 
 
 SINK = S3Sink()

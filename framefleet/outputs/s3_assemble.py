@@ -16,17 +16,14 @@ from typing import TYPE_CHECKING, TypeVar
 from botocore.exceptions import ClientError
 
 from framefleet.core.errors import ErrorClass, FramefleetError
-from framefleet.outputs.s3 import (
-    CACHE_CONTROL,
+from framefleet.outputs.s3_client import (
     MIN_PART_SIZE,
     S3Settings,
-    content_type,
-    is_transient,
     parse_s3_url,
-    read,
+    retried,
     shared_client,
-    size,
 )
+from framefleet.outputs.s3_objects import CACHE_CONTROL, content_type, read, size
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -82,15 +79,7 @@ async def assemble(chunks: list[str], target: str) -> int:
     client = shared_client(settings)
 
     async def call(what: str, op: Callable[[S3Client], Awaitable[T]]) -> T:
-        for attempt in range(1, settings.max_attempts + 1):
-            try:
-                return await op(await client.get())
-            except Exception as e:
-                if not is_transient(e) or attempt == settings.max_attempts:
-                    message = f"{what} assembling {target} failed: {e}"
-                    raise FramefleetError(ErrorClass.OUTPUT_ERROR, message) from e
-                await asyncio.sleep(settings.backoff(attempt))
-        raise AssertionError("unreachable")
+        return await retried(client, f"{what} assembling {target}", op)
 
     created = await call(
         "CreateMultipartUpload",
