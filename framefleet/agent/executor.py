@@ -21,6 +21,7 @@ from framefleet.agent import assign_check, metrics
 from framefleet.agent.assemble import assemble
 from framefleet.agent.page_pool import PagePool
 from framefleet.agent.render import ProgressCallback, RenderLimits, RenderResult, render
+from framefleet.agent.run_to_end import run_to_end
 from framefleet.core import sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.core.source_cache import HeldSources, source_size
@@ -49,10 +50,15 @@ class PageRenderer:
         page = await self.pages.acquire(assign.isolation_group)
         metrics.SLOTS_BUSY.inc()
         try:
-            return await render(assign, page, self.limits, on_progress)
-        finally:
+            result = await render(assign, page, self.limits, on_progress)
+        except BaseException:
             metrics.SLOTS_BUSY.dec()
             await self.pages.release(page, assign.isolation_group)
+            raise
+        metrics.SLOTS_BUSY.dec()
+        # The output is committed: a Cancel now must not lose the result on the way out.
+        await run_to_end(self.pages.release(page, assign.isolation_group))
+        return result
 
 
 @dataclass

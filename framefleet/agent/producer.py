@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from framefleet.agent import hls
 from framefleet.agent.file_encoders import open_encoder
+from framefleet.agent.run_to_end import run_to_end
 from framefleet.core.jobspec import Output
 from framefleet.outputs import Upload, open_upload
 
@@ -98,7 +99,9 @@ class Producer:
 
     async def finish(self) -> int:
         await self._encoder.finish()
-        await self._sink.complete()
+        # A Cancel arriving while the sink commits cannot undo the commit: finish it and
+        # report the output (the coordinator decides what a late output means).
+        await run_to_end(self._sink.complete())
         return self._sink.size
 
     async def abort(self) -> None:
