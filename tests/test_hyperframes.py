@@ -402,3 +402,45 @@ def test_a_hyperframes_batch_file_renders_one_video_per_row(tmp_path: Path) -> N
     )
     assert len(panels) == 2
     assert is_colour(np.array(panels[0]), BLUE) and is_colour(np.array(panels[1]), ORANGE)
+
+
+async def test_a_worker_follows_the_frame_clock(page: TemplatePage, tmp_path: Path) -> None:
+    # Workers as HyperFrames' virtual time contract asks: the page's draw asks a dedicated
+    # worker for its clocks (performance.now, Date.now, its own requestAnimationFrame) and
+    # places three boxes from the answers: all at t, not at the worker's real running time.
+    folder = write_project(
+        tmp_path / "worker",
+        "".join(
+            f'<div id="{name}" style="position:absolute;top:{top}px;width:20px;height:20px;'
+            f'background:{colour}"></div>'
+            for name, top, colour in [
+                ("perf", 10, "rgb(255,48,48)"),
+                ("date", 50, "rgb(0,200,0)"),
+                ("raf", 90, "rgb(0,0,255)"),
+            ]
+        ),
+        """const worker = new Worker("clock.js");
+framefleet.onSeek(() => new Promise((resolve) => {
+  worker.onmessage = (event) => {
+    for (const [id, ms] of Object.entries(event.data)) {
+      document.getElementById(id).style.left = `${ms / 10}px`;
+    }
+    resolve();
+  };
+  worker.postMessage("when");
+}));""",
+    )
+    (folder / "clock.js").write_text(
+        """let rafMs = -1;
+function tick(ms) { rafMs = ms; requestAnimationFrame(tick); }
+requestAnimationFrame(tick);
+onmessage = () => postMessage({
+  perf: performance.now(), date: Date.now() - Date.UTC(2025, 0, 1), raf: rafMs });"""
+    )
+    at = await frames_at(page, folder, [0.25, 0.5, 1.0])
+    for row, colour in [(20, RED), (60, GREEN), (100, BLUE)]:
+        found = [box_left(f, row, colour) for f in at]
+        assert all(abs(x - want) <= 1 for x, want in zip(found, [25, 50, 100], strict=True)), (
+            colour,
+            found,
+        )

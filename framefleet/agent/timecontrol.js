@@ -27,6 +27,46 @@
   };
   window.cancelAnimationFrame = (id) => { frameCallbacks.delete(id); };
 
+  // Dedicated workers run on the same clock: each is started from its script's URL marked
+  // WORKER_MARK, which the agent serves with the worker runtime (workerclock.js) in front;
+  // seek(ms) sets every live worker's time and waits for its answer (at most WORKER_WAIT_MS
+  // of real time: a worker that closed itself never answers).
+  const WORKER_MARK = "__framefleet_worker";
+  const WORKER_WAIT_MS = 1000;
+  const workers = new Set();
+  const RealWorker = window.Worker;
+  if (RealWorker) {
+    window.Worker = function Worker(url, options) {
+      const script = new URL(url, document.baseURI);
+      if (script.origin === location.origin) script.searchParams.set(WORKER_MARK, "1");
+      const worker = new RealWorker(script.href, options);
+      const clock = { seq: 0, answers: new Map() };
+      worker.addEventListener("message", (event) => {
+        const data = event.data;
+        if (!data || typeof data !== "object" || !("__framefleetAck" in data)) return;
+        event.stopImmediatePropagation();
+        const answered = clock.answers.get(data.__framefleetAck);
+        clock.answers.delete(data.__framefleetAck);
+        if (answered) answered();
+      });
+      worker.addEventListener("error", () => workers.delete(clock));
+      clock.set = (ms) => new Promise((resolve) => {
+        const seq = ++clock.seq;
+        clock.answers.set(seq, resolve);
+        worker.postMessage({ __framefleetTime: ms, seq });
+        realSetTimeout(() => {
+          if (clock.answers.delete(seq)) workers.delete(clock); // silent: closed or stuck
+          resolve();
+        }, WORKER_WAIT_MS);
+      });
+      const terminate = worker.terminate.bind(worker);
+      worker.terminate = () => { workers.delete(clock); terminate(); };
+      workers.add(clock);
+      return worker;
+    };
+    window.Worker.prototype = RealWorker.prototype;
+  }
+
   // Parameters and readiness.
   // The agent puts the first parameters in a script that runs after this one, before the
   // template's own scripts; setParams replaces them for in-place swaps.
@@ -229,6 +269,7 @@
     },
     async seek(ms) {
       nowMs = ms;
+      await Promise.all([...workers].map((clock) => clock.set(ms)));
       const callbacks = frameCallbacks;
       frameCallbacks = new Map();
       for (const callback of callbacks.values()) callback(ms);
