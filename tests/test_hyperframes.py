@@ -444,3 +444,29 @@ onmessage = () => postMessage({
             colour,
             found,
         )
+
+
+async def test_a_caption_track_sets_its_words_as_the_playhead_passes(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # As HyperFrames' warm-grain captions: each line's words are set by a tween's onStart, so
+    # only a playhead moving through the timeline (as HyperFrames seeks) shows them. Here the
+    # callback paints the box instead of writing words: red for the first line, green after.
+    folder = write_project(
+        tmp_path / "captions",
+        '<div id="box" style="position:absolute;top:40px;left:40px;width:40px;height:40px;'
+        'background:rgb(0,0,0);opacity:0"></div>',
+        """const box = document.getElementById("box");
+const tl = gsap.timeline({ paused: true });
+[["rgb(255,48,48)", 0.2, 0.5], ["rgb(0,200,0)", 0.6, 0.9]].forEach(([colour, start, end]) => {
+  tl.to(box, { opacity: 1, duration: 0.05, onStart: () => { box.style.background = colour; } },
+        start);
+  tl.to(box, { opacity: 0, duration: 0.05 }, end);
+});
+window.__timelines["main"] = tl;""",
+    )
+    at = await frames_at(page, folder, [0.1, 0.3, 0.4, 0.7, 0.8])
+    centre = [tuple(int(c) for c in f[60, 60]) for f in at]
+    assert is_colour(at[0][60, 60], (0, 0, 0)), centre
+    assert is_colour(at[1][60, 60], RED) and is_colour(at[2][60, 60], RED), centre
+    assert is_colour(at[3][60, 60], GREEN) and is_colour(at[4][60, 60], GREEN), centre
