@@ -60,7 +60,7 @@ class Farm:
     def __init__(
         self, store: JobStore, config: CoordinatorConfig, policy: RetryPolicy | None = None
     ) -> None:
-        # Private: every change goes through the operations below (tests/test_layers.py).
+        # Private: every change goes through the operations below (tests/test_farm_door.py).
         self._store = store
         self.config = config
         self.policy = policy or RetryPolicy.from_config(config)
