@@ -162,7 +162,8 @@ class Batches(Protocol):
 
 
 class Splits(Protocol):
-    """Split jobs: a held parent, its chunks, and ending the family together."""
+    """Split jobs: a held parent, its chunks, and ending the family together; whether an
+    identical job is in flight (then a job waits for its output rather than splitting)."""
 
     async def insert_split(self, parent: NewJob, chunks: list[NewJob]) -> JobRecord:
         """Inserts a split job, held while its chunks (queued) run, in one transaction."""
@@ -185,14 +186,14 @@ class Splits(Protocol):
         job as it is after, or None when it had ended already."""
         ...
 
-
-class Cache(Protocol):
-    """The result cache and stored sources: outputs already written, identical jobs waiting for
-    one render, a source stored once per key."""
-
     async def in_flight(self, output_url: str) -> bool:
         """Whether a queued or running job is rendering output_url."""
         ...
+
+
+class Cache(Protocol):
+    """The result cache and stored sources: outputs already written, identical jobs that waited
+    for one render, a source stored once per key."""
 
     async def insert_cached(self, job: NewJob, output_bytes: int) -> JobRecord:
         """Inserts a job that is already done: its output exists (a result-cache hit)."""
