@@ -420,6 +420,10 @@ async def test_a_worker_follows_the_frame_clock(page: TemplatePage, tmp_path: Pa
             ]
         ),
         """const worker = new Worker("clock.js");
+// A worker from a blob keeps its own clocks, and still starts and answers.
+const blob = new Worker(URL.createObjectURL(new Blob(["onmessage = (e) => postMessage(e.data)"])));
+blob.onmessage = (event) => { window.blobAnswer = event.data; };
+blob.postMessage("echo");
 framefleet.onSeek(() => new Promise((resolve) => {
   worker.onmessage = (event) => {
     for (const [id, ms] of Object.entries(event.data)) {
@@ -438,6 +442,7 @@ onmessage = () => postMessage({
   perf: performance.now(), date: Date.now() - Date.UTC(2025, 0, 1), raf: rafMs });"""
     )
     at = await frames_at(page, folder, [0.25, 0.5, 1.0])
+    assert await page.page.evaluate("window.blobAnswer") == "echo"
     for row, colour in [(20, RED), (60, GREEN), (100, BLUE)]:
         found = [box_left(f, row, colour) for f in at]
         assert all(abs(x - want) <= 1 for x, want in zip(found, [25, 50, 100], strict=True)), (

@@ -28,7 +28,7 @@ from framefleet.core import jobspec
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
-RUNTIME_FILES = ("timecontrol.js", "hyperframes.js")
+RUNTIME_FILES = ("virtualclock.js", "timecontrol.js", "hyperframes.js")
 # The runtime's own failures name their class: "framefleet:CLASS: message".
 CLASSED = re.compile(r"framefleet:([A-Z_]+): (.*)")
 # The most of a template's throw kept in a job's error message.
@@ -40,7 +40,10 @@ INDEX = f"{ORIGIN}/index.html"
 RUNTIME_JS = "\n".join(files("framefleet.agent").joinpath(f).read_text() for f in RUNTIME_FILES)
 # What a dedicated worker's script gets in front of it (the page's runtime marks its URL).
 WORKER_MARK = "__framefleet_worker"
-WORKER_CLOCK = files("framefleet.agent").joinpath("workerclock.js").read_bytes() + b"\n"
+WORKER_CLOCK = b"".join(
+    files("framefleet.agent").joinpath(f).read_bytes() + b"\n"
+    for f in ("virtualclock.js", "workerclock.js")
+)
 DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
 # A frame past its timeout is the template's (an endless loop) when its renderer's main thread
 # then spends this much more time on the CPU, watched while it keeps wanting the CPU (longer on a

@@ -2,30 +2,10 @@
 // It replaces the page's clocks with virtual time that only the agent advances, so frame n
 // always shows the template at t = n / fps, however fast or slow the machine is.
 (() => {
-  const EPOCH_MS = Date.UTC(2025, 0, 1); // Date.now() at t = 0
   const realSetTimeout = window.setTimeout.bind(window);
   const realAddEventListener = window.addEventListener.bind(window);
-  let nowMs = 0;
-
   // Clocks: Date, performance.now and requestAnimationFrame run on virtual time.
-  const RealDate = Date;
-  class VirtualDate extends RealDate {
-    constructor(...args) {
-      if (args.length === 0) super(EPOCH_MS + nowMs);
-      else super(...args);
-    }
-    static now() { return EPOCH_MS + nowMs; }
-  }
-  window.Date = VirtualDate;
-  performance.now = () => nowMs;
-  let frameCallbacks = new Map();
-  let nextCallbackId = 1;
-  window.requestAnimationFrame = (callback) => {
-    const id = nextCallbackId++;
-    frameCallbacks.set(id, callback);
-    return id;
-  };
-  window.cancelAnimationFrame = (id) => { frameCallbacks.delete(id); };
+  const clock = __framefleetVirtualClock(window);
 
   // Dedicated workers run on the same clock: each is started from its script's URL marked
   // WORKER_MARK, which the agent serves with the worker runtime (workerclock.js) in front;
@@ -38,30 +18,33 @@
   if (RealWorker) {
     window.Worker = function Worker(url, options) {
       const script = new URL(url, document.baseURI);
-      if (script.origin === location.origin) script.searchParams.set(WORKER_MARK, "1");
+      // A script from the job's files (not a blob: or data: URL, which a mark would break).
+      const fromBundle = script.origin === location.origin && script.protocol === location.protocol;
+      if (!fromBundle) return new RealWorker(url, options); // on its own clocks
+      script.searchParams.set(WORKER_MARK, "1");
       const worker = new RealWorker(script.href, options);
-      const clock = { seq: 0, answers: new Map() };
+      const peer = { seq: 0, answers: new Map() };
       worker.addEventListener("message", (event) => {
         const data = event.data;
         if (!data || typeof data !== "object" || !("__framefleetAck" in data)) return;
         event.stopImmediatePropagation();
-        const answered = clock.answers.get(data.__framefleetAck);
-        clock.answers.delete(data.__framefleetAck);
+        const answered = peer.answers.get(data.__framefleetAck);
+        peer.answers.delete(data.__framefleetAck);
         if (answered) answered();
       });
-      worker.addEventListener("error", () => workers.delete(clock));
-      clock.set = (ms) => new Promise((resolve) => {
-        const seq = ++clock.seq;
-        clock.answers.set(seq, resolve);
+      worker.addEventListener("error", () => workers.delete(peer));
+      peer.setTime = (ms) => new Promise((resolve) => {
+        const seq = ++peer.seq;
+        peer.answers.set(seq, resolve);
         worker.postMessage({ __framefleetTime: ms, seq });
         realSetTimeout(() => {
-          if (clock.answers.delete(seq)) workers.delete(clock); // silent: closed or stuck
+          if (peer.answers.delete(seq)) workers.delete(peer); // silent: closed or stuck
           resolve();
         }, WORKER_WAIT_MS);
       });
       const terminate = worker.terminate.bind(worker);
-      worker.terminate = () => { workers.delete(clock); terminate(); };
-      workers.add(clock);
+      worker.terminate = () => { workers.delete(peer); terminate(); };
+      workers.add(peer);
       return worker;
     };
     window.Worker.prototype = RealWorker.prototype;
@@ -230,7 +213,7 @@
     // Only for templates that listen for parameter changes; false means "reload instead".
     swap(next) {
       if (paramHandlers.length === 0 && !paramsListener && !hyperframesListener) return false;
-      nowMs = 0;
+      clock.setTime(0);
       animationStarts = new WeakMap();
       this.setParams(next);
       return true;
@@ -268,11 +251,9 @@
       }
     },
     async seek(ms) {
-      nowMs = ms;
-      await Promise.all([...workers].map((clock) => clock.set(ms)));
-      const callbacks = frameCallbacks;
-      frameCallbacks = new Map();
-      for (const callback of callbacks.values()) callback(ms);
+      clock.setTime(ms);
+      await Promise.all([...workers].map((worker) => worker.setTime(ms)));
+      clock.runFrameCallbacks();
       const draws = seekHandlers.map((fn) => fn(ms / 1000)).filter((r) => r instanceof Promise);
       this.waitingOnSeek = draws.length > 0;
       await Promise.all(draws);
