@@ -95,6 +95,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             if writer is not None:
                 writer.cancel()
             self.farm.sessions.unregister(session)
+            self.farm.leases.forget(session)
             log.info("agent disconnected", extra={"agent_id": session.agent_id})
 
     async def _identity(self, claimed: str, context: Context) -> str:
@@ -129,7 +130,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         for lease in reported:
             record = ours.pop(lease.job_id, None)
             if record is not None and record.fencing_token == lease.fencing_token:
-                book.keep(session, lease.job_id, lease.fencing_token)
+                book.keep(session, lease.job_id, lease.fencing_token, record.parent_id)
             else:
                 book.cancel(session, lease.job_id, lease.fencing_token, STALE)
         if kept := book.held(session):

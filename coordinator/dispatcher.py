@@ -39,7 +39,7 @@ async def dispatch_once(farm: Farm) -> int:
 
 
 async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Assign:
-    farm.leases.grant(session, record.id, record.fencing_token)
+    farm.leases.grant(session, record.id, record.fencing_token, record.parent_id)
     spec = pb.JobSpec.FromString(record.spec)
     if record.source_key not in session.sources_sent:
         spec.MergeFrom(await farm.source(record.source_key))

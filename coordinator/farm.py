@@ -57,9 +57,6 @@ class Farm:
         # Recently used sources by key, so assignments need not read them back from the store.
         self._sources: dict[str, pb.JobSpec] = {}
         self._background: set[asyncio.Task[None]] = set()
-        # Chunks leased by this coordinator -> their job, so a watcher of the job sees the
-        # chunks' progress as it comes (after a restart, the watch's poll still does).
-        self._parent_of: dict[str, str] = {}
         # Completion webhooks, once the coordinator starts their workers (server.py).
         self.webhooks: Webhooks | None = None
 
@@ -274,7 +271,6 @@ class Farm:
         if ended is None:
             return await self.store.get(parent.id)  # it had ended already
         for before in family:
-            self._parent_of.pop(before.id, None)
             self.fence(before, reason)
             self.abandon_upload(before)  # the agent aborts too, if it is alive
         self._in_background(delete_chunks(ended))
@@ -296,8 +292,6 @@ class Farm:
         for record in records:
             job_span(record, "queue_wait", record.available_at, now)
             self.publish(record)
-            if record.parent_id is not None:
-                self._parent_of[record.id] = record.parent_id
         return records
 
     async def renew(self, agent_id: str, leases: list[tuple[str, int]]) -> set[str]:
@@ -309,7 +303,10 @@ class Farm:
         total = report.frames_total
         if not await self.store.progress(held, report.frames_done, report.upload_id, total):
             return False
-        parent_id = self._parent_of.get(lease.job_id)
+        # A chunk's progress is its job's: the lease book knows the job of a chunk leased on
+        # this stream (after a restart, the watch's poll still shows it).
+        session = self.sessions.get(agent_id)
+        parent_id = None if session is None else self.leases.parent_of(session, lease.job_id)
         if parent_id is not None and self.events.watched(parent_id):
             if parent := await self.store.get(parent_id):
                 self.publish(parent)  # frames summed over its chunks; no one chunk's rate
@@ -348,7 +345,6 @@ class Farm:
             self._in_background(self._remove_late_chunks(refused))
         by_job = {r.lease.job_id: r for r in reports}
         for record in records:
-            self._parent_of.pop(record.id, None)
             report = by_job[record.id]
             if report.render_seconds > 0 and report.frames:  # an assembly draws no frames
                 metrics.RENDER_SECONDS.observe(report.render_seconds)
@@ -406,7 +402,6 @@ class Farm:
         settled = await self.store.settle(lease, transition, now, expired_by)
         if settled is None:
             return None
-        self._parent_of.pop(settled.id, None)
         if transition.error_class is not None:
             metrics.FAILURES.labels(transition.error_class).inc()
         job_span(
