@@ -1,7 +1,8 @@
 """Pushes queued jobs to agents with free slots, round-robin, over their streams.
 
-Agents never poll: the dispatcher wakes when work may be available (a submit, a retry, an
-expiry, a freed slot) and on a short tick, for retries whose backoff has run out.
+Agents never poll: the dispatcher wakes when work may be available (a submit, a freed slot, a
+requeue, and when a requeued job's backoff ends: ``LeaseBook.wake_at``) and on a short tick,
+for work another coordinator sharing the table made claimable.
 """
 
 from __future__ import annotations

@@ -414,7 +414,9 @@ class Farm:
             error_message=transition.error_message or "",
         )
         self.publish(settled)
-        self.leases.wake()
+        self.leases.wake()  # its slot may be free, the job claimable again
+        if settled.state == JobState.QUEUED:  # and again when its backoff ends
+            self.leases.wake_at(settled.available_at)
         if settled.state == JobState.FAILED:
             await self._failed_for_good(settled)
         return settled

@@ -20,6 +20,10 @@ from coordinator.config import Clock
 from coordinator.sessions import Session
 from framefleet.v1 import framefleet_pb2 as pb
 
+# A timed wake fires this much after the job's available_at, so that the claim (which compares
+# with the clock then) surely finds it claimable.
+WAKE_MARGIN_SECONDS = 0.001
+
 
 class Granted(NamedTuple):
     token: int
@@ -45,6 +49,16 @@ class LeaseBook:
     def wake(self) -> None:
         """There may be work to hand out: a submit, a requeue, a freed slot, a new agent."""
         self._work.set()
+
+    def wake_at(self, when: float) -> None:
+        """Work becomes claimable at ``when`` (the clock's time; a retry's backoff ends then):
+        wake then, not on the dispatcher's next tick. Work another coordinator made claimable
+        is not known here; the tick finds it."""
+        delay = when - self._clock()
+        if delay <= 0:
+            self.wake()
+        else:
+            asyncio.get_running_loop().call_later(delay + WAKE_MARGIN_SECONDS, self.wake)
 
     async def wait_for_work(self, tick: float) -> None:
         """Until woken or ``tick`` seconds pass; then the signal is taken."""
