@@ -46,7 +46,7 @@ import asyncpg  # noqa: E402
 
 from framefleet import AsyncClient  # noqa: E402
 from framefleet.v1 import framefleet_pb2 as pb  # noqa: E402
-from tests.farm_processes import Farm, Process  # noqa: E402
+from tests.farm_processes import FarmProcesses, Process  # noqa: E402
 from tests.postgres_server import start_postgres  # noqa: E402
 
 TEMPLATE = "<!doctype html><body><script>framefleet.onParams(() => {});</script></body>"
@@ -249,7 +249,7 @@ async def settled(url: str, ids: list[str], within: float) -> list[asyncpg.Recor
         await connection.close()
 
 
-def errors_logged(farm: Farm) -> int:
+def errors_logged(farm: FarmProcesses) -> int:
     """Errors in the coordinators' log (both write coordinator.log)."""
     log = farm.root / "logs" / "coordinator.log"
     lines = log.read_text().splitlines() if log.exists() else []
@@ -259,7 +259,7 @@ def errors_logged(farm: Farm) -> int:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     postgres = start_postgres()
     tmp = Path(tempfile.mkdtemp(prefix="fleet-sim-"))
-    farm = Farm(tmp)
+    farm = FarmProcesses(tmp)
     agents = Agents()
     memory_task: asyncio.Task[None] | None = None
     try:
@@ -318,7 +318,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     by_id = {r["id"]: r for r in rows}
     submitted = set(ids)
     lost = [i for i in submitted if i not in by_id or by_id[i]["state"] != "succeeded"]
-    waits, first_waits, retry_waits, slow = [], [], [], []
+    waits: list[float] = []
+    first_waits: list[float] = []
+    retry_waits: list[float] = []
+    slow: list[tuple[float, float]] = []
     for r in rows:
         at = assigned.get((r["id"], r["fencing_token"]))
         if r["state"] == "succeeded" and at is not None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import dispatcher
-from coordinator.config import CoordinatorConfig
-from coordinator.farm import Farm
-from coordinator.lease_book import LeaseBook
-from coordinator.store import open_store
+from framefleet.coordinator import dispatcher
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.lease_book import LeaseBook
+from framefleet.coordinator.store import open_store
 from framefleet.core.errors import ErrorClass
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.test_leases import spec
@@ -59,7 +59,7 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 async def test_a_retry_is_dispatched_when_its_backoff_ends(running: Farm) -> None:
     farm = running
-    session = farm.sessions.register("agent-a", slots=1)
+    session = farm._sessions.register("agent-a", slots=1)
     job = await farm.submit(spec())
     async with asyncio.timeout(WAIT):
         first = (await session.outbox.get()).assign
@@ -67,7 +67,7 @@ async def test_a_retry_is_dispatched_when_its_backoff_ends(running: Farm) -> Non
     failed = pb.Failed(lease=first.lease, error_class=ErrorClass.BROWSER_CRASHED)
     retried = await farm.fail(session.agent_id, failed)
     assert retried is not None and retried.available_at > time.time()
-    farm.leases.settle(session, first.lease, accepted=True)  # as the agent service does
+    farm.settled(session, first.lease, accepted=True)  # as the agent service does
     assert (await session.outbox.get()).WhichOneof("message") == "ack"
     async with asyncio.timeout(WAIT):
         second = (await session.outbox.get()).assign

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from coordinator.agent_service import AgentService
-from coordinator.config import CoordinatorConfig
-from coordinator.dispatcher import dispatch_once
-from coordinator.farm import Farm
-from coordinator.lease_reaper import reap_once
-from coordinator.store import JobState, open_store
+from framefleet.coordinator.agent_service import AgentService
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.dispatcher import dispatch_once
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.lease_reaper import reap_once
+from framefleet.coordinator.store import JobState, open_store
 from framefleet.core.errors import ErrorClass
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.test_agent_service import T0, Stream
@@ -29,6 +29,10 @@ from tests.test_leases import FakeClock, spec
 
 TTL = 20.0
 RETRY_BASE = 2.0
+
+
+COORDINATOR = "framefleet.coordinator."
+SKIP = {"_store", "config", "clock"}  # the store holds every job, by design
 
 
 def job_ids_held(farm: Farm, ids: set[str]) -> list[str]:
@@ -50,9 +54,8 @@ def job_ids_held(farm: Farm, ids: set[str]) -> list[str]:
                 stack += [(f"{path}[{key!r}] (key)", key), (f"{path}[{key!r}]", value)]
         elif isinstance(obj, list | tuple | set | frozenset | deque | weakref.WeakSet):
             stack += [(f"{path}[]", item) for item in list(obj)]
-        elif type(obj).__module__.startswith("coordinator.") and hasattr(obj, "__dict__"):
-            skip = {"store", "config", "clock"}
-            stack += [(f"{path}.{k}", v) for k, v in vars(obj).items() if k not in skip]
+        elif type(obj).__module__.startswith(COORDINATOR) and hasattr(obj, "__dict__"):
+            stack += [(f"{path}.{k}", v) for k, v in vars(obj).items() if k not in SKIP]
     return found
 
 
@@ -146,14 +149,14 @@ async def test_no_job_is_remembered_after_it_ended(
     await a.close(x)
     x = await a.connect("x", slots=3)  # restarted: the third is lost with it
     await a.close(x)
-    queued = await a.farm.store.list_jobs([JobState.QUEUED], 10)
+    queued = await a.farm._store.list_jobs([JobState.QUEUED], 10)
     assert {r.id for r in queued} == set(plain)
 
     # Agent y takes the chunks of two split jobs on A, reports progress, and moves to
     # coordinator B with them (its stream to A ends), where it completes them and the
     # assemblies.
     split = [(await a.farm.submit(long_spec(n))).id for n in range(2)]
-    chunk_ids = {c.id for job_id in split for c in await a.farm.store.chunks_of(job_id)}
+    chunk_ids = {c.id for job_id in split for c in await a.farm._store.chunks_of(job_id)}
     y = await a.connect("y", slots=4)
     assert await dispatch_once(a.farm) == 4
     chunks = [await y.next("assign") for _ in range(4)]
@@ -172,7 +175,7 @@ async def test_no_job_is_remembered_after_it_ended(
     x = await a.connect("x", slots=3)
     await run_all(a, x)
     await a.close(x)
-    records = await a.farm.store.list_jobs([], 20)
+    records = await a.farm._store.list_jobs([], 20)
     assert {r.id: r.state for r in records} == dict.fromkeys([*plain, *split], JobState.SUCCEEDED)
 
     ids = {*plain, *split, *chunk_ids}

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from agent.browser import Chromium
-from agent.template_page import TemplatePage
 from framefleet import ErrorClass, FramefleetError
+from framefleet.agent.browser import Chromium
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import hyperframes, jobspec
 from tests.farm_processes import framefleet
 from tests.test_e2e_videojson import png_pixels
@@ -402,3 +402,71 @@ def test_a_hyperframes_batch_file_renders_one_video_per_row(tmp_path: Path) -> N
     )
     assert len(panels) == 2
     assert is_colour(np.array(panels[0]), BLUE) and is_colour(np.array(panels[1]), ORANGE)
+
+
+async def test_a_worker_follows_the_frame_clock(page: TemplatePage, tmp_path: Path) -> None:
+    # Workers as HyperFrames' virtual time contract asks: the page's draw asks a dedicated
+    # worker for its clocks (performance.now, Date.now, its own requestAnimationFrame) and
+    # places three boxes from the answers: all at t, not at the worker's real running time.
+    folder = write_project(
+        tmp_path / "worker",
+        "".join(
+            f'<div id="{name}" style="position:absolute;top:{top}px;width:20px;height:20px;'
+            f'background:{colour}"></div>'
+            for name, top, colour in [
+                ("perf", 10, "rgb(255,48,48)"),
+                ("date", 50, "rgb(0,200,0)"),
+                ("raf", 90, "rgb(0,0,255)"),
+            ]
+        ),
+        """const worker = new Worker("clock.js");
+framefleet.onSeek(() => new Promise((resolve) => {
+  worker.onmessage = (event) => {
+    for (const [id, ms] of Object.entries(event.data)) {
+      document.getElementById(id).style.left = `${ms / 10}px`;
+    }
+    resolve();
+  };
+  worker.postMessage("when");
+}));""",
+    )
+    (folder / "clock.js").write_text(
+        """let rafMs = -1;
+function tick(ms) { rafMs = ms; requestAnimationFrame(tick); }
+requestAnimationFrame(tick);
+onmessage = () => postMessage({
+  perf: performance.now(), date: Date.now() - Date.UTC(2025, 0, 1), raf: rafMs });"""
+    )
+    at = await frames_at(page, folder, [0.25, 0.5, 1.0])
+    for row, colour in [(20, RED), (60, GREEN), (100, BLUE)]:
+        found = [box_left(f, row, colour) for f in at]
+        assert all(abs(x - want) <= 1 for x, want in zip(found, [25, 50, 100], strict=True)), (
+            colour,
+            found,
+        )
+
+
+async def test_a_caption_track_sets_its_words_as_the_playhead_passes(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    # As HyperFrames' warm-grain captions: each line's words are set by a tween's onStart, so
+    # only a playhead moving through the timeline (as HyperFrames seeks) shows them. Here the
+    # callback paints the box instead of writing words: red for the first line, green after.
+    folder = write_project(
+        tmp_path / "captions",
+        '<div id="box" style="position:absolute;top:40px;left:40px;width:40px;height:40px;'
+        'background:rgb(0,0,0);opacity:0"></div>',
+        """const box = document.getElementById("box");
+const tl = gsap.timeline({ paused: true });
+[["rgb(255,48,48)", 0.2, 0.5], ["rgb(0,200,0)", 0.6, 0.9]].forEach(([colour, start, end]) => {
+  tl.to(box, { opacity: 1, duration: 0.05, onStart: () => { box.style.background = colour; } },
+        start);
+  tl.to(box, { opacity: 0, duration: 0.05 }, end);
+});
+window.__timelines["main"] = tl;""",
+    )
+    at = await frames_at(page, folder, [0.1, 0.3, 0.4, 0.7, 0.8])
+    centre = [tuple(int(c) for c in f[60, 60]) for f in at]
+    assert is_colour(at[0][60, 60], (0, 0, 0)), centre
+    assert is_colour(at[1][60, 60], RED) and is_colour(at[2][60, 60], RED), centre
+    assert is_colour(at[3][60, 60], GREEN) and is_colour(at[4][60, 60], GREEN), centre

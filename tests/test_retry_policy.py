@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.config import CoordinatorConfig
-from coordinator.dispatcher import dispatch_once
-from coordinator.farm import Farm
-from coordinator.lease_reaper import reap_once
-from coordinator.retry_policy import RetryPolicy
-from coordinator.store import JobRecord, JobState, JobStore, Transition
-from coordinator.store.open import open_store
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.dispatcher import dispatch_once
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.lease_reaper import reap_once
+from framefleet.coordinator.retry_policy import RetryPolicy
+from framefleet.coordinator.store import JobRecord, JobState, JobStore, Transition
+from framefleet.coordinator.store.open import open_store
 from framefleet.core.backoff import Backoff
 from framefleet.core.errors import ErrorClass
 from framefleet.v1 import framefleet_pb2 as pb
@@ -147,7 +147,7 @@ async def test_a_swapped_policy_changes_what_happens(
     clock = FakeClock(T0)
     config = CoordinatorConfig(lease_ttl=20.0, default_destination=str(tmp_path), clock=clock)
     farm = Farm(store, config, policy)
-    session = farm.sessions.register("agent-a", slots=2)
+    session = farm._sessions.register("agent-a", slots=2)
     crashes = (await farm.submit(spec(variant=1))).id
     freezes = (await farm.submit(spec(variant=2))).id
     assert await dispatch_once(farm) == 2
