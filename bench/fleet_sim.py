@@ -102,6 +102,8 @@ class Memory:
 
     pids: dict[str, list[int]]
     samples: dict[str, list[float]] = field(default_factory=dict)
+    # The sample count when the submissions started and ended.
+    marks: list[int] = field(default_factory=list)
 
     async def run(self) -> None:
         while True:
@@ -111,9 +113,27 @@ class Memory:
                     self.samples.setdefault(role, []).append(round(total, 1))
             await asyncio.sleep(1.0)
 
-    def summary(self, role: str) -> dict[str, float]:
+    def mark(self) -> None:
+        self.marks.append(max(map(len, self.samples.values()), default=0))
+
+    def summary(self, role: str, jobs: int) -> dict[str, Any]:
+        """Start, max and end; over the submissions, the RSS at each quarter and the growth
+        after the first quarter (warm-up) per 1,000 jobs, from a least-squares line."""
         values = self.samples.get(role, [0.0])
-        return {"start": values[0], "max": max(values), "end": values[-1]}
+        summary: dict[str, Any] = {"start": values[0], "max": max(values), "end": values[-1]}
+        first, last = [*self.marks, 0, 0][:2]
+        window = values[first:last]
+        if len(window) >= 8:
+            summary["submissions_quarters"] = [window[len(window) * q // 4] for q in range(4)]
+            summary["submissions_quarters"].append(window[-1])
+            tail = window[len(window) // 4 :]
+            mean_x, mean_y = (len(tail) - 1) / 2, statistics.fmean(tail)
+            slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(tail)) / sum(
+                (x - mean_x) ** 2 for x in range(len(tail))
+            )  # MB per sample (second)
+            per_job = slope * len(window) / jobs
+            summary["growth_after_warmup_mb_per_1000_jobs"] = round(1000 * per_job, 2)
+        return summary
 
 
 class Agents:
@@ -269,7 +289,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         agents.tell("churn")
         victim = coordinators[1] if args.coordinators > 1 else None
         started, started_at = time.monotonic(), time.time()
+        memory.mark()
         ids, killed_at = await submit_all(args, client_addresses, victim)
+        memory.mark()
         rows = await settled(url, ids, args.timeout)
         elapsed = time.monotonic() - started
         agents.tell("calm")
@@ -296,13 +318,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     by_id = {r["id"]: r for r in rows}
     submitted = set(ids)
     lost = [i for i in submitted if i not in by_id or by_id[i]["state"] != "succeeded"]
-    waits, first_waits, slow = [], [], []
+    waits: list[float] = []
+    first_waits: list[float] = []
+    retry_waits: list[float] = []
+    slow: list[tuple[float, float]] = []
     for r in rows:
         at = assigned.get((r["id"], r["fencing_token"]))
         if r["state"] == "succeeded" and at is not None:
             waits.append(1000 * (at - r["available_at"]))
-            if attempts[r["id"]] == 1:
-                first_waits.append(waits[-1])
+            (first_waits if attempts[r["id"]] == 1 else retry_waits).append(waits[-1])
             if waits[-1] > SLOW_MS:  # when, into the submissions, and how long
                 slow.append((round(r["available_at"] - started_at, 2), round(waits[-1], 1)))
     return {
@@ -325,8 +349,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "dispatch_max_ms": round(max(waits, default=0.0), 1),
         "dispatch_samples": len(waits),
         "dispatch_slow": sorted(slow)[:40],
-        # Without the jobs requeued after a kill (those wait for the dispatcher's tick).
+        # First attempts, and the jobs assigned again (after a kill, a coordinator's death).
         "dispatch_p99_first_attempt_ms": round(percentile(first_waits, 0.99), 1),
+        "dispatch_p50_reassigned_ms": round(statistics.median(retry_waits), 1)
+        if retry_waits
+        else 0.0,
+        "dispatch_p99_reassigned_ms": round(percentile(retry_waits, 0.99), 1),
         "heartbeat_interval_s": args.heartbeat_interval,
         "heartbeat_cpu_s_per_agent_min": round((idle_cpu - baseline_cpu) / agent_minutes, 5),
         "coordinator_cpu_idle_s": {
@@ -334,9 +362,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "agents": round(idle_cpu, 2),
         },
         "idle_window_s": args.idle,
-        "coordinator_rss_mb": memory.summary("coordinator"),
-        "coordinator_2_rss_mb": memory.summary("coordinator_2") if victim else None,
-        "agent_rss_mb": memory.summary("agents"),
+        "coordinator_rss_mb": memory.summary("coordinator", len(ids)),
+        "coordinator_2_rss_mb": memory.summary("coordinator_2", len(ids)) if victim else None,
+        "agent_rss_mb": memory.summary("agents", len(ids)),
         "rss_samples": memory.samples,
         "reassigned": sum(1 for count in attempts.values() if count > 1),
         "agent_kills": sum(s["kills"] for s in seen),

@@ -1,7 +1,8 @@
 """Pushes queued jobs to agents with free slots, round-robin, over their streams.
 
-Agents never poll: the dispatcher wakes when work may be available (a submit, a retry, an
-expiry, a freed slot) and on a short tick, for retries whose backoff has run out.
+Agents never poll: the dispatcher wakes when work may be available (a submit, a freed slot, a
+requeue, and when a requeued job's backoff ends: ``LeaseBook.wake_at``) and on a short tick,
+for work another coordinator sharing the table made claimable.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ async def dispatch_once(farm: Farm) -> int:
 
 
 async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Assign:
-    farm.grant(session, record.id, record.fencing_token)
+    farm.grant(session, record.id, record.fencing_token, record.parent_id)
     spec = pb.JobSpec.FromString(record.spec)
     if not session.sources_held.use(record.source_key):
         source = await farm.source(record.source_key)

@@ -71,9 +71,6 @@ class Farm:
         # Recently used sources by key, so assignments need not read them back from the store.
         self._sources: dict[str, pb.JobSpec] = {}
         self._background: set[asyncio.Task[None]] = set()
-        # Chunks leased by this coordinator -> their job, so a watcher of the job sees the
-        # chunks' progress as it comes (after a restart, the watch's poll still does).
-        self._parent_of: dict[str, str] = {}
         # Completion webhooks, once the coordinator starts their workers (server.py).
         self.webhooks: Webhooks | None = None
         # Jobs and batches as a client may see them (gRPC, the console).
@@ -290,7 +287,6 @@ class Farm:
         if ended is None:
             return await self._store.get(parent.id)  # it had ended already
         for before in family:
-            self._parent_of.pop(before.id, None)
             self.fence(before, reason)
             self.abandon_upload(before)  # the agent aborts too, if it is alive
         self._in_background(delete_chunks(ended))
@@ -312,8 +308,6 @@ class Farm:
         for record in records:
             job_span(record, "queue_wait", record.available_at, now)
             self.publish(record)
-            if record.parent_id is not None:
-                self._parent_of[record.id] = record.parent_id
         return records
 
     async def renew(self, agent_id: str, leases: list[tuple[str, int]]) -> set[str]:
@@ -325,7 +319,10 @@ class Farm:
         total = report.frames_total
         if not await self._store.progress(held, report.frames_done, report.upload_id, total):
             return False
-        parent_id = self._parent_of.get(lease.job_id)
+        # A chunk's progress is its job's: the lease book knows the job of a chunk leased on
+        # this stream (after a restart, the watch's poll still shows it).
+        session = self._sessions.get(agent_id)
+        parent_id = None if session is None else self._leases.parent_of(session, lease.job_id)
         if parent_id is not None and self.events.watched(parent_id):
             if parent := await self._store.get(parent_id):
                 self.publish(parent)  # frames summed over its chunks; no one chunk's rate
@@ -364,7 +361,6 @@ class Farm:
             self._in_background(self._remove_late_chunks(refused))
         by_job = {r.lease.job_id: r for r in reports}
         for record in records:
-            self._parent_of.pop(record.id, None)
             report = by_job[record.id]
             if report.render_seconds > 0 and report.frames:  # an assembly draws no frames
                 metrics.RENDER_SECONDS.observe(report.render_seconds)
@@ -422,7 +418,6 @@ class Farm:
         settled = await self._store.settle(lease, transition, now, expired_by)
         if settled is None:
             return None
-        self._parent_of.pop(settled.id, None)
         if transition.error_class is not None:
             metrics.FAILURES.labels(transition.error_class).inc()
         job_span(
@@ -435,7 +430,9 @@ class Farm:
             error_message=transition.error_message or "",
         )
         self.publish(settled)
-        self._leases.wake()
+        self._leases.wake()  # its slot may be free, the job claimable again
+        if settled.state == JobState.QUEUED:  # and again when its backoff ends
+            self._leases.wake_at(settled.available_at)
         if settled.state == JobState.FAILED:
             await self._failed_for_good(settled)
         return settled
@@ -568,6 +565,7 @@ class Farm:
 
     def disconnect(self, session: Session) -> None:
         self._sessions.unregister(session)
+        self._leases.forget(session)
 
     async def reconcile(self, session: Session, reported: Iterable[pb.LeaseRef]) -> None:
         """Keeps the leases both sides agree on, cancels the agent's stale ones, and fails at
@@ -578,7 +576,7 @@ class Farm:
         for lease in reported:
             record = ours.pop(lease.job_id, None)
             if record is not None and record.fencing_token == lease.fencing_token:
-                book.keep(session, lease.job_id, lease.fencing_token)
+                book.keep(session, lease.job_id, lease.fencing_token, record.parent_id)
             else:
                 book.cancel(session, lease.job_id, lease.fencing_token, STALE)
         if kept := book.held(session):
@@ -617,8 +615,10 @@ class Farm:
     async def wait_for_work(self, tick: float) -> None:
         await self._leases.wait_for_work(tick)
 
-    def grant(self, session: Session, job_id: str, token: int) -> None:
-        self._leases.grant(session, job_id, token)
+    def grant(
+        self, session: Session, job_id: str, token: int, parent_id: str | None = None
+    ) -> None:
+        self._leases.grant(session, job_id, token, parent_id)
 
     def free_slots(self, session: Session) -> int:
         return self._leases.free_slots(session)

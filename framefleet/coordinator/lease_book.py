@@ -14,17 +14,29 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Collection
+from typing import NamedTuple
 
 from framefleet.coordinator.config import Clock
 from framefleet.coordinator.sessions import Session
 from framefleet.v1 import framefleet_pb2 as pb
 
+# A timed wake fires this much after the job's available_at, so that the claim (which compares
+# with the clock then) surely finds it claimable.
+WAKE_MARGIN_SECONDS = 0.001
+
+
+class Granted(NamedTuple):
+    token: int
+    at: float  # when it was granted (or kept), by the clock
+    parent_id: str | None  # a chunk's job: its watchers see the chunk's progress
+
 
 class LeaseBook:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        # session -> job id -> (fencing token, time granted); a session's entry goes with it.
-        self._held: weakref.WeakKeyDictionary[Session, dict[str, tuple[int, float]]] = (
+        # session -> job id -> its lease; a session's entry goes with it, a lease's when the
+        # agent is done with it or it is taken away: no entry outlives the stream.
+        self._held: weakref.WeakKeyDictionary[Session, dict[str, Granted]] = (
             weakref.WeakKeyDictionary()
         )
         # Sessions one of whose leases expired: they stopped heartbeating (frozen,
@@ -38,6 +50,16 @@ class LeaseBook:
         """There may be work to hand out: a submit, a requeue, a freed slot, a new agent."""
         self._work.set()
 
+    def wake_at(self, when: float) -> None:
+        """Work becomes claimable at ``when`` (the clock's time; a retry's backoff ends then):
+        wake then, not on the dispatcher's next tick. Work another coordinator made claimable
+        is not known here; the tick finds it."""
+        delay = when - self._clock()
+        if delay <= 0:
+            self.wake()
+        else:
+            asyncio.get_running_loop().call_later(delay + WAKE_MARGIN_SECONDS, self.wake)
+
     async def wait_for_work(self, tick: float) -> None:
         """Until woken or ``tick`` seconds pass; then the signal is taken."""
         with contextlib.suppress(TimeoutError):
@@ -50,31 +72,38 @@ class LeaseBook:
 
     # --- per session -----------------------------------------------------------------------
 
-    def _leases(self, session: Session) -> dict[str, tuple[int, float]]:
+    def _leases(self, session: Session) -> dict[str, Granted]:
         return self._held.setdefault(session, {})
 
     def held(self, session: Session) -> dict[str, int]:
         """The leases granted on this stream: job id -> fencing token."""
-        return {job_id: token for job_id, (token, _) in self._leases(session).items()}
+        return {job_id: granted.token for job_id, granted in self._leases(session).items()}
+
+    def parent_of(self, session: Session, job_id: str) -> str | None:
+        """The job a chunk leased on this stream belongs to (None: not a chunk, not held)."""
+        granted = self._leases(session).get(job_id)
+        return None if granted is None else granted.parent_id
 
     def free_slots(self, session: Session) -> int:
         if session.draining or session in self._silent:
             return 0
         return max(0, session.slots - len(self._leases(session)))
 
-    def grant(self, session: Session, job_id: str, token: int) -> None:
+    def grant(
+        self, session: Session, job_id: str, token: int, parent_id: str | None = None
+    ) -> None:
         """The dispatcher assigned this lease on this stream."""
-        self._leases(session)[job_id] = (token, self._clock())
+        self._leases(session)[job_id] = Granted(token, self._clock(), parent_id)
 
-    def keep(self, session: Session, job_id: str, token: int) -> None:
+    def keep(self, session: Session, job_id: str, token: int, parent_id: str | None = None) -> None:
         """A reconnecting agent reported a lease the store agrees it holds."""
-        self.grant(session, job_id, token)
+        self.grant(session, job_id, token, parent_id)
 
     def settle(self, session: Session, lease: pb.LeaseRef, accepted: bool) -> None:
         """The agent is done with a lease (completed, failed, handed back): the slot is free,
         the agent gets its acknowledgement, and the dispatcher may fill the slot."""
         held = self._leases(session).get(lease.job_id)
-        if held is not None and held[0] == lease.fencing_token:
+        if held is not None and held.token == lease.fencing_token:
             del self._leases(session)[lease.job_id]
         session.send(pb.ConnectResponse(ack=pb.Ack(lease=lease, accepted=accepted)))
         self.wake()
@@ -84,6 +113,13 @@ class LeaseBook:
         self._leases(session).pop(job_id, None)
         lease = pb.LeaseRef(job_id=job_id, fencing_token=token)
         session.send(pb.ConnectResponse(cancel=pb.Cancel(lease=lease, reason=reason)))
+
+    def forget(self, session: Session) -> None:
+        """The stream ended: its leases are the store's to settle now (the agent reconnects
+        with them, or they expire). The session may live on (the console lists the last
+        ones gone), its leases here must not."""
+        self._held.pop(session, None)
+        self._silent.discard(session)
 
     def mark_silent(self, session: Session) -> None:
         self._silent.add(session)
@@ -105,9 +141,9 @@ class LeaseBook:
         cutoff = self._clock() - grace
         leases = self._leases(session)
         lost = [
-            (job_id, token)
-            for job_id, (token, granted_at) in leases.items()
-            if job_id not in reported and granted_at < cutoff
+            (job_id, granted.token)
+            for job_id, granted in leases.items()
+            if job_id not in reported and granted.at < cutoff
         ]
         for job_id, _ in lost:
             del leases[job_id]
