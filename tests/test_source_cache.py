@@ -26,7 +26,9 @@ class FakeFarm:
         self.stored = stored
         self.fetched: list[str] = []
 
-    def grant(self, session: Session, job_id: str, token: int) -> None:
+    def grant(
+        self, session: Session, job_id: str, token: int, parent_id: str | None = None
+    ) -> None:
         pass
 
     async def source(self, key: str) -> pb.JobSpec:
