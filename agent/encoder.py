@@ -34,8 +34,8 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
-from agent import pinned_cpu
-from agent.soundtrack import AAC_FRAME, SAMPLE_RATE
+from agent import mp4_edit, pinned_cpu
+from agent.soundtrack import AAC_FRAME, AAC_PRIMING, SAMPLE_RATE
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
@@ -57,10 +57,11 @@ ENCODER_NICE = 10
 # Fragments start at every segment's keyframe and then every fragment_frames(fps) frames (about
 # 0.25 s), so bytes reach the sink while frames are captured and every full segment has the same
 # number of fragments: a chunk knows its first fragment's number. frag_discont with
-# avoid_negative_ts=disabled and no edit list: fragments carry their own decode times (a chunk
-# that starts at frame 600 is not shifted to 0) and the first frame shows at 0, as the sound
-# starts; skip_trailer: no index (mfra) of only a chunk's fragments at its end. HLS keeps one
-# fragment per segment: each is a segment object (agent/hls.py).
+# avoid_negative_ts=disabled and no edit list from the muxer: fragments carry their own decode
+# times (a chunk that starts at frame 600 is not shifted to 0) and the first frame shows at 0,
+# as the sound starts (its AAC priming skipped by the edit list _Writer adds); skip_trailer:
+# no index (mfra) of only a chunk's fragments at its end. HLS keeps one fragment per segment:
+# each is a segment object (agent/hls.py).
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+skip_trailer"
 MP4_OPTIONS = {
     "movflags": MOVFLAGS,
@@ -108,12 +109,18 @@ def _lower_priority() -> None:
 
 class _Writer:
     """The file object PyAV muxes into: forwards every byte to the sink; a chunk after the
-    first drops the init segment (its leading ftyp and moov boxes), which the first one has."""
+    first drops the init segment (its leading ftyp and moov boxes), which the first one has,
+    and the first writes the sound's edit list into it (``sound_edit``: the AAC priming to
+    skip, agent/mp4_edit.py; 0: none)."""
 
-    def __init__(self, write: Callable[[bytes], object], drop_init: bool) -> None:
+    def __init__(
+        self, write: Callable[[bytes], object], drop_init: bool, sound_edit: int = 0
+    ) -> None:
         self._write = write
         self.bytes_written = 0
-        self._head: bytearray | None = bytearray() if drop_init else None
+        self._drop_init = drop_init
+        self._sound_edit = sound_edit
+        self._head: bytearray | None = bytearray() if drop_init or sound_edit else None
 
     def write(self, data: bytes) -> int:
         size = len(data)
@@ -126,14 +133,22 @@ class _Writer:
         return size
 
     def _after_init(self, head: bytearray) -> bytes:
-        """What follows the init segment, once it has all arrived (until then nothing)."""
+        """Once the init segment has all arrived: what follows it (and, unless it is dropped,
+        the init segment itself first, with the sound's edit list); until then nothing."""
         at = 0
         while len(head) >= at + BOX_HEADER:
-            if bytes(head[at + 4 : at + 8]) not in (b"ftyp", b"moov"):
-                self._head = None
-                return bytes(head[at:])
+            kind = bytes(head[at + 4 : at + 8])
+            if kind not in (b"ftyp", b"moov"):
+                break
             at += int.from_bytes(head[at : at + 4], "big")
-        return b""
+            if kind == b"moov" and len(head) >= at:
+                break
+        else:
+            return b""
+        self._head = None
+        if self._drop_init:
+            return bytes(head[at:])
+        return mp4_edit.with_sound_edit(bytes(head[:at]), self._sound_edit) + bytes(head[at:])
 
 
 # Chromium's JPEG captures: BT.601 matrix, full range, 4:2:0 (what the mjpeg decoder gives).
@@ -211,7 +226,12 @@ class H264Encoder:
         self._output = output
         self._soundtrack = soundtrack
         self._audio: SoundTrack | None = None
-        self._writer = _Writer(write, drop_init=first_frame > 0)
+        # MP4 and HLS sound is AAC: its priming is skipped by an edit list (WebM's Opus signals
+        # its own pre-skip).
+        aac = soundtrack is not None and output.format != "webm"
+        self._writer = _Writer(
+            write, drop_init=first_frame > 0, sound_edit=AAC_PRIMING if aac else 0
+        )
         self._image_codec = image_codec
         # PNG captures carry alpha: VP9 keeps it (yuva420p); H.264 has none.
         alpha = image_codec == "png" and output.format == "webm"
