@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from agent import hls, soundtrack
+from agent import hf_quality, hls, soundtrack
 from agent.file_encoders import open_encoder
 from agent.sources import page_input
 from agent.template_page import TemplatePage
@@ -70,7 +70,8 @@ async def render(
         stages[stage] += now - mark
         mark = now
 
-    await page.set_alpha(jobspec.has_alpha(output))  # WebM, ProRes 4444: transparent background
+    # WebM, ProRes 4444: a transparent background; HyperFrames' quality names: its JPEG quality.
+    await page.set_capture(jobspec.has_alpha(output), hf_quality.jpeg_quality(output.quality))
     template, params = page_input(spec)  # e.g. a VideoJSON job: a shell page
     with tracer.start_as_current_span("load_template") as span:
         swapped = await page.load(
