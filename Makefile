@@ -5,10 +5,13 @@
 #   make setup    that, plus the test suite's packages (PostgreSQL, podman), the toolchains and
 #                 pinned tools in .tools/ (scripts/install_tools.sh: Go, Rust, protoc, buf,
 #                 helm, grpcurl) and VideoFlow's bundle; `make test` runs it
-# `make lock` refreshes requirements.lock after a pyproject.toml changes.
+# `make lock` refreshes requirements.lock after a pyproject.toml changes; `make docs` builds the
+# docs site (docs/, mkdocs.yml) into site/.
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
+# mkdocs-material prints a banner about its successor on every build; strict mode is in mkdocs.yml.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
 TEST_DEPS_STAMP := .tools/.system-deps-done
 TOOLS_STAMP := .tools/.setup-done
 # The Go that scripts/install_tools.sh put in .tools/go when none new enough was here.
@@ -17,10 +20,10 @@ CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 # The Go and Rust interop tests start a real coordinator and agent with this interpreter.
 CLIENT_TEST_ENV := FRAMEFLEET_PYTHON=$(abspath $(PY))
 # VideoFlow's browser runtime for VideoJSON jobs, bundled from npm (not committed).
-VIDEOFLOW := agent/videoflow
+VIDEOFLOW := framefleet/agent/videoflow
 VIDEOFLOW_BUNDLE := $(VIDEOFLOW)/dist/runtime.js
 # The @fontsource faces HyperFrames compositions resolve their fonts to (not committed).
-HF_FONTS := agent/hf_fonts
+HF_FONTS := framefleet/agent/hf_fonts
 HF_FONTS_STAMP := $(HF_FONTS)/dist/.built
 
 # uv resolves requirements.in into requirements.lock (exact versions, hashes); pinned here and
@@ -31,7 +34,7 @@ LOCK_FLAGS := --generate-hashes --universal --fork-strategy fewest --python-vers
   --no-emit-package framefleet --no-emit-package framefleet-farm --quiet \
   --custom-compile-command "make lock"
 
-.PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint lock lock-check stubs golden bench clean
+.PHONY: setup example test test-fast test-kube test-clients test-go test-rust lint docs lock lock-check stubs golden bench clean
 
 setup: $(SETUP_STAMP) $(TEST_DEPS_STAMP) $(TOOLS_STAMP) $(VIDEOFLOW_BUNDLE) $(HF_FONTS_STAMP)
 
@@ -53,14 +56,19 @@ $(TEST_DEPS_STAMP): scripts/install_system_deps.sh
 	mkdir -p $(dir $@) && touch $@
 
 # Everything from the lock, hash-checked; then the two local packages on top with --no-deps
-# (and the lock's setuptools as their build backend). `pip check` catches a pyproject.toml
+# (and the lock's setuptools as their build backend). Both share the `framefleet` package
+# (the SDK's clients/python/framefleet is a link to ./framefleet): the farm's editable install
+# puts the repository on sys.path (compat mode), so `framefleet.agent` and the SDK's modules
+# load from the one ./framefleet. `pip check` catches a pyproject.toml
 # dependency the lock lacks.
 $(SETUP_STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml \
   scripts/install_system_deps.sh
 	scripts/install_system_deps.sh --example
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements.lock
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./clients/python -e '.[dev]'
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./clients/python
+	$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat \
+	  -e '.[dev]'
 	$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
 	  echo "setup: requirements.lock does not satisfy the pyproject.toml files: run make lock" >&2; \
 	  exit 1; }
@@ -126,6 +134,12 @@ lint: setup
 	.tools/bin/buf lint
 	.tools/bin/helm lint --strict --quiet deploy/helm/framefleet
 	.tools/bin/helm lint --strict --quiet deploy/helm/framefleet -f deploy/helm/framefleet/values-spot.yaml
+	$(MKDOCS) build --quiet --site-dir .tools/site
+
+# The docs site, strictly (mkdocs.yml: a warning, a broken link or anchor fails), offline, in
+# seconds; its reference pages are generated from the code by docs/hooks.py.
+docs: $(SETUP_STAMP)
+	$(MKDOCS) build
 
 stubs: setup
 	PYTHON=$(PY) scripts/generate_stubs.sh
@@ -142,4 +156,4 @@ bench: setup
 	$(PY) bench/s3_upload.py
 
 clean:
-	rm -rf $(VENV) .tools out clients/rust/target $(VIDEOFLOW)/node_modules $(VIDEOFLOW)/dist
+	rm -rf $(VENV) .tools out site clients/rust/target $(VIDEOFLOW)/node_modules $(VIDEOFLOW)/dist

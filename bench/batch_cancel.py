@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from framefleet import AsyncClient  # noqa: E402
 from framefleet.core.channel import Tls  # noqa: E402
 from framefleet.v1 import framefleet_pb2 as pb  # noqa: E402
-from tests.farm_processes import Farm  # noqa: E402
+from tests.farm_processes import FarmProcesses  # noqa: E402
 from tests.postgres_server import start_postgres  # noqa: E402
 
 TEMPLATE = "<!doctype html><body><script>framefleet.onParams(() => {});</script></body>"
@@ -44,7 +44,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def measure(store_url: str, root: Path, rows: int) -> dict[str, float]:
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     try:
         coordinator = farm.start_coordinator(store_url, root / "out")
         assert farm.trust is not None

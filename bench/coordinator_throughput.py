@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from framefleet import AsyncClient  # noqa: E402
 from framefleet.v1 import framefleet_pb2 as pb  # noqa: E402
-from tests.farm_processes import Farm  # noqa: E402
+from tests.farm_processes import FarmProcesses  # noqa: E402
 from tests.postgres_server import start_postgres  # noqa: E402
 
 TEMPLATE = "<!doctype html><body><script>framefleet.onParams(() => {});</script></body>"
@@ -33,7 +33,7 @@ TEMPLATE = "<!doctype html><body><script>framefleet.onParams(() => {});</script>
 async def measure(
     store_url: str, root: Path, jobs: int, agents: int, slots: int
 ) -> dict[str, float]:
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     try:
         farm.start_coordinator(store_url, root / "out", "--heartbeat-interval", "2")
         for n in range(agents):

@@ -35,7 +35,7 @@ def one_ffmpeg_setting(flags: int, runs: int) -> dict[str, dict[str, int]]:
     """In a child process: every x264 set under one FFmpeg setting -> {file hash: count}."""
     import ctypes
 
-    from agent import pinned_cpu
+    from framefleet.agent import pinned_cpu
     from tests.test_chunks import jpegs
     from tests.test_determinism import PICTURES, encode
 

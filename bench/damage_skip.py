@@ -1,10 +1,10 @@
 """What unchanged frames cost: a template that holds still for the second half of its length
 against the same template moving throughout.
 
-Both render through the agent's real pipeline (``agent.render.render``: BeginFrame capture,
-encode, MP4 written) on one page, alternating for several rounds (ABBA). While the page holds
-still, a frame costs a BeginFrame that reports no damage, and the encoder reuses the converted
-picture: the ratio of the medians says how much that saves.
+Both render through the agent's real pipeline (``framefleet.agent.render.render``: BeginFrame
+capture, encode, MP4 written) on one page, alternating for several rounds (ABBA). While the page
+holds still, a frame costs a BeginFrame that reports no damage, and the encoder reuses the
+converted picture: the ratio of the medians says how much that saves.
 
     .venv/bin/python bench/damage_skip.py [--rounds 3] [--frames 360] [--capture screenshot]
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pipeline_fps import Run, fmt_row, median, run_pipeline, timed
 
-from agent.browser import CAPTURE, CAPTURE_MODES, Chromium
-from agent.template_page import TemplatePage
+from framefleet.agent.browser import CAPTURE, CAPTURE_MODES, Chromium
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "motion.html"

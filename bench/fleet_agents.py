@@ -1,11 +1,12 @@
 """Simulated agents for bench/fleet_sim.py: many agent streams from one process.
 
-Each simulated agent is the real agent's stream link (``agent.link.StreamLink``: Hello with the
-leases held, the Welcome's heartbeat cadence, the full lease set in every heartbeat, results
-resent until acknowledged, reconnects with the shared backoff) over its own TLS channel with its
-own agent certificate, as in production. Its peer renders nothing: an Assign is Completed after
-``--render-ms``. A kill drops the stream and the channel without a word (no Released, no drain)
-and forgets every job, as a killed process would; the restart is a fresh agent with the same id.
+Each simulated agent is the real agent's stream link (``framefleet.agent.link.StreamLink``:
+Hello with the leases held, the Welcome's heartbeat cadence, the full lease set in every
+heartbeat, results resent until acknowledged, reconnects with the shared backoff) over its own
+TLS channel with its own agent certificate, as in production. Its peer renders nothing: an
+Assign is Completed after ``--render-ms``. A kill drops the stream and the channel without a
+word (no Released, no drain) and forgets every job, as a killed process would; the restart is a
+fresh agent with the same id.
 
 Driven by the parent over stdin (``churn``, ``stop``); prints ``ready`` once every agent is
 welcomed; on ``stop`` writes what it saw (Assign arrival times, accepted Acks) as JSON to --out.
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.link import Coordinator, StreamLink  # noqa: E402
+from framefleet.agent.link import Coordinator, StreamLink  # noqa: E402
 from framefleet.core.backoff import Backoff  # noqa: E402
 from framefleet.core.channel import Tls, open_channel  # noqa: E402
 from framefleet.v1 import framefleet_pb2 as pb  # noqa: E402
@@ -79,6 +80,9 @@ class SimPeer:
 
     def unacknowledged(self) -> list[pb.ConnectRequest]:
         return [held.result for held in self.jobs.values() if held.result is not None]
+
+    def stream_opened(self) -> None:
+        pass  # renders nothing, so keeps no sources
 
     def handle(self, message: pb.ConnectResponse) -> None:
         kind = message.WhichOneof("message")

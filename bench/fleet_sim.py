@@ -46,7 +46,7 @@ import asyncpg  # noqa: E402
 
 from framefleet import AsyncClient  # noqa: E402
 from framefleet.v1 import framefleet_pb2 as pb  # noqa: E402
-from tests.farm_processes import Farm, Process  # noqa: E402
+from tests.farm_processes import FarmProcesses, Process  # noqa: E402
 from tests.postgres_server import start_postgres  # noqa: E402
 
 TEMPLATE = "<!doctype html><body><script>framefleet.onParams(() => {});</script></body>"
@@ -229,7 +229,7 @@ async def settled(url: str, ids: list[str], within: float) -> list[asyncpg.Recor
         await connection.close()
 
 
-def errors_logged(farm: Farm) -> int:
+def errors_logged(farm: FarmProcesses) -> int:
     """Errors in the coordinators' log (both write coordinator.log)."""
     log = farm.root / "logs" / "coordinator.log"
     lines = log.read_text().splitlines() if log.exists() else []
@@ -239,7 +239,7 @@ def errors_logged(farm: Farm) -> int:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     postgres = start_postgres()
     tmp = Path(tempfile.mkdtemp(prefix="fleet-sim-"))
-    farm = Farm(tmp)
+    farm = FarmProcesses(tmp)
     agents = Agents()
     memory_task: asyncio.Task[None] | None = None
     try:

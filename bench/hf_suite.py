@@ -17,9 +17,9 @@ the reason: fixtures with Git LFS pointers for media, media or tiles on the netw
 
 Both tools render at HyperFrames' default quality, "looks" (framefleet: ``--quality looks``: CRF
 16, x264 medium with HyperFrames' tuning, JPEG 100 captures and its colour conversion;
-agent/hf_quality.py), so encoder settings do not decide the comparison. ``--readme`` writes
-the table into bench/README.md ("HyperFrames' regression suite"); ``--keep DIR`` keeps the
-prepared fixtures and framefleet's renders.
+framefleet/agent/hf_quality.py), so encoder settings do not decide the comparison.
+``--readme`` writes the table into docs/benchmarks.md ("HyperFrames' regression suite"), where
+the current figures live; ``--keep DIR`` keeps the prepared fixtures and framefleet's renders.
 """
 
 from __future__ import annotations
@@ -412,14 +412,14 @@ def table(results: list[Result]) -> str:
 
 
 def write_readme(text: str) -> None:
-    readme = ROOT / "bench" / "README.md"
+    readme = ROOT / "docs" / "benchmarks.md"
     start, end = "<!-- hf-suite:start -->", "<!-- hf-suite:end -->"
     body = readme.read_text()
     block = f"{start}\n{text}\n{end}"
     if start in body:
         body = body[: body.index(start)] + block + body[body.index(end) + len(end) :]
     else:
-        body += f"\n## HyperFrames' regression suite (bench/hf_suite.py)\n\n{block}\n"
+        body += f"\n## HyperFrames' regression suite\n\n{block}\n"
     readme.write_text(body)
 
 
@@ -427,7 +427,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="fixtures (default: all)")
     parser.add_argument("--max-seconds", type=float, default=0, help="skip longer fixtures")
-    parser.add_argument("--readme", action="store_true", help="write the table to bench/README.md")
+    parser.add_argument(
+        "--readme", action="store_true", help="write the table to docs/benchmarks.md"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="keep the prepared fixtures and renders here")
     args = parser.parse_args()

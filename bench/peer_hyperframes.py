@@ -47,7 +47,7 @@ import av
 import numpy as np
 import pipeline_fps
 
-from agent.browser import CHROMIUM
+from framefleet.agent.browser import CHROMIUM
 
 HERE = Path(__file__).resolve().parent
 COMPOSITION = HERE / "peer" / "index.html"

@@ -1,6 +1,6 @@
 """End-to-end frames per second of one agent page, against the capture-only ceiling.
 
-Renders the referral example (ada.json) with the real pipeline, ``agent.render.render``
+Renders the referral example (ada.json) with the real pipeline, ``framefleet.agent.render.render``
 (load, seek + screenshot, JPEG decode, H.264 encode, fragmented MP4 into a real file), and, on
 the SAME page, a capture-only loop (``TemplatePage.load`` + ``TemplatePage.frame``: seek and
 screenshot, nothing encoded or written): the ceiling the pipeline can reach if encoding hides
@@ -38,10 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.browser import CAPTURE, CAPTURE_MODES, Chromium
-from agent.encoder import H264Encoder
-from agent.render import RenderLimits, render
-from agent.template_page import TemplatePage
+from framefleet.agent.browser import CAPTURE, CAPTURE_MODES, Chromium
+from framefleet.agent.encoder import H264Encoder
+from framefleet.agent.render import RenderLimits, render
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 

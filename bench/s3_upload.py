@@ -2,7 +2,7 @@
 local file and uploading it afterwards; and the agent's peak memory for a short and a long video.
 
 Part 1 renders the referral example (ada.json, 1280x720, 30 fps, 12 s) with the agent's real
-pipeline (``agent.render.render``: Chromium, libx264, the sink) into moto's S3 server on
+pipeline (``framefleet.agent.render.render``: Chromium, libx264, the sink) into moto's S3 server on
 loopback, two ways, alternating for ``--rounds`` rounds:
 
 - direct: the output URL is s3://..., so parts go up while later frames are captured;
@@ -47,12 +47,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.browser import Chromium
-from agent.render import RenderLimits, RenderResult, render
-from agent.template_page import TemplatePage
+from framefleet.agent.browser import Chromium
+from framefleet.agent.render import RenderLimits, RenderResult, render
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
+from framefleet.outputs.s3 import S3Upload
+from framefleet.outputs.s3_client import MIB, S3Settings, close_shared_clients, parse_size
 from framefleet.v1 import framefleet_pb2 as pb
-from outputs.s3 import MIB, S3Settings, S3Upload, close_shared_clients, parse_size
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client

@@ -1,7 +1,8 @@
 """How many slots, how many x264 threads, and whether the encoder should run niced: measured.
 
 An agent's slots are pages, each rendering its own job through the real
-pipeline (``agent.render.render``: BeginFrame capture, JPEG decode, H.264 encode, MP4 written).
+pipeline (``framefleet.agent.render.render``: BeginFrame capture, JPEG decode, H.264 encode,
+MP4 written).
 Every configuration (slots x x264 threads x encoder nice) renders the same template on that
 many pages at once; configurations alternate for several rounds (order reversed every other
 round) and the medians count. Per configuration: delivered frames per second of the whole box
@@ -31,9 +32,9 @@ from pathlib import Path
 import psutil
 from pipeline_fps import PARAMS, TEMPLATE, Run, load_params, median, run_pipeline, timed
 
-import agent.encoder
-from agent.browser import Chromium
-from agent.template_page import TemplatePage
+from framefleet.agent import encoder
+from framefleet.agent.browser import Chromium
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -58,8 +59,8 @@ async def run_config(
     pages: list[TemplatePage], spec: pb.JobSpec, config: Config, out: Path, n: int, key: str
 ) -> Run:
     """``config.slots`` renders at once, one per page: all their frames over the wall time."""
-    agent.encoder.X264_THREADS = config.threads  # read when each encoder opens
-    agent.encoder.ENCODER_NICE = config.nice
+    encoder.X264_THREADS = config.threads  # read when each encoder opens
+    encoder.ENCODER_NICE = config.nice
 
     async def all_slots() -> Run:
         started = time.perf_counter()

@@ -20,8 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
-from agent.browser import Chromium
-from agent.template_page import TemplatePage
+from framefleet.agent.browser import Chromium
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 from framefleet.core.variants import read_rows
 

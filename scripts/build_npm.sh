@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds one of the agent's browser-side assets from npm packages pinned by its package-lock.json
 # into DIR/dist/, which is not committed (`npm ci`, then the package's `build` script):
-#   scripts/build_npm.sh agent/videoflow   VideoFlow's runtime for VideoJSON jobs, bundled by esbuild
-#   scripts/build_npm.sh agent/hf_fonts    the @fontsource faces HyperFrames compositions resolve to
+#   scripts/build_npm.sh framefleet/agent/videoflow   VideoFlow's runtime for VideoJSON jobs, bundled by esbuild
+#   scripts/build_npm.sh framefleet/agent/hf_fonts    the @fontsource faces HyperFrames compositions resolve to
 # Installs Debian's Node.js and npm first when they are missing.
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every committed stub from proto/. CI runs it and fails on drift.
 # Usage: [PYTHON=python-with-grpcio-tools] scripts/generate_stubs.sh [OUT_ROOT]  (default: this repo)
-#   clients/python/framefleet/v1  Python (grpcio-tools' protoc and plugins)
+#   framefleet/v1  Python (grpcio-tools' protoc and plugins)
 #   clients/go/framefleetv1       Go (the same protoc, with protoc-gen-go and protoc-gen-go-grpc
 #                                 from .tools/bin: scripts/install_tools.sh)
 #   clients/rust/proto            the proto itself, vendored into the Rust crate, which generates
@@ -14,7 +14,7 @@ proto="$repo/proto/framefleet/v1/framefleet.proto"
 protoc=("${PYTHON:-python3}" -m grpc_tools.protoc -I "$repo/proto")
 tools="$repo/.tools/bin"
 
-py_out="$out/clients/python"
+py_out="$out"
 mkdir -p "$py_out/framefleet/v1"
 "${protoc[@]}" --python_out="$py_out" --pyi_out="$py_out" --grpc_python_out="$py_out" "$proto"
 printf '"""Generated from proto/framefleet/v1 by scripts/generate_stubs.sh; do not edit."""\n' \

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.postgres_server import PostgresServer, start_postgres
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -27,10 +27,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FarmProcesses]:
     """A coordinator on SQLite and two agents, each a separate process, on loopback."""
     root = tmp_path_factory.mktemp("farm")
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     try:
         farm.start_coordinator(
             f"sqlite:///{root}/jobs.db",

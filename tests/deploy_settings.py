@@ -13,13 +13,13 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from coordinator.config import CoordinatorConfig
-from farm.environment import from_environment, options, variable
 from framefleet.cli import build_parser
+from framefleet.commands.environment import from_environment, options, variable
+from framefleet.coordinator.config import CoordinatorConfig
 from tests.conftest import TEMPLATES
+from tests.docs_site import documented
 from tests.farm_processes import wait_until
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 FROM_ELSEWHERE = "set-elsewhere"  # stands in for a value from a Secret or the pod's name
 
 
@@ -34,10 +34,10 @@ def check_settings(where: str, name: str, environ: Mapping[str, object]) -> argp
     misspelt or removed option would be ignored silently) or a value the option refuses."""
     parser = command(name)
     known = {variable(action) for action in options(parser)}
-    documented = README.read_text()
+    docs = documented()
     for key in environ:
         if key.startswith("FRAMEFLEET_"):
-            assert key in known or f"`{key}`" in documented, f"{where}: {key} is read by nothing"
+            assert key in known or f"`{key}`" in docs, f"{where}: {key} is read by nothing"
     values = {k: v if isinstance(v, str) else FROM_ELSEWHERE for k, v in environ.items()}
     try:
         return from_environment(parser, {k: v for k, v in values.items() if k in known}).parse_args(

@@ -27,7 +27,7 @@ class Trust:
     token: str = ""
 
     def __post_init__(self) -> None:
-        from farm.certs import make_ca, make_leaf
+        from framefleet.commands.certs import make_ca, make_leaf
 
         if not (self.root / "ca.pem").exists():
             make_ca(self.root)
@@ -44,12 +44,12 @@ class Trust:
         return self.root / "tokens.json"
 
     def add_token(self, name: str, role: str) -> str:
-        from coordinator.tokens import Role, add_token
+        from framefleet.coordinator.tokens import Role, add_token
 
         return add_token(self.tokens, name, Role(role))
 
     def agent_cert(self, agent_id: str) -> tuple[Path, Path]:
-        from farm.certs import make_leaf
+        from framefleet.commands.certs import make_leaf
 
         cert, key = self.root / f"{agent_id}.pem", self.root / f"{agent_id}.key"
         if not cert.exists():
@@ -116,7 +116,7 @@ def _read_line(stream: object, timeout: float) -> str:
 
 
 @dataclass
-class Farm:
+class FarmProcesses:
     """Starts processes under ``root`` (logs go to root/logs) and stops them all on close.
 
     Secure by default, as on a network: TLS, client tokens and agent certificates (see

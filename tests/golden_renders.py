@@ -20,10 +20,10 @@ from typing import Any
 import av
 import numpy as np
 
-from agent.browser import CHROMIUM
-from agent.executor import PageRenderer
-from agent.page_pool import PagePool
-from agent.render import RenderLimits
+from framefleet.agent.browser import CHROMIUM
+from framefleet.agent.executor import PageRenderer
+from framefleet.agent.page_pool import PagePool
+from framefleet.agent.render import RenderLimits
 from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.video import Frame, decode

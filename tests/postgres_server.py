@@ -49,7 +49,7 @@ class PostgresServer:
 
     async def create_database(self, migrated: bool = True) -> str:
         """A fresh database, migrated as `framefleet migrate` would (or empty); its URL."""
-        from coordinator.store.open import connect
+        from framefleet.coordinator.store.open import connect
 
         name = f"t_{uuid.uuid4().hex[:12]}"
         connection = await asyncpg.connect(self.admin_url)

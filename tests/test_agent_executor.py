@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.executor import JobExecutor
-from agent.render import ProgressCallback, RenderResult
+from framefleet.agent.executor import JobExecutor
+from framefleet.agent.render import ProgressCallback, RenderResult
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 

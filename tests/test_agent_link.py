@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import grpc.aio as aio
 import pytest
 
-from agent.link import StreamLink
+from framefleet.agent.link import StreamLink
 from framefleet.core.backoff import Backoff
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -82,12 +82,16 @@ class FakePeer:
         self.held: list[pb.LeaseRef] = []
         self.results: list[pb.ConnectRequest] = []
         self.handled: asyncio.Queue[pb.ConnectResponse] = asyncio.Queue()
+        self.streams_opened = 0
 
     def leases(self) -> list[pb.LeaseRef]:
         return list(self.held)
 
     def unacknowledged(self) -> list[pb.ConnectRequest]:
         return list(self.results)
+
+    def stream_opened(self) -> None:
+        self.streams_opened += 1
 
     def handle(self, message: pb.ConnectResponse) -> None:
         self.handled.put_nowait(message)
@@ -163,6 +167,9 @@ async def test_a_dropped_stream_reconnects_and_resends_unacknowledged_results(
     second.welcome(epoch=2, interval_ms=60_000)
     assert await second.next_written() == done
     assert stream_link.streams == 2
+    assert peer.streams_opened == 2, (
+        "the peer hears of each new stream (its source ledger restarts)"
+    )
 
 
 async def test_sends_while_disconnected_are_dropped(
@@ -199,7 +206,7 @@ async def test_refused_streams_and_an_unreachable_coordinator_are_retried(
 
 
 def test_a_welcome_cannot_make_heartbeats_spin_or_stop() -> None:
-    from agent.link import HEARTBEAT_MAX, HEARTBEAT_MIN, heartbeat_interval
+    from framefleet.agent.link import HEARTBEAT_MAX, HEARTBEAT_MIN, heartbeat_interval
 
     assert heartbeat_interval(pb.Welcome(heartbeat_interval_ms=0)) == HEARTBEAT_MIN
     assert heartbeat_interval(pb.Welcome(heartbeat_interval_ms=2**32 - 1)) == HEARTBEAT_MAX

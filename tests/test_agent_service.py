@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from coordinator.agent_service import STALE, AgentService
-from coordinator.config import CoordinatorConfig
-from coordinator.dispatcher import dispatch_once
-from coordinator.farm import Farm
-from coordinator.lease_book import LeaseBook
-from coordinator.sessions import Session
-from coordinator.store import JobState, open_store
+from framefleet.coordinator.agent_service import STALE, AgentService
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.dispatcher import dispatch_once
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.lease_book import LeaseBook
+from framefleet.coordinator.sessions import Session
+from framefleet.coordinator.store import JobState, open_store
 from framefleet.core.errors import ErrorClass
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.test_leases import FakeClock, spec
@@ -272,8 +272,8 @@ async def test_an_assignment_lost_in_transit_is_requeued(farm: Farm, connect: An
 async def test_the_console_shows_an_agent_that_went_away_until_it_returns(
     farm: Farm, connect: Any
 ) -> None:
-    from coordinator.console.views import Query, snapshot
-    from coordinator.tokens import OPEN
+    from framefleet.coordinator.console.views import Query, snapshot
+    from framefleet.coordinator.tokens import OPEN
 
     async def agents() -> dict[str, bool]:
         view = await snapshot(farm, Query(), OPEN)

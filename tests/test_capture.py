@@ -10,11 +10,11 @@ from typing import cast
 import av
 import pytest
 
-from agent.browser import Chromium
-from agent.encoder import H264Encoder
-from agent.sources import page_input
-from agent.template_page import TemplatePage
 from framefleet import template_job
+from framefleet.agent.browser import Chromium
+from framefleet.agent.encoder import H264Encoder
+from framefleet.agent.sources import page_input
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 from tests.conftest import TEMPLATES
 from tests.video import Frame, is_colour

@@ -15,7 +15,7 @@ import pytest
 from framefleet import AsyncClient, template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, Process
+from tests.farm_processes import FarmProcesses, Process
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour, path_of
 
@@ -79,7 +79,7 @@ async def test_chaos_loses_nothing_and_runs_nothing_twice(
         postgres: PostgresServer = request.getfixturevalue("postgres")
         url = await postgres.create_database()
     rng = random.Random(7)
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         coordinator = farm.start_coordinator(url, tmp_path / "out", *COORDINATOR_OPTIONS)
         address = farm.address
@@ -135,7 +135,7 @@ async def test_two_coordinators_share_one_postgres_table(
 ) -> None:
     """Jobs submitted to either coordinator run once each, on agents of either."""
     url = await postgres.create_database()
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         addresses = []
         for n in range(2):

@@ -15,25 +15,24 @@ import av
 import numpy as np
 import pytest
 
-import outputs
-from agent.assemble import assemble
-from agent.browser import Chromium
-from agent.encoder import H264Encoder, fragment_frames
-from agent.render import RenderLimits, render
-from agent.soundtrack import SAMPLE_RATE
-from agent.template_page import TemplatePage
-from framefleet import template_job
+from framefleet import outputs, template_job
+from framefleet.agent.assemble import assemble
+from framefleet.agent.browser import Chromium
+from framefleet.agent.encoder import H264Encoder, fragment_frames
+from framefleet.agent.render import RenderLimits, render
+from framefleet.agent.soundtrack import SAMPLE_RATE
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
+from framefleet.outputs.local import local_path
+from framefleet.outputs.s3_assemble import plan as s3_plan
 from framefleet.v1 import framefleet_pb2 as pb
-from outputs.local import local_path
-from outputs.s3_assemble import plan as s3_plan
 from tests.conftest import TEMPLATES
 from tests.video import Frame, is_colour, write_video
 
 if TYPE_CHECKING:
-    from agent.soundtrack import Samples
+    from framefleet.agent.soundtrack import Samples
 
 OUTPUT = Output(width=160, height=96, fps=10, frames=137, codec="h264", crf=23, preset="veryfast")
 

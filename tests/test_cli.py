@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, framefleet
+from tests.farm_processes import FarmProcesses, framefleet
 from tests.video import decode, is_colour
 
 pytestmark = pytest.mark.e2e
@@ -110,7 +110,7 @@ def test_render_of_a_broken_template_exits_non_zero(tmp_path: Path) -> None:
     assert "template exploded on purpose" in result.stderr
 
 
-def test_submit_wait_json_then_status_and_watch(farm: Farm, tmp_path: Path) -> None:
+def test_submit_wait_json_then_status_and_watch(farm: FarmProcesses, tmp_path: Path) -> None:
     coordinator = ["--coordinator", farm.address]
     submitted = run(
         "submit",
@@ -146,7 +146,7 @@ def test_submit_wait_json_then_status_and_watch(farm: Farm, tmp_path: Path) -> N
     assert run("batch", "no-such-batch", *coordinator).returncode == 4
 
 
-def test_status_table_and_watch(farm: Farm, tmp_path: Path) -> None:
+def test_status_table_and_watch(farm: FarmProcesses, tmp_path: Path) -> None:
     coordinator = ["--coordinator", farm.address]
     rows = tmp_path / "rows.csv"
     rows.write_text("row_key,color\nblue-one,rgb(0,0,255)\n")
@@ -201,7 +201,7 @@ def test_version_completion_and_exit_codes_in_help() -> None:
     assert "3  cannot reach the coordinator" in usage and "4  no such job or batch" in usage
 
 
-def test_status_failed_lists_dead_letters(farm: Farm) -> None:
+def test_status_failed_lists_dead_letters(farm: FarmProcesses) -> None:
     coordinator = ["--coordinator", farm.address]
     failed = run(
         "submit",

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.runner import ACK_WAIT
-from agent.spot_notice import DRAIN_GRACE
+from framefleet.agent.runner import ACK_WAIT
+from framefleet.agent.spot_notice import DRAIN_GRACE
 from tests.conftest import TEMPLATES
 from tests.deploy_settings import check_settings, ready
-from tests.farm_processes import Farm, wait_until
+from tests.farm_processes import FarmProcesses, wait_until
 from tests.moto_server import MotoServer, create_bucket, only_object
 from tests.otlp_receiver import OtlpReceiver
 from tests.postgres_server import PostgresServer
@@ -153,7 +153,9 @@ def test_the_stack_renders_into_the_bucket(tmp_path: Path, stack: tuple[Stack, M
     bucket = FRAMEFLEET["coordinator"]["environment"]["FRAMEFLEET_OUT"].split("/")[2]
     asyncio.run(create_bucket(moto.url, bucket))  # what create-bucket does
 
-    farm = Farm(tmp_path, secure=False)  # as the compose file runs it (FRAMEFLEET_INSECURE)
+    farm = FarmProcesses(
+        tmp_path, secure=False
+    )  # as the compose file runs it (FRAMEFLEET_INSECURE)
     agent_https: list[str] = []
     try:
         for name in started_in_order():

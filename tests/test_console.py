@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from agent.browser import CHROMIUM, CHROMIUM_FLAGS
 from framefleet import AsyncClient, template_job
+from framefleet.agent.browser import CHROMIUM, CHROMIUM_FLAGS
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +29,9 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FarmProcesses]:
     root = tmp_path_factory.mktemp("console")
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     try:
         farm.start_coordinator(
             f"sqlite:///{root}/jobs.db",
@@ -58,12 +58,14 @@ async def browser() -> AsyncIterator[Browser]:
         await playwright.stop()
 
 
-def base(farm: Farm) -> str:
+def base(farm: FarmProcesses) -> str:
     """The --http address serves TLS with the coordinator's certificate when it has one."""
     return f"{'https' if farm.trust else 'http'}://{farm.http}"
 
 
-async def open_console(browser: Browser, farm: Farm, token: str, errors: list[str]) -> Page:
+async def open_console(
+    browser: Browser, farm: FarmProcesses, token: str, errors: list[str]
+) -> Page:
     # The test CA is not in Chromium's trust store; the certificate is checked by the SDK tests.
     page = await browser.new_page(viewport={"width": 1440, "height": 900}, ignore_https_errors=True)
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -98,7 +100,7 @@ def small(frames: int, color: str) -> pb.JobSpec:
 
 
 async def test_console_pages_progress_player_and_cancel(
-    farm: Farm, browser: Browser, tmp_path: Path
+    farm: FarmProcesses, browser: Browser, tmp_path: Path
 ) -> None:
     assert farm.trust is not None
     errors: list[str] = []
@@ -158,7 +160,7 @@ async def test_console_pages_progress_player_and_cancel(
 
 
 async def test_read_token_sees_its_own_and_cannot_act(
-    farm: Farm, browser: Browser, tmp_path: Path
+    farm: FarmProcesses, browser: Browser, tmp_path: Path
 ) -> None:
     assert farm.trust is not None
     viewer = farm.trust.add_token("viewer", "read")
@@ -185,13 +187,13 @@ async def test_read_token_sees_its_own_and_cannot_act(
     assert (await client_get(farm, theirs.id)).state != pb.JOB_STATE_CANCELLED
 
 
-async def client_get(farm: Farm, job_id: str) -> pb.Job:
+async def client_get(farm: FarmProcesses, job_id: str) -> pb.Job:
     async with AsyncClient(farm.address) as client:
         return await client.get(job_id)
 
 
 async def test_retry_failed_rows_runs_them_again(
-    farm: Farm, browser: Browser, tmp_path: Path
+    farm: FarmProcesses, browser: Browser, tmp_path: Path
 ) -> None:
     assert farm.trust is not None
     spec = template_job(TEMPLATES / "maybe_throws.html", {}, width=64, height=64, frames=3)

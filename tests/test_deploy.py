@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import agent.metrics  # noqa: F401  (registers the agent's metrics)
-import coordinator.metrics  # noqa: F401  (registers the coordinator's metrics)
+import framefleet.agent.metrics
+import framefleet.coordinator.metrics  # noqa: F401  (registers the coordinator's metrics)
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

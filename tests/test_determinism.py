@@ -3,7 +3,7 @@ process and on every host, and the CLI renders one job to one file however it is
 
 The pictures are 176 px wide on purpose: x264's AVX-512 macroblock tree read past the end of a
 row whenever the lowres width in macroblocks (here 11) is not a multiple of 8, and the bytes
-changed from run to run in one process (agent/pinned_cpu.py)."""
+changed from run to run in one process (framefleet/agent/pinned_cpu.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import pinned_cpu
-from agent.encoder import H264Encoder
+from framefleet.agent import pinned_cpu
+from framefleet.agent.encoder import H264Encoder
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 from tests.conftest import TEMPLATES

@@ -12,7 +12,7 @@ import pytest
 from framefleet import AsyncClient, ErrorClass, FramefleetError, template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, framefleet
+from tests.farm_processes import FarmProcesses, framefleet
 from tests.video import decode, is_colour, path_of
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ def test_a_bad_row_fails_alone_and_the_digest_groups_it(tmp_path: Path) -> None:
     assert "row alan" in result.stdout and "exploded" in result.stdout
 
 
-async def test_sdk_batch_swaps_parameters_in_place(farm: Farm) -> None:
+async def test_sdk_batch_swaps_parameters_in_place(farm: FarmProcesses) -> None:
     spec = template_job(TEMPLATES / "moving_box.html", width=320, height=240, fps=30, frames=8)
     rows = [(f"row-{n}", {"color": f"rgb({20 * n}, 0, 255)"}) for n in range(12)]
     async with AsyncClient(farm.address) as client:
@@ -101,7 +101,7 @@ async def test_sdk_batch_swaps_parameters_in_place(farm: Farm) -> None:
     assert sum(1 for s in stages if s["swap"] > 0 and s["load"] == 0) >= 8, "pages reloaded"
 
 
-async def test_a_single_job_is_not_stuck_behind_a_batch(farm: Farm) -> None:
+async def test_a_single_job_is_not_stuck_behind_a_batch(farm: FarmProcesses) -> None:
     spec = template_job(TEMPLATES / "solid.html", width=64, height=64, fps=10, frames=10)
     rows = [(f"r{n}", {"color": f"rgb({n}, {n}, 100)"}) for n in range(40)]
     async with AsyncClient(farm.address) as client:
@@ -121,7 +121,7 @@ async def test_a_single_job_is_not_stuck_behind_a_batch(farm: Farm) -> None:
     assert f"{final.cancelled} cancelled" in final.digest.summary
 
 
-async def test_batch_input_is_checked(farm: Farm) -> None:
+async def test_batch_input_is_checked(farm: FarmProcesses) -> None:
     spec = template_job(TEMPLATES / "solid.html", width=64, height=64, fps=10, frames=3)
     async with AsyncClient(farm.address) as client:
         with pytest.raises(FramefleetError, match="appears twice") as twice:

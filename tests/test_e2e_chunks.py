@@ -20,7 +20,7 @@ from framefleet import AsyncClient, template_job
 from framefleet.core.jobspec import output_key
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, wait_until
+from tests.farm_processes import FarmProcesses, wait_until
 from tests.moto_server import (
     CREDENTIALS,
     MotoServer,
@@ -42,7 +42,7 @@ AGENTS = ("agent-1", "agent-2", "agent-3")
 
 @dataclass
 class ChunkFarm:
-    farm: Farm
+    farm: FarmProcesses
     moto: MotoServer
     root: Path
 
@@ -83,7 +83,9 @@ def s3_env(root: Path, endpoint: str) -> dict[str, str]:
     }
 
 
-def start_coordinator(farm: Farm, root: Path, env: dict[str, str], listen: str = "") -> None:
+def start_coordinator(
+    farm: FarmProcesses, root: Path, env: dict[str, str], listen: str = ""
+) -> None:
     farm.start_coordinator(
         f"sqlite:///{root}/jobs.db",
         root / "out",
@@ -95,7 +97,7 @@ def start_coordinator(farm: Farm, root: Path, env: dict[str, str], listen: str =
 
 
 def start(root: Path, agents: tuple[str, ...]) -> ChunkFarm:
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     moto = MotoServer.start(root / "logs" / "moto.log")
     try:
         env = s3_env(root, moto.url)  # the coordinator deletes chunk objects too

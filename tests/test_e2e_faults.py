@@ -17,7 +17,7 @@ import pytest
 from framefleet import AsyncClient, ErrorClass, FramefleetError, template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, wait_until
+from tests.farm_processes import FarmProcesses, wait_until
 from tests.video import decode, is_colour, path_of
 
 pytestmark = pytest.mark.e2e
@@ -32,9 +32,9 @@ def job(color: str, frames: int, **options: object) -> pb.JobSpec:
 
 
 @pytest.fixture
-def fresh_farm(tmp_path: Path) -> Iterator[Farm]:
+def fresh_farm(tmp_path: Path) -> Iterator[FarmProcesses]:
     """A coordinator with a short lease TTL; each test starts the agents it needs."""
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         farm.start_coordinator(
             f"sqlite:///{tmp_path}/jobs.db",
@@ -52,7 +52,7 @@ def fresh_farm(tmp_path: Path) -> Iterator[Farm]:
 
 
 @pytest.fixture
-async def client(fresh_farm: Farm) -> AsyncIterator[AsyncClient]:
+async def client(fresh_farm: FarmProcesses) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(fresh_farm.address) as client:
         yield client
 
@@ -73,7 +73,7 @@ def assert_output(done: pb.Job, color: tuple[int, int, int], frames: int) -> Non
 
 
 async def test_killed_agent_job_is_leased_again_and_completes(
-    fresh_farm: Farm, client: AsyncClient
+    fresh_farm: FarmProcesses, client: AsyncClient
 ) -> None:
     victim = fresh_farm.start_agent("victim", "--slots", "1")
     submitted = await client.submit(job("rgb(0,0,255)", frames=240))
@@ -94,7 +94,7 @@ async def test_killed_agent_job_is_leased_again_and_completes(
 
 
 async def test_frozen_agent_is_fenced_and_discards_its_work(
-    fresh_farm: Farm, client: AsyncClient
+    fresh_farm: FarmProcesses, client: AsyncClient
 ) -> None:
     frozen = fresh_farm.start_agent("frozen", "--slots", "1")
     submitted = await client.submit(job("rgb(255,0,255)", frames=150))
@@ -121,7 +121,7 @@ async def test_frozen_agent_is_fenced_and_discards_its_work(
 
 
 async def test_retryable_failures_back_off_then_dead_letter(
-    fresh_farm: Farm, client: AsyncClient
+    fresh_farm: FarmProcesses, client: AsyncClient
 ) -> None:
     fresh_farm.start_agent("agent", "--slots", "1", "--frame-timeout", "0.5")
     spec = template_job(TEMPLATES / "slow_seek.html", width=64, height=64, fps=10, frames=3)
@@ -146,7 +146,9 @@ async def test_retryable_failures_back_off_then_dead_letter(
     assert after.state == pb.JOB_STATE_SUCCEEDED
 
 
-async def test_sigterm_drains_and_hands_back_at_once(fresh_farm: Farm, client: AsyncClient) -> None:
+async def test_sigterm_drains_and_hands_back_at_once(
+    fresh_farm: FarmProcesses, client: AsyncClient
+) -> None:
     draining = fresh_farm.start_agent("draining", "--slots", "1", "--drain-grace", "0.5")
     long = await client.submit(job("rgb(255,255,0)", frames=600))
     await leased_to(client, long.id)
@@ -186,7 +188,7 @@ class SpotNotice(http.server.BaseHTTPRequestHandler):
 
 
 async def test_spot_interruption_notice_drains_the_agent(
-    fresh_farm: Farm, client: AsyncClient
+    fresh_farm: FarmProcesses, client: AsyncClient
 ) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SpotNotice)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -217,7 +219,7 @@ async def test_spot_interruption_notice_drains_the_agent(
 
 
 async def test_coordinator_killed_mid_render_loses_nothing(
-    fresh_farm: Farm, tmp_path: Path
+    fresh_farm: FarmProcesses, tmp_path: Path
 ) -> None:
     fresh_farm.start_agent("steady", "--slots", "1")
     address = fresh_farm.address

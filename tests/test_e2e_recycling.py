@@ -14,7 +14,7 @@ import pytest
 from framefleet import AsyncClient, template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.process_tree import descendants, name, rss_bytes
 from tests.video import decode, is_colour, path_of
 
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.e2e
 VARIANTS = 300
 
 
-def start(tmp_path: Path, *agent_options: str) -> Farm:
-    farm = Farm(tmp_path)
+def start(tmp_path: Path, *agent_options: str) -> FarmProcesses:
+    farm = FarmProcesses(tmp_path)
     farm.start_coordinator(
         f"sqlite:///{tmp_path}/jobs.db",
         tmp_path / "out",

@@ -13,7 +13,7 @@ import pytest
 from framefleet import AsyncClient, ErrorClass, FramefleetError, template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.video import decode, is_colour, path_of
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ def box_job(color: str = "rgb(0, 0, 255)", **kwargs: object) -> pb.JobSpec:
     return template_job(TEMPLATES / "moving_box.html", {"color": color}, **options)  # type: ignore[arg-type]
 
 
-async def test_render_has_the_pixels_the_template_draws(farm: Farm) -> None:
+async def test_render_has_the_pixels_the_template_draws(farm: FarmProcesses) -> None:
     async with AsyncClient(farm.address) as client:
         job = await client.submit(box_job())
         done = await client.wait(job.id)
@@ -58,7 +58,7 @@ async def test_render_has_the_pixels_the_template_draws(farm: Farm) -> None:
         assert is_colour(frame[190, 30], (0, 0, 255)), f"parameter colour at frame {n}"
 
 
-async def test_same_job_twice_gives_identical_bytes(farm: Farm, tmp_path: Path) -> None:
+async def test_same_job_twice_gives_identical_bytes(farm: FarmProcesses, tmp_path: Path) -> None:
     # Same content, two destinations: the content key ignores where the output goes.
     specs = [box_job("rgb(200, 100, 0)", destination=str(tmp_path / d)) for d in ("a", "b")]
     async with AsyncClient(farm.address) as client:
@@ -70,7 +70,7 @@ async def test_same_job_twice_gives_identical_bytes(farm: Farm, tmp_path: Path) 
     assert is_colour(decode(path_of(done[0].output_url))[10][190, 30], (200, 100, 0))
 
 
-async def test_jobs_spread_over_both_agents_with_progress(farm: Farm) -> None:
+async def test_jobs_spread_over_both_agents_with_progress(farm: FarmProcesses) -> None:
     async with AsyncClient(farm.address) as client:
         jobs = [await client.submit(box_job(f"rgb({i}, 0, 0)", frames=90)) for i in (10, 20)]
         updates = await asyncio.gather(*(collect(client.watch(j.id)) for j in jobs))
@@ -83,7 +83,7 @@ async def test_jobs_spread_over_both_agents_with_progress(farm: Farm) -> None:
     assert {u[-1].job.agent_id for u in updates} == {"agent-1", "agent-2"}
 
 
-async def test_hyperframes_convention_template(farm: Farm) -> None:
+async def test_hyperframes_convention_template(farm: FarmProcesses) -> None:
     spec = template_job(
         TEMPLATES / "hyperframes.html",
         {"color": "rgb(0, 200, 200)"},
@@ -105,7 +105,7 @@ async def test_hyperframes_convention_template(farm: Farm) -> None:
     ],
 )
 async def test_broken_template_fails_once_and_harms_nothing(
-    farm: Farm, template: str, error_class: ErrorClass
+    farm: FarmProcesses, template: str, error_class: ErrorClass
 ) -> None:
     broken = template_job(TEMPLATES / template, width=64, height=64, fps=10, frames=3)
     async with AsyncClient(farm.address) as client:
@@ -133,7 +133,7 @@ async def test_broken_template_fails_once_and_harms_nothing(
     ],
 )
 async def test_bad_output_settings_are_refused_at_submit(
-    farm: Farm, output: pb.OutputSettings, reason: str
+    farm: FarmProcesses, output: pb.OutputSettings, reason: str
 ) -> None:
     spec = box_job()
     spec.output.CopyFrom(output)
@@ -147,7 +147,7 @@ async def test_bad_output_settings_are_refused_at_submit(
         assert {job.id for job in await client.list()} == before
 
 
-async def test_cancel_stops_a_render(farm: Farm) -> None:
+async def test_cancel_stops_a_render(farm: FarmProcesses) -> None:
     async with AsyncClient(farm.address) as client:
         job = await client.submit(box_job(frames=900))
         async for update in client.watch(job.id):
@@ -164,7 +164,9 @@ async def test_cancel_stops_a_render(farm: Farm) -> None:
     assert not list(out.rglob(f"*{job.content_key}*")), "a cancelled render left output behind"
 
 
-async def test_result_cache_and_identical_jobs_in_flight(farm: Farm, tmp_path: Path) -> None:
+async def test_result_cache_and_identical_jobs_in_flight(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     def spec(force: bool = False) -> pb.JobSpec:
         job = box_job("rgb(10, 200, 30)", frames=45, destination=str(tmp_path))
         job.force = force

@@ -20,7 +20,7 @@ from framefleet import AsyncClient, ErrorClass, FramefleetError, template_job
 from framefleet.core.jobspec import output_key
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, wait_until
+from tests.farm_processes import FarmProcesses, wait_until
 from tests.moto_server import (
     CREDENTIALS,
     MotoServer,
@@ -42,7 +42,7 @@ FRAME_BYTES = 400_000  # about what one 640x360 noise frame takes at CRF 0
 
 @dataclass
 class S3Farm:
-    farm: Farm
+    farm: FarmProcesses
     moto: MotoServer
     proxy: FaultProxy
 
@@ -53,7 +53,7 @@ class S3Farm:
 @pytest.fixture(scope="module")
 def s3_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Farm]:
     root = tmp_path_factory.mktemp("s3farm")
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     moto = MotoServer.start(root / "logs" / "moto.log")
     proxy = FaultProxy("127.0.0.1", moto.port).start()
     try:
@@ -231,7 +231,7 @@ async def test_a_killed_agents_upload_is_aborted_by_the_coordinator(tmp_path: Pa
     """SIGKILL leaves the agent no chance to abort: the coordinator, which the agent told the
     upload id, aborts it when the lease is lost, and the job completes on another agent."""
     moto = MotoServer.start(tmp_path / "moto.log")
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         async with s3_client(moto.url) as s3:
             await s3.create_bucket(Bucket=BUCKET)

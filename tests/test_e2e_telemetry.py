@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from framefleet import AsyncClient, FramefleetError, template_job
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, wait_until
+from tests.farm_processes import FarmProcesses, wait_until
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def scrape(port: int, ca: Path | None = None) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def traced(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Farm, OtlpReceiver, int, int]]:
+) -> Iterator[tuple[FarmProcesses, OtlpReceiver, int, int]]:
     # This process is the client: its spans go to memory (a provider can be set only once).
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         provider = TracerProvider()
@@ -65,7 +65,7 @@ def traced(
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
     root = tmp_path_factory.mktemp("traced")
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     coordinator_metrics, agent_metrics = free_port(), free_port()
     try:
         farm.start_coordinator(
@@ -91,7 +91,7 @@ def in_trace(receiver: OtlpReceiver, trace_id: str) -> list[ReceivedSpan]:
 
 
 async def test_one_trace_links_client_coordinator_and_agent(
-    traced: tuple[Farm, OtlpReceiver, int, int],
+    traced: tuple[FarmProcesses, OtlpReceiver, int, int],
 ) -> None:
     farm, receiver, _, _ = traced
     CLIENT_SPANS.clear()
@@ -153,7 +153,7 @@ async def test_one_trace_links_client_coordinator_and_agent(
 
 
 async def test_metrics_on_coordinator_and_agent(
-    traced: tuple[Farm, OtlpReceiver, int, int],
+    traced: tuple[FarmProcesses, OtlpReceiver, int, int],
 ) -> None:
     farm, _, coordinator_port, agent_port = traced
     ca = farm.trust.ca if farm.trust else None  # the coordinator serves HTTPS with its cert
@@ -199,7 +199,7 @@ async def test_metrics_on_coordinator_and_agent(
 
 
 async def test_a_split_jobs_chunks_join_its_trace(
-    traced: tuple[Farm, OtlpReceiver, int, int],
+    traced: tuple[FarmProcesses, OtlpReceiver, int, int],
 ) -> None:
     """Each chunk's spans, on the coordinator and the agent, and the assembly's, are in the
     trace of the job's submit, marked with the chunk's place."""

@@ -21,16 +21,16 @@ import numpy.typing as npt
 import pytest
 from playwright.async_api import async_playwright
 
-from agent.browser import CHROMIUM, CHROMIUM_FLAGS, Chromium
-from agent.sources import page_input
-from agent.template_page import TemplatePage
-from farm.preview import Preview, PreviewServer
 from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.agent.browser import CHROMIUM, CHROMIUM_FLAGS, Chromium
+from framefleet.agent.sources import page_input
+from framefleet.agent.template_page import TemplatePage
+from framefleet.commands.preview import Preview, PreviewServer
 from framefleet.core import jobspec
 from framefleet.core.jobspec import video_json_job
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.videoflow import VideoFlow
-from tests.farm_processes import Farm, framefleet
+from tests.farm_processes import FarmProcesses, framefleet
 from tests.video import Frame, decode, is_colour, path_of
 
 pytestmark = pytest.mark.e2e
@@ -107,7 +107,7 @@ def job(text: str | None = None, params: dict[str, Any] | None = None, **kw: Any
     return video_json_job(text or document(), PARAMS if params is None else params, **kw)
 
 
-async def render(farm: Farm, spec: pb.JobSpec) -> pb.Job:
+async def render(farm: FarmProcesses, spec: pb.JobSpec) -> pb.Job:
     async with AsyncClient(farm.address) as client:
         return await client.wait((await client.submit(spec)).id)
 
@@ -115,7 +115,7 @@ async def render(farm: Farm, spec: pb.JobSpec) -> pb.Job:
 # --- rendering ------------------------------------------------------------------------------
 
 
-async def test_document_renders_on_videoflows_runtime(farm: Farm) -> None:
+async def test_document_renders_on_videoflows_runtime(farm: FarmProcesses) -> None:
     done = await render(farm, job())
     assert done.state == pb.JOB_STATE_SUCCEEDED
     path = path_of(done.output_url)
@@ -148,7 +148,9 @@ async def test_document_renders_on_videoflows_runtime(farm: Farm) -> None:
     assert is_colour(at(1)[204, 130], BLACK), "the child is 32 px wide"
 
 
-async def test_two_renders_of_one_document_are_byte_identical(farm: Farm, tmp_path: Path) -> None:
+async def test_two_renders_of_one_document_are_byte_identical(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     text = document()
     specs = [job(text, destination=str(tmp_path / d)) for d in ("a", "b")]
     async with AsyncClient(farm.address) as client:
@@ -160,7 +162,7 @@ async def test_two_renders_of_one_document_are_byte_identical(farm: Farm, tmp_pa
     assert first == second
 
 
-async def test_variants_fill_placeholders_from_parameters(farm: Farm) -> None:
+async def test_variants_fill_placeholders_from_parameters(farm: FarmProcesses) -> None:
     text = document()
     variants = [{"word": "One", "color": "#ff0000"}, {"word": "Two", "color": "rgb(0,0,255)"}]
     async with AsyncClient(farm.address) as client:
@@ -172,7 +174,7 @@ async def test_variants_fill_placeholders_from_parameters(farm: Farm) -> None:
     assert is_colour(colours[1], BLUE)
 
 
-async def test_a_source_that_does_not_load_fails_the_job_once(farm: Farm) -> None:
+async def test_a_source_that_does_not_load_fails_the_job_once(farm: FarmProcesses) -> None:
     broken = document(image="data:image/png;base64,bm90IGFuIGltYWdl")
     async with AsyncClient(farm.address) as client:
         bad = await client.submit(job(broken))
@@ -221,7 +223,9 @@ def broken(change: str) -> str:
         ("missing parameter", "$.layers[0].properties.text: no parameter 'word'"),
     ],
 )
-async def test_invalid_documents_are_refused_at_submit(farm: Farm, change: str, path: str) -> None:
+async def test_invalid_documents_are_refused_at_submit(
+    farm: FarmProcesses, change: str, path: str
+) -> None:
     params = {"color": "#fff"} if change == "missing parameter" else PARAMS
     spec = pb.JobSpec(video_json=broken(change), output=pb.OutputSettings(frames=5))
     spec.params.update(params)
@@ -251,7 +255,7 @@ def png_pixels(data: bytes) -> Frame:
         return cast(Frame, frame.to_ndarray(format="rgb24"))
 
 
-async def test_preview_shows_the_frames_the_farm_renders(farm: Farm) -> None:
+async def test_preview_shows_the_frames_the_farm_renders(farm: FarmProcesses) -> None:
     spec = job(crf=8)
     done = await render(farm, spec)
     rendered = decode(path_of(done.output_url))
@@ -307,7 +311,7 @@ def test_preview_command_serves_a_document(tmp_path: Path) -> None:
         process.wait(10)
 
 
-def test_submit_command_takes_a_json_document(farm: Farm, tmp_path: Path) -> None:
+def test_submit_command_takes_a_json_document(farm: FarmProcesses, tmp_path: Path) -> None:
     (tmp_path / "blue.png").write_bytes(png(8, 8, BLUE))
     (tmp_path / "doc.json").write_text(scene(image="blue.png").to_json())
     (tmp_path / "p.json").write_text(json.dumps(PARAMS))

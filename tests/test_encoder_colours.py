@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from agent.encoder import H264Encoder
+from framefleet.agent.encoder import H264Encoder
 from framefleet.core.jobspec import Output
 
 W, H = 64, 32

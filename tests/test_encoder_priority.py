@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import threading
 
-import agent.encoder
-from agent.encoder import H264Encoder
 from framefleet import template_job
+from framefleet.agent.encoder import ENCODER_NICE, H264Encoder
 from framefleet.core import jobspec
 from tests.conftest import TEMPLATES
 
@@ -18,7 +17,7 @@ def priority() -> int:
 
 
 async def test_the_encoder_thread_runs_niced_and_capture_does_not() -> None:
-    assert agent.encoder.ENCODER_NICE > 0
+    assert ENCODER_NICE > 0
     spec = template_job(TEMPLATES / "moving_box.html", {}, width=64, height=64, fps=30, frames=1)
     encoder = H264Encoder(jobspec.resolve_output(spec.output), lambda data: None)
     before = priority()
@@ -26,5 +25,5 @@ async def test_the_encoder_thread_runs_niced_and_capture_does_not() -> None:
         encoder_priority = encoder._thread.submit(priority).result()
     finally:
         await encoder.abort()
-    assert encoder_priority == min(19, before + agent.encoder.ENCODER_NICE)
+    assert encoder_priority == min(19, before + ENCODER_NICE)
     assert priority() == before, "only the encoder's thread is niced"

@@ -1,5 +1,5 @@
 """Configuration by environment: every coordinator and agent option has a FRAMEFLEET_*
-variable, listed in --help and the README; the command line wins."""
+variable, listed in --help and in the docs' configuration reference; the command line wins."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from farm.environment import from_environment, options, variable
 from framefleet.cli import build_parser
+from framefleet.commands.environment import from_environment, options, variable
+from tests.docs_site import hooks
 from tests.farm_processes import _read_line
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("coordinator", "agent")
 
 
@@ -70,7 +70,7 @@ def test_a_bad_value_is_refused_like_a_bad_flag(capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_option_is_listed_in_help_and_readme(service: str) -> None:
+def test_every_option_is_listed_in_help_and_the_docs(service: str) -> None:
     names = [variable(action) for action in options(subparser(service))]
     assert "FRAMEFLEET_HTTP" in names
     shown = subprocess.run(
@@ -79,12 +79,10 @@ def test_every_option_is_listed_in_help_and_readme(service: str) -> None:
         text=True,
         check=True,
     ).stdout
-    readme = (ROOT / "README.md").read_text()
+    reference = hooks().configuration_reference()
     for name in names:
         assert name in re.sub(r"\s+", "", shown), f"{service} --help does not name {name}"
-        assert f"`{name}`" in readme, (
-            f"README does not list {name}: add it to the table under Configuration by environment"
-        )
+        assert f"`{name}`" in reference, f"docs/reference/configuration.md does not list {name}"
 
 
 @pytest.mark.e2e

@@ -11,10 +11,10 @@ import pytest
 
 from framefleet import AsyncClient, ErrorClass, FramefleetError
 from framefleet.core import jobspec
+from framefleet.outputs.s3_objects import content_type
 from framefleet.v1 import framefleet_pb2 as pb
-from outputs.s3 import content_type
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.test_soundtrack import bursts, decode_audio, write_tone
 from tests.video import decode, is_colour, path_of
 
@@ -39,7 +39,7 @@ def test_format_rules() -> None:
 
 
 @pytest.mark.e2e
-async def test_webm_job_renders_vp9_with_opus_sound(farm: Farm, tmp_path: Path) -> None:
+async def test_webm_job_renders_vp9_with_opus_sound(farm: FarmProcesses, tmp_path: Path) -> None:
     folder = tmp_path / "sound"
     folder.mkdir()
     write_tone(folder / "tone.wav")  # a tone 1.0 s into the file
@@ -63,7 +63,7 @@ async def test_webm_job_renders_vp9_with_opus_sound(farm: Farm, tmp_path: Path) 
 
 
 @pytest.mark.e2e
-async def test_the_default_stays_mp4(farm: Farm) -> None:
+async def test_the_default_stays_mp4(farm: FarmProcesses) -> None:
     spec = jobspec.template_job(TEMPLATES / "solid.html", width=64, height=64, fps=10, frames=3)
     async with AsyncClient(farm.address) as client:
         done = await client.wait((await client.submit(spec)).id)
@@ -73,7 +73,7 @@ async def test_the_default_stays_mp4(farm: Farm) -> None:
 
 
 @pytest.mark.e2e
-async def test_webm_keeps_a_transparent_background(farm: Farm, tmp_path: Path) -> None:
+async def test_webm_keeps_a_transparent_background(farm: FarmProcesses, tmp_path: Path) -> None:
     """A page that paints no background renders to VP9 with alpha: transparent around an
     opaque red box (read back with libvpx's decoder, which reads VP9's alpha)."""
     (tmp_path / "index.html").write_text(
@@ -96,7 +96,7 @@ async def test_webm_keeps_a_transparent_background(farm: Farm, tmp_path: Path) -
 
 
 @pytest.mark.e2e
-async def test_webm_alpha_is_cleared_on_every_frame(farm: Farm, tmp_path: Path) -> None:
+async def test_webm_alpha_is_cleared_on_every_frame(farm: FarmProcesses, tmp_path: Path) -> None:
     """A semi-transparent box moving over nothing (HyperFrames' webm-transparency fixture in
     small): each frame shows it only where it is now, at its own alpha; no trail of where it
     was, and its shadow does not darken as frames pile up."""

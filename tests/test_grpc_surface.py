@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ TOOLS = REPO / ".tools" / "bin"
 # Every committed stub directory scripts/generate_stubs.sh writes (Rust generates at build time,
 # from the copy of the proto vendored into its crate).
 STUB_DIRS = (
-    "clients/python/framefleet/v1",
+    "framefleet/v1",
     "clients/go/framefleetv1",
     "clients/rust/proto/framefleet/v1",
 )
@@ -53,7 +53,7 @@ def test_proto_passes_buf_lint() -> None:
 
 
 @pytest.mark.e2e
-def test_health_and_reflection(farm: Farm) -> None:
+def test_health_and_reflection(farm: FarmProcesses) -> None:
     """Open without a token, as load balancers and grpcurl expect (over TLS)."""
     assert farm.trust is not None
     credentials = grpc.ssl_channel_credentials(farm.trust.ca.read_bytes())
@@ -73,7 +73,7 @@ def test_health_and_reflection(farm: Farm) -> None:
 
 
 @pytest.mark.e2e
-def test_python_example_submits(farm: Farm, tmp_path: Path) -> None:
+def test_python_example_submits(farm: FarmProcesses, tmp_path: Path) -> None:
     template = tmp_path / "card.html"
     template.write_text(
         '<!doctype html><html><head><link rel="stylesheet" href="style.css"></head><body>'

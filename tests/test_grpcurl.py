@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 
 REPO = Path(__file__).resolve().parents[1]
 GRPCURL = REPO / ".tools" / "bin" / "grpcurl"
@@ -30,7 +30,7 @@ TEMPLATE = """<!doctype html><html><body style="margin:0">
 
 
 def run_grpcurl(
-    farm: Farm, *args: str, data: dict[str, Any] | None = None
+    farm: FarmProcesses, *args: str, data: dict[str, Any] | None = None
 ) -> subprocess.CompletedProcess[str]:
     if not GRPCURL.exists():
         pytest.fail(f"{GRPCURL} is missing: run `make setup` (scripts/install_tools.sh)")
@@ -51,13 +51,13 @@ def run_grpcurl(
     )
 
 
-def grpcurl(farm: Farm, *args: str, data: dict[str, Any] | None = None) -> str:
+def grpcurl(farm: FarmProcesses, *args: str, data: dict[str, Any] | None = None) -> str:
     result = run_grpcurl(farm, *args, data=data)
     assert result.returncode == 0, f"grpcurl {' '.join(args)}: {result.stderr}\n{farm.logs()}"
     return result.stdout
 
 
-def call(farm: Farm, method: str, data: dict[str, Any]) -> dict[str, Any]:
+def call(farm: FarmProcesses, method: str, data: dict[str, Any]) -> dict[str, Any]:
     """A JobService call; grpcurl prints the reply with the proto's field names."""
     reply: dict[str, Any] = json.loads(
         grpcurl(farm, f"framefleet.v1.JobService/{method}", data=data)
@@ -65,7 +65,7 @@ def call(farm: Farm, method: str, data: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def test_lists_services_through_reflection(farm: Farm) -> None:
+def test_lists_services_through_reflection(farm: FarmProcesses) -> None:
     services = set(grpcurl(farm, "list").split())
     assert {
         "framefleet.v1.JobService",
@@ -82,7 +82,7 @@ def test_lists_services_through_reflection(farm: Farm) -> None:
     assert "uint32 width = 1;" in grpcurl(farm, "describe", "framefleet.v1.OutputSettings")
 
 
-def test_submits_a_job_from_json_and_it_succeeds(farm: Farm) -> None:
+def test_submits_a_job_from_json_and_it_succeeds(farm: FarmProcesses) -> None:
     spec = {
         "template": {"html": TEMPLATE},
         "params": {"name": "grpcurl", "referrals": 12},
@@ -109,7 +109,7 @@ def test_submits_a_job_from_json_and_it_succeeds(farm: Farm) -> None:
     assert size > 0 and size == int(job["output_bytes"])
 
 
-def test_a_bad_job_is_refused_with_its_error_class(farm: Farm) -> None:
+def test_a_bad_job_is_refused_with_its_error_class(farm: FarmProcesses) -> None:
     spec = {"template": {"html": TEMPLATE}, "output": {"width": 63, "height": 64, "frames": 5}}
     result = run_grpcurl(farm, "framefleet.v1.JobService/SubmitJob", data={"spec": spec})
     assert result.returncode != 0

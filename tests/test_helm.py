@@ -21,20 +21,20 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import agent.metrics  # noqa: F401  (registers the agent's metrics)
-import coordinator.metrics  # noqa: F401  (registers the coordinator's metrics)
-from agent.capacity import CORES_PER_SLOT, PAGE_MEMORY
-from agent.runner import ACK_WAIT
-from agent.spot_notice import DRAIN_GRACE
-from coordinator.server import exposure_problems
-from farm.certs import make_leaf
+import framefleet.agent.metrics
+import framefleet.coordinator.metrics  # noqa: F401  (registers the coordinator's metrics)
+from framefleet.agent.capacity import CORES_PER_SLOT, PAGE_MEMORY
+from framefleet.agent.runner import ACK_WAIT
+from framefleet.agent.spot_notice import DRAIN_GRACE
+from framefleet.commands.certs import make_leaf
+from framefleet.coordinator.server import exposure_problems
 from tests.deploy_settings import (
     check_settings,
     coordinator_config,
     submit_teal,
     wait_for_agent_http,
 )
-from tests.farm_processes import Farm, Trust
+from tests.farm_processes import FarmProcesses, Trust
 from tests.moto_server import CREDENTIALS, MotoServer, create_bucket, only_object
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour
@@ -95,7 +95,7 @@ def env(c: dict[str, Any]) -> dict[str, Any]:
 
 def http_scheme(variables: dict[str, Any]) -> str:
     """What a coordinator so configured serves on --http: HTTPS with its gRPC certificate when
-    it has one (farm/servers.py), as the kubelet's probe scheme names it."""
+    it has one (framefleet/commands/servers.py), as the kubelet's probe scheme names it."""
     config = coordinator_config({k: v for k, v in variables.items() if isinstance(v, str)})
     return "HTTPS" if config.tls_cert is not None else "HTTP"
 
@@ -166,7 +166,7 @@ def test_agents_drain_inside_their_termination_grace(
     assert security["runAsNonRoot"] and security["runAsUser"] == IMAGE_USER
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
-    # Resources from the slot rules the agent itself applies (agent/capacity.py).
+    # Resources from the slot rules the agent itself applies (framefleet/agent/capacity.py).
     slots = int(variables["FRAMEFLEET_SLOTS"])
     requests = agent["resources"]["requests"]
     assert int(requests["cpu"]) == slots * CORES_PER_SLOT
@@ -501,7 +501,8 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
     asyncio.run(create_bucket(moto.url, bucket))
     trust = Trust(tmp_path / "certs")
     cert, key = trust.agent_cert(POD)
-    # As deploy/README.md makes it: the Service's name too, which the ServiceMonitor checks.
+    # As docs/tutorials/deploying-a-fleet.md makes it: the Service's name too, which the
+    # ServiceMonitor checks.
     served, served_key = make_leaf(
         trust.root, "coordinator-svc", ["127.0.0.1", "farm-framefleet-coordinator"], server=True
     )
@@ -516,7 +517,7 @@ def test_the_spot_chart_renders_into_s3(tmp_path: Path, postgres: PostgresServer
     }
     # What IRSA and the region give a pod on EKS.
     aws = {**CREDENTIALS, "FRAMEFLEET_S3_ENDPOINT": moto.url}
-    farm = Farm(tmp_path / "farm", secure=False)
+    farm = FarmProcesses(tmp_path / "farm", secure=False)
 
     def mounted(spec: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
         """Container path -> this test's file, for every Secret or certificate it mounts."""

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from agent import hf_fonts
-from agent.browser import Chromium
-from agent.template_page import TemplatePage
+from framefleet.agent import hf_fonts
+from framefleet.agent.browser import Chromium
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 from framefleet.core.errors import ErrorClass, FramefleetError
 

@@ -14,11 +14,11 @@ import av
 import numpy as np
 import pytest
 
-from agent.hls import SegmentedUpload, Segmenter
 from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.agent.hls import SegmentedUpload, Segmenter
 from framefleet.client import JobFailed
 from framefleet.core import jobspec
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.test_soundtrack import bursts, decode_audio, write_tone
 from tests.video import decode, is_colour, path_of
 
@@ -106,7 +106,9 @@ def blue_with_sound(folder: Path) -> Path:
 
 
 @pytest.mark.e2e
-async def test_hls_objects_decode_name_and_cache_as_a_set(farm: Farm, tmp_path: Path) -> None:
+async def test_hls_objects_decode_name_and_cache_as_a_set(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     folder = blue_with_sound(tmp_path / "hls")
     spec = jobspec.template_job(
         folder, width=160, height=120, fps=FPS, duration=5, format="hls", name="named/clip"
@@ -142,7 +144,7 @@ async def test_hls_objects_decode_name_and_cache_as_a_set(farm: Farm, tmp_path: 
 
 
 @pytest.mark.e2e
-async def test_a_failed_hls_render_leaves_no_half_set(farm: Farm, tmp_path: Path) -> None:
+async def test_a_failed_hls_render_leaves_no_half_set(farm: FarmProcesses, tmp_path: Path) -> None:
     folder = tmp_path / "fails"
     folder.mkdir()
     (folder / "index.html").write_text(

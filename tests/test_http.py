@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from farm.http import split_address
-from tests.farm_processes import Farm, wait_until
+from framefleet.commands.http import split_address
+from tests.farm_processes import FarmProcesses, wait_until
 from tests.postgres_server import PostgresServer, start_postgres
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def status(address: str, path: str, ca: Path | None = None) -> int:
     return get(address, path, ca)[0]
 
 
-def agent_http(farm: Farm, name: str) -> str:
+def agent_http(farm: FarmProcesses, name: str) -> str:
     """The agent's bound --http address, from the line it prints to its log."""
     log = farm.root / "logs" / f"{name}.log"
     found: list[str] = []
@@ -77,7 +77,7 @@ def test_coordinator_ready_only_while_its_store_answers(
     tmp_path: Path, own_postgres: PostgresServer
 ) -> None:
     store = asyncio.run(own_postgres.create_database())
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         farm.start_coordinator(store, tmp_path / "out", "--http", "127.0.0.1:0")
         assert farm.http, "the coordinator printed no http address"
@@ -101,7 +101,7 @@ def test_coordinator_ready_only_while_its_store_answers(
 
 
 def test_agent_ready_only_while_connected_with_a_browser(tmp_path: Path) -> None:
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         coordinator = farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
         agent = farm.start_agent("probed", "--slots", "1", "--http", "127.0.0.1:0")

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from agent.browser import Chromium
-from agent.template_page import TemplatePage
 from framefleet import ErrorClass, FramefleetError
+from framefleet.agent.browser import Chromium
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core import hyperframes, jobspec
 from tests.farm_processes import framefleet
 from tests.test_e2e_videojson import png_pixels

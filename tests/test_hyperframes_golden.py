@@ -23,7 +23,7 @@ import pytest
 
 from framefleet import AsyncClient
 from framefleet.core import jobspec
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.video import Frame, decode, path_of
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +47,7 @@ def png(path: Path) -> Frame:
         return cast(Frame, next(container.decode(video=0)).to_ndarray(format="rgb24"))
 
 
-async def test_key_frames_match_the_hyperframes_render(farm: Farm, tmp_path: Path) -> None:
+async def test_key_frames_match_the_hyperframes_render(farm: FarmProcesses, tmp_path: Path) -> None:
     names = sorted({p.name.split("-")[0] for p in GOLDEN.glob("*.png")})
     assert names == ["clips", "motion", "nested", "variables"]
     async with AsyncClient(farm.address) as client:

@@ -17,7 +17,7 @@ from framefleet import AsyncClient
 from framefleet.cli import fill_duration
 from framefleet.client import JobFailed
 from framefleet.core import jobspec
-from tests.farm_processes import Farm, framefleet
+from tests.farm_processes import FarmProcesses, framefleet
 from tests.test_hyperframes import GSAP
 from tests.test_soundtrack import write_tone
 from tests.video import decode, path_of
@@ -62,7 +62,7 @@ def test_no_12_second_default_for_a_composition(tmp_path: Path) -> None:
 
 
 async def test_the_length_comes_from_the_timeline_or_a_later_clip(
-    farm: Farm, tmp_path: Path
+    farm: FarmProcesses, tmp_path: Path
 ) -> None:
     by_timeline = composition(tmp_path / "timeline", BOX, TIMELINE)
     # tone.wav is 2 s long: starting at 1 s, without data-duration, it ends at 3 s.
@@ -79,7 +79,9 @@ async def test_the_length_comes_from_the_timeline_or_a_later_clip(
     assert second.frames_total == 60 and len(decode(path_of(second.output_url))) == 60
 
 
-async def test_a_composition_without_any_length_is_refused(farm: Farm, tmp_path: Path) -> None:
+async def test_a_composition_without_any_length_is_refused(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     folder = composition(tmp_path / "none", BOX, "")
     async with AsyncClient(farm.address) as client:
         job = await client.submit(jobspec.template_job(folder))

@@ -74,8 +74,14 @@ def test_the_image_runs_framefleet_as_a_user_under_tini() -> None:
     assert final["ENTRYPOINT"] == '["/usr/bin/tini", "--", "framefleet"]'
     assert "PATH=/opt/framefleet/bin:$PATH" in final["ENV"]
     build = all_stages[-2]
-    assert ("COPY", "--from=videoflow /src/agent/videoflow/dist agent/videoflow/dist") in build
-    assert ("COPY", "--from=hf_fonts /src/agent/hf_fonts/dist agent/hf_fonts/dist") in build
+    assert (
+        "COPY",
+        "--from=videoflow /src/agent/videoflow/dist framefleet/agent/videoflow/dist",
+    ) in build
+    assert (
+        "COPY",
+        "--from=hf_fonts /src/agent/hf_fonts/dist framefleet/agent/hf_fonts/dist",
+    ) in build
     assert ("COPY", "--from=build /opt/framefleet /opt/framefleet") in all_stages[-1]
 
 
@@ -96,12 +102,12 @@ def test_the_build_context_keeps_what_the_build_copies() -> None:
         "pyproject.toml",
         "README.md",
         "clients/python/pyproject.toml",
-        "agent/videoflow/package-lock.json",
-        "agent/videoflow/build.mjs",
-        "agent/videoflow/entry.js",
-        "agent/hf_fonts/package-lock.json",
-        "agent/hf_fonts/build.mjs",
-        "agent/hf_fonts/faces.json",
+        "framefleet/agent/videoflow/package-lock.json",
+        "framefleet/agent/videoflow/build.mjs",
+        "framefleet/agent/videoflow/entry.js",
+        "framefleet/agent/hf_fonts/package-lock.json",
+        "framefleet/agent/hf_fonts/build.mjs",
+        "framefleet/agent/hf_fonts/faces.json",
         "scripts/install_system_deps.sh",
     ]
     for path in needed:
@@ -121,10 +127,10 @@ def test_the_wheel_carries_every_runtime_file(tmp_path: Path) -> None:
         if (ROOT / name).is_file() and in_build_context(name):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
-    bundle = ROOT / "agent" / "videoflow" / "dist"
-    shutil.copytree(bundle, source / "agent" / "videoflow" / "dist")
-    faces = ROOT / "agent" / "hf_fonts" / "dist"
-    shutil.copytree(faces, source / "agent" / "hf_fonts" / "dist")
+    bundle = ROOT / "framefleet" / "agent" / "videoflow" / "dist"
+    shutil.copytree(bundle, source / "framefleet" / "agent" / "videoflow" / "dist")
+    faces = ROOT / "framefleet" / "agent" / "hf_fonts" / "dist"
+    shutil.copytree(faces, source / "framefleet" / "agent" / "hf_fonts" / "dist")
     subprocess.run(
         [
             sys.executable,
@@ -147,18 +153,25 @@ def test_the_wheel_carries_every_runtime_file(tmp_path: Path) -> None:
     expected = {
         name
         for name in tracked
-        if name.split("/")[0] in {"coordinator", "agent", "outputs", "farm"}
+        if name.startswith(
+            tuple(f"framefleet/{p}/" for p in ("coordinator", "agent", "outputs", "commands"))
+        )
         and name.endswith(runtime)
         and "/node_modules/" not in name
-        and not name.startswith(("agent/videoflow/package", "agent/hf_fonts/package"))
-        and name != "agent/hf_fonts/build.mjs"
-        and name not in {"agent/videoflow/build.mjs", "agent/videoflow/entry.js"}
+        and not name.startswith(
+            ("framefleet/agent/videoflow/package", "framefleet/agent/hf_fonts/package")
+        )
+        and name != "framefleet/agent/hf_fonts/build.mjs"
+        and name
+        not in {"framefleet/agent/videoflow/build.mjs", "framefleet/agent/videoflow/entry.js"}
     }
     expected |= {
-        f"agent/videoflow/dist/{p.relative_to(bundle)}" for p in bundle.rglob("*") if p.is_file()
+        f"framefleet/agent/videoflow/dist/{p.relative_to(bundle)}"
+        for p in bundle.rglob("*")
+        if p.is_file()
     }
     expected |= {
-        f"agent/hf_fonts/dist/{p.relative_to(faces)}"
+        f"framefleet/agent/hf_fonts/dist/{p.relative_to(faces)}"
         for p in faces.rglob("*")
         if p.is_file() and p.suffix == ".woff2"
     }

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from coordinator.deletion_cost import ANNOTATION, DeletionCosts, KubeApi
+from framefleet.coordinator.deletion_cost import ANNOTATION, DeletionCosts, KubeApi
 from tests.kube_server import KubeServer
 from tests.test_helm import CHART, HELM, SPOT
 

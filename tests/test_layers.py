@@ -1,5 +1,6 @@
 """The layers import one way (see ARCHITECTURE.md): core <- SDK; core <- outputs <- coordinator |
-agent <- farm. Every import counts, including those inside functions."""
+agent <- commands, all under the one `framefleet` package. Every import counts, including those
+inside functions."""
 
 from __future__ import annotations
 
@@ -9,28 +10,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SDK = ROOT / "clients" / "python" / "framefleet"
+PKG = ROOT / "framefleet"
 
 # Heavy server-side libraries the SDK must never need.
 SERVER_LIBRARIES = {"playwright", "av", "asyncpg", "aiosqlite", "aiobotocore", "botocore"}
 SDK_PROPER = {"framefleet.client", "framefleet.cli", "framefleet.videoflow"}
+COORDINATOR, AGENT, OUTPUTS, COMMANDS = (
+    f"framefleet.{name}" for name in ("coordinator", "agent", "outputs", "commands")
+)
+FARM = {COORDINATOR, AGENT, OUTPUTS, COMMANDS}
+# The SDK's own modules: the package's top-level files, core/ and v1/.
+SDK_FILES = [*PKG.glob("*.py"), *(PKG / "core").rglob("*.py"), *(PKG / "v1").rglob("*.py")]
 
 # layer -> (its files, module prefixes it may not import)
 RULES: dict[str, tuple[list[Path], set[str]]] = {
     "core": (
-        [*(SDK / "core").rglob("*.py"), *(SDK / "v1").rglob("*.py")],
-        {"coordinator", "agent", "outputs", "farm", *SDK_PROPER, *SERVER_LIBRARIES},
+        [*(PKG / "core").rglob("*.py"), *(PKG / "v1").rglob("*.py")],
+        {*FARM, *SDK_PROPER, *SERVER_LIBRARIES},
     ),
-    "sdk": (
-        [p for p in SDK.rglob("*.py")],
-        {"coordinator", "agent", "outputs", "farm", *SERVER_LIBRARIES},
-    ),
-    "outputs": (list((ROOT / "outputs").rglob("*.py")), {"coordinator", "agent", "farm"}),
-    "coordinator": (
-        list((ROOT / "coordinator").rglob("*.py")),
-        {"agent", "farm", *SDK_PROPER},
-    ),
-    "agent": (list((ROOT / "agent").rglob("*.py")), {"coordinator", "farm", *SDK_PROPER}),
+    "sdk": (SDK_FILES, {*FARM, *SERVER_LIBRARIES}),
+    "outputs": (list((PKG / "outputs").rglob("*.py")), {COORDINATOR, AGENT, COMMANDS}),
+    "coordinator": (list((PKG / "coordinator").rglob("*.py")), {AGENT, COMMANDS, *SDK_PROPER}),
+    "agent": (list((PKG / "agent").rglob("*.py")), {COORDINATOR, COMMANDS, *SDK_PROPER}),
 }
 
 
@@ -64,5 +65,5 @@ def test_imports_point_down(layer: str) -> None:
 
 def test_the_checker_sees_a_breach(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from agent.render import render\n")
-    assert any(forbidden(m, {"agent"}) for m in imported_modules(bad))
+    bad.write_text("def f():\n    from framefleet.agent.render import render\n")
+    assert any(forbidden(m, {AGENT}) for m in imported_modules(bad))

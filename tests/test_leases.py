@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.config import CoordinatorConfig
-from coordinator.dispatcher import dispatch_once
-from coordinator.farm import Farm
-from coordinator.lease_reaper import reap_once
-from coordinator.sessions import Session
-from coordinator.store import JobRecord, JobState
-from coordinator.store.open import open_store
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.dispatcher import dispatch_once
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.lease_reaper import reap_once
+from framefleet.coordinator.sessions import Session
+from framefleet.coordinator.store import JobRecord, JobState
+from framefleet.coordinator.store.open import open_store
 from framefleet.core import jobspec, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.store.migrations import SchemaTooOld, latest, migrations, redact
-from coordinator.store.open import connect, open_store
-from coordinator.store.sql import SqlStore
+from framefleet.coordinator.store.migrations import SchemaTooOld, latest, migrations, redact
+from framefleet.coordinator.store.open import connect, open_store
+from framefleet.coordinator.store.sql import SqlStore
 from tests.farm_processes import framefleet
 from tests.postgres_server import PostgresServer
 from tests.store_conformance import new_job
@@ -112,7 +112,7 @@ async def test_a_store_from_before_migrations_is_adopted_with_its_jobs(empty_url
 
 
 async def test_auto_migrate_is_on_for_sqlite_only(tmp_path: Path) -> None:
-    from coordinator.config import CoordinatorConfig
+    from framefleet.coordinator.config import CoordinatorConfig
 
     assert CoordinatorConfig(store_url=f"sqlite:///{tmp_path}/x.db").migrates
     assert not CoordinatorConfig(store_url="postgresql://db/jobs").migrates

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.assign_check import job_id_error
+from framefleet.agent.assign_check import job_id_error
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
-from outputs import confine, registry
+from framefleet.outputs import confine, registry
 
 # Pieces an attacker would try, joined into paths below the root.
 PIECES = [

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from av.video.codeccontext import VideoCodecContext
 
-from agent.browser import Chromium
-from agent.file_encoders import open_encoder
-from agent.soundtrack import SoundClip, shifted
-from agent.template_page import TemplatePage
 from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.agent.browser import Chromium
+from framefleet.agent.file_encoders import open_encoder
+from framefleet.agent.soundtrack import SoundClip, shifted
+from framefleet.agent.template_page import TemplatePage
 from framefleet.cli import build_parser, spec_from_args
 from framefleet.core import jobspec
+from framefleet.outputs.s3_objects import content_type
 from framefleet.v1 import framefleet_pb2 as pb
-from outputs.s3 import content_type
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.test_encoder_colours import flat_jpeg
 from tests.test_hyperframes_length import BOX as TIMELINE_BOX
 from tests.test_hyperframes_length import TIMELINE, composition
@@ -226,7 +226,7 @@ def decode_bytes(data: bytes) -> list[Frame]:
         return [cast(Frame, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
 
 
-async def render(farm: Farm, spec: pb.JobSpec) -> Path:
+async def render(farm: FarmProcesses, spec: pb.JobSpec) -> Path:
     async with AsyncClient(farm.address) as client:
         done = await client.wait((await client.submit(spec)).id)
     assert done.state == pb.JOB_STATE_SUCCEEDED, done.error
@@ -234,7 +234,7 @@ async def render(farm: Farm, spec: pb.JobSpec) -> Path:
 
 
 @pytest.mark.e2e
-async def test_mov_4444_keeps_alpha(farm: Farm, tmp_path: Path) -> None:
+async def test_mov_4444_keeps_alpha(farm: FarmProcesses, tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text(BOX)
     spec = jobspec.template_job(tmp_path, width=80, height=48, fps=10, frames=4, format="mov")
     output = await render(farm, spec)
@@ -251,7 +251,9 @@ async def test_mov_4444_keeps_alpha(farm: Farm, tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-async def test_mov_422_profile_shows_the_template_at_each_time(farm: Farm, tmp_path: Path) -> None:
+async def test_mov_422_profile_shows_the_template_at_each_time(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     folder = steps(tmp_path / "steps", '<audio src="tone.wav" data-start="0"></audio>')
     write_tone(folder / "tone.wav", seconds=3.0)
     spec = jobspec.template_job(
@@ -277,7 +279,9 @@ async def test_mov_422_profile_shows_the_template_at_each_time(farm: Farm, tmp_p
 
 
 @pytest.mark.e2e
-async def test_gif_has_every_frame_in_the_template_colours(farm: Farm, tmp_path: Path) -> None:
+async def test_gif_has_every_frame_in_the_template_colours(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     # A gradient besides the steps: more colours than one step needs, one palette for all.
     gradient = '<div style="height:16px;background:linear-gradient(90deg,#000,#fff)"></div>'
     folder = steps(tmp_path / "steps", gradient)
@@ -296,7 +300,7 @@ async def test_gif_has_every_frame_in_the_template_colours(farm: Farm, tmp_path:
 
 @pytest.mark.e2e
 async def test_png_sequence_is_every_frame_of_the_part_asked_for(
-    farm: Farm, tmp_path: Path
+    farm: FarmProcesses, tmp_path: Path
 ) -> None:
     """A ZIP of lossless PNGs, one per frame of 1.5 s .. 3 s, named in order, each the
     template's colour at its time and transparent where the page paints nothing."""
@@ -324,7 +328,9 @@ async def test_png_sequence_is_every_frame_of_the_part_asked_for(
 
 
 @pytest.mark.e2e
-async def test_start_and_end_render_that_part_with_its_sound(farm: Farm, tmp_path: Path) -> None:
+async def test_start_and_end_render_that_part_with_its_sound(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     folder = steps(tmp_path / "steps", '<audio src="tone.wav" data-start="0"></audio>')
     write_tone(folder / "tone.wav", seconds=3.0)
     spec = jobspec.template_job(folder, width=64, height=48, fps=10, duration=3, start=0.5, end=2)
@@ -340,7 +346,7 @@ async def test_start_and_end_render_that_part_with_its_sound(farm: Farm, tmp_pat
 
 
 @pytest.mark.e2e
-async def test_sound_into_a_gif_fails_with_a_class(farm: Farm, tmp_path: Path) -> None:
+async def test_sound_into_a_gif_fails_with_a_class(farm: FarmProcesses, tmp_path: Path) -> None:
     folder = steps(tmp_path / "steps", '<audio src="tone.wav" data-start="0"></audio>')
     write_tone(folder / "tone.wav")
     spec = jobspec.template_job(folder, width=64, height=48, fps=5, duration=1, format="gif")
@@ -377,7 +383,7 @@ def test_resolution_presets_scale_the_page() -> None:
 
 @pytest.mark.e2e
 async def test_a_resolution_preset_draws_the_same_layout_sharper(
-    farm: Farm, tmp_path: Path
+    farm: FarmProcesses, tmp_path: Path
 ) -> None:
     """A 320x180 page with a 1 px black line at x = 80 and a red box over its right half, at
     1080p: the output is 1920x1080, the box still covers the right half (the layout did not
@@ -420,7 +426,7 @@ async def test_a_page_drawn_at_a_preset_draws_at_its_own_size_again() -> None:
 
 @pytest.mark.e2e
 async def test_a_composition_of_its_own_length_renders_from_start_to_its_end(
-    farm: Farm, tmp_path: Path
+    farm: FarmProcesses, tmp_path: Path
 ) -> None:
     """A timeline of 1.5 s (30 frames at 20 fps) from 0.5 s: its last 20 frames, the box
     already a third of the way; a start past its end fails with a class, not an empty video."""

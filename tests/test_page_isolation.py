@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import Error as PlaywrightError
 
-from agent.page_pool import PagePool
-from agent.template_page import TemplatePage
+from framefleet.agent.page_pool import PagePool
+from framefleet.agent.template_page import TemplatePage
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.loopback_listener import Listener

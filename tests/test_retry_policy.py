@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.config import CoordinatorConfig
-from coordinator.dispatcher import dispatch_once
-from coordinator.farm import Farm
-from coordinator.lease_reaper import reap_once
-from coordinator.retry_policy import RetryPolicy
-from coordinator.store import JobRecord, JobState, JobStore, Transition
-from coordinator.store.open import open_store
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.dispatcher import dispatch_once
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.lease_reaper import reap_once
+from framefleet.coordinator.retry_policy import RetryPolicy
+from framefleet.coordinator.store import JobRecord, JobState, JobStore, Transition
+from framefleet.coordinator.store.open import open_store
 from framefleet.core.backoff import Backoff
 from framefleet.core.errors import ErrorClass
 from framefleet.v1 import framefleet_pb2 as pb

@@ -17,13 +17,13 @@ import grpc
 import grpc.aio as aio
 import pytest
 
-from farm.certs import make_ca, make_leaf
 from framefleet.client import AsyncClient
+from framefleet.commands.certs import make_ca, make_leaf
 from framefleet.core.channel import Tls, bearer, open_channel
 from framefleet.core.jobspec import template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
-from tests.farm_processes import Farm, framefleet, wait_until
+from tests.farm_processes import FarmProcesses, framefleet, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +86,7 @@ def test_revoke_by_name_or_id_and_a_name_unknown_is_an_error(tmp_path: Path) -> 
 def test_a_revoked_token_is_refused_at_once_even_mid_watch(tmp_path: Path) -> None:
     """No restart, no SIGHUP: the next call is UNAUTHENTICATED, and a watch already open ends
     with UNAUTHENTICATED; the other tenant's token keeps working."""
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
         trust = farm.trust
@@ -138,7 +138,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> No
     """The coordinator's certificate, key and agent CA are replaced by ones from a new CA (a
     CA rotation, the harshest renewal): new handshakes on the gRPC port, the agents' port and
     the HTTPS address use them; a key that does not match (a half-done copy) is not used."""
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         farm.start_coordinator(
             f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out", "--http", "127.0.0.1:0"

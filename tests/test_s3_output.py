@@ -17,22 +17,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import outputs
-from agent.assemble import assemble
-from agent.hls import SegmentedUpload
+from framefleet import outputs
+from framefleet.agent.assemble import assemble
+from framefleet.agent.hls import SegmentedUpload
 from framefleet.core.errors import ErrorClass, FramefleetError
-from framefleet.v1 import framefleet_pb2 as pb
-from outputs import Upload, open_upload
-from outputs.s3 import (
-    CACHE_CONTROL,
-    CONTENT_TYPE,
+from framefleet.outputs import Upload, open_upload
+from framefleet.outputs.s3 import S3Upload
+from framefleet.outputs.s3_client import (
     MIB,
     S3Settings,
-    S3Upload,
     close_shared_clients,
     parse_s3_url,
     parse_size,
 )
+from framefleet.outputs.s3_objects import CACHE_CONTROL, CONTENT_TYPE
+from framefleet.v1 import framefleet_pb2 as pb
 from tests.moto_server import (
     CREDENTIALS,
     MotoServer,
@@ -113,7 +112,8 @@ def write_like_an_encoder(upload: Upload, data: bytes, pause: float = 0.0005) ->
 
 
 async def upload_like_render(upload: Upload, data: bytes) -> None:
-    """What agent/render.py does: write on another thread, complete, abort on any failure."""
+    """What the agent's producer (framefleet/agent/producer.py) does: write on another thread,
+    complete, abort on any failure."""
     try:
         await asyncio.to_thread(write_like_an_encoder, upload, data)
         await upload.complete()

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from coordinator import decoding
-from tests.farm_processes import Farm
+from framefleet.coordinator import decoding
+from tests.farm_processes import FarmProcesses
 
 JOB_SERVICE = "/framefleet.v1.JobService/"
 CONNECT = "/framefleet.v1.AgentService/Connect"
@@ -48,9 +48,9 @@ GARBAGE = [
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FarmProcesses]:
     root = tmp_path_factory.mktemp("decoding")
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     try:
         farm.start_coordinator(f"sqlite:///{root}/jobs.db", root / "out")
         yield farm
@@ -58,7 +58,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
         farm.close()
 
 
-def _channel(farm: Farm, address: str, agent: bool = False) -> grpc.Channel:
+def _channel(farm: FarmProcesses, address: str, agent: bool = False) -> grpc.Channel:
     assert farm.trust is not None
     chain: tuple[bytes, bytes] | tuple[None, None] = (None, None)
     if agent:
@@ -73,7 +73,7 @@ def _code(error: grpc.RpcError) -> grpc.StatusCode:
 
 
 @pytest.mark.e2e
-def test_undecodable_requests_are_invalid_argument_and_logged_once(secured: Farm) -> None:
+def test_undecodable_requests_are_invalid_argument_and_logged_once(secured: FarmProcesses) -> None:
     assert secured.trust is not None
     metadata = (("authorization", f"Bearer {secured.trust.token}"),)
     with _channel(secured, secured.address) as channel:
@@ -114,7 +114,7 @@ def test_undecodable_requests_are_invalid_argument_and_logged_once(secured: Farm
 
 
 @pytest.mark.e2e
-def test_connect_without_a_certificate_is_refused_before_reading(secured: Farm) -> None:
+def test_connect_without_a_certificate_is_refused_before_reading(secured: FarmProcesses) -> None:
     """On the client port anyone can open a stream: it is refused as UNAUTHENTICATED without
     its bytes being decoded (garbage gets the same answer as a Hello)."""
     with _channel(secured, secured.address) as channel:

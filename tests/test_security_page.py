@@ -17,7 +17,7 @@ import pytest
 
 from framefleet import AsyncClient, JobFailed, template_job
 from framefleet.v1 import framefleet_pb2 as pb
-from tests.farm_processes import Farm, framefleet
+from tests.farm_processes import FarmProcesses, framefleet
 from tests.loopback_listener import Listener
 from tests.process_tree import descendants
 from tests.video import decode, is_colour, path_of
@@ -38,11 +38,11 @@ def listener() -> Iterator[Listener]:
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FarmProcesses]:
     """A coordinator and one agent with one slot, so every job follows the previous one on the
     same browser: what one job leaves behind, the next one would meet."""
     root = tmp_path_factory.mktemp("farm")
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     try:
         farm.start_coordinator(
             f"sqlite:///{root}/jobs.db", root / "out", "--heartbeat-interval", "1"
@@ -66,7 +66,9 @@ def victim(folder: Path) -> Path:
     )
 
 
-async def run(farm: Farm, template: Path, params: dict[str, object], frames: int = 6) -> pb.Job:
+async def run(
+    farm: FarmProcesses, template: Path, params: dict[str, object], frames: int = 6
+) -> pb.Job:
     spec = template_job(template, params, width=64, height=64, fps=10, frames=frames)
     async with AsyncClient(farm.address) as client:
         try:
@@ -76,7 +78,7 @@ async def run(farm: Farm, template: Path, params: dict[str, object], frames: int
 
 
 async def test_a_popup_cannot_spy_on_or_draw_into_the_next_job(
-    farm: Farm, listener: Listener, tmp_path: Path
+    farm: FarmProcesses, listener: Listener, tmp_path: Path
 ) -> None:
     """The attack: a popup that outlives its job, reads the next customer's parameters through
     ``opener``, sends them out, and draws a banner into their video."""
@@ -106,7 +108,9 @@ async def test_a_popup_cannot_spy_on_or_draw_into_the_next_job(
     assert listener.hits == [], "the page reached a local server"
 
 
-async def test_webrtc_sends_no_packet(farm: Farm, listener: Listener, tmp_path: Path) -> None:
+async def test_webrtc_sends_no_packet(
+    farm: FarmProcesses, listener: Listener, tmp_path: Path
+) -> None:
     caller = write(
         tmp_path,
         f"""<script>
@@ -126,7 +130,7 @@ async def test_webrtc_sends_no_packet(farm: Farm, listener: Listener, tmp_path: 
 
 
 async def test_arraybuffers_past_the_memory_limit_fail_once_and_the_agent_goes_on(
-    farm: Farm, tmp_path: Path
+    farm: FarmProcesses, tmp_path: Path
 ) -> None:
     hog = write(
         tmp_path / "hog",
@@ -144,14 +148,16 @@ async def test_arraybuffers_past_the_memory_limit_fail_once_and_the_agent_goes_o
     assert agent.alive()
 
 
-async def test_an_endless_loop_in_a_frame_fails_once(farm: Farm, tmp_path: Path) -> None:
+async def test_an_endless_loop_in_a_frame_fails_once(farm: FarmProcesses, tmp_path: Path) -> None:
     loop = write(tmp_path, "<script>framefleet.onSeek(s => { if (s > 0.2) for (;;) {} });</script>")
     job = await run(farm, loop, {})
     assert job.state == pb.JOB_STATE_FAILED
     assert (job.error_class, job.attempt) == ("TEMPLATE_FRAME_TIMEOUT", 1), job
 
 
-async def test_a_navigation_fails_once(farm: Farm, listener: Listener, tmp_path: Path) -> None:
+async def test_a_navigation_fails_once(
+    farm: FarmProcesses, listener: Listener, tmp_path: Path
+) -> None:
     away = write(
         tmp_path, "<script>framefleet.onSeek(() => { location.href = 'elsewhere.html'; });</script>"
     )
@@ -171,7 +177,7 @@ async def test_a_navigation_fails_once(farm: Farm, listener: Listener, tmp_path:
     ],
 )
 async def test_a_huge_throw_fails_once_with_its_first_line_cut_short(
-    farm: Farm, tmp_path: Path, throws: str
+    farm: FarmProcesses, tmp_path: Path, throws: str
 ) -> None:
     """The template writes its error message: what the job keeps is bounded, and the agent
     goes on serving."""
@@ -187,7 +193,9 @@ async def test_a_huge_throw_fails_once_with_its_first_line_cut_short(
     assert after.state == pb.JOB_STATE_SUCCEEDED, after
 
 
-def test_a_symlink_out_of_the_template_folder_is_refused(farm: Farm, tmp_path: Path) -> None:
+def test_a_symlink_out_of_the_template_folder_is_refused(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     template = victim(tmp_path)
     (tmp_path / "creds.json").symlink_to("/etc/passwd")
     (tmp_path / "inside.json").symlink_to(tmp_path / "t.html")  # a link inside is fine
@@ -250,7 +258,7 @@ def renderer_status(pid: int) -> dict[str, str]:
     return status
 
 
-def readable_by(user: str, farm: Farm, folder: Path) -> list[str]:
+def readable_by(user: str, farm: FarmProcesses, folder: Path) -> list[str]:
     """The farm's TLS options for an agent, with copies of its files that ``user`` may read
     (the originals sit in root's own temporary folder)."""
     if farm.trust is None:
@@ -281,7 +289,7 @@ async def test_the_agent_as_a_non_root_user_renders_with_chromiums_sandbox(
     entry = pwd.getpwnam(user)
     out = Path(tempfile.mkdtemp(prefix="framefleet-sandbox-"))  # tmp_path is root's alone
     os.chown(out, entry.pw_uid, entry.pw_gid)
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", out)
         command = [python, "-m", "framefleet", "agent", "--coordinator", farm.agent_address]

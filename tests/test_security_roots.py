@@ -17,7 +17,7 @@ import pytest
 from framefleet.core.jobspec import template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -88,7 +88,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @contextlib.asynccontextmanager
-async def _serve(fake: ScriptedCoordinator, farm: Farm) -> AsyncIterator[str]:
+async def _serve(fake: ScriptedCoordinator, farm: FarmProcesses) -> AsyncIterator[str]:
     server = aio.server()
     pb_grpc.add_AgentServiceServicer_to_server(fake, server)
     if farm.trust is None:
@@ -118,7 +118,7 @@ async def test_neither_escape_leaves_the_output_root(tmp_path: Path, secure: boo
     (root / "link").symlink_to(outside)
     before = _snapshot(outside)
     fake = ScriptedCoordinator()
-    farm = Farm(tmp_path / "farm", secure=secure)
+    farm = FarmProcesses(tmp_path / "farm", secure=secure)
     try:
         async with _serve(fake, farm) as address:
             farm.agent_address = address

@@ -25,7 +25,7 @@ from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import template_job
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
-from tests.farm_processes import Farm, Trust, framefleet
+from tests.farm_processes import FarmProcesses, Trust, framefleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -37,10 +37,10 @@ def small_job(**params: object) -> pb.JobSpec:
 
 
 @pytest.fixture(scope="module")
-def trusted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+def trusted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FarmProcesses]:
     """A secure coordinator (TLS, tokens, agent CA) and one real agent with a certificate."""
     root = tmp_path_factory.mktemp("trusted")
-    farm = Farm(root)
+    farm = FarmProcesses(root)
     try:
         farm.start_coordinator(
             f"sqlite:///{root}/jobs.db",
@@ -58,12 +58,12 @@ def trusted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
         farm.close()
 
 
-def _trust(farm: Farm) -> Trust:
+def _trust(farm: FarmProcesses) -> Trust:
     assert farm.trust is not None
     return farm.trust
 
 
-async def _stub(farm: Farm, token: str = "") -> tuple[aio.Channel, pb_grpc.JobServiceStub]:
+async def _stub(farm: FarmProcesses, token: str = "") -> tuple[aio.Channel, pb_grpc.JobServiceStub]:
     channel = open_channel(farm.address, Tls(_trust(farm).ca))
     return channel, pb_grpc.JobServiceStub(channel)
 
@@ -71,7 +71,7 @@ async def _stub(farm: Farm, token: str = "") -> tuple[aio.Channel, pb_grpc.JobSe
 # --- clients -------------------------------------------------------------------------------
 
 
-async def test_anonymous_and_forged_tokens_are_refused(trusted: Farm) -> None:
+async def test_anonymous_and_forged_tokens_are_refused(trusted: FarmProcesses) -> None:
     channel, stub = await _stub(trusted)
     async with channel:
         calls: dict[str, Callable[[Any], Awaitable[object]]] = {
@@ -97,7 +97,9 @@ async def test_anonymous_and_forged_tokens_are_refused(trusted: Farm) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_plaintext_and_untrusted_servers_get_nothing(trusted: Farm, tmp_path: Path) -> None:
+async def test_plaintext_and_untrusted_servers_get_nothing(
+    trusted: FarmProcesses, tmp_path: Path
+) -> None:
     async with aio.insecure_channel(trusted.address) as channel:
         with pytest.raises(aio.AioRpcError) as refused:
             await pb_grpc.JobServiceStub(channel).ListJobs(
@@ -112,15 +114,15 @@ async def test_plaintext_and_untrusted_servers_get_nothing(trusted: Farm, tmp_pa
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-async def test_a_token_added_while_running_works_at_once(trusted: Farm) -> None:
+async def test_a_token_added_while_running_works_at_once(trusted: FarmProcesses) -> None:
     token = _trust(trusted).add_token("latecomer", "submit")
     async with AsyncClient(trusted.address, Tls(_trust(trusted).ca), token) as client:
         job = await client.wait((await client.submit(small_job(who="late"))).id)
     assert job.state == pb.JOB_STATE_SUCCEEDED and job.output_bytes > 0
 
 
-def test_cli_over_tls_with_a_token(trusted: Farm) -> None:
-    """The CLI as a user runs it: --tls-ca and --token from the environment (set by Farm)."""
+def test_cli_over_tls_with_a_token(trusted: FarmProcesses) -> None:
+    """The CLI as a user runs it, --tls-ca and --token from the environment the test farm sets."""
     result = subprocess.run(
         framefleet(
             "submit",
@@ -158,7 +160,7 @@ def test_cli_over_tls_with_a_token(trusted: Farm) -> None:
 
 
 async def _hello(
-    farm: Farm, tls: Tls | None, address: str, agent_id: str, slots: int = 1
+    farm: FarmProcesses, tls: Tls | None, address: str, agent_id: str, slots: int = 1
 ) -> tuple[aio.Channel, aio.StreamStreamCall[pb.ConnectRequest, pb.ConnectResponse]]:
     channel = open_channel(address, tls)
     call = pb_grpc.AgentServiceStub(channel).Connect()
@@ -167,7 +169,7 @@ async def _hello(
 
 
 async def test_a_process_without_an_agent_certificate_gets_no_work(
-    trusted: Farm, tmp_path: Path
+    trusted: FarmProcesses, tmp_path: Path
 ) -> None:
     trust = _trust(trusted)
     async with AsyncClient(trusted.address) as client:
@@ -202,7 +204,7 @@ async def test_a_process_without_an_agent_certificate_gets_no_work(
     assert job.state == pb.JOB_STATE_SUCCEEDED  # rendered by the real agent
 
 
-async def test_a_certificate_cannot_claim_another_agents_id(trusted: Farm) -> None:
+async def test_a_certificate_cannot_claim_another_agents_id(trusted: FarmProcesses) -> None:
     trust = _trust(trusted)
     cert, key = trust.agent_cert("intruder")
     tls = Tls(trust.ca, cert, key)
@@ -218,7 +220,7 @@ async def test_a_certificate_cannot_claim_another_agents_id(trusted: Farm) -> No
     assert job.state == pb.JOB_STATE_SUCCEEDED
 
 
-async def test_a_huge_slot_count_is_capped(trusted: Farm) -> None:
+async def test_a_huge_slot_count_is_capped(trusted: FarmProcesses) -> None:
     """Hello with slots = 2^32-1 gets --max-slots-per-agent (2) leases, not the queue."""
     trust = _trust(trusted)
     cert, key = trust.agent_cert("greedy")
@@ -291,7 +293,7 @@ async def _code(call: Awaitable[object]) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-async def test_tenants_see_and_cancel_only_their_own(trusted: Farm) -> None:
+async def test_tenants_see_and_cancel_only_their_own(trusted: FarmProcesses) -> None:
     """The anonymous ListJobs/CancelJob of the issue, now with a token of another tenant."""
     trust = _trust(trusted)
     ca = Tls(trust.ca)
@@ -356,7 +358,7 @@ async def test_a_forged_completion_neither_moves_the_output_nor_poisons_the_cach
     """An agent (with a valid certificate) reports Completed for its lease, with an output URL
     of its choosing and a size, but renders nothing: the job keeps the coordinator's URL, and
     a resubmit is not served from the cache because the object is not there; it renders."""
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
         trust = _trust(farm)
@@ -427,7 +429,7 @@ async def test_a_fake_coordinator_cannot_aim_an_agent_at_a_file(tmp_path: Path) 
     pb_grpc.add_AgentServiceServicer_to_server(fake, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    farm = Farm(tmp_path / "farm", secure=False)
+    farm = FarmProcesses(tmp_path / "farm", secure=False)
     try:
         farm.agent_address = f"127.0.0.1:{port}"
         farm.start_agent("aimed", "--slots", "1", "--output-root", str(tmp_path / "out"))
@@ -445,7 +447,7 @@ async def test_a_fake_coordinator_cannot_aim_an_agent_at_a_file(tmp_path: Path) 
     "destination", ["~/videos", "../../tmp/x", "/etc", "s3://someone-elses-bucket/x"]
 )
 async def test_destinations_outside_the_allowed_roots_are_refused_at_submit(
-    trusted: Farm, destination: str
+    trusted: FarmProcesses, destination: str
 ) -> None:
     spec = small_job()
     spec.destination = destination
@@ -459,7 +461,9 @@ async def test_destinations_outside_the_allowed_roots_are_refused_at_submit(
 
 
 @pytest.mark.parametrize("key", ["../../etc/passwd", "a/b", "x\\y", "..", "bell\x07", "k" * 129])
-async def test_row_keys_that_could_name_a_path_are_refused(trusted: Farm, key: str) -> None:
+async def test_row_keys_that_could_name_a_path_are_refused(
+    trusted: FarmProcesses, key: str
+) -> None:
     async with AsyncClient(trusted.address) as client:
         with pytest.raises(FramefleetError) as refused:
             await client.submit_batch(small_job(), [("fine", {"n": 1}), (key, {"n": 2})])
@@ -500,7 +504,7 @@ def _nested(depth: int) -> object:
     ],
 )
 async def test_oversized_input_is_refused_by_name_at_the_coordinator(
-    trusted: Farm, changes: dict[str, object], named: str
+    trusted: FarmProcesses, changes: dict[str, object], named: str
 ) -> None:
     """Sent straight over gRPC (no SDK-side checks): INVALID_ARGUMENT naming the limit."""
     channel, stub = await _stub(trusted)
@@ -558,7 +562,7 @@ def test_non_utf8_parameters_and_documents_exit_2(tmp_path: Path) -> None:
 # --- idempotent submits, pages, quotas -----------------------------------------------------
 
 
-async def test_a_retried_submit_returns_the_first_job_or_batch(trusted: Farm) -> None:
+async def test_a_retried_submit_returns_the_first_job_or_batch(trusted: FarmProcesses) -> None:
     trust = _trust(trusted)
     bolt_token = trust.add_token("bolt-retry", "submit")
     async with (
@@ -580,7 +584,7 @@ async def test_a_retried_submit_returns_the_first_job_or_batch(trusted: Farm) ->
         assert len(rows_of_batch) == 2
 
 
-async def test_list_jobs_pages_and_caps_its_page_size(trusted: Farm) -> None:
+async def test_list_jobs_pages_and_caps_its_page_size(trusted: FarmProcesses) -> None:
     channel, stub = await _stub(trusted)
     metadata = bearer(_trust(trusted).token)
     async with channel, AsyncClient(trusted.address) as client:
@@ -604,7 +608,7 @@ async def test_list_jobs_pages_and_caps_its_page_size(trusted: Farm) -> None:
 
 
 async def test_a_tenant_cannot_queue_past_its_cap(tmp_path: Path) -> None:
-    farm = Farm(tmp_path)  # no agent: everything stays queued
+    farm = FarmProcesses(tmp_path)  # no agent: everything stays queued
     try:
         farm.start_coordinator(
             f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out", "--max-queued-per-tenant", "3"
@@ -627,7 +631,7 @@ async def test_a_tenant_cannot_queue_past_its_cap(tmp_path: Path) -> None:
         farm.close()
 
 
-async def test_a_batch_refused_midway_leaves_no_rows_behind(trusted: Farm) -> None:
+async def test_a_batch_refused_midway_leaves_no_rows_behind(trusted: FarmProcesses) -> None:
     """Rows are stored in chunks as they stream in (memory stays bounded); a refusal after
     several chunks removes them, and none was ever claimable."""
     trust = _trust(trusted)
@@ -646,7 +650,7 @@ async def test_a_second_stream_for_one_identity_replaces_the_first_and_reconcile
     """The same certificate connects again (a restarted agent): the old stream is closed, and
     the lease it held, which the new Hello does not report, goes back to the queue at once and
     comes to the new stream with a new token."""
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
         trust = _trust(farm)

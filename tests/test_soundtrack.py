@@ -17,12 +17,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from agent import sound_samples, soundtrack
-from agent.encoder import H264Encoder
 from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.agent import sound_samples, soundtrack
+from framefleet.agent.encoder import H264Encoder
 from framefleet.core import jobspec
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.test_chunks import OUTPUT, jpegs
 from tests.video import decode, path_of
 
@@ -78,7 +78,7 @@ def bursts(samples: npt.NDArray[np.float32], rate: int) -> list[tuple[float, flo
     return found
 
 
-async def test_tone_and_flash_land_in_the_same_frame(farm: Farm, tmp_path: Path) -> None:
+async def test_tone_and_flash_land_in_the_same_frame(farm: FarmProcesses, tmp_path: Path) -> None:
     folder = tmp_path / "sound"
     folder.mkdir()
     write_tone(folder / "tone.wav")
@@ -118,7 +118,7 @@ async def test_tone_and_flash_land_in_the_same_frame(farm: Farm, tmp_path: Path)
     assert soft / loud == pytest.approx(0.5, abs=0.08)
 
 
-async def test_a_silent_template_has_no_audio_stream(farm: Farm) -> None:
+async def test_a_silent_template_has_no_audio_stream(farm: FarmProcesses) -> None:
     """Templates without audible media keep writing one video stream, as before."""
     spec = jobspec.template_job(TEMPLATES / "solid.html", width=64, height=64, fps=10, frames=3)
     async with AsyncClient(farm.address) as client:
@@ -133,7 +133,9 @@ def pitch(samples: npt.NDArray[np.float32], rate: int, start: float, end: float)
     return float(np.argmax(np.abs(np.fft.rfft(piece))) * rate / len(piece))
 
 
-async def test_playback_rate_stretches_sound_at_its_pitch(farm: Farm, tmp_path: Path) -> None:
+async def test_playback_rate_stretches_sound_at_its_pitch(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     """data-playback-rate 2 from 0.5 s into tone.wav (tone at 1.0-1.3 s) sounds at 0.25 s for
     0.15 s; rate 0.5 from 0.9 s, starting at 1.0 s, sounds at 1.2 s for 0.6 s. Both keep the
     1 kHz pitch: time-stretched as HyperFrames' mixer does (atempo), not resampled."""
@@ -221,9 +223,9 @@ def test_an_agent_without_sound_never_loads_numpy() -> None:
     """The render path and the encoder import the sample code (numpy) only for a render with
     sound: an agent's start, and `framefleet render`'s, stay without it."""
     code = (
-        "import sys, agent.render, agent.encoder, agent.executor\n"
+        "import sys, framefleet.agent.render, framefleet.agent.encoder, framefleet.agent.executor\n"
         "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
-        "import agent.sound_samples\n"
+        "import framefleet.agent.sound_samples\n"
         "assert 'numpy' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

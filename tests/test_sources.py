@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-import outputs
-from agent import sources as page_sources
-from coordinator.config import CoordinatorConfig
-from coordinator.farm import Farm
-from coordinator.store.open import open_store
+from framefleet import outputs
+from framefleet.agent import sources as page_sources
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.store.open import open_store
 from framefleet.core import jobspec, sources
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
@@ -152,7 +152,7 @@ MEMORY = MemorySink()
 async def test_a_registered_sink_receives_uploads_and_aborts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from outputs import registry
+    from framefleet.outputs import registry
 
     monkeypatch.setattr(registry, "_SINKS", dict(registry._SINKS))
     outputs.register("memory", f"{__name__}:MEMORY")

@@ -8,18 +8,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from coordinator.dispatcher import dispatch_once
-from coordinator.farm import Farm
-from coordinator.lease_reaper import reap_once
-from coordinator.sessions import Session
-from coordinator.splitting import plan
-from coordinator.store import JobState
-from coordinator.store.base import JobRecord
 from framefleet import template_job
 from framefleet.cli import build_parser, spec_from_args, status_rows
+from framefleet.coordinator.dispatcher import dispatch_once
+from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.lease_reaper import reap_once
+from framefleet.coordinator.sessions import Session
+from framefleet.coordinator.splitting import plan
+from framefleet.coordinator.store import JobState
+from framefleet.coordinator.store.base import JobRecord
 from framefleet.core import chunks, jobspec
+from framefleet.outputs.local import local_path
 from framefleet.v1 import framefleet_pb2 as pb
-from outputs.local import local_path
 from tests.conftest import TEMPLATES
 from tests.test_leases import TTL, FakeClock, assigns, clock, drain, get, lease_farm, spec
 

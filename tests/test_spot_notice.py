@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import ACK_WAIT, AgentConfig
-from agent.spot_notice import (
+from framefleet.agent.runner import ACK_WAIT, AgentConfig
+from framefleet.agent.spot_notice import (
     DRAIN_GRACE,
     EC2_URL,
     NOTICE_SECONDS,

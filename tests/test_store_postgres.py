@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from coordinator.store import JobStore
-from coordinator.store.postgres import PostgresStore
+from framefleet.coordinator.store import JobStore
+from framefleet.coordinator.store.postgres import PostgresStore
 from tests.postgres_server import PostgresServer
 from tests.store_conformance import T0, TTL, StoreConformance, new_job
 

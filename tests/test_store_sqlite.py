@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.store import JobState, JobStore
-from coordinator.store.open import open_store
+from framefleet.coordinator.store import JobState, JobStore
+from framefleet.coordinator.store.open import open_store
 from tests.store_conformance import (
     T0,
     TTL,

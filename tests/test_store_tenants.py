@@ -10,11 +10,11 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from coordinator.store import JobState, JobStore, NewBatch
-from coordinator.store.migrations import migrations
-from coordinator.store.open import open_store
-from coordinator.store.postgres import PostgresStore
-from coordinator.store.sqlite import statements
+from framefleet.coordinator.store import JobState, JobStore, NewBatch
+from framefleet.coordinator.store.migrations import migrations
+from framefleet.coordinator.store.open import open_store
+from framefleet.coordinator.store.postgres import PostgresStore
+from framefleet.coordinator.store.sqlite import statements
 from tests.postgres_server import PostgresServer
 from tests.store_conformance import T0, new_job
 

@@ -14,10 +14,10 @@ import grpc.aio as aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator import server
-from coordinator.config import CoordinatorConfig
-from coordinator.store import JobStore, open_store
-from coordinator.supervisor import Supervisor
+from framefleet.coordinator import server
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.store import JobStore, open_store
+from framefleet.coordinator.supervisor import Supervisor
 from framefleet.core.backoff import Backoff
 from framefleet.v1 import framefleet_pb2 as pb
 from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
@@ -132,7 +132,7 @@ async def test_the_coordinator_recovers_from_a_store_outage(
         flaky.append(FlakyStore(await open_store(url, migrate)))
         return flaky[0]
 
-    monkeypatch.setattr("coordinator.server.open_store", open_flaky)
+    monkeypatch.setattr("framefleet.coordinator.server.open_store", open_flaky)
     config = CoordinatorConfig(
         listen="127.0.0.1:0",
         store_url=f"sqlite:///{tmp_path / 'jobs.db'}",

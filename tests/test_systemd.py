@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import ACK_WAIT
-from agent.spot_notice import DRAIN_GRACE
-from coordinator.server import exposure_problems
+from framefleet.agent.runner import ACK_WAIT
+from framefleet.agent.spot_notice import DRAIN_GRACE
+from framefleet.coordinator.server import exposure_problems
 from tests.deploy_settings import (
     check_settings,
     coordinator_config,
     submit_teal,
     wait_for_agent_http,
 )
-from tests.farm_processes import Farm, Trust
+from tests.farm_processes import FarmProcesses, Trust
 from tests.postgres_server import PostgresServer
 from tests.video import decode, is_colour, path_of
 
@@ -65,16 +65,17 @@ def test_the_coordinator_would_start_with_its_settings() -> None:
 
 @pytest.mark.e2e
 def test_the_units_run_a_farm_that_renders(tmp_path: Path, postgres: PostgresServer) -> None:
-    """The units' commands with their environment files, as on the VM of deploy/README.md:
-    migrate, then a coordinator with TLS, tokens and agent certificates, and an agent with a
-    certificate of its own. Only paths, ports and the database are this test's."""
+    """The units' commands with their environment files, as on the VM of
+    docs/tutorials/deploying-a-fleet.md: migrate, then a coordinator with TLS, tokens and agent
+    certificates, and an agent with a certificate of its own. Only paths, ports and the database
+    are this test's."""
     trust = Trust(tmp_path / "certs")
     cert, key = trust.agent_cert("vm-agent")
     (trust.root / "agent.pem").symlink_to(cert.name)  # as the README's `ln -s` does
     (trust.root / "agent.key").symlink_to(key.name)
     store = asyncio.run(postgres.create_database(migrated=False))
     videos = tmp_path / "videos"
-    farm = Farm(tmp_path / "farm", secure=False)
+    farm = FarmProcesses(tmp_path / "farm", secure=False)
 
     def here(environ: dict[str, str]) -> dict[str, str]:
         result = {}

@@ -14,10 +14,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from coordinator.tokens import Role, TokenFile
 from framefleet.client import AsyncClient
+from framefleet.coordinator.tokens import Role, TokenFile
 from framefleet.core.channel import Tls
-from tests.farm_processes import Farm, framefleet, wait_until
+from tests.farm_processes import FarmProcesses, framefleet, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +84,7 @@ def test_token_names_are_plain(tmp_path: Path, bad: str) -> None:
 def test_sighup_reloads_what_change_detection_cannot_see(tmp_path: Path) -> None:
     """A file rewritten in place with the same size and modification time (a restore from a
     backup, a clock set back) is only noticed on SIGHUP; the coordinator reloads then."""
-    farm = Farm(tmp_path)
+    farm = FarmProcesses(tmp_path)
     try:
         coordinator = farm.start_coordinator(f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out")
         trust = farm.trust

@@ -14,13 +14,13 @@ import av
 import pytest
 import pytest_asyncio
 
-from agent.browser import Chromium
-from agent.template_page import TemplatePage
-from agent.video_clips import VideoClips
 from framefleet import AsyncClient, ErrorClass, FramefleetError
+from framefleet.agent.browser import Chromium
+from framefleet.agent.template_page import TemplatePage
+from framefleet.agent.video_clips import VideoClips
 from framefleet.core import jobspec
 from tests import video
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.test_soundtrack import bursts, decode_audio
 from tests.video import decode, path_of
 
@@ -96,7 +96,9 @@ async def test_a_hyperframes_video_clip_plays_its_window(
     assert await frames_shown(page, html, tmp_path, times) == [None, 10, 15, 25, None]
 
 
-async def test_a_videos_pictures_and_sound_reach_the_mp4(farm: Farm, tmp_path: Path) -> None:
+async def test_a_videos_pictures_and_sound_reach_the_mp4(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     """Through the farm: the MP4 shows the video's frames in order and carries its sound,
     declared with data-has-audio, at the time its tone plays in the clip."""
     write_video(tmp_path / "talk.mp4", "libx264", with_tone_at=0.5)

@@ -19,7 +19,7 @@ from framefleet.core import videojson
 from framefleet.videoflow import VideoFlow, parse_time, time_to_frames
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME = ROOT / "agent" / "videoflow"
+RUNTIME = ROOT / "framefleet" / "agent" / "videoflow"
 REFERENCE = Path(__file__).parent / "videojson" / "builder_reference.mjs"
 IMAGE = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNgYPgPAAED"
@@ -150,7 +150,7 @@ SCENARIOS: dict[str, Callable[[], VideoFlow]] = {
 def reference() -> dict[str, Any]:
     node = shutil.which("node")
     if node is None or not (RUNTIME / "node_modules" / "@videoflow" / "core").is_dir():
-        pytest.fail("Node and agent/videoflow/node_modules are needed: run `make setup`")
+        pytest.fail("Node and framefleet/agent/videoflow/node_modules are needed: run `make setup`")
     run = subprocess.run(
         [node, str(REFERENCE), str(RUNTIME)], capture_output=True, text=True, timeout=60
     )

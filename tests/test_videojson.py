@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from agent.sources import page_input
-from agent.videojson import RUNTIME_DIR, page_document
+from framefleet.agent.sources import page_input
+from framefleet.agent.videojson import RUNTIME_DIR, page_document
 from framefleet.core import jobspec, videojson
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.videoflow import VideoFlow
+from tests.docs_site import page
 
 PIXEL = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNgYPgPAAEDAQAIicLsAAAAAElFTkSuQmCC"
@@ -164,7 +165,7 @@ def test_schema_is_a_valid_json_schema() -> None:
 def node_json(script: str) -> Any:
     node = shutil.which("node")
     if node is None or not (NODE_MODULES / "@videoflow" / "core").is_dir():
-        pytest.fail("Node and agent/videoflow/node_modules are needed: run `make setup`")
+        pytest.fail("Node and framefleet/agent/videoflow/node_modules are needed: run `make setup`")
     run = subprocess.run(
         [node, "--input-type=module", "-e", script],
         cwd=RUNTIME_DIR,
@@ -215,10 +216,8 @@ def test_the_runtime_is_built_from_the_pinned_packages() -> None:
         assert built[name] == package["dependencies"][name]
 
 
-def test_the_readme_example_is_a_valid_document() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## VideoJSON", 1)[1]
-    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+def test_the_docs_example_is_a_valid_document() -> None:
+    example = page("reference/videojson.md").split("```json\n", 1)[1].split("```", 1)[0]
     document = videojson.resolve(example, {"name": "Ada"})
     assert document["layers"][0]["properties"]["text"] == "Hi Ada"
 

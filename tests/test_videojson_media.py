@@ -17,7 +17,7 @@ from framefleet import AsyncClient
 from framefleet.client import JobFailed
 from framefleet.core import jobspec, videojson
 from framefleet.core.errors import ErrorClass, FramefleetError
-from tests.farm_processes import Farm
+from tests.farm_processes import FarmProcesses
 from tests.test_soundtrack import bursts, decode_audio, video_times, write_tone
 from tests.video import decode, path_of
 
@@ -152,7 +152,9 @@ def test_files_beside_the_document_are_inlined(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-async def test_video_and_audio_layers_reach_the_mp4_in_step(farm: Farm, tmp_path: Path) -> None:
+async def test_video_and_audio_layers_reach_the_mp4_in_step(
+    farm: FarmProcesses, tmp_path: Path
+) -> None:
     """The clip plays from 0.25 s into it at 0.5 s: its flash (1.0 s in) shows at 1.25 s and
     its own tone (0.4 s in) sounds at 0.65 s. The audio layer starts 0.75 s into tone.wav
     (whose tone is at 1.0 s) at 1.0 s, so its tone sounds at 1.25 s, with the flash, until the
@@ -193,7 +195,7 @@ async def test_video_and_audio_layers_reach_the_mp4_in_step(farm: Farm, tmp_path
 
 
 @pytest.mark.e2e
-async def test_a_media_layer_that_cannot_be_decoded_fails_loudly(farm: Farm) -> None:
+async def test_a_media_layer_that_cannot_be_decoded_fails_loudly(farm: FarmProcesses) -> None:
     doc = document(layer("audio", "noise", SOUND, startTime=0, sourceDuration=1), duration=0.5)
     async with AsyncClient(farm.address) as client:
         submitted = await client.submit(jobspec.video_json_job(json.dumps(doc)))

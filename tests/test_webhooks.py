@@ -21,7 +21,7 @@ import pytest
 from framefleet.client import AsyncClient
 from framefleet.core.jobspec import template_job
 from tests.conftest import TEMPLATES
-from tests.farm_processes import Farm, framefleet, wait_until
+from tests.farm_processes import FarmProcesses, framefleet, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -72,10 +72,10 @@ def receiver() -> Iterator[Receiver]:
     server.shutdown()
 
 
-def start(tmp_path: Path, receiver: Receiver) -> Farm:
+def start(tmp_path: Path, receiver: Receiver) -> FarmProcesses:
     secret = tmp_path / "webhook.secret"
     secret.write_bytes(SECRET + b"\n")
-    farm = Farm(tmp_path, secure=False)
+    farm = FarmProcesses(tmp_path, secure=False)
     farm.start_coordinator(
         f"sqlite:///{tmp_path}/jobs.db", tmp_path / "out",
         "--allow-webhook", f"{receiver.url}/hooks", "--allow-webhook", f"{receiver.url}/hang",
@@ -84,7 +84,7 @@ def start(tmp_path: Path, receiver: Receiver) -> Farm:
     return farm
 
 
-def cli(farm: Farm, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(farm: FarmProcesses, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         framefleet(*args, "--coordinator", farm.address),
         capture_output=True,
@@ -93,7 +93,7 @@ def cli(farm: Farm, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def submit(farm: Farm, webhook: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def submit(farm: FarmProcesses, webhook: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return cli(
         farm, "submit", str(TEMPLATES / "solid.html"), "--width", "64", "--height", "64",
         "--fps", "10", "--frames", "2", "--webhook", webhook, *extra,

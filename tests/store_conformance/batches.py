@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from coordinator.store import JobRecord, JobState, JobStore, NewBatch
+from framefleet.coordinator.store import JobRecord, JobState, JobStore, NewBatch
 from tests.store_conformance.helpers import (
     T0,
     TTL,

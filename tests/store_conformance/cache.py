@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.store import JobState, JobStore
+from framefleet.coordinator.store import JobState, JobStore
 from tests.store_conformance.helpers import (
     T0,
     TTL,

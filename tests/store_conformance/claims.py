@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from coordinator.store import JobState, JobStore
+from framefleet.coordinator.store import JobState, JobStore
 from tests.store_conformance.helpers import T0, TTL, must_claim, must_get, new_job
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.store import (
+from framefleet.coordinator.store import (
     Done,
     JobRecord,
     JobState,

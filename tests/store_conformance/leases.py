@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from coordinator.store import Done, JobState, JobStore, Lease, Transition
+from framefleet.coordinator.store import Done, JobState, JobStore, Lease, Transition
 from tests.store_conformance.helpers import (
     T0,
     TTL,

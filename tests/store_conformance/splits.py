@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from coordinator.store import JobState, JobStore, NewJob
+from framefleet.coordinator.store import JobState, JobStore, NewJob
 from tests.store_conformance.helpers import (
     T0,
     TTL,

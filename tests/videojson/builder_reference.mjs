@@ -1,5 +1,5 @@
 // The reference side of tests/test_videoflow_builder.py: builds each scenario with the real
-// @videoflow/core (from agent/videoflow/node_modules, installed by `make setup`) and prints
+// @videoflow/core (from framefleet/agent/videoflow/node_modules, installed by `make setup`) and prints
 // {scenario: compiled VideoJSON}. The Python side builds the same calls with
 // framefleet.videoflow; the two documents must be equal, layer ids aside.
 import { pathToFileURL } from "node:url";

@@ -91,7 +91,7 @@ max(framefleet_queue_depth{{ $ns }}) + (sum(framefleet_agent_slots_busy{{ $ns }}
 {{- end -}}
 
 {{/* What the coordinator's --http port speaks: HTTPS with its gRPC certificate when TLS is on
-(farm/servers.py, _server_tls), for probes and scrapes alike. */}}
+(framefleet/commands/servers.py, _server_tls), for probes and scrapes alike. */}}
 {{- define "framefleet.coordinatorScheme" -}}
 {{ if .Values.tls.enabled }}HTTPS{{ else }}HTTP{{ end }}
 {{- end -}}

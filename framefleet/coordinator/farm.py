@@ -1,0 +1,488 @@
+"""The coordinator's job logic: every state change goes through here, to the store and out
+to watchers and agents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any
+
+from framefleet import outputs
+from framefleet.coordinator import metrics
+from framefleet.coordinator.config import CoordinatorConfig
+from framefleet.coordinator.convert import job_message
+from framefleet.coordinator.events import JobEvents
+from framefleet.coordinator.job_trace import job_span
+from framefleet.coordinator.lease_book import LeaseBook
+from framefleet.coordinator.named_outputs import name_outputs
+from framefleet.coordinator.retry_policy import RetryPolicy
+from framefleet.coordinator.sessions import Sessions
+from framefleet.coordinator.splitting import delete_chunks, plan, split
+from framefleet.coordinator.store import (
+    Done,
+    JobRecord,
+    JobState,
+    JobStore,
+    Lease,
+    NewJob,
+    Transition,
+)
+from framefleet.coordinator.webhooks import Webhooks, webhook_url
+from framefleet.core import jobspec, naming, sources, telemetry
+from framefleet.core.errors import ErrorClass, FramefleetError, from_wire
+from framefleet.outputs import abort_upload
+from framefleet.outputs.roots import normalised, within
+from framefleet.v1 import framefleet_pb2 as pb
+
+log = logging.getLogger("framefleet.coordinator")
+
+SOURCE_CACHE = 64
+
+
+class QuotaExceeded(FramefleetError):
+    """A submit that would pass the tenant's cap on unfinished jobs (RESOURCE_EXHAUSTED)."""
+
+
+# Output checks (stat, S3 HeadObject) at once when a submit finds recorded results.
+OUTPUT_CHECKS = 32
+
+
+class Farm:
+    def __init__(
+        self, store: JobStore, config: CoordinatorConfig, policy: RetryPolicy | None = None
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.policy = policy or RetryPolicy.from_config(config)
+        self.clock = config.clock
+        self.events = JobEvents()
+        self.sessions = Sessions()
+        self.leases = LeaseBook(self.clock)
+        # Recently used sources by key, so assignments need not read them back from the store.
+        self._sources: dict[str, pb.JobSpec] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        # Chunks leased by this coordinator -> their job, so a watcher of the job sees the
+        # chunks' progress as it comes (after a restart, the watch's poll still does).
+        self._parent_of: dict[str, str] = {}
+        # Completion webhooks, once the coordinator starts their workers (server.py).
+        self.webhooks: Webhooks | None = None
+
+    def publish(self, record: JobRecord, fps: float = 0.0) -> None:
+        if self.events.watched(record.id):
+            self.events.publish(job_message(record, with_spec=False), fps)
+        if record.state.final:
+            if record.parent_id is None:  # a job's outcome, not its chunks'
+                metrics.OUTCOMES.labels(record.state.value).inc()
+                if self.webhooks is not None:
+                    self.webhooks.notify(record)
+            ran = (record.finished_at or 0.0) - (record.started_at or 0.0)
+            # One line per job outcome, with the ids that lead to its trace.
+            log.info(
+                "job %s",
+                record.state.value,
+                extra={
+                    "job_id": record.id,
+                    "state": record.state.value,
+                    "content_key": record.content_key,
+                    "batch_id": record.batch_id,
+                    "row_key": record.row_key,
+                    "attempt": record.attempt,
+                    "agent_id": record.lease_owner,
+                    "error_class": record.error_class,
+                    "output_url": record.output_url,
+                    "output_bytes": record.output_bytes,
+                    "frames": record.frames_total,
+                    "seconds": round(ran, 3) if record.started_at and record.finished_at else None,
+                    "cache_hit": record.cache_hit,
+                    **telemetry.trace_ids(telemetry.from_text(record.trace_context)),
+                },
+            )
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def destination(self, spec: pb.JobSpec) -> str:
+        destination = spec.destination or self.config.default_destination
+        if not destination:
+            raise FramefleetError(ErrorClass.INVALID_JOB, "the job names no destination")
+        roots = self.config.allowed_outputs or [self.config.default_destination]
+        if not within(normalised(destination), roots):
+            raise FramefleetError(
+                ErrorClass.INVALID_JOB,
+                # Which outputs are allowed is the operator's configuration: not named here.
+                f"destination {destination!r} is outside this coordinator's allowed outputs"
+                " (its operator's --allow-output)",
+            )
+        if not outputs.supports(jobspec.destination_url(destination)):
+            known = ", ".join(sorted(outputs.schemes()))
+            raise FramefleetError(
+                ErrorClass.INVALID_JOB, f"no output sink for {destination!r} (schemes: {known})"
+            )
+        return destination
+
+    async def store_source(self, spec: pb.JobSpec) -> str:
+        """Stores the spec's source once; returns its key."""
+        key = jobspec.source_key(spec)
+        if key not in self._sources:
+            source = sources.source_only(spec)
+            await self.store.put_source(key, source.SerializeToString())
+            self._remember_source(key, source)
+        return key
+
+    def _remember_source(self, key: str, source: pb.JobSpec) -> None:
+        self._sources[key] = source
+        while len(self._sources) > SOURCE_CACHE:
+            del self._sources[next(iter(self._sources))]
+
+    async def source(self, key: str) -> pb.JobSpec:
+        source = self._sources.get(key)
+        if source is None:
+            data = await self.store.get_source(key)
+            source = pb.JobSpec.FromString(data or b"")
+            self._remember_source(key, source)
+        return source
+
+    def new_job(
+        self,
+        spec: pb.JobSpec,
+        output: jobspec.Output,
+        source_key: str,
+        destination: str,
+        batch_name: str = "",
+        **fields: Any,
+    ) -> NewJob:
+        """A job row for a validated spec whose source is stored under source_key; ``fields``
+        sets the rest (batch, row key, rank, trace context)."""
+        key = jobspec.content_key(spec, source_key, output)
+        rest = sources.without_source(spec)
+        if rest.output_name:  # stored expanded: the name is this job's from now on
+            values = {
+                **jobspec.params_dict(spec.params),
+                "row_key": fields.get("row_key") or "",
+                "batch": batch_name or fields.get("batch_id") or "",
+                "batch_id": fields.get("batch_id") or "",
+                "key": key,
+            }
+            suffix = f".{jobspec.SUFFIXES[output.format]}"
+            rest.output_name = naming.expand(rest.output_name, values, suffix)
+        fields.setdefault("trace_context", telemetry.to_text(telemetry.inject()))
+        return NewJob(
+            id=uuid.uuid4().hex,
+            spec=rest.SerializeToString(),
+            content_key=key,
+            output_url=jobspec.output_url(destination, key, output.format),
+            frames_total=output.frames,
+            priority=spec.priority,
+            max_attempts=spec.max_attempts or jobspec.DEFAULT_MAX_ATTEMPTS,
+            created_at=self.clock(),
+            source_key=source_key,
+            **fields,
+        )
+
+    async def submit(self, spec: pb.JobSpec, tenant: str = "", request_id: str = "") -> JobRecord:
+        """A new job, or the one this tenant's request id already made (a retried submit)."""
+        if request_id and (first := await self.store.find_request(tenant, request_id)):
+            return first
+        output = jobspec.validate(spec)
+        destination = self.destination(spec)
+        webhook_url(spec, self.config.allowed_webhooks)
+        await self.check_quota(tenant, 1)
+        source = await self.store_source(spec)
+        job = self.new_job(spec, output, source, destination, tenant=tenant, request_id=request_id)
+        # Result cache: the same content at the same destination is already there.
+        done = None if spec.force else await self.store.find_output(job.output_url)
+        if done is not None and await self.intact({job.output_url: done.output_bytes}):
+            if not job.frames_total:  # a composition's own length: the render that made it knows
+                job = replace(job, frames_total=done.frames_total)
+            record = await self.store.insert_cached(job, done.output_bytes)
+            metrics.CACHE_HITS.inc()
+            await name_outputs([record])
+            self.publish(record)
+            return record
+        ranges = await plan(spec, output, self.spare_slots)
+        try:
+            # An identical job in flight makes this one wait for its output: not split.
+            if len(ranges) > 1 and not await self.store.in_flight(job.output_url):
+                record = await self.store.insert_split(*split(job, ranges))
+            else:
+                record = await self.store.insert(job)
+        except Exception:
+            # The same request id, inserted meanwhile by a concurrent retry (unique index).
+            if request_id and (first := await self.store.find_request(tenant, request_id)):
+                return first
+            raise
+        self.leases.wake()
+        return record
+
+    async def spare_slots(self) -> int:
+        """Slots of the connected agents that wait for work now, less the work already queued
+        for them: a burst of submits splits the first jobs, not every one over every slot."""
+        free = sum(self.leases.free_slots(session) for session in self.sessions.all())
+        return free - await self.store.queue_depth() if free > 1 else free
+
+    async def check_quota(self, tenant: str, adding: int) -> None:
+        """Refuses work that would put a tenant over --max-queued-per-tenant unfinished jobs."""
+        cap = self.config.max_unfinished_per_tenant
+        if cap and (unfinished := await self.store.count_unfinished(tenant)) + adding > cap:
+            raise QuotaExceeded(
+                ErrorClass.INVALID_JOB,
+                f"tenant {tenant!r} has {unfinished} queued or running jobs; {adding} more would"
+                f" pass its limit of {cap} (--max-queued-per-tenant)",
+            )
+
+    async def intact(self, recorded: dict[str, int]) -> dict[str, int]:
+        """Of the outputs the store says exist (URL -> size), the ones that really do, with
+        that size: a cache hit is served only then. A deleted object, or a record some agent
+        got wrong, renders again instead."""
+        checks = asyncio.Semaphore(OUTPUT_CHECKS)
+
+        async def check(url: str, size: int) -> bool:
+            async with checks:
+                try:
+                    return await outputs.size(url) == size
+                except FramefleetError:
+                    return False  # cannot look: render rather than serve what may be missing
+
+        urls = list(recorded)
+        found = await asyncio.gather(*(check(url, recorded[url]) for url in urls))
+        return {url: recorded[url] for url, ok in zip(urls, found, strict=True) if ok}
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        record = await self.store.get(job_id)
+        if record is not None and record.parent_id is not None:
+            return await self.cancel(record.parent_id)  # a chunk is cancelled as its job
+        if record is not None and record.chunks:
+            return await self.end_split(record, JobState.CANCELLED, "cancelled by a client")
+        before = await self.store.cancel(job_id, self.clock())
+        if before is None or before.state.final:
+            return before
+        self.fence(before, "cancelled by a client")
+        self.abandon_upload(before)  # the agent aborts too, if it is alive
+        after = await self.store.get(job_id)
+        assert after is not None
+        self.publish(after)
+        return after
+
+    async def end_split(
+        self,
+        parent: JobRecord,
+        state: JobState,
+        reason: str,
+        error_class: str | None = None,
+    ) -> JobRecord | None:
+        """Ends a split job (cancelled, or failed with a chunk's error) with its unfinished
+        chunks, fences their agents and removes the chunk objects. Returns the job as it is
+        now (None: no such job)."""
+        family = [parent, *await self.store.chunks_of(parent.id)]
+        message = reason if error_class else None
+        ended = await self.store.end_split(parent.id, state, self.clock(), error_class, message)
+        if ended is None:
+            return await self.store.get(parent.id)  # it had ended already
+        for before in family:
+            self._parent_of.pop(before.id, None)
+            self.fence(before, reason)
+            self.abandon_upload(before)  # the agent aborts too, if it is alive
+        self._in_background(delete_chunks(ended))
+        self.publish(ended)
+        self.leases.wake()
+        return ended
+
+    def fence(self, before: JobRecord, reason: str) -> None:
+        """Tells the agent holding a lease that was just taken away to drop the job."""
+        session = self.sessions.get(before.lease_owner)
+        if session is not None and before.state == JobState.LEASED:
+            self.leases.cancel(session, before.id, before.fencing_token, reason)
+
+    # --- agents ----------------------------------------------------------------------------
+
+    async def claim(self, agent_id: str, limit: int) -> list[JobRecord]:
+        now = self.clock()
+        records = await self.store.claim(agent_id, now, self.config.lease_ttl, limit)
+        for record in records:
+            job_span(record, "queue_wait", record.available_at, now)
+            self.publish(record)
+            if record.parent_id is not None:
+                self._parent_of[record.id] = record.parent_id
+        return records
+
+    async def renew(self, agent_id: str, leases: list[tuple[str, int]]) -> set[str]:
+        return await self.store.renew(agent_id, leases, self.clock(), self.config.lease_ttl)
+
+    async def progress(self, agent_id: str, report: pb.Progress) -> bool:
+        lease = report.lease
+        held = Lease(lease.job_id, agent_id, lease.fencing_token)
+        total = report.frames_total
+        if not await self.store.progress(held, report.frames_done, report.upload_id, total):
+            return False
+        parent_id = self._parent_of.get(lease.job_id)
+        if parent_id is not None and self.events.watched(parent_id):
+            if parent := await self.store.get(parent_id):
+                self.publish(parent)  # frames summed over its chunks; no one chunk's rate
+        elif self.events.watched(lease.job_id):
+            record = await self.store.get(lease.job_id)
+            if record is not None:
+                self.publish(record, report.fps)
+        return True
+
+    def abandon_upload(self, record: JobRecord) -> None:
+        """The lease was lost with its agent (killed, or restarted without it): abort the
+        attempt's S3 multipart upload, which nobody will complete or abort now."""
+        if record.upload_id:
+            self._in_background(self._abort_upload(record.output_url, record.upload_id))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _abort_upload(self, url: str, upload_id: str) -> None:
+        try:
+            await abort_upload(url, upload_id)
+        except Exception:
+            log.exception("aborting an orphaned upload failed", extra={"url": url})
+
+    async def complete(self, agent_id: str, reports: list[pb.Completed]) -> list[JobRecord]:
+        """Records agent_id's successes (one store call for all); returns the accepted ones."""
+        now = self.clock()
+        done = [Done(r.lease.job_id, r.lease.fencing_token, r.output_bytes) for r in reports]
+        records = await self.store.complete(agent_id, done, now)
+        jobs = [r for r in records if r.parent_id is None]
+        # Named before anyone hears it succeeded: a client that sees "succeeded" finds the file.
+        await name_outputs(jobs)
+        if refused := {r.lease.job_id for r in reports} - {r.id for r in records}:
+            self._in_background(self._remove_late_chunks(refused))
+        by_job = {r.lease.job_id: r for r in reports}
+        for record in records:
+            self._parent_of.pop(record.id, None)
+            report = by_job[record.id]
+            if report.render_seconds > 0 and report.frames:  # an assembly draws no frames
+                metrics.RENDER_SECONDS.observe(report.render_seconds)
+                metrics.RENDER_FPS.observe(report.frames / report.render_seconds)
+            job_span(record, "attempt", record.started_at, now, outcome="succeeded")
+            self.publish(record)
+        for parent_id in {r.parent_id for r in records if r.parent_id is not None}:
+            if parent := await self.store.get(parent_id):  # counted, or queued for assembly
+                self.publish(parent)
+        if jobs:
+            # Identical jobs that waited for these renders share their outputs.
+            outputs = {r.output_url: r.output_bytes for r in jobs}
+            waiters = await self.store.complete_waiting(outputs, now)
+            await name_outputs(waiters)
+            for waiting in waiters:
+                metrics.CACHE_HITS.inc()
+                self.publish(waiting)
+        return records
+
+    async def _remove_late_chunks(self, job_ids: set[str]) -> None:
+        """A chunk finished by an agent that had been told to stop (its job failed or was
+        cancelled meanwhile) wrote an object nobody will join: remove it."""
+        for job_id in job_ids:
+            record = await self.store.get(job_id)
+            if record is None or record.parent_id is None:
+                continue
+            parent = await self.store.get(record.parent_id)
+            if parent is not None and parent.state.final:
+                await delete_chunks(parent)
+
+    async def _held(self, agent_id: str, lease: pb.LeaseRef) -> JobRecord | None:
+        """The job if agent_id holds its lease with that token (the store checks again as it
+        writes; this read gives the policy the attempt counts it decides on)."""
+        record = await self.store.get(lease.job_id)
+        if (
+            record is None
+            or record.state != JobState.LEASED
+            or record.lease_owner != agent_id
+            or record.fencing_token != lease.fencing_token
+        ):
+            return None
+        return record
+
+    async def _settle(
+        self,
+        record: JobRecord,
+        transition: Transition,
+        outcome: str = "",
+        expired_by: float = math.inf,
+    ) -> JobRecord | None:
+        """Applies the policy's decision to a lease that is still current."""
+        now = self.clock()
+        assert record.lease_owner is not None
+        lease = Lease(record.id, record.lease_owner, record.fencing_token)
+        settled = await self.store.settle(lease, transition, now, expired_by)
+        if settled is None:
+            return None
+        self._parent_of.pop(settled.id, None)
+        if transition.error_class is not None:
+            metrics.FAILURES.labels(transition.error_class).inc()
+        job_span(
+            settled,
+            "attempt",
+            settled.started_at,
+            now,
+            transition.error_class,
+            outcome=outcome or settled.state.value,
+            error_message=transition.error_message or "",
+        )
+        self.publish(settled)
+        self.leases.wake()
+        if settled.state == JobState.FAILED:
+            await self._failed_for_good(settled)
+        return settled
+
+    async def _failed_for_good(self, record: JobRecord) -> None:
+        """A chunk that failed for good fails its job (its error); a failed assembly leaves
+        chunk objects nobody will join."""
+        if record.parent_id is not None:
+            parent = await self.store.get(record.parent_id)
+            if parent is not None:
+                reason = f"chunk {record.chunk_index}: {record.error_message or 'failed'}"
+                error_class = record.error_class or ErrorClass.INTERNAL
+                await self.end_split(parent, JobState.FAILED, reason, error_class)
+        elif record.chunks:
+            self._in_background(delete_chunks(record))
+
+    async def fail(self, agent_id: str, msg: pb.Failed) -> JobRecord | None:
+        """The agent's failure report; the policy decides on retry by its error class."""
+        record = await self._held(agent_id, msg.lease)
+        if record is None:
+            return None
+        error_class = from_wire(msg.error, msg.error_class) or ErrorClass.INTERNAL
+        transition = self.policy.failed(record, error_class, msg.message, self.clock())
+        return await self._settle(record, transition)
+
+    async def agent_lost(self, record: JobRecord) -> JobRecord | None:
+        """The holder reconnected without this lease (it restarted)."""
+        settled = await self._settle(record, self.policy.agent_lost(record, self.clock()))
+        if settled is not None:
+            self.abandon_upload(record)
+        return settled
+
+    async def release(
+        self, agent_id: str, job_id: str, token: int, interrupted: bool = False
+    ) -> JobRecord | None:
+        """A lease given back unfinished: an interruption (a draining agent), or an
+        assignment that never arrived."""
+        record = await self._held(agent_id, pb.LeaseRef(job_id=job_id, fencing_token=token))
+        if record is None:
+            return None
+        now = self.clock()
+        if interrupted:
+            return await self._settle(record, self.policy.interrupted(record, now))
+        return await self._settle(record, self.policy.handed_back(record, now), "released")
+
+    async def expire_leases(self, limit: int = 1000) -> list[JobRecord]:
+        """Settles leases past their expiry (up to ``limit``) as the policy says."""
+        now = self.clock()
+        expired: list[JobRecord] = []
+        for record in await self.store.expired(now, limit):
+            settled = await self._settle(record, self.policy.expired(record, now), expired_by=now)
+            if settled is None:
+                continue  # renewed or settled meanwhile
+            log.warning("lease expired", extra={"job_id": record.id, "attempt": record.attempt})
+            metrics.LEASE_EXPIRIES.inc()
+            self.abandon_upload(record)
+            expired.append(settled)
+        return expired
