@@ -207,6 +207,57 @@ requestAnimationFrame(draw);</script></body></html>"""
         assert all(abs(x - want) <= 1 for x, want in zip(found, lefts, strict=True)), found
 
 
+async def test_workers_follow_the_frame_clock(page: TemplatePage, tmp_path: Path) -> None:
+    """Dedicated workers are on the frame clock as the page is: one from a file (importing a
+    helper by a relative URL) draws from requestAnimationFrame (a red box 100 px per second),
+    as does a module worker (blue); an inline one (a blob) answers with performance.now and
+    Date.now (green). Each at the frame's time, not the machine's, and each frame shows what
+    its worker posted for it."""
+    folder = write_project(
+        tmp_path / "workers",
+        '<div id="r" style="position:absolute;top:20px;width:20px;height:20px;'
+        'background:rgb(255,48,48)"></div><div id="g" style="position:absolute;top:70px;'
+        'width:20px;height:20px;background:rgb(0,200,0)"></div><div id="b" style="position:'
+        'absolute;top:95px;width:20px;height:20px;background:rgb(0,0,255)"></div>',
+        """const r = document.getElementById("r"), g = document.getElementById("g");
+const raf = new Worker("worker.js");
+raf.onmessage = (e) => { r.style.left = `${e.data}px`; };
+const inline = new Worker(URL.createObjectURL(new Blob([`
+  const start = Date.now();
+  onmessage = () => postMessage([performance.now(), Date.now() - start]);
+`])));
+inline.onmessage = (e) => {
+  const [now, since] = e.data;
+  g.style.left = `${now === since ? now / 10 : 150}px`;
+};
+window.framefleet.onSeek(() => inline.postMessage("when?"));
+const module = new Worker("clock.mjs", { type: "module" });
+module.onmessage = (e) => { document.getElementById("b").style.left = `${e.data}px`; };""",
+        **{"data-duration": "2"},
+    )
+    (folder / "speed.js").write_text("const PX_PER_MS = 0.1;")
+    (folder / "worker.js").write_text(
+        """importScripts("speed.js");
+function tick(ms) { postMessage(ms * PX_PER_MS); requestAnimationFrame(tick); }
+requestAnimationFrame(tick);"""
+    )
+    (folder / "clock.mjs").write_text(
+        """import { PX_PER_MS } from "./px.mjs";
+function tick(ms) { postMessage(ms * PX_PER_MS); requestAnimationFrame(tick); }
+requestAnimationFrame(tick);"""
+    )
+    (folder / "px.mjs").write_text("export const PX_PER_MS = 0.1;")
+    at = await frames_at(page, folder, [0.25, 0.5, 1.2, 0.5])
+    # The inline worker answers a frame's question before it hears that frame's time: each
+    # frame shows the time of the frame before (the first, 0: then unchecked).
+    want = {30: [25, 50, 120, 50], 80: [None, 25, 50, 120], 105: [25, 50, 120, 50]}
+    for row, colour in [(30, RED), (80, GREEN), (105, BLUE)]:
+        found = [box_left(f, row, colour) for f in at]
+        lefts = want[row]
+        ok = [w is None or abs(x - w) <= 1 for x, w in zip(found, lefts, strict=True)]
+        assert all(ok), (row, found, lefts)
+
+
 async def test_the_timeline_registry_is_there_before_any_script(
     page: TemplatePage, tmp_path: Path
 ) -> None:
@@ -231,7 +282,8 @@ async def test_anime_js_is_driven_as_hyperframes_drives_it(
         tmp_path / "anime",
         '<div id="a" style="position:absolute;top:10px;width:20px;height:20px;'
         'background:rgb(255,48,48)"></div><div id="b" style="position:absolute;top:60px;'
-        'width:20px;height:20px;background:rgb(0,200,0)"></div>',
+        'width:20px;height:20px;background:rgb(0,200,0)"></div><div id="b" style="position:'
+        'absolute;top:95px;width:20px;height:20px;background:rgb(0,0,255)"></div>',
         """const at = (id, k) => ({
   seek(ms) { document.getElementById(id).style.left = `${ms / k}px`; } });
 window.__hfAnime = [at("a", 10)];
@@ -317,7 +369,8 @@ async def test_on_seek_awaits_real_promises_only(page: TemplatePage, tmp_path: P
         tmp_path / "thenable",
         '<div id="box" style="position:absolute;top:40px;width:20px;height:20px;'
         'background:rgb(255,48,48)"></div><div id="late" style="position:absolute;top:80px;'
-        'width:20px;height:20px;background:rgb(0,200,0)"></div>',
+        'width:20px;height:20px;background:rgb(0,200,0)"></div><div id="b" style="position:'
+        'absolute;top:95px;width:20px;height:20px;background:rgb(0,0,255)"></div>',
         """const tl = gsap.timeline({paused: true});
         tl.fromTo("#box", {x: 0}, {x: 100, duration: 1, ease: "none"});
         framefleet.onSeek((t) => tl.seek(t));

@@ -4,6 +4,7 @@
 (() => {
   const EPOCH_MS = Date.UTC(2025, 0, 1); // Date.now() at t = 0
   const realSetTimeout = window.setTimeout.bind(window);
+  const realClearTimeout = window.clearTimeout.bind(window);
   const realAddEventListener = window.addEventListener.bind(window);
   let nowMs = 0;
 
@@ -26,6 +27,86 @@
     return id;
   };
   window.cancelAnimationFrame = (id) => { frameCallbacks.delete(id); };
+
+  // Dedicated workers run on the frame clock too: each starts from a blob that installs the
+  // same clocks in the worker (Date, performance.now, requestAnimationFrame) and then runs the
+  // worker's own script, whose relative URLs still resolve against its own address. seek(ms)
+  // posts the time to every worker, which runs its frame callbacks and answers; the page waits
+  // for the answers, so what a worker posts for a frame is handled before it is captured.
+  function workerClock(base, startMs, epochMs) {
+    let nowMs = startMs;
+    const RealDate = Date;
+    self.Date = class extends RealDate {
+      constructor(...args) {
+        if (args.length === 0) super(epochMs + nowMs);
+        else super(...args);
+      }
+      static now() { return epochMs + nowMs; }
+    };
+    performance.now = () => nowMs;
+    let callbacks = new Map();
+    let nextId = 1;
+    self.requestAnimationFrame = (callback) => { callbacks.set(nextId, callback); return nextId++; };
+    self.cancelAnimationFrame = (id) => { callbacks.delete(id); };
+    const resolve = (url) => (typeof url === "string" ? new URL(url, base).href : url);
+    const realImportScripts = self.importScripts.bind(self);
+    self.importScripts = (...urls) => realImportScripts(...urls.map(resolve));
+    const realFetch = self.fetch.bind(self);
+    self.fetch = (input, init) => realFetch(resolve(input), init);
+    let loaded;
+    const scriptRan = new Promise((resolve) => { loaded = resolve; });
+    self.addEventListener("message", async (event) => {
+      const seek = event.data && event.data.__framefleetSeek;
+      if (seek === undefined) return;
+      event.stopImmediatePropagation(); // the worker's own handlers never see it
+      await scriptRan; // a module worker's script runs after its first messages can arrive
+      nowMs = seek;
+      const due = callbacks;
+      callbacks = new Map();
+      for (const callback of due.values()) callback(nowMs);
+      self.postMessage({ __framefleetSeeked: seek });
+    });
+    return loaded;
+  }
+  const workers = new Set();
+  const RealWorker = window.Worker;
+  if (RealWorker) {
+    window.Worker = class Worker extends RealWorker {
+      constructor(url, options = {}) {
+        const script = new URL(url, document.baseURI).href;
+        const clock = `(${workerClock})(${JSON.stringify(script)}, ${nowMs}, ${EPOCH_MS})`;
+        const run = options.type === "module"
+          ? `await import(${JSON.stringify(script)});`
+          : `importScripts(${JSON.stringify(script)});`;
+        // The script's own errors still reach the page (the worker's error event).
+        const body = `const __framefleetLoaded = ${clock};\n`
+          + `try { ${run} } finally { __framefleetLoaded(); }`;
+        const blob = new Blob([body], { type: "text/javascript" });
+        super(URL.createObjectURL(blob), options);
+        this.__ffAnswered = null;
+        // First of the worker's listeners: its answers never reach the page's own.
+        this.addEventListener("message", (event) => {
+          if (!event.data || event.data.__framefleetSeeked === undefined) return;
+          event.stopImmediatePropagation();
+          if (this.__ffAnswered) this.__ffAnswered();
+        });
+        workers.add(this);
+      }
+      terminate() {
+        workers.delete(this);
+        if (this.__ffAnswered) this.__ffAnswered();
+        super.terminate();
+      }
+    };
+  }
+  // Each live worker at ms; one that does not answer within WORKER_SEEK_MS (stuck, or closed
+  // from inside) is not waited on again.
+  const WORKER_SEEK_MS = 2000;
+  const seekWorkers = (ms) => Promise.all([...workers].map((worker) => new Promise((done) => {
+    const timer = realSetTimeout(() => { workers.delete(worker); done(); }, WORKER_SEEK_MS);
+    worker.__ffAnswered = () => { realClearTimeout(timer); worker.__ffAnswered = null; done(); };
+    worker.postMessage({ __framefleetSeek: ms });
+  })));
 
   // Parameters and readiness.
   // The agent puts the first parameters in a script that runs after this one, before the
@@ -253,6 +334,7 @@
         }
       }
       await Promise.all(seeks);
+      await seekWorkers(ms);
       await Promise.all(childFrames().map(({ runtime }) => runtime.seek(ms)));
     },
   };
