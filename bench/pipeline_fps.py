@@ -40,7 +40,8 @@ from typing import Any
 
 from framefleet.agent.browser import CAPTURE, CAPTURE_MODES, Chromium
 from framefleet.agent.encoder import H264Encoder
-from framefleet.agent.render import RenderLimits, render
+from framefleet.agent.limits import RenderLimits
+from framefleet.agent.render import render
 from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb

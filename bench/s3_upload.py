@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from framefleet.agent.browser import Chromium
-from framefleet.agent.render import RenderLimits, RenderResult, render
+from framefleet.agent.limits import RenderLimits
+from framefleet.agent.render import RenderResult, render
 from framefleet.agent.template_page import TemplatePage
 from framefleet.core import jobspec
 from framefleet.outputs.s3 import S3Upload

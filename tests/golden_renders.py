@@ -22,8 +22,8 @@ import numpy as np
 
 from framefleet.agent.browser import CHROMIUM
 from framefleet.agent.executor import PageRenderer
+from framefleet.agent.limits import RenderLimits
 from framefleet.agent.page_pool import PagePool
-from framefleet.agent.render import RenderLimits
 from framefleet.core import jobspec
 from framefleet.v1 import framefleet_pb2 as pb
 from tests.video import Frame, decode

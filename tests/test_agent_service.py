@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from framefleet.coordinator.agent_service import STALE, AgentService
+from framefleet.coordinator.agent_service import AgentService
 from framefleet.coordinator.config import CoordinatorConfig
 from framefleet.coordinator.dispatcher import dispatch_once
-from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.farm import STALE, Farm
 from framefleet.coordinator.lease_book import LeaseBook
 from framefleet.coordinator.sessions import Session
 from framefleet.coordinator.store import JobState, open_store
@@ -165,14 +165,14 @@ async def test_the_welcome_goes_out_alone_with_work_queued_at_once(
     """Work queued for a session the moment it registers (the dispatcher was woken) must not
     share the Welcome's write: an agent drops a stream whose first message is not a Welcome,
     and the lease with it."""
-    register = farm.sessions.register
+    register = farm._sessions.register
 
     def register_and_queue(agent_id: str, slots: int) -> Session:
         session = register(agent_id, slots)
         session.send(pb.ConnectResponse(ack=pb.Ack()))  # as a dispatcher would, meanwhile
         return session
 
-    monkeypatch.setattr(farm.sessions, "register", register_and_queue)
+    monkeypatch.setattr(farm._sessions, "register", register_and_queue)
     stream, raw = Stream(), []
     deliver = stream.write
 
@@ -204,10 +204,10 @@ async def test_an_agent_gets_work_and_its_result_is_acknowledged(farm: Farm, con
     stream.say(completed=pb.Completed(lease=assign.lease, output_url="x", output_bytes=9))
     ack = await stream.next("ack")
     assert (ack.lease, ack.accepted) == (assign.lease, True)
-    record = await farm.store.get(job.id)
+    record = await farm._store.get(job.id)
     assert record is not None and record.state == JobState.SUCCEEDED
-    session = farm.sessions.get("agent-a")
-    assert session is not None and farm.leases.free_slots(session) == 1
+    session = farm._sessions.get("agent-a")
+    assert session is not None and farm.free_slots(session) == 1
 
 
 async def test_another_agents_result_is_refused_even_with_the_token(
@@ -219,7 +219,7 @@ async def test_another_agents_result_is_refused_even_with_the_token(
     assert await dispatch_once(farm) == 1
     (assign, stream) = (
         (await holder.next("assign"), thief)
-        if (s := farm.sessions.get("agent-a")) and farm.leases.held(s)
+        if (s := farm._sessions.get("agent-a")) and farm.held(s)
         else (await thief.next("assign"), holder)
     )
     forged = pb.Completed(lease=assign.lease, output_url="file:///forged.mp4", output_bytes=1)
@@ -228,7 +228,7 @@ async def test_another_agents_result_is_refused_even_with_the_token(
     assert ack.accepted is False
     stream.say(failed=pb.Failed(lease=assign.lease, error_class=ErrorClass.INTERNAL))
     assert (await stream.next("ack")).accepted is False
-    record = await farm.store.get(job.id)
+    record = await farm._store.get(job.id)
     assert record is not None and record.state == JobState.LEASED
     assert record.output_url != "file:///forged.mp4"
 
@@ -245,11 +245,9 @@ async def test_a_reconnecting_agent_is_reconciled(farm: Farm, connect: Any) -> N
     cancel = await again.next("cancel")
     assert (cancel.lease, cancel.reason) == (stale, STALE)
     await again.handled()
-    session = farm.sessions.get("agent-a")
-    assert session is not None and farm.leases.held(session) == {
-        kept.id: leases[kept.id].fencing_token
-    }
-    record = await farm.store.get(lost.id)
+    session = farm._sessions.get("agent-a")
+    assert session is not None and farm.held(session) == {kept.id: leases[kept.id].fencing_token}
+    record = await farm._store.get(lost.id)
     assert record is not None
     assert (record.state, record.error_class) == (JobState.QUEUED, ErrorClass.AGENT_LOST)
 
@@ -264,7 +262,7 @@ async def test_an_assignment_lost_in_transit_is_requeued(farm: Farm, connect: An
     clock.advance(3)  # past two heartbeat intervals
     stream.say(heartbeat=pb.Heartbeat(leases=[]))  # the agent never got it
     await stream.handled()
-    record = await farm.store.get(job.id)
+    record = await farm._store.get(job.id)
     assert record is not None and record.state == JobState.QUEUED
     assert record.attempt == 0, "the attempt is given back"
 
@@ -282,7 +280,7 @@ async def test_the_console_shows_an_agent_that_went_away_until_it_returns(
     first = await connect("agent-a")
     await connect("agent-b")
     assert await agents() == {"agent-a": True, "agent-b": True}
-    session = farm.sessions.get("agent-a")
+    session = farm._sessions.get("agent-a")
     assert session is not None and session.handler is not None
     first.sent.put_nowait(None)  # agent-a's stream ends (a crash, a network cut)
     await asyncio.wait([session.handler], timeout=WAIT)

@@ -19,7 +19,8 @@ from framefleet import outputs, template_job
 from framefleet.agent.assemble import assemble
 from framefleet.agent.browser import Chromium
 from framefleet.agent.encoder import H264Encoder, fragment_frames
-from framefleet.agent.render import RenderLimits, render
+from framefleet.agent.limits import RenderLimits
+from framefleet.agent.render import render
 from framefleet.agent.soundtrack import SAMPLE_RATE
 from framefleet.agent.template_page import TemplatePage
 from framefleet.core import chunks

@@ -54,3 +54,22 @@ def test_the_helm_chart_repeats_the_code_defaults() -> None:
     assert coordinator["leaseTtl"] == CONFIG.lease_ttl
     assert coordinator["heartbeatInterval"] == CONFIG.heartbeat_interval
     assert agent["drainGrace"] == spot_notice.DRAIN_GRACE
+
+
+def test_the_agent_command_defaults_to_the_agents_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import fields
+
+    from framefleet.agent.limits import RenderLimits
+    from framefleet.agent.runner import AgentConfig
+
+    for name in ("READY_TIMEOUT", "FRAME_TIMEOUT", "PAGE_RENDERS", "PAGE_HEAP_MB",
+                 "PAGE_MEMORY_MB", "DRAIN_GRACE"):  # fmt: skip
+        monkeypatch.delenv(f"FRAMEFLEET_{name}", raising=False)
+    args = command("agent").parse_args([])
+    own = {f.name: f for f in fields(AgentConfig)}
+    limits = RenderLimits()
+    assert (args.ready_timeout, args.frame_timeout) == (limits.ready_timeout, limits.frame_timeout)
+    assert args.page_renders == own["page_renders"].default
+    assert args.page_heap_mb * 1024 * 1024 == own["page_heap_bytes"].default
+    assert args.page_memory_mb * 1024 * 1024 == own["page_memory_bytes"].default
+    assert args.drain_grace == own["drain_grace"].default

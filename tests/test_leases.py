@@ -88,7 +88,7 @@ def cancels(session: Session) -> list[pb.Cancel]:
 
 
 async def get(farm: Farm, job_id: str) -> JobRecord:
-    record = await farm.store.get(job_id)
+    record = await farm._store.get(job_id)
     assert record is not None
     return record
 
@@ -107,9 +107,9 @@ async def submit(farm: Farm, clock: FakeClock, n: int) -> list[str]:
 
 async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
-    a = farm.sessions.register("agent-a", slots=2)
-    b = farm.sessions.register("agent-b", slots=2)
-    c = farm.sessions.register("agent-c", slots=1)
+    a = farm._sessions.register("agent-a", slots=2)
+    b = farm._sessions.register("agent-b", slots=2)
+    c = farm._sessions.register("agent-c", slots=1)
     jobs = await submit(farm, clock, 7)
 
     assert await dispatch_once(farm) == 5
@@ -118,7 +118,7 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
     ids = [[x.lease.job_id for x in got] for got in (got_a, got_b, got_c)]
     assert [len(i) for i in ids] == [2, 2, 1]
     assert sorted(j for i in ids for j in i) == sorted(jobs[:5])
-    assert [farm.leases.free_slots(s) for s in (a, b, c)] == [0, 0, 0]
+    assert [farm.free_slots(s) for s in (a, b, c)] == [0, 0, 0]
 
     for session, got in ((a, got_a), (b, got_b), (c, got_c)):
         # The template goes once per stream; later assignments name it by key.
@@ -135,11 +135,11 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
             assert assign.output_url == record.output_url
             expected = spec(variant=jobs.index(assign.lease.job_id))
             assert sources.without_source(assign.spec) == sources.without_source(expected)
-            assert farm.leases.held(session)[assign.lease.job_id] == record.fencing_token
+            assert farm.held(session)[assign.lease.job_id] == record.fencing_token
 
     # Every slot is taken: the last two jobs wait.
     assert await dispatch_once(farm) == 0
-    queued = await farm.store.list_jobs([JobState.QUEUED], 10)
+    queued = await farm._store.list_jobs([JobState.QUEUED], 10)
     assert {r.id for r in queued} == {jobs[5], jobs[6]}
 
     # A freed slot takes the next job, and only one.
@@ -148,7 +148,7 @@ async def test_dispatch_fills_free_slots(lease_farm: Farm, clock: FakeClock) -> 
         "agent-c", [pb.Completed(lease=done.lease, output_url="file:///c.mp4")]
     )
     assert completed
-    farm.leases.settle(c, done.lease, accepted=True)  # what the agent service does
+    farm.settled(c, done.lease, accepted=True)  # what the agent service does
     assert [m.WhichOneof("message") for m in drain(c)] == ["ack"]
     assert await dispatch_once(farm) == 1
     assert [x.lease.job_id for x in assigns(c)] == [jobs[5]]
@@ -161,29 +161,29 @@ async def test_dispatch_with_no_work_or_no_sessions_grants_nothing(
     farm = lease_farm
     (job,) = await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 0  # no agents
-    a = farm.sessions.register("agent-a", slots=3)
+    a = farm._sessions.register("agent-a", slots=3)
     assert await dispatch_once(farm) == 1
     assert [x.lease.job_id for x in assigns(a)] == [job]
     assert await dispatch_once(farm) == 0  # no more work
-    assert farm.leases.free_slots(a) == 2
+    assert farm.free_slots(a) == 2
 
 
 async def test_draining_session_gets_nothing(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
-    draining = farm.sessions.register("agent-draining", slots=4)
+    draining = farm._sessions.register("agent-draining", slots=4)
     draining.draining = True
     jobs = await submit(farm, clock, 3)
 
     assert await dispatch_once(farm) == 0
     assert drain(draining) == []
-    assert len(await farm.store.list_jobs([JobState.QUEUED], 10)) == 3
+    assert len(await farm._store.list_jobs([JobState.QUEUED], 10)) == 3
 
-    healthy = farm.sessions.register("agent-healthy", slots=2)
+    healthy = farm._sessions.register("agent-healthy", slots=2)
     assert await dispatch_once(farm) == 2
     assert drain(draining) == []
-    assert farm.leases.held(draining) == {}
+    assert farm.held(draining) == {}
     assert [x.lease.job_id for x in assigns(healthy)] == jobs[:2]
-    assert await farm.store.leases_of("agent-draining") == []
+    assert await farm._store.leases_of("agent-draining") == []
 
 
 # --- lease expiry --------------------------------------------------------------------------
@@ -193,7 +193,7 @@ async def test_reaper_requeues_expired_lease_and_cancels_the_holder(
     lease_farm: Farm, clock: FakeClock
 ) -> None:
     farm = lease_farm
-    holder = farm.sessions.register("agent-a", slots=1)
+    holder = farm._sessions.register("agent-a", slots=1)
     (job,) = await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (first,) = assigns(holder)
@@ -218,13 +218,13 @@ async def test_reaper_requeues_expired_lease_and_cancels_the_holder(
     assert cancel.lease.job_id == job
     assert cancel.lease.fencing_token == first.lease.fencing_token
     assert cancel.reason == "lease expired"
-    assert farm.leases.held(holder) == {}
+    assert farm.held(holder) == {}
     assert await reap_once(farm) == 0
 
     # A holder whose lease expired stopped heartbeating: no work until it speaks again.
-    assert farm.leases.is_silent(holder)
+    assert farm.is_silent(holder)
     assert await dispatch_once(farm) == 0
-    farm.leases.heard_from(holder)  # what the agent service does on the holder's next message
+    farm.heard_from(holder)  # what the agent service does on the holder's next message
 
     # The job goes out again, after its backoff, with a bigger token; the old holder's token
     # is stale.
@@ -244,17 +244,17 @@ async def test_reaper_requeues_expired_lease_and_cancels_the_holder(
 
 async def test_reaper_handles_a_disconnected_holder(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
-    holder = farm.sessions.register("agent-a", slots=1)
+    holder = farm._sessions.register("agent-a", slots=1)
     (job,) = await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (first,) = assigns(holder)
-    farm.sessions.unregister(holder)
+    farm._sessions.unregister(holder)
 
     clock.advance(TTL + 1)
     assert await reap_once(farm) == 1
     assert drain(holder) == []  # nobody to tell
     clock.advance(RETRY_BASE)
-    other = farm.sessions.register("agent-b", slots=1)
+    other = farm._sessions.register("agent-b", slots=1)
     assert await dispatch_once(farm) == 1
     (second,) = assigns(other)
     assert second.lease.job_id == job
@@ -264,7 +264,7 @@ async def test_reaper_handles_a_disconnected_holder(lease_farm: Farm, clock: Fak
 
 async def test_renewed_lease_is_not_reaped(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
-    holder = farm.sessions.register("agent-a", slots=1)
+    holder = farm._sessions.register("agent-a", slots=1)
     (job,) = await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(holder)
@@ -286,7 +286,7 @@ async def test_retryable_failure_backs_off_before_redispatch(
     lease_farm: Farm, clock: FakeClock
 ) -> None:
     farm = lease_farm
-    session = farm.sessions.register("agent-a", slots=1)
+    session = farm._sessions.register("agent-a", slots=1)
     await submit(farm, clock, 1)
     token = 0
     for attempt in (1, 2):
@@ -312,7 +312,7 @@ async def test_retryable_failure_backs_off_before_redispatch(
         delay = RETRY_BASE * 2 ** (attempt - 1)
         assert failed_at + delay * 0.5 <= failed.available_at <= failed_at + delay
         # What the agent service does when it acknowledges a Failed.
-        farm.leases.settle(session, assign.lease, accepted=True)
+        farm.settled(session, assign.lease, accepted=True)
         drain(session)
 
         # Not before the backoff has run out...
@@ -337,7 +337,7 @@ async def test_retryable_failure_backs_off_before_redispatch(
 
 async def test_non_retryable_failure_fails_at_once(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
-    session = farm.sessions.register("agent-a", slots=1)
+    session = farm._sessions.register("agent-a", slots=1)
     await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
@@ -354,7 +354,7 @@ async def test_non_retryable_failure_fails_at_once(lease_farm: Farm, clock: Fake
     assert failed.state == JobState.FAILED
     assert failed.finished_at == clock.now
     assert failed.error_message == "ReferenceError: x is not defined"
-    farm.leases.settle(session, assign.lease, accepted=True)
+    farm.settled(session, assign.lease, accepted=True)
     drain(session)
     clock.advance(10_000)
     assert await dispatch_once(farm) == 0
@@ -364,7 +364,7 @@ async def test_the_coordinator_classifies_failures_not_the_agent(
     lease_farm: Farm, clock: FakeClock
 ) -> None:
     farm = lease_farm
-    session = farm.sessions.register("agent-a", slots=1)
+    session = farm._sessions.register("agent-a", slots=1)
     await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
@@ -379,7 +379,7 @@ async def test_the_coordinator_classifies_failures_not_the_agent(
     failed = await farm.fail("agent-a", claims_retryable)
     assert failed is not None
     assert (failed.state, failed.error_class) == (JobState.FAILED, ErrorClass.TEMPLATE_LOAD_ERROR)
-    farm.leases.settle(session, assign.lease, accepted=True)
+    farm.settled(session, assign.lease, accepted=True)
     drain(session)
     clock.advance(10_000)
     assert await dispatch_once(farm) == 0
@@ -387,7 +387,7 @@ async def test_the_coordinator_classifies_failures_not_the_agent(
 
 async def test_failure_with_stale_token_changes_nothing(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
-    session = farm.sessions.register("agent-a", slots=1)
+    session = farm._sessions.register("agent-a", slots=1)
     (job,) = await submit(farm, clock, 1)
     assert await dispatch_once(farm) == 1
     (assign,) = assigns(session)
@@ -407,8 +407,8 @@ async def test_failure_with_stale_token_changes_nothing(lease_farm: Farm, clock:
 
 async def test_cancel_leased_job_tells_the_holder(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
-    holder = farm.sessions.register("agent-a", slots=1)
-    bystander = farm.sessions.register("agent-b", slots=1)
+    holder = farm._sessions.register("agent-a", slots=1)
+    bystander = farm._sessions.register("agent-b", slots=1)
     jobs = await submit(farm, clock, 2)
     assert await dispatch_once(farm) == 2
     (assign,) = assigns(holder)
@@ -423,7 +423,7 @@ async def test_cancel_leased_job_tells_the_holder(lease_farm: Farm, clock: FakeC
     assert after.finished_at == clock.now
     (cancel,) = cancels(holder)
     assert cancel.lease == assign.lease
-    assert farm.leases.held(holder) == {}
+    assert farm.held(holder) == {}
     assert drain(bystander) == []
 
     # The holder is fenced: its result is refused and the job stays cancelled.
@@ -443,7 +443,7 @@ async def test_cancel_queued_and_finished_jobs(lease_farm: Farm, clock: FakeCloc
     assert after is not None
     assert after.state == JobState.CANCELLED
 
-    session = farm.sessions.register("agent-a", slots=1)
+    session = farm._sessions.register("agent-a", slots=1)
     assert await dispatch_once(farm) == 0  # the cancelled job is not dispatched
     assert await farm.cancel("missing") is None
 
@@ -477,7 +477,7 @@ async def test_submit_queues_a_valid_job(lease_farm: Farm, clock: FakeClock) -> 
     full = spec(frames=5, priority=3)
     assert pb.JobSpec.FromString(record.spec) == sources.without_source(full)
     assert record.source_key == jobspec.source_key(full)
-    assert await lease_farm.store.get_source(record.source_key) == (
+    assert await lease_farm._store.get_source(record.source_key) == (
         sources.source_only(full).SerializeToString()
     )
 
@@ -509,5 +509,5 @@ async def test_submit_rejects_invalid_specs(lease_farm: Farm, bad: pb.JobSpec) -
     with pytest.raises(FramefleetError) as raised:
         await lease_farm.submit(bad)
     assert raised.value.error_class == ErrorClass.INVALID_JOB
-    assert await lease_farm.store.list_jobs([], 10) == []
-    assert not lease_farm.leases.woken
+    assert await lease_farm._store.list_jobs([], 10) == []
+    assert not lease_farm._leases.woken

@@ -147,7 +147,7 @@ async def test_a_swapped_policy_changes_what_happens(
     clock = FakeClock(T0)
     config = CoordinatorConfig(lease_ttl=20.0, default_destination=str(tmp_path), clock=clock)
     farm = Farm(store, config, policy)
-    session = farm.sessions.register("agent-a", slots=2)
+    session = farm._sessions.register("agent-a", slots=2)
     crashes = (await farm.submit(spec(variant=1))).id
     freezes = (await farm.submit(spec(variant=2))).id
     assert await dispatch_once(farm) == 2

@@ -19,18 +19,15 @@ from framefleet.core.source_cache import HeldSources
 from framefleet.v1 import framefleet_pb2 as pb
 
 
-class FakeLeases:
-    def grant(self, session: Session, job_id: str, token: int) -> None:
-        pass
-
-
 class FakeFarm:
     """What the dispatcher's assignment asks of the Farm: a lease grant and a stored source."""
 
     def __init__(self, stored: dict[str, pb.JobSpec]) -> None:
-        self.leases = FakeLeases()
         self.stored = stored
         self.fetched: list[str] = []
+
+    def grant(self, session: Session, job_id: str, token: int) -> None:
+        pass
 
     async def source(self, key: str) -> pb.JobSpec:
         self.fetched.append(key)

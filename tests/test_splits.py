@@ -43,7 +43,7 @@ async def complete(farm: Farm, session: Session, assign: pb.Assign, data: bytes)
     path.write_bytes(data)
     report = pb.Completed(lease=assign.lease, output_bytes=len(data))
     (record,) = await farm.complete(session.agent_id, [report])
-    farm.leases.settle(session, assign.lease, accepted=True)
+    farm.settled(session, assign.lease, accepted=True)
     drain(session)
     return record
 
@@ -54,8 +54,8 @@ async def test_a_forced_split_runs_as_chunks_then_one_assembly(
     farm = lease_farm
     job = await farm.submit(long_spec(chunks=3))
     assert job.state == JobState.LEASED and job.chunks == 3 and job.lease_owner is None
-    a = farm.sessions.register("agent-a", slots=2)
-    b = farm.sessions.register("agent-b", slots=2)
+    a = farm._sessions.register("agent-a", slots=2)
+    b = farm._sessions.register("agent-b", slots=2)
     assert await dispatch_once(farm) == 3
     got = sorted(assigns(a) + assigns(b), key=lambda x: x.chunk_index)
     assert [(x.chunk_index, x.first_frame, x.end_frame) for x in got] == [
@@ -68,7 +68,7 @@ async def test_a_forced_split_runs_as_chunks_then_one_assembly(
     ]
     assert all(x.content_key == job.content_key and not x.chunk_urls for x in got)
     # The job is listed once, running, and its progress is its chunks'.
-    assert [r.id for r in await farm.store.list_jobs([], 10)] == [job.id]
+    assert [r.id for r in await farm._store.list_jobs([], 10)] == [job.id]
     owner = {x.lease.job_id: (await get(farm, x.lease.job_id)).lease_owner for x in got}
     session = {"agent-a": a, "agent-b": b}
     holder = session[owner[got[0].lease.job_id] or ""]
@@ -99,7 +99,7 @@ async def test_a_forced_split_runs_as_chunks_then_one_assembly(
 
 async def test_chunks_one_never_splits_and_short_videos_stay_whole(lease_farm: Farm) -> None:
     farm = lease_farm
-    farm.sessions.register("agent-a", slots=8)
+    farm._sessions.register("agent-a", slots=8)
     whole = await farm.submit(long_spec(chunks=1))
     assert whole.chunks == 0 and whole.state == JobState.QUEUED
     # Automatic: one chunk per free slot, no chunk under two segments.
@@ -125,8 +125,8 @@ async def test_an_identical_job_in_flight_is_not_split(lease_farm: Farm) -> None
 async def test_a_lost_chunk_runs_again_alone(lease_farm: Farm, clock: FakeClock) -> None:
     farm = lease_farm
     job = await farm.submit(long_spec(chunks=2))
-    a = farm.sessions.register("agent-a", slots=1)
-    b = farm.sessions.register("agent-b", slots=1)
+    a = farm._sessions.register("agent-a", slots=1)
+    b = farm._sessions.register("agent-b", slots=1)
     assert await dispatch_once(farm) == 2
     (kept,), (lost,) = assigns(a), assigns(b)
     await complete(farm, a, kept, b"one")
@@ -146,7 +146,7 @@ async def test_a_lost_chunk_runs_again_alone(lease_farm: Farm, clock: FakeClock)
 async def test_a_chunk_failing_for_good_fails_the_job(lease_farm: Farm) -> None:
     farm = lease_farm
     job = await farm.submit(long_spec(chunks=3, max_attempts=1))
-    a = farm.sessions.register("agent-a", slots=3)
+    a = farm._sessions.register("agent-a", slots=3)
     assert await dispatch_once(farm) == 3
     first, failing, running = sorted(assigns(a), key=lambda x: x.chunk_index)
     await complete(farm, a, first, b"done")
@@ -166,7 +166,7 @@ async def test_a_chunk_failing_for_good_fails_the_job(lease_farm: Farm) -> None:
 async def test_cancel_ends_chunks_and_removes_their_objects(lease_farm: Farm) -> None:
     farm = lease_farm
     job = await farm.submit(long_spec(chunks=2))
-    a = farm.sessions.register("agent-a", slots=1)
+    a = farm._sessions.register("agent-a", slots=1)
     assert await dispatch_once(farm) == 1
     (first,) = assigns(a)
     await complete(farm, a, first, b"done")
@@ -177,7 +177,7 @@ async def test_cancel_ends_chunks_and_removes_their_objects(lease_farm: Farm) ->
     assert cancelled is not None and cancelled.id == job.id
     assert cancelled.state == JobState.CANCELLED
     assert [m.cancel.lease for m in drain(a)] == [second.lease]
-    states = [c.state for c in await farm.store.chunks_of(job.id)]
+    states = [c.state for c in await farm._store.chunks_of(job.id)]
     assert states == [JobState.SUCCEEDED, JobState.CANCELLED]
     await _background(farm)
     assert not local_path(first.output_url).exists()
@@ -213,7 +213,7 @@ def test_status_shows_a_split_jobs_chunks() -> None:
 async def test_a_chunk_finished_after_its_job_ended_is_removed(lease_farm: Farm) -> None:
     farm = lease_farm
     job = await farm.submit(long_spec(chunks=2))
-    a = farm.sessions.register("agent-a", slots=2)
+    a = farm._sessions.register("agent-a", slots=2)
     assert await dispatch_once(farm) == 2
     late, _ = assigns(a)
     await farm.cancel(job.id)

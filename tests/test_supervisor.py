@@ -174,7 +174,7 @@ async def test_the_coordinator_recovers_from_a_store_outage(
             return store.refused["claim"] >= claims + 2
 
         await until(dispatcher_tried_again, "the dispatcher to try the broken store again")
-        assert coordinator.farm.sessions.get("agent-a") is not None
+        assert coordinator.farm._sessions.get("agent-a") is not None
 
         store.broken = False
 

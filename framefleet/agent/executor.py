@@ -19,8 +19,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from framefleet.agent import assign_check, metrics
 from framefleet.agent.assemble import assemble
+from framefleet.agent.limits import RenderLimits
 from framefleet.agent.page_pool import PagePool
-from framefleet.agent.render import ProgressCallback, RenderLimits, RenderResult, render
+from framefleet.agent.render import ProgressCallback, RenderResult, render
 from framefleet.agent.run_to_end import run_to_end
 from framefleet.core import sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, to_wire

@@ -324,8 +324,10 @@
       const local = host && !isRoot(host) ? Math.max(0, localTime(host, t, ["data-playback-start", "data-media-start"])) : t;
       timeline.pause?.();
       if (typeof timeline.totalTime === "function") {
-        // GSAP skips rendering when the time is unchanged: nudge, then set.
-        timeline.totalTime(local + 0.001, true);
+        // From the last frame's time to this one, as HyperFrames seeks: callbacks the playhead
+        // crosses fire (a caption track sets its words in onStart). GSAP skips rendering when
+        // the time is unchanged: then nudge, and set.
+        if (Math.abs(timeline.totalTime() - local) < 1e-9) timeline.totalTime(local + 0.001, true);
         timeline.totalTime(local, false);
       } else {
         timeline.seek(local, false);

@@ -9,18 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from framefleet.agent.frame_source import FrameSource
+from framefleet.agent.limits import RenderLimits
 from framefleet.agent.producer import Producer
 from framefleet.agent.template_page import TemplatePage
 from framefleet.core.telemetry import tracer
 from framefleet.v1 import framefleet_pb2 as pb
 
 ProgressCallback = Callable[[int, int, float, str], None]  # frames done, total, fps, upload id
-
-
-@dataclass
-class RenderLimits:
-    ready_timeout: float = 30.0
-    frame_timeout: float = 10.0
 
 
 @dataclass

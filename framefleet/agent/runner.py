@@ -16,9 +16,9 @@ from playwright.async_api import Playwright
 
 from framefleet.agent.browser import CHROMIUM
 from framefleet.agent.executor import JobExecutor, PageRenderer
+from framefleet.agent.limits import MIB, PAGE_HEAP_MB, PAGE_MEMORY_MB, PAGE_RENDERS, RenderLimits
 from framefleet.agent.link import Coordinator, StreamLink
 from framefleet.agent.page_pool import PagePool
-from framefleet.agent.render import RenderLimits
 from framefleet.agent.spot_notice import DRAIN_GRACE, POLL_INTERVAL, watch_spot_notice
 from framefleet.core.channel import Tls, open_channel
 from framefleet.core.jobspec import RENDERER_VERSION
@@ -57,11 +57,11 @@ class AgentConfig:
     spot_notice_url: str | None = None
     spot_poll_interval: float = POLL_INTERVAL
     # Recycle a page after this many renders, or when its JavaScript heap passes this bound.
-    page_renders: int = 500
-    page_heap_bytes: int = 512 * 1024 * 1024
+    page_renders: int = PAGE_RENDERS
+    page_heap_bytes: int = PAGE_HEAP_MB * MIB
     # Kill a renderer whose resident memory passes this (0: no limit); the job fails as
     # TEMPLATE_RESOURCE_LIMIT.
-    page_memory_bytes: int = 2048 * 1024 * 1024
+    page_memory_bytes: int = PAGE_MEMORY_MB * MIB
     # Chromium's sandbox (off anyway as root): off only where the kernel has no unprivileged
     # user namespaces.
     chromium_sandbox: bool = True

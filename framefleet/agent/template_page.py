@@ -17,6 +17,7 @@ import re
 import weakref
 from importlib.resources import files
 from typing import Any
+from urllib.parse import parse_qs
 
 from playwright.async_api import Browser, BrowserContext, CDPSession, Frame, Page, Route
 from playwright.async_api import Error as PlaywrightError
@@ -27,7 +28,7 @@ from framefleet.core import jobspec
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
-RUNTIME_FILES = ("timecontrol.js", "hyperframes.js")
+RUNTIME_FILES = ("virtualclock.js", "timecontrol.js", "hyperframes.js")
 # The runtime's own failures name their class: "framefleet:CLASS: message".
 CLASSED = re.compile(r"framefleet:([A-Z_]+): (.*)")
 # The most of a template's throw kept in a job's error message.
@@ -37,6 +38,12 @@ ORIGIN = "http://template.framefleet.invalid"
 INDEX = f"{ORIGIN}/index.html"
 # Virtual time, then the HyperFrames runtime on top of it.
 RUNTIME_JS = "\n".join(files("framefleet.agent").joinpath(f).read_text() for f in RUNTIME_FILES)
+# What a dedicated worker's script gets in front of it (the page's runtime marks its URL).
+WORKER_MARK = "__framefleet_worker"
+WORKER_CLOCK = b"".join(
+    files("framefleet.agent").joinpath(f).read_bytes() + b"\n"
+    for f in ("virtualclock.js", "workerclock.js")
+)
 DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>", re.IGNORECASE)
 # A frame past its timeout is the template's (an endless loop) when its renderer's main thread
 # then spends this much more time on the CPU, watched while it keeps wanting the CPU (longer on a
@@ -193,8 +200,10 @@ class TemplatePage:
 
     async def _serve(self, route: Route) -> None:
         request = route.request
-        url = request.url.split("#", 1)[0].split("?", 1)[0]
+        url, _, query = request.url.split("#", 1)[0].partition("?")
         body = self._bundle.get(url)
+        if body is not None and WORKER_MARK in parse_qs(query):
+            body = WORKER_CLOCK + body  # a worker the page started: on the page's clock
         if request.is_navigation_request():
             try:
                 frame: Frame | None = request.frame

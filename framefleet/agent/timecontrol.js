@@ -2,111 +2,53 @@
 // It replaces the page's clocks with virtual time that only the agent advances, so frame n
 // always shows the template at t = n / fps, however fast or slow the machine is.
 (() => {
-  const EPOCH_MS = Date.UTC(2025, 0, 1); // Date.now() at t = 0
   const realSetTimeout = window.setTimeout.bind(window);
-  const realClearTimeout = window.clearTimeout.bind(window);
   const realAddEventListener = window.addEventListener.bind(window);
-  let nowMs = 0;
-
   // Clocks: Date, performance.now and requestAnimationFrame run on virtual time.
-  const RealDate = Date;
-  class VirtualDate extends RealDate {
-    constructor(...args) {
-      if (args.length === 0) super(EPOCH_MS + nowMs);
-      else super(...args);
-    }
-    static now() { return EPOCH_MS + nowMs; }
-  }
-  window.Date = VirtualDate;
-  performance.now = () => nowMs;
-  let frameCallbacks = new Map();
-  let nextCallbackId = 1;
-  window.requestAnimationFrame = (callback) => {
-    const id = nextCallbackId++;
-    frameCallbacks.set(id, callback);
-    return id;
-  };
-  window.cancelAnimationFrame = (id) => { frameCallbacks.delete(id); };
+  const clock = __framefleetVirtualClock(window);
 
-  // Dedicated workers run on the frame clock too: each starts from a blob that installs the
-  // same clocks in the worker (Date, performance.now, requestAnimationFrame) and then runs the
-  // worker's own script, whose relative URLs still resolve against its own address. seek(ms)
-  // posts the time to every worker, which runs its frame callbacks and answers; the page waits
-  // for the answers, so what a worker posts for a frame is handled before it is captured.
-  function workerClock(base, startMs, epochMs) {
-    let nowMs = startMs;
-    const RealDate = Date;
-    self.Date = class extends RealDate {
-      constructor(...args) {
-        if (args.length === 0) super(epochMs + nowMs);
-        else super(...args);
-      }
-      static now() { return epochMs + nowMs; }
-    };
-    performance.now = () => nowMs;
-    let callbacks = new Map();
-    let nextId = 1;
-    self.requestAnimationFrame = (callback) => { callbacks.set(nextId, callback); return nextId++; };
-    self.cancelAnimationFrame = (id) => { callbacks.delete(id); };
-    const resolve = (url) => (typeof url === "string" ? new URL(url, base).href : url);
-    const realImportScripts = self.importScripts.bind(self);
-    self.importScripts = (...urls) => realImportScripts(...urls.map(resolve));
-    const realFetch = self.fetch.bind(self);
-    self.fetch = (input, init) => realFetch(resolve(input), init);
-    let loaded;
-    const scriptRan = new Promise((resolve) => { loaded = resolve; });
-    self.addEventListener("message", async (event) => {
-      const seek = event.data && event.data.__framefleetSeek;
-      if (seek === undefined) return;
-      event.stopImmediatePropagation(); // the worker's own handlers never see it
-      await scriptRan; // a module worker's script runs after its first messages can arrive
-      nowMs = seek;
-      const due = callbacks;
-      callbacks = new Map();
-      for (const callback of due.values()) callback(nowMs);
-      self.postMessage({ __framefleetSeeked: seek });
-    });
-    return loaded;
-  }
+  // Dedicated workers run on the same clock: each is started from its script's URL marked
+  // WORKER_MARK, which the agent serves with the worker runtime (workerclock.js) in front;
+  // seek(ms) sets every live worker's time and waits for its answer (at most WORKER_WAIT_MS
+  // of real time: a worker that closed itself never answers).
+  const WORKER_MARK = "__framefleet_worker";
+  const WORKER_WAIT_MS = 1000;
   const workers = new Set();
   const RealWorker = window.Worker;
   if (RealWorker) {
-    window.Worker = class Worker extends RealWorker {
-      constructor(url, options = {}) {
-        const script = new URL(url, document.baseURI).href;
-        const clock = `(${workerClock})(${JSON.stringify(script)}, ${nowMs}, ${EPOCH_MS})`;
-        const run = options.type === "module"
-          ? `await import(${JSON.stringify(script)});`
-          : `importScripts(${JSON.stringify(script)});`;
-        // The script's own errors still reach the page (the worker's error event).
-        const body = `const __framefleetLoaded = ${clock};\n`
-          + `try { ${run} } finally { __framefleetLoaded(); }`;
-        const blob = new Blob([body], { type: "text/javascript" });
-        super(URL.createObjectURL(blob), options);
-        this.__ffAnswered = null;
-        // First of the worker's listeners: its answers never reach the page's own.
-        this.addEventListener("message", (event) => {
-          if (!event.data || event.data.__framefleetSeeked === undefined) return;
-          event.stopImmediatePropagation();
-          if (this.__ffAnswered) this.__ffAnswered();
-        });
-        workers.add(this);
-      }
-      terminate() {
-        workers.delete(this);
-        if (this.__ffAnswered) this.__ffAnswered();
-        super.terminate();
-      }
+    window.Worker = function Worker(url, options) {
+      const script = new URL(url, document.baseURI);
+      // A script from the job's files (not a blob: or data: URL, which a mark would break).
+      const fromBundle = script.origin === location.origin && script.protocol === location.protocol;
+      if (!fromBundle) return new RealWorker(url, options); // on its own clocks
+      script.searchParams.set(WORKER_MARK, "1");
+      const worker = new RealWorker(script.href, options);
+      const peer = { seq: 0, answers: new Map() };
+      worker.addEventListener("message", (event) => {
+        const data = event.data;
+        if (!data || typeof data !== "object" || !("__framefleetAck" in data)) return;
+        event.stopImmediatePropagation();
+        const answered = peer.answers.get(data.__framefleetAck);
+        peer.answers.delete(data.__framefleetAck);
+        if (answered) answered();
+      });
+      worker.addEventListener("error", () => workers.delete(peer));
+      peer.setTime = (ms) => new Promise((resolve) => {
+        const seq = ++peer.seq;
+        peer.answers.set(seq, resolve);
+        worker.postMessage({ __framefleetTime: ms, seq });
+        realSetTimeout(() => {
+          if (peer.answers.delete(seq)) workers.delete(peer); // silent: closed or stuck
+          resolve();
+        }, WORKER_WAIT_MS);
+      });
+      const terminate = worker.terminate.bind(worker);
+      worker.terminate = () => { workers.delete(peer); terminate(); };
+      workers.add(peer);
+      return worker;
     };
+    window.Worker.prototype = RealWorker.prototype;
   }
-  // Each live worker at ms; one that does not answer within WORKER_SEEK_MS (stuck, or closed
-  // from inside) is not waited on again.
-  const WORKER_SEEK_MS = 2000;
-  const seekWorkers = (ms) => Promise.all([...workers].map((worker) => new Promise((done) => {
-    const timer = realSetTimeout(() => { workers.delete(worker); done(); }, WORKER_SEEK_MS);
-    worker.__ffAnswered = () => { realClearTimeout(timer); worker.__ffAnswered = null; done(); };
-    worker.postMessage({ __framefleetSeek: ms });
-  })));
 
   // Parameters and readiness.
   // The agent puts the first parameters in a script that runs after this one, before the
@@ -271,7 +213,7 @@
     // Only for templates that listen for parameter changes; false means "reload instead".
     swap(next) {
       if (paramHandlers.length === 0 && !paramsListener && !hyperframesListener) return false;
-      nowMs = 0;
+      clock.setTime(0);
       animationStarts = new WeakMap();
       this.setParams(next);
       return true;
@@ -309,10 +251,9 @@
       }
     },
     async seek(ms) {
-      nowMs = ms;
-      const callbacks = frameCallbacks;
-      frameCallbacks = new Map();
-      for (const callback of callbacks.values()) callback(ms);
+      clock.setTime(ms);
+      await Promise.all([...workers].map((worker) => worker.setTime(ms)));
+      clock.runFrameCallbacks();
       const draws = seekHandlers.map((fn) => fn(ms / 1000)).filter((r) => r instanceof Promise);
       this.waitingOnSeek = draws.length > 0;
       await Promise.all(draws);
@@ -334,7 +275,6 @@
         }
       }
       await Promise.all(seeks);
-      await seekWorkers(ms);
       await Promise.all(childFrames().map(({ runtime }) => runtime.seek(ms)));
     },
   };

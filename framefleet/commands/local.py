@@ -172,7 +172,7 @@ async def _connected(farm: Farm, agents: int) -> None:
     is split by the slots free at submit, and nothing renders before they connect anyway."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(AGENTS_CONNECT_SECONDS):
-            await farm.sessions.wait_for(agents)
+            await farm.wait_for_agents(agents)
 
 
 async def _cancel_when_all_exit(

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from framefleet.agent import limits
 from framefleet.agent import spot_notice as spot
 from framefleet.cli import coordinator_option, job_options, variant_options
 from framefleet.commands.environment import from_environment
@@ -223,8 +224,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="write only under this prefix (repeatable; default: anywhere the coordinator says)",
     )
     agent.add_argument("--slots", type=int, default=None, help="pages at once (default: sized)")
-    agent.add_argument("--ready-timeout", type=float, default=30.0, help="seconds")
-    agent.add_argument("--frame-timeout", type=float, default=10.0, help="seconds")
+    agent.add_argument(
+        "--ready-timeout", type=float, default=limits.RenderLimits.ready_timeout, help="seconds"
+    )
+    agent.add_argument(
+        "--frame-timeout", type=float, default=limits.RenderLimits.frame_timeout, help="seconds"
+    )
     agent.add_argument(
         "--drain-grace",
         type=float,
@@ -241,12 +246,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument(
         "--spot-poll-interval", type=float, default=spot.POLL_INTERVAL, help="seconds"
     )
-    agent.add_argument("--page-renders", type=int, default=500, help="recycle a page after N")
-    agent.add_argument("--page-heap-mb", type=int, default=512, help="recycle a page above")
+    agent.add_argument(
+        "--page-renders", type=int, default=limits.PAGE_RENDERS, help="recycle a page after N"
+    )
+    agent.add_argument(
+        "--page-heap-mb", type=int, default=limits.PAGE_HEAP_MB, help="recycle a page above"
+    )
     agent.add_argument(
         "--page-memory-mb",
         type=int,
-        default=2048,
+        default=limits.PAGE_MEMORY_MB,
         help="kill a renderer whose resident memory passes this; its job fails as "
         "TEMPLATE_RESOURCE_LIMIT (0: no limit)",
     )

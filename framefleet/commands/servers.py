@@ -166,7 +166,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
     await asyncio.to_thread(importlib.import_module, "framefleet.agent.runner")
     from framefleet.agent import pinned_cpu
     from framefleet.agent.capacity import measure
-    from framefleet.agent.render import RenderLimits
+    from framefleet.agent.limits import RenderLimits
     from framefleet.agent.runner import Agent, AgentConfig, run_agent
     from framefleet.agent.spot_notice import notice_url
     from framefleet.core.channel import Tls

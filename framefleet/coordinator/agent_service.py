@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -27,8 +27,6 @@ from framefleet.v1 import framefleet_pb2_grpc as pb_grpc
 
 Context = aio.ServicerContext[Any, Any]
 log = logging.getLogger("framefleet.coordinator")
-
-STALE = "stale fencing token: the lease is no longer yours"
 
 
 def _bundle(messages: list[pb.ConnectResponse]) -> pb.ConnectResponse:
@@ -57,8 +55,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         agent_id = await self._identity(hello.agent_id, context)
         config = self.farm.config
         slots = min(max(1, hello.slots), config.max_slots_per_agent)
-        await self.farm.sessions.close_previous(agent_id)
-        session = self.farm.sessions.register(agent_id, slots)
+        session = await self.farm.connect(agent_id, slots)
         session.labels, session.last_seen = dict(hello.labels), self.farm.clock()
         welcome = pb.Welcome(
             heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
@@ -77,8 +74,8 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
                 extra={"agent_id": agent_id, "slots": session.slots, "epoch": session.epoch},
             )
             writer = asyncio.create_task(self._write(session, context))
-            await self._reconcile(session, hello.leases)
-            self.farm.leases.wake()
+            await self.farm.reconcile(session, hello.leases)
+            self.farm.wake()
             async for message in requests:
                 try:
                     await self._handle(session, message)
@@ -94,7 +91,7 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             metrics.AGENTS.dec()
             if writer is not None:
                 writer.cancel()
-            self.farm.sessions.unregister(session)
+            self.farm.disconnect(session)
             log.info("agent disconnected", extra={"agent_id": session.agent_id})
 
     async def _identity(self, claimed: str, context: Context) -> str:
@@ -120,26 +117,9 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         while True:
             await context.write(await take_ready(session.outbox, _bundle))
 
-    async def _reconcile(self, session: Session, reported: Iterable[pb.LeaseRef]) -> None:
-        """Keeps the leases both sides agree on, cancels the agent's stale ones, and fails at
-        once (retryable, an attempt spent) the ones the agent no longer has: it restarted,
-        and a job that keeps killing its agent must run out of attempts."""
-        book = self.farm.leases
-        ours = {r.id: r for r in await self.farm.store.leases_of(session.agent_id)}
-        for lease in reported:
-            record = ours.pop(lease.job_id, None)
-            if record is not None and record.fencing_token == lease.fencing_token:
-                book.keep(session, lease.job_id, lease.fencing_token)
-            else:
-                book.cancel(session, lease.job_id, lease.fencing_token, STALE)
-        if kept := book.held(session):
-            await self.farm.renew(session.agent_id, list(kept.items()))
-        for record in ours.values():
-            await self.farm.agent_lost(record)
-
     async def _handle(self, session: Session, message: pb.ConnectRequest) -> None:
         session.last_seen = self.farm.clock()
-        self.farm.leases.heard_from(session)
+        self.farm.heard_from(session)
         kind = message.WhichOneof("message")
         if kind == "bundle":
             # In order; each run of consecutive Completed messages is one store call.
@@ -157,27 +137,27 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
             progress = message.progress
             if not await self.farm.progress(session.agent_id, progress):
                 lease = progress.lease
-                self.farm.leases.cancel(session, lease.job_id, lease.fencing_token, STALE)
+                self.farm.drop(session, lease.job_id, lease.fencing_token)
         elif kind == "completed":
             await self._complete(session, [message.completed])
         elif kind == "failed":
             lease = message.failed.lease
             accepted = await self.farm.fail(session.agent_id, message.failed) is not None
-            self.farm.leases.settle(session, lease, accepted)
+            self.farm.settled(session, lease, accepted)
         elif kind == "released":
             lease = message.released.lease
             released = await self.farm.release(
                 session.agent_id, lease.job_id, lease.fencing_token, interrupted=True
             )
             accepted = released is not None
-            self.farm.leases.settle(session, lease, accepted)
+            self.farm.settled(session, lease, accepted)
         else:
             log.warning("unexpected agent message %s", kind, extra={"agent_id": session.agent_id})
 
     async def _complete(self, session: Session, reports: list[pb.Completed]) -> None:
         accepted = {r.id for r in await self.farm.complete(session.agent_id, reports)}
         for report in reports:
-            self.farm.leases.settle(session, report.lease, report.lease.job_id in accepted)
+            self.farm.settled(session, report.lease, report.lease.job_id in accepted)
 
     async def _heartbeat(self, session: Session, heartbeat: pb.Heartbeat) -> None:
         session.draining = heartbeat.draining
@@ -185,9 +165,9 @@ class AgentService(pb_grpc.AgentServiceServicer):  # type: ignore[misc]
         renewed = await self.farm.renew(session.agent_id, list(reported.items()))
         for job_id, token in reported.items():
             if job_id not in renewed:
-                self.farm.leases.cancel(session, job_id, token, STALE)
+                self.farm.drop(session, job_id, token)
         # Leases we granted that the agent does not report, given time for the Assign to
         # arrive, were lost on the way: requeue them now rather than after the TTL.
         grace = 2 * self.farm.config.heartbeat_interval
-        for job_id, token in self.farm.leases.lost_in_transit(session, reported, grace):
+        for job_id, token in self.farm.lost_in_transit(session, reported, grace):
             await self.farm.release(session.agent_id, job_id, token)

@@ -1,5 +1,6 @@
 """Finishes batches whose rows have all ended: computes the digest, writes the manifest next to
-the outputs, and records both once (with several coordinators, the first one wins)."""
+the outputs, and records both once (with several coordinators, the first one wins). The Farm
+runs it over its store's batches area (``Farm.finish_batches``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 
 from framefleet import outputs
 from framefleet.coordinator.batches import digest, manifest
-from framefleet.coordinator.farm import Farm
+from framefleet.coordinator.config import Clock
 from framefleet.coordinator.named_outputs import destination_of, name_outputs
+from framefleet.coordinator.store.areas import Batches
 from framefleet.core.naming import sanitise
 
 log = logging.getLogger("framefleet.coordinator")
@@ -17,17 +19,17 @@ log = logging.getLogger("framefleet.coordinator")
 INTERVAL_SECONDS = 0.5
 
 
-async def finish_once(farm: Farm) -> list[str]:
+async def finish_once(store: Batches, clock: Clock) -> list[str]:
     finished = []
-    for batch_id in await farm.store.ended_batches():
-        batch = await farm.store.get_batch(batch_id)
-        jobs = await farm.store.batch_jobs(batch_id)
+    for batch_id in await store.ended_batches():
+        batch = await store.get_batch(batch_id)
+        jobs = await store.batch_jobs(batch_id)
         if batch is None or not jobs:
             continue
         # Rows served from the cache at submit get their names here (rendered rows got theirs
         # as they completed), before the manifest says the batch is done.
         await name_outputs(j for j in jobs if j.cache_hit)
-        summary = digest(batch, jobs, farm.clock())
+        summary = digest(batch, jobs, clock())
         destination = destination_of(jobs[0])
         manifest_url = f"{destination}manifests/{batch_id}.json"  # next to the outputs
         try:
@@ -38,7 +40,7 @@ async def finish_once(farm: Farm) -> list[str]:
         except Exception:
             log.exception("writing the manifest failed", extra={"batch_id": batch_id})
             manifest_url = ""
-        if await farm.store.finish_batch(batch_id, farm.clock(), json.dumps(summary), manifest_url):
+        if await store.finish_batch(batch_id, clock(), json.dumps(summary), manifest_url):
             log.info(
                 "batch finished",
                 extra={

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from framefleet.coordinator import metrics
 from framefleet.coordinator.convert import timestamp
-from framefleet.coordinator.farm import Farm
 from framefleet.coordinator.named_outputs import named_url
 from framefleet.coordinator.store import BatchRecord, JobRecord, JobState, NewBatch, NewJob
 from framefleet.coordinator.webhooks import webhook_url
@@ -22,7 +19,8 @@ from framefleet.core import jobspec, sources, telemetry
 from framefleet.core.errors import ErrorClass, FramefleetError, to_wire
 from framefleet.v1 import framefleet_pb2 as pb
 
-log = logging.getLogger("framefleet.coordinator")
+if TYPE_CHECKING:  # the Farm runs the batch finisher, which uses this module's digest
+    from framefleet.coordinator.farm import Farm
 
 MAX_ROWS = 100_000
 # Rows stored per write while a batch streams in.
@@ -64,11 +62,9 @@ async def submit_batch(
     output = jobspec.validate(header.spec, variants=True)
     destination = farm.destination(header.spec)
     webhook_url(header.spec, farm.config.allowed_webhooks)
-    source = await farm.store_source(header.spec)
-    if header.request_id:
-        first = await farm.store.find_batch_request(tenant, header.request_id)
-        if first is not None and (record := await farm.store.get_batch(first)) is not None:
-            return record  # a retried submit: the rows were stored the first time
+    source = await farm.keep_source(header.spec)
+    if header.request_id and (record := await farm.batch_request(tenant, header.request_id)):
+        return record  # a retried submit: the rows were stored the first time
     batch = NewBatch(uuid.uuid4().hex, header.name, farm.clock(), tenant, header.request_id)
     shared = sources.without_source(header.spec)  # rows differ only in their params
     trace_context = telemetry.to_text(telemetry.inject())
@@ -81,12 +77,7 @@ async def submit_batch(
         """Stores a chunk, hidden until the batch opens: memory holds one chunk, not the batch."""
         nonlocal chunk, written
         await farm.check_quota(tenant, len(chunk))
-        cached: dict[str, int] = {}
-        if not header.spec.force:
-            urls = [j.output_url for j in chunk]
-            done = await farm.intact(await farm.store.find_outputs(urls))
-            cached = {j.id: done[j.output_url] for j in chunk if j.output_url in done}
-        await farm.store.insert_rows(chunk, cached)
+        await farm.add_rows(chunk, header.spec.force)  # found outputs: stored as cache hits
         written += len(chunk)
         chunk = []
 
@@ -131,12 +122,12 @@ async def submit_batch(
             await write()
         if not written:
             raise FramefleetError(ErrorClass.INVALID_JOB, "the batch has no rows")
-        await farm.store.open_batch(batch)
+        await farm.open_batch(batch)
     except BaseException:
-        await farm.store.discard_rows(batch.id)  # nothing of a refused batch stays
+        await farm.discard_rows(batch.id)  # nothing of a refused batch stays
         raise
-    farm.leases.wake()
-    record = await farm.store.get_batch(batch.id)
+    farm.wake()
+    record = await farm.batch(batch.id)
     assert record is not None
     return record
 
@@ -146,10 +137,8 @@ async def retry_failed_rows(farm: Farm, batch_id: str) -> int:
     bounded step at a time."""
     total = 0
     while True:
-        count = await farm.store.retry_failed_rows(batch_id, farm.clock(), ROWS_PER_STEP)
+        count = await farm.retry_failed_rows(batch_id, ROWS_PER_STEP)
         total += count
-        if count:
-            farm.leases.wake()
         if count < ROWS_PER_STEP:
             return total
         await asyncio.sleep(0)  # other calls go between steps
@@ -161,21 +150,8 @@ async def cancel_batch(farm: Farm, batch_id: str) -> BatchRecord | None:
     leased rows are told to drop them, watchers of a row see it end, and one log line per step
     stands for its rows' outcomes."""
     while True:
-        ids, leased = await farm.store.cancel_batch(batch_id, farm.clock(), ROWS_PER_STEP)
-        for before in leased:
-            farm.fence(before, "batch cancelled by a client")
-        published = 0
-        for job_id in ids:
-            if farm.events.watched(job_id):
-                after = await farm.store.get(job_id)
-                if after is not None:
-                    farm.publish(after)  # counts and logs its outcome itself
-                    published += 1
-        if ids:
-            metrics.OUTCOMES.labels(JobState.CANCELLED.value).inc(len(ids) - published)
-            log.info("batch rows cancelled", extra={"batch_id": batch_id, "rows": len(ids)})
-        if len(ids) < ROWS_PER_STEP:
-            return await farm.store.get_batch(batch_id)
+        if await farm.cancel_rows(batch_id, ROWS_PER_STEP) < ROWS_PER_STEP:
+            return await farm.batch(batch_id)
         await asyncio.sleep(0)
 
 

@@ -63,7 +63,7 @@ class KubeApi:
 
 def busy_slots(farm: Farm) -> dict[str, int]:
     """Connected agents and the leases each holds."""
-    return {s.agent_id: len(farm.leases.held(s)) for s in farm.sessions.all()}
+    return {s.agent_id: len(farm.held(s)) for s in farm.agents()}
 
 
 class DeletionCosts:

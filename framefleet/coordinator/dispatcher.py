@@ -26,11 +26,11 @@ async def dispatch_once(farm: Farm) -> int:
     session per round; returns how many leases were granted."""
     granted = 0
     while True:
-        ready = [s for s in farm.sessions.rotated() if farm.leases.free_slots(s) > 0]
+        ready = [s for s in farm.rotated_agents() if farm.free_slots(s) > 0]
         if not ready:
             return granted
         for session in ready:
-            limit = min(farm.leases.free_slots(session), CLAIM_CHUNK)
+            limit = min(farm.free_slots(session), CLAIM_CHUNK)
             records = await farm.claim(session.agent_id, limit)
             if not records:
                 return granted
@@ -40,7 +40,7 @@ async def dispatch_once(farm: Farm) -> int:
 
 
 async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Assign:
-    farm.leases.grant(session, record.id, record.fencing_token)
+    farm.grant(session, record.id, record.fencing_token)
     spec = pb.JobSpec.FromString(record.spec)
     if not session.sources_held.use(record.source_key):
         source = await farm.source(record.source_key)
@@ -67,7 +67,7 @@ async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Ass
 
 async def wait_for_work(farm: Farm) -> None:
     """Until there may be work to hand out (or a tick passes, for retries now due)."""
-    await farm.leases.wait_for_work(TICK_SECONDS)
+    await farm.wait_for_work(TICK_SECONDS)
     # Let a burst of completions land first: then one claim fills several slots and the
     # assignments leave in one bundle.
     await asyncio.sleep(COALESCE_SECONDS)

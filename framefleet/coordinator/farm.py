@@ -7,27 +7,30 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine, Iterable
 from dataclasses import replace
 from typing import Any
 
 from framefleet import outputs
-from framefleet.coordinator import metrics
+from framefleet.coordinator import batch_finisher, metrics
 from framefleet.coordinator.config import CoordinatorConfig
 from framefleet.coordinator.convert import job_message
 from framefleet.coordinator.events import JobEvents
 from framefleet.coordinator.job_trace import job_span
 from framefleet.coordinator.lease_book import LeaseBook
 from framefleet.coordinator.named_outputs import name_outputs
+from framefleet.coordinator.queries import Queries
 from framefleet.coordinator.retry_policy import RetryPolicy
-from framefleet.coordinator.sessions import Sessions
+from framefleet.coordinator.sessions import Session, Sessions
 from framefleet.coordinator.splitting import delete_chunks, plan, split
 from framefleet.coordinator.store import (
+    BatchRecord,
     Done,
     JobRecord,
     JobState,
     JobStore,
     Lease,
+    NewBatch,
     NewJob,
     Transition,
 )
@@ -41,6 +44,8 @@ from framefleet.v1 import framefleet_pb2 as pb
 log = logging.getLogger("framefleet.coordinator")
 
 SOURCE_CACHE = 64
+# What an agent is told when it reports on a lease it no longer holds.
+STALE = "stale fencing token: the lease is no longer yours"
 
 
 class QuotaExceeded(FramefleetError):
@@ -55,13 +60,14 @@ class Farm:
     def __init__(
         self, store: JobStore, config: CoordinatorConfig, policy: RetryPolicy | None = None
     ) -> None:
-        self.store = store
+        # Private: every change goes through the operations below (tests/test_farm_door.py).
+        self._store = store
         self.config = config
         self.policy = policy or RetryPolicy.from_config(config)
         self.clock = config.clock
         self.events = JobEvents()
-        self.sessions = Sessions()
-        self.leases = LeaseBook(self.clock)
+        self._sessions = Sessions()
+        self._leases = LeaseBook(self.clock)
         # Recently used sources by key, so assignments need not read them back from the store.
         self._sources: dict[str, pb.JobSpec] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -70,6 +76,8 @@ class Farm:
         self._parent_of: dict[str, str] = {}
         # Completion webhooks, once the coordinator starts their workers (server.py).
         self.webhooks: Webhooks | None = None
+        # Jobs and batches as a client may see them (gRPC, the console).
+        self.queries = Queries(store, store)
 
     def publish(self, record: JobRecord, fps: float = 0.0) -> None:
         if self.events.watched(record.id):
@@ -123,12 +131,12 @@ class Farm:
             )
         return destination
 
-    async def store_source(self, spec: pb.JobSpec) -> str:
+    async def keep_source(self, spec: pb.JobSpec) -> str:
         """Stores the spec's source once; returns its key."""
         key = jobspec.source_key(spec)
         if key not in self._sources:
             source = sources.source_only(spec)
-            await self.store.put_source(key, source.SerializeToString())
+            await self._store.put_source(key, source.SerializeToString())
             self._remember_source(key, source)
         return key
 
@@ -140,7 +148,7 @@ class Farm:
     async def source(self, key: str) -> pb.JobSpec:
         source = self._sources.get(key)
         if source is None:
-            data = await self.store.get_source(key)
+            data = await self._store.get_source(key)
             source = pb.JobSpec.FromString(data or b"")
             self._remember_source(key, source)
         return source
@@ -184,20 +192,20 @@ class Farm:
 
     async def submit(self, spec: pb.JobSpec, tenant: str = "", request_id: str = "") -> JobRecord:
         """A new job, or the one this tenant's request id already made (a retried submit)."""
-        if request_id and (first := await self.store.find_request(tenant, request_id)):
+        if request_id and (first := await self._store.find_request(tenant, request_id)):
             return first
         output = jobspec.validate(spec)
         destination = self.destination(spec)
         webhook_url(spec, self.config.allowed_webhooks)
         await self.check_quota(tenant, 1)
-        source = await self.store_source(spec)
+        source = await self.keep_source(spec)
         job = self.new_job(spec, output, source, destination, tenant=tenant, request_id=request_id)
         # Result cache: the same content at the same destination is already there.
-        done = None if spec.force else await self.store.find_output(job.output_url)
+        done = None if spec.force else await self._store.find_output(job.output_url)
         if done is not None and await self.intact({job.output_url: done.output_bytes}):
             if not job.frames_total:  # a composition's own length: the render that made it knows
                 job = replace(job, frames_total=done.frames_total)
-            record = await self.store.insert_cached(job, done.output_bytes)
+            record = await self._store.insert_cached(job, done.output_bytes)
             metrics.CACHE_HITS.inc()
             await name_outputs([record])
             self.publish(record)
@@ -205,28 +213,28 @@ class Farm:
         ranges = await plan(spec, output, self.spare_slots)
         try:
             # An identical job in flight makes this one wait for its output: not split.
-            if len(ranges) > 1 and not await self.store.in_flight(job.output_url):
-                record = await self.store.insert_split(*split(job, ranges))
+            if len(ranges) > 1 and not await self._store.in_flight(job.output_url):
+                record = await self._store.insert_split(*split(job, ranges))
             else:
-                record = await self.store.insert(job)
+                record = await self._store.insert(job)
         except Exception:
             # The same request id, inserted meanwhile by a concurrent retry (unique index).
-            if request_id and (first := await self.store.find_request(tenant, request_id)):
+            if request_id and (first := await self._store.find_request(tenant, request_id)):
                 return first
             raise
-        self.leases.wake()
+        self._leases.wake()
         return record
 
     async def spare_slots(self) -> int:
         """Slots of the connected agents that wait for work now, less the work already queued
         for them: a burst of submits splits the first jobs, not every one over every slot."""
-        free = sum(self.leases.free_slots(session) for session in self.sessions.all())
-        return free - await self.store.queue_depth() if free > 1 else free
+        free = sum(self._leases.free_slots(session) for session in self._sessions.all())
+        return free - await self._store.queue_depth() if free > 1 else free
 
     async def check_quota(self, tenant: str, adding: int) -> None:
         """Refuses work that would put a tenant over --max-queued-per-tenant unfinished jobs."""
         cap = self.config.max_unfinished_per_tenant
-        if cap and (unfinished := await self.store.count_unfinished(tenant)) + adding > cap:
+        if cap and (unfinished := await self._store.count_unfinished(tenant)) + adding > cap:
             raise QuotaExceeded(
                 ErrorClass.INVALID_JOB,
                 f"tenant {tenant!r} has {unfinished} queued or running jobs; {adding} more would"
@@ -251,17 +259,17 @@ class Farm:
         return {url: recorded[url] for url, ok in zip(urls, found, strict=True) if ok}
 
     async def cancel(self, job_id: str) -> JobRecord | None:
-        record = await self.store.get(job_id)
+        record = await self._store.get(job_id)
         if record is not None and record.parent_id is not None:
             return await self.cancel(record.parent_id)  # a chunk is cancelled as its job
         if record is not None and record.chunks:
             return await self.end_split(record, JobState.CANCELLED, "cancelled by a client")
-        before = await self.store.cancel(job_id, self.clock())
+        before = await self._store.cancel(job_id, self.clock())
         if before is None or before.state.final:
             return before
         self.fence(before, "cancelled by a client")
         self.abandon_upload(before)  # the agent aborts too, if it is alive
-        after = await self.store.get(job_id)
+        after = await self._store.get(job_id)
         assert after is not None
         self.publish(after)
         return after
@@ -276,31 +284,31 @@ class Farm:
         """Ends a split job (cancelled, or failed with a chunk's error) with its unfinished
         chunks, fences their agents and removes the chunk objects. Returns the job as it is
         now (None: no such job)."""
-        family = [parent, *await self.store.chunks_of(parent.id)]
+        family = [parent, *await self._store.chunks_of(parent.id)]
         message = reason if error_class else None
-        ended = await self.store.end_split(parent.id, state, self.clock(), error_class, message)
+        ended = await self._store.end_split(parent.id, state, self.clock(), error_class, message)
         if ended is None:
-            return await self.store.get(parent.id)  # it had ended already
+            return await self._store.get(parent.id)  # it had ended already
         for before in family:
             self._parent_of.pop(before.id, None)
             self.fence(before, reason)
             self.abandon_upload(before)  # the agent aborts too, if it is alive
         self._in_background(delete_chunks(ended))
         self.publish(ended)
-        self.leases.wake()
+        self._leases.wake()
         return ended
 
     def fence(self, before: JobRecord, reason: str) -> None:
         """Tells the agent holding a lease that was just taken away to drop the job."""
-        session = self.sessions.get(before.lease_owner)
+        session = self._sessions.get(before.lease_owner)
         if session is not None and before.state == JobState.LEASED:
-            self.leases.cancel(session, before.id, before.fencing_token, reason)
+            self._leases.cancel(session, before.id, before.fencing_token, reason)
 
     # --- agents ----------------------------------------------------------------------------
 
     async def claim(self, agent_id: str, limit: int) -> list[JobRecord]:
         now = self.clock()
-        records = await self.store.claim(agent_id, now, self.config.lease_ttl, limit)
+        records = await self._store.claim(agent_id, now, self.config.lease_ttl, limit)
         for record in records:
             job_span(record, "queue_wait", record.available_at, now)
             self.publish(record)
@@ -309,20 +317,20 @@ class Farm:
         return records
 
     async def renew(self, agent_id: str, leases: list[tuple[str, int]]) -> set[str]:
-        return await self.store.renew(agent_id, leases, self.clock(), self.config.lease_ttl)
+        return await self._store.renew(agent_id, leases, self.clock(), self.config.lease_ttl)
 
     async def progress(self, agent_id: str, report: pb.Progress) -> bool:
         lease = report.lease
         held = Lease(lease.job_id, agent_id, lease.fencing_token)
         total = report.frames_total
-        if not await self.store.progress(held, report.frames_done, report.upload_id, total):
+        if not await self._store.progress(held, report.frames_done, report.upload_id, total):
             return False
         parent_id = self._parent_of.get(lease.job_id)
         if parent_id is not None and self.events.watched(parent_id):
-            if parent := await self.store.get(parent_id):
+            if parent := await self._store.get(parent_id):
                 self.publish(parent)  # frames summed over its chunks; no one chunk's rate
         elif self.events.watched(lease.job_id):
-            record = await self.store.get(lease.job_id)
+            record = await self._store.get(lease.job_id)
             if record is not None:
                 self.publish(record, report.fps)
         return True
@@ -348,7 +356,7 @@ class Farm:
         """Records agent_id's successes (one store call for all); returns the accepted ones."""
         now = self.clock()
         done = [Done(r.lease.job_id, r.lease.fencing_token, r.output_bytes) for r in reports]
-        records = await self.store.complete(agent_id, done, now)
+        records = await self._store.complete(agent_id, done, now)
         jobs = [r for r in records if r.parent_id is None]
         # Named before anyone hears it succeeded: a client that sees "succeeded" finds the file.
         await name_outputs(jobs)
@@ -364,12 +372,12 @@ class Farm:
             job_span(record, "attempt", record.started_at, now, outcome="succeeded")
             self.publish(record)
         for parent_id in {r.parent_id for r in records if r.parent_id is not None}:
-            if parent := await self.store.get(parent_id):  # counted, or queued for assembly
+            if parent := await self._store.get(parent_id):  # counted, or queued for assembly
                 self.publish(parent)
         if jobs:
             # Identical jobs that waited for these renders share their outputs.
             outputs = {r.output_url: r.output_bytes for r in jobs}
-            waiters = await self.store.complete_waiting(outputs, now)
+            waiters = await self._store.complete_waiting(outputs, now)
             await name_outputs(waiters)
             for waiting in waiters:
                 metrics.CACHE_HITS.inc()
@@ -380,17 +388,17 @@ class Farm:
         """A chunk finished by an agent that had been told to stop (its job failed or was
         cancelled meanwhile) wrote an object nobody will join: remove it."""
         for job_id in job_ids:
-            record = await self.store.get(job_id)
+            record = await self._store.get(job_id)
             if record is None or record.parent_id is None:
                 continue
-            parent = await self.store.get(record.parent_id)
+            parent = await self._store.get(record.parent_id)
             if parent is not None and parent.state.final:
                 await delete_chunks(parent)
 
     async def _held(self, agent_id: str, lease: pb.LeaseRef) -> JobRecord | None:
         """The job if agent_id holds its lease with that token (the store checks again as it
         writes; this read gives the policy the attempt counts it decides on)."""
-        record = await self.store.get(lease.job_id)
+        record = await self._store.get(lease.job_id)
         if (
             record is None
             or record.state != JobState.LEASED
@@ -411,7 +419,7 @@ class Farm:
         now = self.clock()
         assert record.lease_owner is not None
         lease = Lease(record.id, record.lease_owner, record.fencing_token)
-        settled = await self.store.settle(lease, transition, now, expired_by)
+        settled = await self._store.settle(lease, transition, now, expired_by)
         if settled is None:
             return None
         self._parent_of.pop(settled.id, None)
@@ -427,7 +435,7 @@ class Farm:
             error_message=transition.error_message or "",
         )
         self.publish(settled)
-        self.leases.wake()
+        self._leases.wake()
         if settled.state == JobState.FAILED:
             await self._failed_for_good(settled)
         return settled
@@ -436,7 +444,7 @@ class Farm:
         """A chunk that failed for good fails its job (its error); a failed assembly leaves
         chunk objects nobody will join."""
         if record.parent_id is not None:
-            parent = await self.store.get(record.parent_id)
+            parent = await self._store.get(record.parent_id)
             if parent is not None:
                 reason = f"chunk {record.chunk_index}: {record.error_message or 'failed'}"
                 error_class = record.error_class or ErrorClass.INTERNAL
@@ -477,7 +485,7 @@ class Farm:
         """Settles leases past their expiry (up to ``limit``) as the policy says."""
         now = self.clock()
         expired: list[JobRecord] = []
-        for record in await self.store.expired(now, limit):
+        for record in await self._store.expired(now, limit):
             settled = await self._settle(record, self.policy.expired(record, now), expired_by=now)
             if settled is None:
                 continue  # renewed or settled meanwhile
@@ -486,3 +494,153 @@ class Farm:
             self.abandon_upload(record)
             expired.append(settled)
         return expired
+
+    async def check_store(self) -> None:
+        """Raises unless the store answers (the readiness probe)."""
+        await self._store.get("")
+
+    async def sample_store(self) -> None:
+        """The store's gauges (jobs by state, queue depth) for /metrics."""
+        await metrics.sample_store(self._store)
+
+    async def finish_batches(self) -> list[str]:
+        """Finishes the batches whose rows have all ended (digest, manifest): batch_finisher."""
+        return await batch_finisher.finish_once(self._store, self.clock)
+
+    # --- batches (batches.py) --------------------------------------------------------------
+
+    async def batch(self, batch_id: str) -> BatchRecord | None:
+        """The batch as it is now, whoever owns it (clients read through ``queries``)."""
+        return await self._store.get_batch(batch_id)
+
+    async def batch_request(self, tenant: str, request_id: str) -> BatchRecord | None:
+        """The batch this tenant's request id made already (a retried submit), if any."""
+        first = await self._store.find_batch_request(tenant, request_id)
+        return None if first is None else await self._store.get_batch(first)
+
+    async def add_rows(self, rows: list[NewJob], force: bool) -> None:
+        """Stores rows of a batch still arriving, hidden until it opens; a row whose output
+        exists (and is intact) is stored as a cache hit, unless ``force``."""
+        cached: dict[str, int] = {}
+        if not force:
+            done = await self.intact(await self._store.find_outputs([j.output_url for j in rows]))
+            cached = {j.id: done[j.output_url] for j in rows if j.output_url in done}
+        await self._store.insert_rows(rows, cached)
+
+    async def open_batch(self, batch: NewBatch) -> None:
+        await self._store.open_batch(batch)
+
+    async def discard_rows(self, batch_id: str) -> None:
+        await self._store.discard_rows(batch_id)
+
+    async def retry_failed_rows(self, batch_id: str, limit: int) -> int:
+        """Queues up to ``limit`` failed rows again; returns how many (fewer: none left)."""
+        count = await self._store.retry_failed_rows(batch_id, self.clock(), limit)
+        if count:
+            self._leases.wake()
+        return count
+
+    async def cancel_rows(self, batch_id: str, limit: int) -> int:
+        """Cancels up to ``limit`` rows that have not ended, in one transaction: the holders of
+        leased rows are told to drop them, watchers of a row see it end, and one log line stands
+        for the rows' outcomes. Returns how many (fewer than ``limit``: none are left)."""
+        ids, leased = await self._store.cancel_batch(batch_id, self.clock(), limit)
+        for before in leased:
+            self.fence(before, "batch cancelled by a client")
+        published = 0
+        for job_id in ids:
+            if self.events.watched(job_id):
+                after = await self._store.get(job_id)
+                if after is not None:
+                    self.publish(after)  # counts and logs its outcome itself
+                    published += 1
+        if ids:
+            metrics.OUTCOMES.labels(JobState.CANCELLED.value).inc(len(ids) - published)
+            log.info("batch rows cancelled", extra={"batch_id": batch_id, "rows": len(ids)})
+        return len(ids)
+
+    # --- agent streams (agent_service.py, dispatcher.py, the reaper, the console) ----------
+
+    async def connect(self, agent_id: str, slots: int) -> Session:
+        """A new stream of agent_id; an earlier one of the same agent is closed first."""
+        await self._sessions.close_previous(agent_id)
+        return self._sessions.register(agent_id, slots)
+
+    def disconnect(self, session: Session) -> None:
+        self._sessions.unregister(session)
+
+    async def reconcile(self, session: Session, reported: Iterable[pb.LeaseRef]) -> None:
+        """Keeps the leases both sides agree on, cancels the agent's stale ones, and fails at
+        once (retryable, an attempt spent) the ones the agent no longer has: it restarted,
+        and a job that keeps killing its agent must run out of attempts."""
+        book = self._leases
+        ours = {r.id: r for r in await self._store.leases_of(session.agent_id)}
+        for lease in reported:
+            record = ours.pop(lease.job_id, None)
+            if record is not None and record.fencing_token == lease.fencing_token:
+                book.keep(session, lease.job_id, lease.fencing_token)
+            else:
+                book.cancel(session, lease.job_id, lease.fencing_token, STALE)
+        if kept := book.held(session):
+            await self.renew(session.agent_id, list(kept.items()))
+        for record in ours.values():
+            await self.agent_lost(record)
+
+    def heard_from(self, session: Session) -> None:
+        self._leases.heard_from(session)
+
+    def drop(self, session: Session, job_id: str, token: int, reason: str = STALE) -> None:
+        """Tells the agent to drop a job whose lease it does not hold (any more)."""
+        self._leases.cancel(session, job_id, token, reason)
+
+    def settled(self, session: Session, lease: pb.LeaseRef, accepted: bool) -> None:
+        """The agent reported an outcome of that lease; ``accepted``: the store took it."""
+        self._leases.settle(session, lease, accepted)
+
+    def lost_in_transit(
+        self, session: Session, reported: Collection[str], grace: float
+    ) -> list[tuple[str, int]]:
+        return self._leases.lost_in_transit(session, reported, grace)
+
+    def fence_expired(self, record: JobRecord) -> None:
+        """An expired lease's holder, if still connected, went silent: it takes no more work
+        until it speaks, and is told to drop the job."""
+        session = self._sessions.get(record.lease_owner)
+        if session is not None:
+            self._leases.mark_silent(session)
+            self._leases.cancel(session, record.id, record.fencing_token, "lease expired")
+
+    def wake(self) -> None:
+        """There may be work to hand out: the dispatcher looks now."""
+        self._leases.wake()
+
+    async def wait_for_work(self, tick: float) -> None:
+        await self._leases.wait_for_work(tick)
+
+    def grant(self, session: Session, job_id: str, token: int) -> None:
+        self._leases.grant(session, job_id, token)
+
+    def free_slots(self, session: Session) -> int:
+        return self._leases.free_slots(session)
+
+    def held(self, session: Session) -> dict[str, int]:
+        """The leases a connected agent holds: job id -> fencing token."""
+        return self._leases.held(session)
+
+    def is_silent(self, session: Session) -> bool:
+        return self._leases.is_silent(session)
+
+    def agents(self) -> list[Session]:
+        """The connected agents' streams."""
+        return self._sessions.all()
+
+    def rotated_agents(self) -> list[Session]:
+        """The connected agents, in the dispatcher's round-robin order."""
+        return self._sessions.rotated()
+
+    def gone_agents(self) -> list[Session]:
+        """Agents that disconnected recently (the console lists them)."""
+        return self._sessions.gone()
+
+    async def wait_for_agents(self, count: int) -> None:
+        await self._sessions.wait_for(count)

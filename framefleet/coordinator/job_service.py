@@ -54,8 +54,8 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         return principal
 
     async def _record(self, job_id: str, context: Context, caller: Principal) -> JobRecord:
-        record = await self.farm.store.get(job_id)
-        if record is None or not caller.sees(record.tenant):
+        record = await self.farm.queries.job(caller, job_id)
+        if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r}")
         return record
 
@@ -91,9 +91,7 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
             )
         limit = request.limit or DEFAULT_PAGE
         states = [STORE_STATE[s] for s in request.states if s in STORE_STATE]
-        records = await self.farm.store.list_jobs(
-            states, limit, caller.scope, before=request.page_token
-        )
+        records = await self.farm.queries.jobs(caller, states, limit, before=request.page_token)
         # The token is the page's last job id: the next page starts below it.
         token = records[-1].id if len(records) == limit else ""
         return pb.ListJobsResponse(
@@ -172,8 +170,8 @@ class JobService(pb_grpc.JobServiceServicer):  # type: ignore[misc]
         return pb.SubmitBatchResponse(batch=batch_message(record, self.farm.clock()))
 
     async def _batch(self, batch_id: str, context: Context, caller: Principal) -> pb.Batch:
-        record = await self.farm.store.get_batch(batch_id)
-        if record is None or not caller.sees(record.tenant):
+        record = await self.farm.queries.batch(caller, batch_id)
+        if record is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no batch {batch_id!r}")
         return batch_message(record, self.farm.clock())
 

@@ -8,8 +8,5 @@ from framefleet.coordinator.farm import Farm
 async def reap_once(farm: Farm) -> int:
     expired = await farm.expire_leases()
     for record in expired:
-        session = farm.sessions.get(record.lease_owner)
-        if session is not None:
-            farm.leases.mark_silent(session)
-            farm.leases.cancel(session, record.id, record.fencing_token, "lease expired")
+        farm.fence_expired(record)
     return len(expired)

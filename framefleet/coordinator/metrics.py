@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from framefleet.coordinator.store import JobState, JobStore
+from framefleet.coordinator.store import JobState
+from framefleet.coordinator.store.areas import Claims
 
 JOBS = Gauge("framefleet_jobs", "Jobs in the table by state", ["state"])
 QUEUE_DEPTH = Gauge("framefleet_queue_depth", "Jobs and chunks queued and waiting for an agent")
@@ -34,7 +35,7 @@ AGENTS = Gauge("framefleet_agents_connected", "Agents with an open stream")
 SAMPLE_SECONDS = 2.0
 
 
-async def sample_store(store: JobStore) -> None:
+async def sample_store(store: Claims) -> None:
     """Brings the job-state gauges up to date (one grouped count, and the queue's depth)."""
     counts = await store.count_by_state()
     for state in JobState:

@@ -62,7 +62,7 @@ class RunningCoordinator:
             return problem
         try:
             async with asyncio.timeout(READY_TIMEOUT):
-                await self.farm.store.get("")
+                await self.farm.check_store()
         except Exception as e:
             return f"store unreachable: {e!r}"
         return None
@@ -136,12 +136,12 @@ def start_services(
     )
     supervisor.start(
         "batch_finisher",
-        lambda: batch_finisher.finish_once(farm),
+        farm.finish_batches,
         lambda: every(batch_finisher.INTERVAL_SECONDS),
     )
     supervisor.start(
         "store_sampler",
-        lambda: metrics.sample_store(farm.store),
+        farm.sample_store,
         lambda: every(metrics.SAMPLE_SECONDS),
     )
     if certificates is not None:

@@ -18,7 +18,7 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 # Bump when a change to the agent's rendering or encoding changes output bytes:
 # it is part of every content key, so old cached outputs are not reused.
-RENDERER_VERSION = "12"
+RENDERER_VERSION = "13"
 # The VideoFlow browser runtime VideoJSON jobs render with (agent/videoflow/package.json).
 VIDEOFLOW_RUNTIME = "@videoflow/renderer-browser@1.2.2"
 

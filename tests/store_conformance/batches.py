@@ -31,6 +31,24 @@ class BatchTests:
         claimed = [(await must_claim(store, "agent", T0 + 2)).id for _ in range(3)]
         assert claimed == ["big-0", "urgent", "big-1"]
 
+    async def test_streamed_rows_stay_hidden_until_the_batch_opens(self, store: JobStore) -> None:
+        rows = [replace(new_job(f"s{n}"), batch_id="s", row_key=f"r{n}") for n in range(3)]
+        await store.insert_rows(rows[:2], {})
+        await store.insert_rows(rows[2:], {"s2": 9})  # a cache hit, stored finished
+        assert await store.claim("agent", T0 + 1, TTL, 10) == []
+        assert await store.get_batch("s") is None
+        await store.open_batch(NewBatch("s", "streamed", T0))
+        batch = await store.get_batch("s")
+        assert batch is not None and batch.total == 3 and batch.cache_hits == 1
+        claimed = await store.claim("agent", T0 + 1, TTL, 10)
+        assert sorted(r.id for r in claimed) == ["s0", "s1"]
+        # Discarding rows of a batch that opened changes nothing; of one that never did, all go.
+        await store.discard_rows("s")
+        assert len(await store.batch_jobs("s")) == 3
+        await store.insert_rows([replace(new_job("t0"), batch_id="t", row_key="r0")], {})
+        await store.discard_rows("t")
+        assert await store.get("t0") is None
+
     async def test_batch_counts_finish_once_and_cancel(self, store: JobStore) -> None:
         rows = [
             replace(new_job(f"b{n}"), batch_id="b", row_key=f"row-{n}", fair_rank=n)

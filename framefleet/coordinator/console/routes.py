@@ -138,8 +138,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
 async def _cancel_job(request: web.Request) -> web.Response:
     principal = _caller(request, action=True)
     farm = request.app[FARM]
-    record = await farm.store.get(request.match_info["id"])
-    if record is None or not principal.sees(record.tenant):
+    record = await farm.queries.job(principal, request.match_info["id"])
+    if record is None:
         raise web.HTTPNotFound(text="no such job")
     after = await farm.cancel(record.id)
     return web.json_response({"state": after.state.value if after else "unknown"})
@@ -147,8 +147,8 @@ async def _cancel_job(request: web.Request) -> web.Response:
 
 async def _owned_batch(request: web.Request) -> str:
     principal = _caller(request, action=True)
-    batch = await request.app[FARM].store.get_batch(request.match_info["id"])
-    if batch is None or not principal.sees(batch.tenant):
+    batch = await request.app[FARM].queries.batch(principal, request.match_info["id"])
+    if batch is None:
         raise web.HTTPNotFound(text="no such batch")
     return batch.id
 
@@ -170,8 +170,8 @@ async def _output(request: web.Request) -> web.StreamResponse:
     """A local output, for the inline player (ranges, so it seeks); S3 outputs are linked
     to directly."""
     principal = _caller(request)
-    record = await request.app[FARM].store.get(request.match_info["id"])
-    if record is None or not principal.sees(record.tenant) or record.state != JobState.SUCCEEDED:
+    record = await request.app[FARM].queries.job(principal, request.match_info["id"])
+    if record is None or record.state != JobState.SUCCEEDED:
         raise web.HTTPNotFound(text="no such output")
     if not record.output_url.startswith("file://"):
         raise web.HTTPNotFound(text=f"not a local output: {record.output_url}")

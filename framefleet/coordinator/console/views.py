@@ -47,21 +47,20 @@ def job_view(record: JobRecord, now: float) -> dict[str, Any]:
 
 
 async def snapshot(farm: Farm, query: Query, principal: Principal) -> dict[str, Any]:
-    store, now = farm.store, farm.clock()
+    queries, now = farm.queries, farm.clock()
     start, end = query.page * PAGE_SIZE, (query.page + 1) * PAGE_SIZE
     if query.batch_id:
-        batch = await store.get_batch(query.batch_id)
-        rows = await store.batch_jobs(batch.id) if batch and principal.sees(batch.tenant) else []
+        rows = await queries.batch_jobs(principal, query.batch_id)
         rows = [r for r in rows if not query.states or r.state in query.states]
     else:
-        rows = await store.list_jobs(query.states, end + 1, query.tenant)
-    batch_ids = await store.recent_batches(RECENT_BATCHES, query.tenant)
+        rows = await queries.jobs(principal, query.states, end + 1, query.tenant)
+    batch_ids = await queries.recent_batches(principal, RECENT_BATCHES, query.tenant)
     if query.batch_id and query.batch_id not in batch_ids:
         batch_ids.insert(0, query.batch_id)
     shown = []
     for batch_id in batch_ids:
-        record = await store.get_batch(batch_id)
-        if record is not None and principal.sees(record.tenant):
+        record = await queries.batch(principal, batch_id)
+        if record is not None:
             message = batch_message(record, now)
             shown.append(
                 {
@@ -87,14 +86,14 @@ async def snapshot(farm: Farm, query: Query, principal: Principal) -> dict[str, 
         {
             "id": s.agent_id,
             "slots": s.slots,
-            "leases": len(farm.leases.held(s)),
+            "leases": len(farm.held(s)),
             "connected": True,
             "draining": s.draining,
-            "silent": farm.leases.is_silent(s),
+            "silent": farm.is_silent(s),
             "version": s.labels.get("version", ""),
             "last_seen_seconds": round(now - s.last_seen, 1),
         }
-        for s in sorted(farm.sessions.all(), key=lambda s: s.agent_id)
+        for s in sorted(farm.agents(), key=lambda s: s.agent_id)
     ]
     agents += [
         {
@@ -107,9 +106,9 @@ async def snapshot(farm: Farm, query: Query, principal: Principal) -> dict[str, 
             "version": s.labels.get("version", ""),
             "last_seen_seconds": round(now - s.last_seen, 1),
         }
-        for s in farm.sessions.gone()
+        for s in farm.gone_agents()
     ]
-    counts = await store.count_by_state() if principal.scope is None else {}
+    counts = await queries.counts(principal)
     return {
         "me": {"name": principal.name, "role": principal.role.value},
         "query": {

@@ -1,11 +1,12 @@
-"""Job stores: one interface (``base.JobStore``), one module per database."""
+"""Job stores: one interface by area (``areas.py``, ``JobStore`` their union), one module per
+database."""
 
+from framefleet.coordinator.store.areas import JobStore
 from framefleet.coordinator.store.base import (
     BatchRecord,
     Done,
     JobRecord,
     JobState,
-    JobStore,
     Lease,
     NewBatch,
     NewJob,

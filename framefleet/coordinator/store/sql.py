@@ -124,7 +124,7 @@ def batch_values(batch: NewBatch) -> tuple[object, ...]:
 
 
 class SqlStore:
-    """Every JobStore method, in SQL both databases run."""
+    """Every area of ``areas.JobStore``, in SQL both databases run."""
 
     # Names the folder of migrations (framefleet/coordinator/store/migrations/<dialect>).
     dialect: ClassVar[str]
