@@ -15,9 +15,11 @@ the reason: fixtures with Git LFS pointers for media, media or tiles on the netw
 
     .venv/bin/python bench/hf_suite.py [NAME ...] [--max-seconds S] [--readme]
 
-Both tools render at CRF 16 (HyperFrames' "looks" quality), so encoder settings do not decide
-the comparison. ``--readme`` writes the table into docs/benchmarks.md ("HyperFrames' regression
-suite"), where the current figures live.
+Both tools render at HyperFrames' default quality, "looks" (framefleet: ``--quality looks``: CRF
+16, x264 medium with HyperFrames' tuning, JPEG 100 captures and its colour conversion;
+framefleet/agent/hf_quality.py), so encoder settings do not decide the comparison.
+``--readme`` writes the table into docs/benchmarks.md ("HyperFrames' regression suite"), where
+the current figures live; ``--keep DIR`` keeps the prepared fixtures and framefleet's renders.
 """
 
 from __future__ import annotations
@@ -249,6 +251,7 @@ def render_framefleet(fixture: Fixture, folder: Path, out: Path) -> tuple[Path |
     """framefleet's render, or None and the error class it failed with."""
     command = [
         str(FRAMEFLEET), "render", str(folder), "--fps", str(fixture.fps), "--crf", str(CRF),
+        "--quality", "looks",
         "--format", fixture.format, "--out", str(out), "--name", f"out.{fixture.format}",
         "--json", "--agents", "1", "--slots", "1",
     ]  # fmt: skip
@@ -428,14 +431,16 @@ def main() -> None:
         "--readme", action="store_true", help="write the table to docs/benchmarks.md"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="keep the prepared fixtures and renders here")
     args = parser.parse_args()
     if not FIXTURES.is_dir():
         raise SystemExit(f"no fixtures at {FIXTURES} (FRAMEFLEET_HF_FIXTURES)")
     cli = hyperframes_cli()
     results = []
     with tempfile.TemporaryDirectory(prefix="hf-suite-") as tmp:
+        work = args.keep or Path(tmp)
         for fixture in fixtures(args.names):
-            result = run(fixture, cli, Path(tmp), args.max_seconds)
+            result = run(fixture, cli, work, args.max_seconds)
             print(f"{result.name}: {result.outcome} {result.detail} {result.seconds}", flush=True)
             results.append(result)
     text = table(results)

@@ -18,9 +18,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import hf_suite
 
-# Small and fast: a transparent WebM (2 s, 640x360), a nested composition's CSS (2 s, 1280x720)
-# and a shader transition framefleet refuses (2 s, 640x360).
+# Small and fast: a transparent WebM (2 s, 640x360), a nested composition's CSS (2 s, 1280x720),
+# a shader transition framefleet refuses (2 s, 640x360), and a steady tone under a host without
+# a composition id (3 s, 1080x1920 at 24 fps), whose sound HyperFrames' rule judges closely.
 SUBSET = {
+    "missing-host-comp-id": "pass",
     "webm-transparency": "pass",
     "wysiwyg-subcomp-css": "pass",
     "page-side-shader-compositor-render-compat": "refused",

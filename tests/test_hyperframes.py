@@ -207,6 +207,43 @@ requestAnimationFrame(draw);</script></body></html>"""
         assert all(abs(x - want) <= 1 for x, want in zip(found, lefts, strict=True)), found
 
 
+async def test_file_and_module_workers_follow_the_frame_clock(
+    page: TemplatePage, tmp_path: Path
+) -> None:
+    """Beside test_a_worker_follows_the_frame_clock: a classic worker that imports a helper by a
+    relative URL (red, 100 px per second from requestAnimationFrame) and a module worker with a
+    relative static import (blue) both draw at each frame's time."""
+    folder = write_project(
+        tmp_path / "workers",
+        '<div id="r" style="position:absolute;top:20px;width:20px;height:20px;'
+        'background:rgb(255,48,48)"></div><div id="b" style="position:absolute;top:95px;'
+        'width:20px;height:20px;background:rgb(0,0,255)"></div>',
+        """const r = document.getElementById("r"), b = document.getElementById("b");
+const raf = new Worker("worker.js");
+raf.onmessage = (e) => { r.style.left = `${e.data}px`; };
+const module = new Worker("clock.mjs", { type: "module" });
+module.onmessage = (e) => { b.style.left = `${e.data}px`; };""",
+        **{"data-duration": "2"},
+    )
+    (folder / "speed.js").write_text("const PX_PER_MS = 0.1;")
+    (folder / "worker.js").write_text(
+        """importScripts("speed.js");
+function tick(ms) { postMessage(ms * PX_PER_MS); requestAnimationFrame(tick); }
+requestAnimationFrame(tick);"""
+    )
+    (folder / "clock.mjs").write_text(
+        """import { PX_PER_MS } from "./px.mjs";
+function tick(ms) { postMessage(ms * PX_PER_MS); requestAnimationFrame(tick); }
+requestAnimationFrame(tick);"""
+    )
+    (folder / "px.mjs").write_text("export const PX_PER_MS = 0.1;")
+    at = await frames_at(page, folder, [0.25, 0.5, 1.2, 0.5])
+    for row, colour in [(30, RED), (105, BLUE)]:
+        found = [box_left(f, row, colour) for f in at]
+        lefts = [25, 50, 120, 50]
+        assert all(abs(x - w) <= 1 for x, w in zip(found, lefts, strict=True)), (row, found)
+
+
 async def test_the_timeline_registry_is_there_before_any_script(
     page: TemplatePage, tmp_path: Path
 ) -> None:
@@ -231,7 +268,8 @@ async def test_anime_js_is_driven_as_hyperframes_drives_it(
         tmp_path / "anime",
         '<div id="a" style="position:absolute;top:10px;width:20px;height:20px;'
         'background:rgb(255,48,48)"></div><div id="b" style="position:absolute;top:60px;'
-        'width:20px;height:20px;background:rgb(0,200,0)"></div>',
+        'width:20px;height:20px;background:rgb(0,200,0)"></div><div id="b" style="position:'
+        'absolute;top:95px;width:20px;height:20px;background:rgb(0,0,255)"></div>',
         """const at = (id, k) => ({
   seek(ms) { document.getElementById(id).style.left = `${ms / k}px`; } });
 window.__hfAnime = [at("a", 10)];
@@ -317,7 +355,8 @@ async def test_on_seek_awaits_real_promises_only(page: TemplatePage, tmp_path: P
         tmp_path / "thenable",
         '<div id="box" style="position:absolute;top:40px;width:20px;height:20px;'
         'background:rgb(255,48,48)"></div><div id="late" style="position:absolute;top:80px;'
-        'width:20px;height:20px;background:rgb(0,200,0)"></div>',
+        'width:20px;height:20px;background:rgb(0,200,0)"></div><div id="b" style="position:'
+        'absolute;top:95px;width:20px;height:20px;background:rgb(0,0,255)"></div>',
         """const tl = gsap.timeline({paused: true});
         tl.fromTo("#box", {x: 0}, {x: 100, duration: 1, ease: "none"});
         framefleet.onSeek((t) => tl.seek(t));

@@ -34,8 +34,8 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace
 
-from framefleet.agent import pinned_cpu
-from framefleet.agent.soundtrack import AAC_FRAME, SAMPLE_RATE
+from framefleet.agent import hf_quality, mp4_edit, pinned_cpu
+from framefleet.agent.soundtrack import AAC_FRAME, AAC_PRIMING, SAMPLE_RATE
 from framefleet.core import chunks
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
@@ -57,10 +57,11 @@ ENCODER_NICE = 10
 # Fragments start at every segment's keyframe and then every fragment_frames(fps) frames (about
 # 0.25 s), so bytes reach the sink while frames are captured and every full segment has the same
 # number of fragments: a chunk knows its first fragment's number. frag_discont with
-# avoid_negative_ts=disabled and no edit list: fragments carry their own decode times (a chunk
-# that starts at frame 600 is not shifted to 0) and the first frame shows at 0, as the sound
-# starts; skip_trailer: no index (mfra) of only a chunk's fragments at its end. HLS keeps one
-# fragment per segment: each is a segment object (framefleet/agent/hls.py).
+# avoid_negative_ts=disabled and no edit list from the muxer: fragments carry their own decode
+# times (a chunk that starts at frame 600 is not shifted to 0) and the first frame shows at 0,
+# as the sound starts (its AAC priming skipped by the edit list _Writer adds); skip_trailer:
+# no index (mfra) of only a chunk's fragments at its end. HLS keeps one fragment per segment:
+# each is a segment object (framefleet/agent/hls.py).
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+skip_trailer"
 MP4_OPTIONS = {
     "movflags": MOVFLAGS,
@@ -108,12 +109,18 @@ def _lower_priority() -> None:
 
 class _Writer:
     """The file object PyAV muxes into: forwards every byte to the sink; a chunk after the
-    first drops the init segment (its leading ftyp and moov boxes), which the first one has."""
+    first drops the init segment (its leading ftyp and moov boxes), which the first one has,
+    and the first writes the sound's edit list into it (``sound_edit``: the AAC priming to
+    skip, agent/mp4_edit.py; 0: none)."""
 
-    def __init__(self, write: Callable[[bytes], object], drop_init: bool) -> None:
+    def __init__(
+        self, write: Callable[[bytes], object], drop_init: bool, sound_edit: int = 0
+    ) -> None:
         self._write = write
         self.bytes_written = 0
-        self._head: bytearray | None = bytearray() if drop_init else None
+        self._drop_init = drop_init
+        self._sound_edit = sound_edit
+        self._head: bytearray | None = bytearray() if drop_init or sound_edit else None
 
     def write(self, data: bytes) -> int:
         size = len(data)
@@ -126,14 +133,22 @@ class _Writer:
         return size
 
     def _after_init(self, head: bytearray) -> bytes:
-        """What follows the init segment, once it has all arrived (until then nothing)."""
+        """Once the init segment has all arrived: what follows it (and, unless it is dropped,
+        the init segment itself first, with the sound's edit list); until then nothing."""
         at = 0
         while len(head) >= at + BOX_HEADER:
-            if bytes(head[at + 4 : at + 8]) not in (b"ftyp", b"moov"):
-                self._head = None
-                return bytes(head[at:])
+            kind = bytes(head[at + 4 : at + 8])
+            if kind not in (b"ftyp", b"moov"):
+                break
             at += int.from_bytes(head[at : at + 4], "big")
-        return b""
+            if kind == b"moov" and len(head) >= at:
+                break
+        else:
+            return b""
+        self._head = None
+        if self._drop_init:
+            return bytes(head[at:])
+        return mp4_edit.with_sound_edit(bytes(head[:at]), self._sound_edit) + bytes(head[at:])
 
 
 # Chromium's JPEG captures: BT.601 matrix, full range, 4:2:0 (what the mjpeg decoder gives).
@@ -153,24 +168,34 @@ def one_filter_graph(
 ) -> av.filter.Graph:
     """A configured graph of one filter (buffer, ``name``, buffersink), one thread wide, so it
     runs on the encoder thread alone and its output is the same on every run."""
+    return filter_chain(width, height, pix_fmt, [(name, args)])
+
+
+def filter_chain(
+    width: int, height: int, pix_fmt: str, filters: list[tuple[str, str]]
+) -> av.filter.Graph:
+    """A configured graph of ``filters`` (name, arguments) in a row, one thread wide."""
     graph = av.filter.Graph()
     graph.threads = 1
-    source = graph.add_buffer(
+    node = graph.add_buffer(
         width=width, height=height, format=av.VideoFormat(pix_fmt), time_base=Fraction(1, 1)
     )
-    node = graph.add(name, args)
-    sink = graph.add("buffersink")
-    source.link_to(node)
-    node.link_to(sink)
+    for name, args in filters:
+        after = graph.add(name, args)
+        node.link_to(after)
+        node = after
+    node.link_to(graph.add("buffersink"))
     graph.configure()
     return graph
 
 
-class _ColorspaceFilter:
-    """The colorspace filter's graph on the encoder thread alone."""
+class _ColorConversion:
+    """A JPEG capture to BT.709 limited-range 4:2:0 on the encoder thread alone: libavfilter's
+    colorspace filter, or HyperFrames' chain through RGB for its quality names."""
 
-    def __init__(self, width: int, height: int) -> None:
-        self._graph = one_filter_graph(width, height, JPEG_PIX_FMT, "colorspace", BT709_FILTER)
+    def __init__(self, width: int, height: int, quality: str) -> None:
+        filters = hf_quality.RGB_CONVERSION if quality else [("colorspace", BT709_FILTER)]
+        self._graph = filter_chain(width, height, JPEG_PIX_FMT, filters)
         self._pts = 0
 
     def convert(self, frame: av.VideoFrame) -> av.VideoFrame:
@@ -211,7 +236,12 @@ class H264Encoder:
         self._output = output
         self._soundtrack = soundtrack
         self._audio: SoundTrack | None = None
-        self._writer = _Writer(write, drop_init=first_frame > 0)
+        # MP4 and HLS sound is AAC: its priming is skipped by an edit list (WebM's Opus signals
+        # its own pre-skip).
+        aac = soundtrack is not None and output.format != "webm"
+        self._writer = _Writer(
+            write, drop_init=first_frame > 0, sound_edit=AAC_PRIMING if aac else 0
+        )
         self._image_codec = image_codec
         # PNG captures carry alpha: VP9 keeps it (yuva420p); H.264 has none.
         alpha = image_codec == "png" and output.format == "webm"
@@ -227,7 +257,7 @@ class H264Encoder:
         # The last image and its converted frame: a repeated image (the page did not change) is
         # encoded again without decoding and converting it again.
         self._last: tuple[bytes, av.VideoFrame] | None = None
-        self._to_bt709: _ColorspaceFilter | None = None  # made at the first JPEG capture
+        self._to_bt709: _ColorConversion | None = None  # made at the first JPEG capture
 
     @property
     def bytes_written(self) -> int:
@@ -286,7 +316,9 @@ class H264Encoder:
             "scenecut=0",
             f"asm={pinned_cpu.X264_ASM}",  # the same assembly on every host
         ]
-        if self._soundtrack is not None:
+        # HyperFrames' quality names tune x264 as HyperFrames does (agent/hf_quality.py).
+        params += hf_quality.x264_params(o.quality, o.preset)
+        if self._soundtrack is not None and "bframes=0" not in params:
             # B-frames would start the video a few frames after 0 in a fragmented MP4
             # (no edit list), out of step with its sound, which starts at 0.
             params.append("bframes=0")
@@ -345,6 +377,24 @@ class H264Encoder:
             self._mux(self._x264.encode(None))
             self._x264 = None
 
+    def _pad_last_segment(self) -> None:
+        """HyperFrames' quality names: x264 sees a short last segment out to a whole one
+        (copies of the last picture, their packets dropped), so its keyframe is coded with
+        the look-ahead (mbtree) of every other segment's, not coarser for the frames after it
+        that it lacks: framefleet's keyframe every segment stays as close to HyperFrames'
+        picture there (a P-frame) as the others (docs/benchmarks.md). Only the video's last
+        segment can be short, so a chunk pads it as the whole video does."""
+        if not self._output.quality or self._x264 is None or self._last is None:
+            return
+        frame = self._last[1]
+        for number in range(self._frames, -(-self._frames // self._segment) * self._segment):
+            frame.pts = number
+            packets = self._x264.encode(frame)
+            self._mux([p for p in packets if p.pts is not None and p.pts < self._frames])
+        real = [p for p in self._x264.encode(None) if p.pts is not None and p.pts < self._frames]
+        self._mux(real)
+        self._x264 = None
+
     def _encode(self, image: bytes) -> None:
         if self._container is None:
             self._open()
@@ -384,7 +434,7 @@ class H264Encoder:
         same_size = (decoded.width, decoded.height) == (o.width, o.height)
         if jpeg and same_size and self._pix_fmt == "yuv420p":
             if self._to_bt709 is None:
-                self._to_bt709 = _ColorspaceFilter(o.width, o.height)
+                self._to_bt709 = _ColorConversion(o.width, o.height, o.quality)
             frame = self._to_bt709.convert(decoded)
         else:  # PNG (RGBA, kept for alpha), a JPEG of another size or into 4:2:2: swscale
             frame = decoded.reformat(
@@ -408,6 +458,7 @@ class H264Encoder:
         if flush:
             if self._output.format == "webm":
                 self._mux(self._stream.encode(None))
+            self._pad_last_segment()
             self._end_segment()
             if self._audio is not None:
                 self._audio.finish()

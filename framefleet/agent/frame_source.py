@@ -9,7 +9,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from framefleet.agent import soundtrack
+from framefleet.agent import hf_quality, soundtrack
 from framefleet.agent.sources import page_input
 from framefleet.agent.template_page import TemplatePage
 from framefleet.agent.video_clips import VideoClips
@@ -55,7 +55,8 @@ class FrameSource:
         sounds it plays; ``swapped`` says which it was."""
         spec = assign.spec
         output = jobspec.resolve_output(spec.output, open_length=jobspec.open_length(spec))
-        await page.set_alpha(jobspec.has_alpha(output))  # WebM, ProRes 4444: transparent
+        # WebM, ProRes 4444: a transparent background; HyperFrames' quality names: its JPEGs.
+        await page.set_capture(jobspec.has_alpha(output), hf_quality.jpeg_quality(output.quality))
         template, params = page_input(spec)  # e.g. a VideoJSON job: a shell page
         swapped = await page.load(
             template, params, output.page_size, ready_timeout, assign.source_key, output.scale

@@ -214,28 +214,39 @@ class SoundTrack:
         if not self._pcm:
             self._stream.bit_rate = BIT_RATE
         self._frame = OPUS_FRAME if codec == "libopus" else AAC_FRAME
-        # AAC decoders play the encoder's priming samples first, and a fragmented MP4 has no
-        # edit list to skip them: start that much into the mix, so sound lands on its frame.
-        # (WebM signals Opus's pre-skip itself.)
-        self._priming = AAC_PRIMING if codec == "aac" else 0
-        self._done = self._priming
+        # AAC: the encoder's priming comes first and the MP4's edit list skips it
+        # (framefleet/agent/mp4_edit.py), so the packets are dated from 0 with the priming and
+        # the first sample plays at 0. One frame of silence goes in before the sound, as HyperFrames
+        # encodes after a silent pre-roll: its packet is the priming the edit list skips, and
+        # FFmpeg's two-loop coder, started on silence, codes a steady tone as closely as
+        # HyperFrames' (started on the sound itself it stays coarse: docs/benchmarks.md). The
+        # packet the encoder makes before that one is dropped. (WebM signals Opus's pre-skip
+        # itself.)
+        self._aac = codec == "aac"
+        self._done = -AAC_FRAME if self._aac else 0  # the next frame's first sample
         self._first, self._end = window
         self._past_end = False  # a packet at or after the window's end came out
 
     def until(self, seconds: float) -> None:
-        end = min(self._samples.shape[1], round(seconds * SAMPLE_RATE) + self._priming)
+        end = min(self._samples.shape[1], round(seconds * SAMPLE_RATE))
         while self._done + self._frame <= end and not self._past_end:
-            self._encode(self._samples[:, self._done : self._done + self._frame])
+            self._encode(self._piece())
 
     def finish(self) -> None:
         # A chunk before the last stops once its window's packets are out (packets come out
         # in order); the whole video, or the last chunk, pads the last piece and flushes.
         while self._done < self._samples.shape[1] and not self._past_end:
-            piece = self._samples[:, self._done : self._done + self._frame]
+            piece = self._piece()
             pad = self._frame - piece.shape[1]
             self._encode(np.pad(piece, ((0, 0), (0, pad))) if pad else piece)
         if not self._past_end:
             self._mux(self._stream.encode(None))
+
+    def _piece(self) -> Samples:
+        """The next frame's samples (silence before the sound's start; short at its end)."""
+        if self._done < 0:
+            return np.zeros((CHANNELS, self._frame), np.float32)
+        return self._samples[:, self._done : self._done + self._frame]
 
     def _encode(self, piece: Samples) -> None:
         if self._pcm:
@@ -246,8 +257,6 @@ class SoundTrack:
                 np.ascontiguousarray(piece), format="fltp", layout="stereo"
             )
         frame.sample_rate = SAMPLE_RATE
-        # The encoder stamps its output priming samples earlier: from here its first packet
-        # is at 0, so the muxer never shifts the streams against each other.
         frame.pts = self._done
         self._done += self._frame
         self._mux(self._stream.encode(frame))
@@ -257,6 +266,13 @@ class SoundTrack:
             stamp = packet.dts if packet.dts is not None else packet.pts
             assert stamp is not None and packet.time_base is not None
             at = stamp * packet.time_base * SAMPLE_RATE  # in samples
+            if self._aac:  # dated from the priming before the sound at 0 (see __init__)
+                if at < -AAC_PRIMING:
+                    continue  # the priming before the silent frame
+                shift = round(AAC_PRIMING / (packet.time_base * SAMPLE_RATE))
+                packet.pts = None if packet.pts is None else packet.pts + shift
+                packet.dts = None if packet.dts is None else packet.dts + shift
+                at += AAC_PRIMING
             if self._end is not None and at >= self._end:
                 self._past_end = True
             elif at >= self._first:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 from playwright.async_api import Browser, BrowserContext, CDPSession, Frame, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
-from framefleet.agent import hf_fonts
+from framefleet.agent import hf_fonts, hf_quality
 from framefleet.agent.renderers import RendererWatch, any_exit, spinning_renderers
 from framefleet.core import jobspec
 from framefleet.core.errors import ErrorClass, FramefleetError
@@ -57,7 +57,7 @@ SEEK_SETTLED = """() => new Promise((settled) => {
   const check = () => (window.__framefleet.waitingOnSeek ? setTimeout(check, 50) : settled());
   check();
 })"""
-JPEG = {"format": "jpeg", "quality": 92, "optimizeForSpeed": True}
+JPEG = {"format": "jpeg", "optimizeForSpeed": True}  # at the job's quality (agent/hf_quality.py)
 PNG = {"format": "png", "optimizeForSpeed": True}  # with alpha, for transparent outputs
 # BeginFrame timestamps only have to increase: templates see the runtime's virtual time instead.
 TICK_MS = 1000 / 60
@@ -136,6 +136,7 @@ class TemplatePage:
         self.frames_reused = 0  # frames of this load that repeat the previous picture
         # Capture with alpha (PNG, over no default background) for formats that keep it.
         self._alpha = False
+        self._jpeg_quality = hf_quality.JPEG_QUALITY
         # Families a HyperFrames composition names that no face resolves (agent/hf_fonts.py).
         self.unresolved_fonts: list[str] = []
         page.on("pageerror", self._on_page_error)
@@ -449,16 +450,21 @@ class TemplatePage:
         """How the captured pictures are coded (for the encoder's decoder)."""
         return "png" if self._alpha else "mjpeg"
 
-    async def set_alpha(self, alpha: bool) -> None:
+    async def set_capture(self, alpha: bool, jpeg_quality: int = hf_quality.JPEG_QUALITY) -> None:
         """Transparent pictures (PNG, where the page paints no background, alpha 0) or opaque
-        ones (JPEG over Chromium's white default)."""
+        ones (JPEG over Chromium's white default, at ``jpeg_quality``)."""
         if alpha != self._alpha:
             transparent = {"color": {"r": 0, "g": 0, "b": 0, "a": 0}} if alpha else {}
             await self._cdp.send("Emulation.setDefaultBackgroundColorOverride", transparent)
             self._alpha, self._last = alpha, None
+        if jpeg_quality != self._jpeg_quality:
+            self._jpeg_quality, self._last = jpeg_quality, None
+
+    def _picture_format(self) -> dict[str, Any]:
+        return PNG if self._alpha else {**JPEG, "quality": self._jpeg_quality}
 
     async def _screenshot(self) -> bytes:
-        shot = await self._cdp.send("Page.captureScreenshot", PNG if self._alpha else JPEG)
+        shot = await self._cdp.send("Page.captureScreenshot", self._picture_format())
         return base64.b64decode(shot["data"])
 
     async def _draw(self) -> bytes:
@@ -478,7 +484,7 @@ class TemplatePage:
         self._ticks += TICK_MS
         params: dict[str, Any] = {"frameTimeTicks": self._ticks, "interval": TICK_MS}
         if screenshot:
-            params["screenshot"] = PNG if self._alpha else JPEG
+            params["screenshot"] = self._picture_format()
         browser = self.context.browser
         lock = _DRAWING.setdefault(browser, asyncio.Lock()) if browser else asyncio.Lock()
         async with lock:

@@ -18,7 +18,7 @@ from framefleet.v1 import framefleet_pb2 as pb
 
 # Bump when a change to the agent's rendering or encoding changes output bytes:
 # it is part of every content key, so old cached outputs are not reused.
-RENDERER_VERSION = "12"
+RENDERER_VERSION = "13"
 # The VideoFlow browser runtime VideoJSON jobs render with (agent/videoflow/package.json).
 VIDEOFLOW_RUNTIME = "@videoflow/renderer-browser@1.2.2"
 
@@ -129,6 +129,9 @@ class Output:
     # draws it at width / page_width device pixels per CSS pixel.
     page_width: int = 0
     page_height: int = 0
+    # HyperFrames' quality name ("": none): beyond CRF and preset it sets how the agent
+    # captures, converts and encodes as HyperFrames' producer does (agent/hf_quality.py).
+    quality: str = ""
 
     @property
     def page_size(self) -> tuple[int, int]:
@@ -142,7 +145,9 @@ class Output:
 
 # Output fields added after content keys existed: left out of the key at their defaults, so
 # the keys (and cached outputs) of jobs that do not use them stay as they were.
-_LATER_FIELDS = {"profile": "", "start_frame": 0, "page_width": 0, "page_height": 0}
+_LATER_FIELDS = {
+    "profile": "", "start_frame": 0, "page_width": 0, "page_height": 0, "quality": "",
+}  # fmt: skip
 
 
 def has_alpha(output: Output) -> bool:
@@ -218,7 +223,9 @@ def resolve_output(o: pb.OutputSettings, *, open_length: bool = False) -> Output
     preset = o.preset or quality_preset or "veryfast"
     if preset not in X264_PRESETS:
         raise invalid(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
-    return Output(width, height, fps, frames, codec, crf, preset, container, "", start, *page)
+    return Output(
+        width, height, fps, frames, codec, crf, preset, container, "", start, *page, o.quality
+    )
 
 
 def _preset(name: str, width: int, height: int) -> tuple[int, int]:
