@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
+import numpy
 import pytest
 import pytest_asyncio
 
@@ -143,3 +144,46 @@ async def test_hdr_video_is_refused_not_drawn_untoned(page: TemplatePage, tmp_pa
         await frames_shown(page, '<video src="hlg.mp4"></video>', tmp_path, [0])
     assert refused.value.error_class == ErrorClass.TEMPLATE_UNSUPPORTED
     assert "hlg.mp4 is HDR video (HLG" in str(refused.value)
+
+
+@pytest.mark.parametrize(("width", "height"), [(320, 240), (1280, 720)])
+async def test_a_video_naming_no_colour_matrix_looks_as_chromium_shows_it(
+    page: TemplatePage, tmp_path: Path, width: int, height: int
+) -> None:
+    """A file that names no colour matrix (as ffmpeg writes one from RGB by default): Chromium,
+    and so HyperFrames and a browser preview, read SD as BT.601 and HD as BT.709; the agent's
+    pictures must match what Chromium itself plays, not swscale's BT.601 for all."""
+    # Stripes where the two matrices differ most: yellow, cyan, magenta; every frame alike.
+    rgb = numpy.zeros((height, width, 3), dtype="uint8")
+    for n, colour in enumerate([(255, 255, 0), (0, 255, 255), (255, 0, 255)]):
+        rgb[:, n * width // 3 : (n + 1) * width // 3] = colour
+    with av.open(str(tmp_path / "clip.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for n in range(4):
+            frame = av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(format="yuv420p")
+            frame.pts = n  # swscale's default above: BT.601, and no matrix named in the file
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    (tmp_path / "index.html").write_text(
+        """<!doctype html><html><body style="margin:0;background:#000">
+<video src="clip.mp4" muted style="width:300px;height:120px;object-fit:fill"></video>
+</body></html>"""
+    )
+    spec = jobspec.template_job(tmp_path)
+    stripes = [(50, 60), (150, 60), (250, 60)]
+    await page.load(spec.template, {}, (320, 120), 30)
+    played = pixels(await page.frame(100, 10), stripes)  # Chromium playing the file itself
+    await page.load(spec.template, {}, (320, 120), 30)
+    videos = await VideoClips.attach(page, spec.template)
+    await videos.draw(0.1)
+    drawn = pixels(await page.frame(100, 10), stripes)  # the agent's picture
+    videos.close()
+    for want, got in zip(played, drawn, strict=True):
+        assert max(abs(a - b) for a, b in zip(want, got, strict=True)) <= 6, (played, drawn)
+
+
+def pixels(image: bytes, where: list[tuple[int, int]]) -> list[tuple[int, ...]]:
+    with av.open(io.BytesIO(image), mode="r") as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    return [tuple(int(v) for v in frame[y, x]) for x, y in where]

@@ -15,12 +15,14 @@ from typing import Any
 
 import av
 from av.container import InputContainer
+from av.video.reformatter import Colorspace
 
 from framefleet.agent.template_page import TemplatePage
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.v1 import framefleet_pb2 as pb
 
 JPEG_QUALITY = 2  # mjpeg qscale: 2 is near-lossless
+UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED: the video names no colour matrix
 
 # Transfer characteristics (ITU-T H.273) of HDR video: PQ and HLG.
 HDR_TRANSFERS = {16: "PQ, SMPTE ST 2084", 18: "HLG, ARIB STD-B67"}
@@ -104,12 +106,21 @@ class _Clip:
     shown: int | None = None  # pts of the picture drawn last: an unchanged one is not sent again
 
 
+def _matrix(frame: av.VideoFrame) -> int | None:
+    """The colour matrix the frame's YUV is read with: its own, or for a video that names
+    none, Chromium's guess (and so HyperFrames' and a browser preview's): BT.709 from 720
+    lines up, BT.601 below."""
+    if frame.colorspace != UNSPECIFIED:
+        return None
+    return Colorspace.ITU709 if frame.height >= 720 else Colorspace.ITU601
+
+
 def _jpeg(frame: av.VideoFrame) -> bytes:
     encoder = av.CodecContext.create("mjpeg", "w")
     encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
     encoder.time_base = Fraction(1, 25)
     encoder.options = {"qmin": str(JPEG_QUALITY), "qmax": str(JPEG_QUALITY)}
-    picture = frame.reformat(format="yuvj420p")
+    picture = frame.reformat(format="yuvj420p", src_colorspace=_matrix(frame))
     packets = [*encoder.encode(picture), *encoder.encode(None)]
     return b"".join(bytes(p) for p in packets)
 
