@@ -423,6 +423,49 @@ def write_readme(text: str) -> None:
     readme.write_text(body)
 
 
+def init_example(cli: Path, where: Path) -> Fixture:
+    """HyperFrames' `hyperframes init` example, warm-grain, as a fixture: its template from the
+    installed CLI with a generated 6 s a-roll (moving stripes, untagged 720p H.264, and a tone)
+    for the user's video, its network paper texture left out, judged at 30 dB with no
+    checkpoint failing and the sound at 0.9."""
+    template = cli / "cli/node_modules/hyperframes/dist/templates/warm-grain"
+    src = where / "warm-grain" / "src"
+    shutil.rmtree(src.parent, ignore_errors=True)
+    shutil.copytree(template, src, ignore=shutil.ignore_patterns("registry-item.json"))
+    seconds, fps, rate = 6, 30, 48000
+    with av.open(str(src / "a-roll.mp4"), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 1280, 720, "yuv420p"
+        sound = out.add_stream("aac", rate=rate)
+        for n in range(seconds * fps):
+            x = np.arange(1280)
+            bands = ((x + 8 * n) // 160 % 6)[None, :, None]
+            palette = np.array([[255, 0, 0], [0, 255, 0], [255, 255, 0], [0, 0, 255],
+                                   [255, 0, 255], [0, 255, 255]], dtype="uint8")  # fmt: skip
+            rgb = np.broadcast_to(palette[bands[..., 0]], (720, 1280, 3)).copy()
+            frame = av.VideoFrame.from_ndarray(rgb, "rgb24").reformat(format="yuv420p")
+            frame.pts = n
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        t = np.arange(seconds * rate) / rate
+        tone = (0.3 * np.sin(2 * math.pi * 300 * t) * (1 + np.sin(t * 3)) / 2).astype("f4")
+        for start in range(0, len(tone), 1024):
+            block = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], "flt", "mono")
+            block.sample_rate, block.pts = rate, start
+            out.mux(sound.encode(block))
+        out.mux(sound.encode(None))
+    for page in [src / "index.html", *(src / "compositions").glob("*.html")]:
+        text = page.read_text().replace("__VIDEO_SRC__", "a-roll.mp4")
+        text = text.replace("__VIDEO_DURATION__", str(seconds)).replace(
+            'url("https://www.transparenttextures.com/patterns/natural-paper.png")', "none"
+        )
+        page.write_text(text)
+    meta = {"minPsnr": 30, "maxFrameFailures": 0, "minAudioCorrelation": 0.9,
+            "renderConfig": {"fps": fps}}  # fmt: skip
+    (src.parent / "meta.json").write_text(json.dumps(meta))
+    return Fixture("warm-grain-init", src.parent, meta)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="fixtures (default: all)")
@@ -432,14 +475,20 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="keep the prepared fixtures and renders here")
+    parser.add_argument(
+        "--init-example",
+        action="store_true",
+        help="judge HyperFrames' own `hyperframes init` example (warm-grain) instead",
+    )
     args = parser.parse_args()
-    if not FIXTURES.is_dir():
+    if not FIXTURES.is_dir() and not args.init_example:
         raise SystemExit(f"no fixtures at {FIXTURES} (FRAMEFLEET_HF_FIXTURES)")
     cli = hyperframes_cli()
     results = []
     with tempfile.TemporaryDirectory(prefix="hf-suite-") as tmp:
         work = args.keep or Path(tmp)
-        for fixture in fixtures(args.names):
+        chosen = [init_example(cli, work / "examples")] if args.init_example else None
+        for fixture in chosen or fixtures(args.names):
             result = run(fixture, cli, work, args.max_seconds)
             print(f"{result.name}: {result.outcome} {result.detail} {result.seconds}", flush=True)
             results.append(result)
