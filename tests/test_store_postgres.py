@@ -51,3 +51,20 @@ async def test_two_coordinators_never_grant_one_job_twice(postgres: PostgresServ
     finally:
         await first.close()
         await second.close()
+
+
+async def test_claims_have_a_connection_of_their_own(postgres: PostgresServer) -> None:
+    """Every pooled connection busy (hundreds of agents reconnecting at once): a claim still
+    runs at once, on the connection kept for claims."""
+    store = await PostgresStore.open(await postgres.create_database())
+    held = []
+    try:
+        await store.insert(new_job("j", created_at=T0))
+        held = [await store._pool.acquire() for _ in range(store._pool.get_max_size())]
+        async with asyncio.timeout(10):
+            claimed = await store.claim("agent", T0 + 1, TTL, 1)
+        assert [r.id for r in claimed] == ["j"]
+    finally:
+        for connection in held:
+            await store._pool.release(connection)
+        await store.close()

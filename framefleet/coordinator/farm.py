@@ -54,6 +54,10 @@ class QuotaExceeded(FramefleetError):
 
 # Output checks (stat, S3 HeadObject) at once when a submit finds recorded results.
 OUTPUT_CHECKS = 32
+# Reconnecting agents' lease reconciliations at once: half of PostgreSQL's pool (8), so that
+# hundreds of agents reconnecting together (a coordinator lost) do not queue the dispatcher's
+# claims behind theirs.
+RECONCILES = 4
 
 
 class Farm:
@@ -68,6 +72,7 @@ class Farm:
         self.events = JobEvents()
         self._sessions = Sessions()
         self._leases = LeaseBook(self.clock)
+        self._reconciles = asyncio.Semaphore(RECONCILES)
         # Recently used sources by key, so assignments need not read them back from the store.
         self._sources: dict[str, pb.JobSpec] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -559,9 +564,12 @@ class Farm:
     # --- agent streams (agent_service.py, dispatcher.py, the reaper, the console) ----------
 
     async def connect(self, agent_id: str, slots: int) -> Session:
-        """A new stream of agent_id; an earlier one of the same agent is closed first."""
+        """A new stream of agent_id; an earlier one of the same agent is closed first. It
+        takes no work until ``reconcile`` has counted the leases its Hello reported."""
         await self._sessions.close_previous(agent_id)
-        return self._sessions.register(agent_id, slots)
+        session = self._sessions.register(agent_id, slots)
+        self._leases.joining(session)
+        return session
 
     def disconnect(self, session: Session) -> None:
         self._sessions.unregister(session)
@@ -570,19 +578,22 @@ class Farm:
     async def reconcile(self, session: Session, reported: Iterable[pb.LeaseRef]) -> None:
         """Keeps the leases both sides agree on, cancels the agent's stale ones, and fails at
         once (retryable, an attempt spent) the ones the agent no longer has: it restarted,
-        and a job that keeps killing its agent must run out of attempts."""
+        and a job that keeps killing its agent must run out of attempts. Then the session
+        may take work (``connect``)."""
         book = self._leases
-        ours = {r.id: r for r in await self._store.leases_of(session.agent_id)}
-        for lease in reported:
-            record = ours.pop(lease.job_id, None)
-            if record is not None and record.fencing_token == lease.fencing_token:
-                book.keep(session, lease.job_id, lease.fencing_token, record.parent_id)
-            else:
-                book.cancel(session, lease.job_id, lease.fencing_token, STALE)
-        if kept := book.held(session):
-            await self.renew(session.agent_id, list(kept.items()))
-        for record in ours.values():
-            await self.agent_lost(record)
+        async with self._reconciles:  # a reconnect storm leaves the claims store connections
+            ours = {r.id: r for r in await self._store.leases_of(session.agent_id)}
+            for lease in reported:
+                record = ours.pop(lease.job_id, None)
+                if record is not None and record.fencing_token == lease.fencing_token:
+                    book.keep(session, lease.job_id, lease.fencing_token, record.parent_id)
+                else:
+                    book.cancel(session, lease.job_id, lease.fencing_token, STALE)
+            if kept := book.held(session):
+                await self.renew(session.agent_id, list(kept.items()))
+            for record in ours.values():
+                await self.agent_lost(record)
+        book.joined(session)
 
     def heard_from(self, session: Session) -> None:
         self._leases.heard_from(session)

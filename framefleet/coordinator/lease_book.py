@@ -42,6 +42,9 @@ class LeaseBook:
         # Sessions one of whose leases expired: they stopped heartbeating (frozen,
         # partitioned) and get no work until they speak again.
         self._silent: weakref.WeakSet[Session] = weakref.WeakSet()
+        # Sessions whose Hello's leases are not counted yet: no work until they are, or an
+        # agent could be handed more than its slots.
+        self._joining: weakref.WeakSet[Session] = weakref.WeakSet()
         self._work = asyncio.Event()
 
     # --- the work signal -------------------------------------------------------------------
@@ -85,7 +88,7 @@ class LeaseBook:
         return None if granted is None else granted.parent_id
 
     def free_slots(self, session: Session) -> int:
-        if session.draining or session in self._silent:
+        if session.draining or session in self._silent or session in self._joining:
             return 0
         return max(0, session.slots - len(self._leases(session)))
 
@@ -94,6 +97,15 @@ class LeaseBook:
     ) -> None:
         """The dispatcher assigned this lease on this stream."""
         self._leases(session)[job_id] = Granted(token, self._clock(), parent_id)
+
+    def joining(self, session: Session) -> None:
+        """A new stream: it takes no work until ``joined`` (its reported leases kept)."""
+        self._joining.add(session)
+
+    def joined(self, session: Session) -> None:
+        """The stream's reported leases are counted: its free slots may take work."""
+        self._joining.discard(session)
+        self.wake()
 
     def keep(self, session: Session, job_id: str, token: int, parent_id: str | None = None) -> None:
         """A reconnecting agent reported a lease the store agrees it holds."""
@@ -120,6 +132,7 @@ class LeaseBook:
         ones gone), its leases here must not."""
         self._held.pop(session, None)
         self._silent.discard(session)
+        self._joining.discard(session)
 
     def mark_silent(self, session: Session) -> None:
         self._silent.add(session)

@@ -50,16 +50,23 @@ class PostgresStore(SqlStore):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, claims: asyncpg.Pool | None = None) -> None:
         self._pool = pool
-        super().__init__(_Connection(pool))
+        self._claims_pool = claims
+        super().__init__(_Connection(pool), None if claims is None else _Connection(claims))
 
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
-        return cls(await asyncpg.create_pool(url, min_size=1, max_size=8))
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
+        # The dispatcher's claims on a connection of their own: hundreds of agents
+        # reconnecting, heartbeating or completing at once never make them wait for one.
+        claims = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        return cls(pool, claims)
 
     async def close(self) -> None:
         await self._pool.close()
+        if self._claims_pool is not None:
+            await self._claims_pool.close()
 
     async def _lock_schema(self, db: Executor) -> None:
         # Two `framefleet migrate` runs (or coordinators) at once: the second waits, then

@@ -138,8 +138,10 @@ class SqlStore:
     # Appended to a SELECT that a transaction goes on to update.
     for_update: ClassVar[str] = ""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, claims: Executor | None = None) -> None:
         self._db = executor
+        # Where claims run: a connection kept for them, where the store has several.
+        self._claims = claims or executor
 
     def transaction(self) -> AbstractAsyncContextManager[Executor]:
         raise NotImplementedError
@@ -505,7 +507,7 @@ class SqlStore:
     async def claim(self, agent_id: str, now: float, ttl: float, limit: int) -> list[JobRecord]:
         # Of identical jobs (same output) only the oldest, and none while one is leased. The
         # CTE runs once: a LIMIT ... SKIP LOCKED subquery under IN may be re-evaluated.
-        return await self._all(
+        rows = await self._claims.fetch(
             "WITH picked AS (SELECT seq FROM jobs AS q WHERE state = 'queued'"
             "   AND available_at <= ? AND NOT EXISTS (SELECT 1 FROM jobs AS o"
             "       WHERE o.output_url = q.output_url"
@@ -525,6 +527,7 @@ class SqlStore:
             now,
             now,
         )
+        return [record_from_row(row) for row in rows]
 
     async def renew(
         self, agent_id: str, leases: list[tuple[str, int]], now: float, ttl: float
