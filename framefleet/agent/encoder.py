@@ -163,18 +163,11 @@ BT709_FILTER = (
 )
 
 
-def one_filter_graph(
-    width: int, height: int, pix_fmt: str, name: str, args: str
-) -> av.filter.Graph:
-    """A configured graph of one filter (buffer, ``name``, buffersink), one thread wide, so it
-    runs on the encoder thread alone and its output is the same on every run."""
-    return filter_chain(width, height, pix_fmt, [(name, args)])
-
-
 def filter_chain(
     width: int, height: int, pix_fmt: str, filters: list[tuple[str, str]]
 ) -> av.filter.Graph:
-    """A configured graph of ``filters`` (name, arguments) in a row, one thread wide."""
+    """A configured graph of ``filters`` (name, arguments) in a row, one thread wide, so it
+    runs on the encoder thread alone and its output is the same on every run."""
     graph = av.filter.Graph()
     graph.threads = 1
     node = graph.add_buffer(

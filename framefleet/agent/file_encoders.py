@@ -24,7 +24,7 @@ import av
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, Colorspace
 
-from framefleet.agent.encoder import H264Encoder, _Writer, one_filter_graph
+from framefleet.agent.encoder import H264Encoder, _Writer, filter_chain
 from framefleet.core.errors import ErrorClass, FramefleetError
 from framefleet.core.jobspec import Output
 
@@ -170,7 +170,7 @@ class GifEncoder(_FileEncoder):
     def _open(self) -> None:
         o = self._output
         self._file = tempfile.TemporaryFile(prefix="framefleet-gif-")
-        self._stats = one_filter_graph(o.width, o.height, "rgb24", "palettegen", PALETTEGEN)
+        self._stats = filter_chain(o.width, o.height, "rgb24", [("palettegen", PALETTEGEN)])
         self._container = cast(av.container.OutputContainer, None)  # set at the end
         self._decoder = cast(VideoCodecContext, av.CodecContext.create(self._image_codec, "r"))
 

@@ -13,7 +13,7 @@ from framefleet.coordinator.farm import Farm
 from framefleet.coordinator.sessions import Session
 from framefleet.coordinator.splitting import chunk_urls
 from framefleet.coordinator.store import JobRecord
-from framefleet.core import sources, telemetry
+from framefleet.core import telemetry
 from framefleet.core.source_cache import source_size
 from framefleet.v1 import framefleet_pb2 as pb
 
@@ -46,7 +46,8 @@ async def _assignment(farm: Farm, session: Session, record: JobRecord) -> pb.Ass
     if not session.sources_held.use(record.source_key):
         source = await farm.source(record.source_key)
         spec.MergeFrom(source)
-        session.sources_held.add(record.source_key, source_size(sources.source_only(spec)))
+        # The stored source is the spec's source alone: the size the agent's ledger counts.
+        session.sources_held.add(record.source_key, source_size(source))
     assign = pb.Assign(
         lease=pb.LeaseRef(job_id=record.id, fencing_token=record.fencing_token),
         attempt=record.attempt,
