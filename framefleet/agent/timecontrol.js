@@ -3,6 +3,7 @@
 // always shows the template at t = n / fps, however fast or slow the machine is.
 (() => {
   const realSetTimeout = window.setTimeout.bind(window);
+  const realClearTimeout = window.clearTimeout.bind(window);
   const realAddEventListener = window.addEventListener.bind(window);
   // Clocks: Date, performance.now and requestAnimationFrame run on virtual time.
   const clock = __framefleetVirtualClock(window);
@@ -28,19 +29,20 @@
         const data = event.data;
         if (!data || typeof data !== "object" || !("__framefleetAck" in data)) return;
         event.stopImmediatePropagation();
-        const answered = peer.answers.get(data.__framefleetAck);
+        const waiting = peer.answers.get(data.__framefleetAck);
         peer.answers.delete(data.__framefleetAck);
-        if (answered) answered();
+        if (waiting) { realClearTimeout(waiting.timer); waiting.resolve(); }
       });
       worker.addEventListener("error", () => workers.delete(peer));
       peer.setTime = (ms) => new Promise((resolve) => {
         const seq = ++peer.seq;
-        peer.answers.set(seq, resolve);
-        worker.postMessage({ __framefleetTime: ms, seq });
-        realSetTimeout(() => {
-          if (peer.answers.delete(seq)) workers.delete(peer); // silent: closed or stuck
+        const timer = realSetTimeout(() => {
+          peer.answers.delete(seq);
+          workers.delete(peer); // silent: closed or stuck
           resolve();
         }, WORKER_WAIT_MS);
+        peer.answers.set(seq, { resolve, timer });
+        worker.postMessage({ __framefleetTime: ms, seq });
       });
       const terminate = worker.terminate.bind(worker);
       worker.terminate = () => { workers.delete(peer); terminate(); };
